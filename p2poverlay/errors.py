@@ -1,0 +1,28 @@
+"""
+Errors a user of the overlay can meet.  Each one's C{str()} is a complete
+one-line explanation, fit to show on a console.
+"""
+
+
+class OverlayError(Exception):
+    """Base of the errors p2poverlay reports to its users."""
+
+
+class HandshakeFailed(OverlayError):
+    """A connection closed or was refused before the HELLO handshake completed."""
+
+
+class SelfConnection(HandshakeFailed):
+    """A dialed address turned out to be this node itself."""
+
+
+class DeliveryFailed(OverlayError):
+    """A direct message was not confirmed by its recipient."""
+
+
+class UnknownPeer(OverlayError):
+    """A peer reference matches no peer and is not an address to dial."""
+
+
+class ListenError(OverlayError):
+    """The node could not listen on its configured endpoint."""

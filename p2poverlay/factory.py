@@ -1,0 +1,40 @@
+"""PeerConnectionFactory: builds the PeerConnections of one Node."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.protocol import ServerFactory
+
+from p2poverlay.protocol import PeerConnection
+
+if TYPE_CHECKING:
+    from p2poverlay.node import Node
+
+
+class PeerConnectionFactory(ServerFactory):
+    """
+    Builds L{PeerConnection}s for C{node}: inbound ones when used to
+    listen, outbound ones (C{outbound=True}) when used to dial.
+    """
+
+    protocol = PeerConnection
+    noisy = False
+
+    def __init__(self, node: "Node", outbound: bool = False) -> None:
+        self.node = node
+        self.outbound = outbound
+
+    def buildProtocol(self, addr) -> PeerConnection:
+        connection = self.protocol(self.node, outbound=self.outbound)
+        connection.factory = self
+        return connection
+
+
+def dial(node: "Node", host: str, port: int) -> "Deferred[PeerConnection]":
+    """Open a TCP connection to C{host:port} for C{node}."""
+    endpoint = HostnameEndpoint(
+        node.reactor, host, port, timeout=node.config.connectTimeout)
+    return endpoint.connect(PeerConnectionFactory(node, outbound=True))

@@ -1,0 +1,303 @@
+"""
+The p2poverlay wire format: one JSON object per line.
+
+Every message is an object with a ``"type"`` field naming one of the
+classes below; the other fields are that class's dataclass fields.  This
+module is the only place where bytes become messages and back: decoding
+validates every field and raises L{MessageError} with a one-line reason.
+
+Unknown extra fields are ignored so that later protocol versions can add
+optional fields; an unknown ``type`` is an error.  See ``docs/protocol.rst``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Tuple, Type
+
+PROTOCOL_VERSION = 1
+
+MAX_NAME_LENGTH = 64
+MAX_HOST_LENGTH = 255
+MAX_REASON_LENGTH = 200
+MAX_TTL = 255
+
+_NODE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+_MESSAGE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+
+
+class MessageError(ValueError):
+    """
+    A line could not be decoded into a valid message.  C{str()} of it is a
+    one-line reason, fit for a log.
+    """
+
+
+def newNodeId() -> str:
+    """A fresh random node id: 128 bits as 32 lowercase hex digits."""
+    return uuid.uuid4().hex
+
+
+def newMessageId() -> str:
+    """A fresh random message id (same form as a node id)."""
+    return uuid.uuid4().hex
+
+
+def _checkNodeId(value: str, field: str) -> None:
+    if not _NODE_ID.match(value):
+        raise MessageError(f"{field} must be 32 lowercase hex digits")
+
+
+def _checkMessageId(value: str, field: str = "id") -> None:
+    if not _MESSAGE_ID.match(value):
+        raise MessageError(f"{field} must be 32 lowercase hex digits")
+
+
+def _checkPort(value: int, field: str, allowZero: bool = False) -> None:
+    low = 0 if allowZero else 1
+    if not low <= value <= 65535:
+        raise MessageError(f"{field} out of range: {value}")
+
+
+def _checkLength(value: str, field: str, limit: int) -> None:
+    if len(value) > limit:
+        raise MessageError(f"{field} longer than {limit} characters")
+
+
+_REGISTRY: Dict[str, Type["P2PMessage"]] = {}
+
+
+@dataclass(frozen=True)
+class P2PMessage:
+    """
+    Base of all wire messages.  Subclasses set C{TYPE} and declare their
+    fields; L{P2PMessage.decode} picks the subclass from the ``type`` field.
+    """
+
+    TYPE: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TYPE:
+            _REGISTRY[cls.TYPE] = cls
+
+    def validate(self) -> None:
+        """Check value ranges beyond the field types; raise L{MessageError}."""
+
+    def toDict(self) -> Dict[str, Any]:
+        """The JSON object for this message, ``type`` included."""
+        fields = {"type": self.TYPE}
+        for f in dataclasses.fields(self):
+            fields[f.name] = _toJSON(getattr(self, f.name))
+        return fields
+
+    def encode(self) -> bytes:
+        """Encode as one line of compact JSON, without the delimiter."""
+        return json.dumps(self.toDict(), separators=(",", ":")).encode("utf-8")
+
+    @staticmethod
+    def decode(line: bytes) -> "P2PMessage":
+        """
+        Decode and validate one line (without its delimiter).
+
+        @raise MessageError: for anything that is not a valid message.
+        """
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MessageError("not valid UTF-8") from None
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            raise MessageError("not valid JSON") from None
+        return P2PMessage.fromDict(obj)
+
+    @staticmethod
+    def fromDict(obj: Any) -> "P2PMessage":
+        """Build and validate a message from a decoded JSON value."""
+        if not isinstance(obj, dict):
+            raise MessageError("message is not a JSON object")
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            raise MessageError("missing or non-string 'type'")
+        cls = _REGISTRY.get(kind)
+        if cls is None:
+            raise MessageError(f"unknown message type {kind[:32]!r}")
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in obj:
+                if f.default is dataclasses.MISSING:
+                    raise MessageError(f"{kind} lacks field {f.name!r}")
+                continue
+            values[f.name] = _fromJSON(kind, f.name, f.type, obj[f.name])
+        message = cls(**values)
+        message.validate()
+        return message
+
+
+def _toJSON(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_toJSON(v) for v in value]
+    if isinstance(value, PeerAddress):
+        return value.toDict()
+    return value
+
+
+def _fromJSON(kind: str, name: str, annotation: str, value: Any) -> Any:
+    expected = _FIELD_TYPES[annotation]
+    if expected is int:
+        # bool is a subclass of int in Python, but not a number on the wire.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise MessageError(f"{kind} field {name!r} must be an integer")
+        return value
+    if expected is str:
+        if not isinstance(value, str):
+            raise MessageError(f"{kind} field {name!r} must be a string")
+        return value
+    # A list of peer addresses, the only compound field.
+    if not isinstance(value, list):
+        raise MessageError(f"{kind} field {name!r} must be a list")
+    return tuple(PeerAddress.fromDict(kind, item) for item in value)
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """One entry of a L{Peers} message: a node and where it listens."""
+
+    node_id: str
+    host: str
+    port: int
+    name: str = ""
+
+    def toDict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fromDict(cls, kind: str, item: Any) -> "PeerAddress":
+        if not isinstance(item, dict):
+            raise MessageError(f"{kind} entry is not an object")
+        try:
+            node_id, host, port = item["node_id"], item["host"], item["port"]
+        except KeyError as e:
+            raise MessageError(f"{kind} entry lacks field {e.args[0]!r}") from None
+        name = item.get("name", "")
+        if not (isinstance(node_id, str) and isinstance(host, str)
+                and isinstance(name, str)):
+            raise MessageError(f"{kind} entry has a non-string field")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise MessageError(f"{kind} entry port must be an integer")
+        _checkNodeId(node_id, "node_id")
+        _checkPort(port, "port")
+        if not host:
+            raise MessageError(f"{kind} entry has an empty host")
+        _checkLength(host, "host", MAX_HOST_LENGTH)
+        _checkLength(name, "name", MAX_NAME_LENGTH)
+        return cls(node_id, host, port, name)
+
+
+@dataclass(frozen=True)
+class Hello(P2PMessage):
+    """First message on every connection, sent by both sides."""
+
+    TYPE: ClassVar[str] = "HELLO"
+    node_id: str
+    version: int
+    port: int
+    name: str = ""
+
+    def validate(self) -> None:
+        _checkNodeId(self.node_id, "node_id")
+        if self.version < 1:
+            raise MessageError(f"bad protocol version {self.version}")
+        # Port 0 announces a node that accepts no connections.
+        _checkPort(self.port, "port", allowZero=True)
+        _checkLength(self.name, "name", MAX_NAME_LENGTH)
+
+
+@dataclass(frozen=True)
+class Peers(P2PMessage):
+    """Peer exchange: nodes the sender is connected to."""
+
+    TYPE: ClassVar[str] = "PEERS"
+    peers: Tuple[PeerAddress, ...]
+
+
+@dataclass(frozen=True)
+class Data(P2PMessage):
+    """A direct message; the receiver answers with an L{Ack}."""
+
+    TYPE: ClassVar[str] = "DATA"
+    id: str
+    body: str
+
+    def validate(self) -> None:
+        _checkMessageId(self.id)
+
+
+@dataclass(frozen=True)
+class Ack(P2PMessage):
+    """Confirms that the L{Data} with this id reached the application."""
+
+    TYPE: ClassVar[str] = "ACK"
+    id: str
+
+    def validate(self) -> None:
+        _checkMessageId(self.id)
+
+
+@dataclass(frozen=True)
+class Broadcast(P2PMessage):
+    """A message for every node; relayed while C{ttl} stays positive."""
+
+    TYPE: ClassVar[str] = "BROADCAST"
+    id: str
+    origin: str
+    ttl: int
+    body: str
+    origin_name: str = ""
+
+    def validate(self) -> None:
+        _checkMessageId(self.id)
+        _checkNodeId(self.origin, "origin")
+        if not 0 <= self.ttl <= MAX_TTL:
+            raise MessageError(f"ttl out of range: {self.ttl}")
+        _checkLength(self.origin_name, "origin_name", MAX_NAME_LENGTH)
+
+
+@dataclass(frozen=True)
+class Ping(P2PMessage):
+    """Liveness probe; answered by a L{Pong} with the same nonce."""
+
+    TYPE: ClassVar[str] = "PING"
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Pong(P2PMessage):
+    """Answer to a L{Ping}."""
+
+    TYPE: ClassVar[str] = "PONG"
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Bye(P2PMessage):
+    """The sender is closing this connection, with a reason."""
+
+    TYPE: ClassVar[str] = "BYE"
+    reason: str = ""
+
+    def validate(self) -> None:
+        _checkLength(self.reason, "reason", MAX_REASON_LENGTH)
+
+
+# Field annotations are strings (from __future__ import annotations).
+_FIELD_TYPES = {
+    "str": str,
+    "int": int,
+    "Tuple[PeerAddress, ...]": tuple,
+}

@@ -1,0 +1,537 @@
+"""
+Node: one member of the overlay, as a Twisted service.
+
+The node listens for peers, joins the overlay through any member, learns
+the other members by peer exchange, sends direct messages and floods
+broadcasts so that every node delivers each one exactly once.  All of its
+state belongs to the reactor thread; see L{p2poverlay.threads} for use
+from other threads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface
+
+from p2poverlay.errors import (
+    DeliveryFailed, HandshakeFailed, ListenError, SelfConnection, UnknownPeer,
+)
+from p2poverlay.factory import PeerConnectionFactory, dial
+from p2poverlay.message import (
+    PROTOCOL_VERSION, Ack, Broadcast, Data, Hello, P2PMessage, PeerAddress, Peers,
+    newMessageId, newNodeId,
+)
+from p2poverlay.protocol import PeerConnection
+from p2poverlay.registry import (
+    AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, parseAddress,
+)
+from p2poverlay.seen import SeenCache
+
+# How long stopService waits for peers to take their BYE before cutting.
+STOP_GRACE = 1.5
+
+
+@dataclass
+class NodeConfig:
+    """
+    Settings of a L{Node}.  Times are in seconds.
+
+    @ivar listen: a Twisted server endpoint description (``tcp:9000``).
+    @ivar join: addresses (host, port) to join at start.
+    @ivar autoConnect: dial the peers learned by peer exchange.
+    """
+
+    listen: str = "tcp:0"
+    name: str = ""
+    join: Sequence[Tuple[str, int]] = ()
+    maxLineLength: int = 65536
+    handshakeTimeout: float = 10.0
+    connectTimeout: float = 10.0
+    ackTimeout: float = 30.0
+    broadcastTTL: int = 32
+    seenCacheSize: int = 100_000
+    seenCacheTTL: float = 600.0
+    maxPeersPerExchange: int = 100
+    autoConnect: bool = True
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """
+    A message delivered to this node.
+
+    @ivar kind: C{"direct"} or C{"broadcast"}.
+    @ivar sender_id: node id of the node that wrote the message.
+    @ivar sender: that node's L{PeerInfo} if it is a peer of this node.
+    @ivar via: the peer this node received the message from.
+    """
+
+    kind: str
+    message_id: str
+    body: str
+    sender_id: str
+    sender_name: str
+    sender: Optional[PeerInfo]
+    via: PeerInfo
+
+    def describeSender(self) -> str:
+        if self.sender is not None:
+            return self.sender.describe()
+        label = self.sender_id[:8]
+        if self.sender_name:
+            label += f" {self.sender_name!r}"
+        return f"{label}, via {self.via.address}"
+
+
+class INodeObserver(Interface):
+    """
+    Receives what happens at a node.  Observers are called in the
+    reactor thread; subclass L{NodeObserver} to implement only some methods.
+    """
+
+    def messageReceived(message: ReceivedMessage) -> None:
+        """A direct or broadcast message was delivered to this node."""
+
+    def peerConnected(peer: PeerInfo) -> None:
+        """A new peer completed its handshake."""
+
+    def peerDisconnected(peer: PeerInfo, reason: str) -> None:
+        """A peer's connection closed."""
+
+
+class NodeObserver:
+    """An L{INodeObserver} that ignores everything; override what you need."""
+
+    def messageReceived(self, message: ReceivedMessage) -> None:
+        pass
+
+    def peerConnected(self, peer: PeerInfo) -> None:
+        pass
+
+    def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
+        pass
+
+
+@dataclass
+class NodeStats:
+    """Counters of what this node has done since it started."""
+
+    broadcastsDelivered: int = 0
+    broadcastDuplicates: int = 0
+    directDelivered: int = 0
+
+
+class Node(Service):
+    """
+    A member of the overlay.
+
+    Start it as a service (directly or as a child of a running
+    application); L{listening} fires with the listening port.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: NodeConfig, reactor=None,
+                 nodeId: Optional[str] = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.config = config
+        self.nodeId = nodeId or newNodeId()
+        self.name = config.name
+        self.peers = PeerRegistry()
+        self.stats = NodeStats()
+        self.listening: Deferred[IListeningPort] = Deferred()
+        self.port: Optional[IListeningPort] = None
+        self._observers: List[object] = []
+        self._connections: Set[PeerConnection] = set()
+        self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
+        self._selfAddresses: Set[Tuple[str, int]] = set()
+        self._seenBroadcasts = SeenCache(
+            config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
+        self._seenData = SeenCache(
+            config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
+        self._stopping = False
+
+    @property
+    def shortId(self) -> str:
+        return self.nodeId[:8]
+
+    @property
+    def listenPort(self) -> int:
+        """The port this node listens on, 0 before it listens."""
+        return self.port.getHost().port if self.port is not None else 0
+
+    # -- observers ------------------------------------------------------
+
+    def addObserver(self, observer: object) -> None:
+        """Register an L{INodeObserver} (or any object with some of its methods)."""
+        self._observers.append(observer)
+
+    def removeObserver(self, observer: object) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def _notify(self, method: str, *args: object) -> None:
+        for observer in list(self._observers):
+            callback = getattr(observer, method, None)
+            if callback is None:
+                continue
+            try:
+                callback(*args)
+            except Exception:
+                self.log.failure("observer {observer!r} failed in {method}",
+                                 observer=observer, method=method)
+
+    # -- service life ---------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before the reactor runs, so that a port in use stops the
+        program at start-up.
+
+        @raise ListenError: if the endpoint cannot listen.
+        """
+        Service.privilegedStartService(self)
+        self._listen()
+        if self.listening.called and self.port is None:
+            failure: List[Failure] = []
+            self.listening.addErrback(failure.append)
+            raise ListenError(failure[0].getErrorMessage())
+
+    def _listen(self) -> None:
+        if self.port is not None or self.listening.called:
+            return
+        try:
+            endpoint = serverFromString(self.reactor, self.config.listen)
+        except (ValueError, KeyError, TypeError) as e:
+            self.listening.errback(ListenError(
+                f"bad listen endpoint {self.config.listen!r}: {e}"))
+            return
+        d = endpoint.listen(PeerConnectionFactory(self))
+        d.addCallbacks(self._listened, self._listenFailed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self.port = port
+        host = port.getHost()
+        self.log.info("node {id} listening on {address}", id=self.nodeId,
+                      address=formatAddress(host.host, host.port))
+        self.listening.callback(port)
+
+    def _listenFailed(self, reason: Failure) -> None:
+        self.listening.errback(ListenError(
+            f"cannot listen on {self.config.listen}: {reason.getErrorMessage()}"))
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._stopping = False
+        self._listen()
+        for host, port in self.config.join:
+            self.join(host, port)
+
+    def join(self, host: str, port: int) -> "Deferred[PeerInfo]":
+        """Join the overlay through the member at C{host:port}."""
+        d = self.connect(host, port)
+
+        def joined(peer: PeerInfo) -> PeerInfo:
+            self.log.info("joined the overlay through {peer}",
+                          peer=peer.describe())
+            return peer
+
+        def failed(reason: Failure) -> Failure:
+            if reason.check(SelfConnection):
+                self.log.warn("not joining {address}: that address is this "
+                              "node itself", address=formatAddress(host, port))
+            else:
+                self.log.error("could not join {address}: {why}",
+                               address=formatAddress(host, port),
+                               why=reason.getErrorMessage())
+            return reason
+
+        d.addCallbacks(joined, failed)
+        d.addErrback(lambda _: None)
+        return d
+
+    def stopService(self) -> "Deferred[None]":
+        """Say BYE to every peer and wait (briefly) for them to go."""
+        Service.stopService(self)
+        self._stopping = True
+        waits = []
+        if self.port is not None:
+            waits.append(self.port.stopListening())
+            self.port = None
+        lost = []
+        for connection in list(self._connections):
+            lost.append(connection.whenClosed())
+            connection.close("node shutting down")
+        if lost:
+            allGone = DeferredList(lost)
+            allGone.addTimeout(STOP_GRACE, self.reactor)
+            allGone.addErrback(self._abortRemaining)
+            waits.append(allGone)
+        return DeferredList(waits).addCallback(lambda _: None)
+
+    def _abortRemaining(self, reason: Failure) -> None:
+        for connection in list(self._connections):
+            connection.transport.abortConnection()
+
+    # -- connections ----------------------------------------------------
+
+    def helloMessage(self) -> Hello:
+        return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort, self.name)
+
+    def connectionMade(self, connection: PeerConnection) -> None:
+        self._connections.add(connection)
+        if self._stopping:
+            connection.close("node shutting down")
+
+    def connect(self, host: str, port: int) -> "Deferred[PeerInfo]":
+        """
+        Make sure this node is connected to the node listening at
+        C{host:port}; the result is that node's L{PeerInfo}.
+        """
+        known = self.peers.byAddress(host, port)
+        if known is not None:
+            return succeed(known)
+        key = (host, port)
+        if key in self._selfAddresses:
+            return fail(SelfConnection(
+                f"{formatAddress(host, port)} is this node itself"))
+        waiter: Deferred[PeerInfo] = Deferred()
+        if key in self._dials:
+            self._dials[key].append(waiter)
+            return waiter
+        self._dials[key] = [waiter]
+        d = dial(self, host, port)
+        d.addCallback(lambda connection: connection.handshake)
+        d.addBoth(self._dialDone, key)
+        return waiter
+
+    def _dialDone(self, result, key: Tuple[str, int]) -> None:
+        if isinstance(result, Failure) and not result.check(HandshakeFailed):
+            result = Failure(HandshakeFailed(
+                f"cannot reach {formatAddress(*key)}: "
+                f"{result.getErrorMessage()}"))
+        if isinstance(result, Failure) and result.check(SelfConnection):
+            self._selfAddresses.add(key)
+        for waiter in self._dials.pop(key, []):
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    def handshakeReceived(self, connection: PeerConnection, hello: Hello) -> None:
+        if hello.node_id == self.nodeId:
+            # Both ends are this node: the dialing end reports it, the
+            # accepting end closes quietly.
+            if connection.outbound:
+                connection.rejected("connected to self", error=SelfConnection)
+            else:
+                connection.close("connected to self", tellPeer=False)
+            return
+        host = getattr(connection.transport.getPeer(), "host", "?")
+        info = PeerInfo(
+            node_id=hello.node_id, host=host, port=hello.port,
+            name=hello.name, direction=connection.direction,
+            since=time.time())
+        existing = self.peers.connection(hello.node_id)
+        if existing is not None:
+            if self._prefer(connection, existing, hello.node_id):
+                self.peers.add(info, connection)
+                connection.established(info)
+                existing.rejected("duplicate connection")
+            else:
+                connection.rejected("duplicate connection",
+                                    peer=self.peers.get(hello.node_id))
+            return
+        self.peers.add(info, connection)
+        connection.established(info)
+        self.log.info("peer connected: {peer}", peer=info.describe())
+        self._sendPeerExchange(connection)
+        self._notify("peerConnected", info)
+
+    def _prefer(self, new: PeerConnection, old: PeerConnection,
+                remoteId: str) -> bool:
+        """
+        Of two connections to one peer, both sides keep the one dialed by
+        the node with the lower id; if one node dialed both, the newer.
+        """
+        preferredDialer = min(self.nodeId, remoteId)
+
+        def dialer(connection: PeerConnection) -> str:
+            return self.nodeId if connection.outbound else remoteId
+
+        if dialer(new) == dialer(old):
+            return True
+        return dialer(new) == preferredDialer
+
+    def connectionLost(self, connection: PeerConnection, pending) -> None:
+        self._connections.discard(connection)
+        info = connection.peer
+        if info is not None and self.peers.remove(info.node_id, connection):
+            reason = connection.remoteReason or connection.closeReason \
+                or "connection lost"
+            self.log.info("peer disconnected: {peer} ({reason})",
+                          peer=info.describe(), reason=reason)
+            self._notify("peerDisconnected", info, reason)
+        self._redeliver(connection, pending)
+
+    def _redeliver(self, connection: PeerConnection, pending) -> None:
+        """
+        Direct messages that the closed connection never confirmed go over
+        the peer's other connection if it has one, else they fail.
+        """
+        if not pending:
+            return
+        info = connection.peer
+        other = self.peers.connection(info.node_id) if info else None
+        for message, done, timeout in pending.values():
+            if timeout.active():
+                timeout.cancel()
+            if other is not None and not other.closing:
+                other.sendData(message).chainDeferred(done)
+            else:
+                why = connection.remoteReason or connection.closeReason \
+                    or "connection lost"
+                done.errback(DeliveryFailed(
+                    f"connection to {connection.describe()} closed before "
+                    f"delivery was confirmed ({why})"))
+
+    # -- peer exchange --------------------------------------------------
+
+    def _sendPeerExchange(self, connection: PeerConnection) -> None:
+        recipientIsLoopback = _isLoopback(connection.peer.host)
+        entries = tuple(
+            PeerAddress(p.node_id, p.host, p.port, p.name)
+            for p in self.peers.snapshot()
+            if p.node_id != connection.peer.node_id and p.port
+            and (recipientIsLoopback or not _isLoopback(p.host))
+        )[:self.config.maxPeersPerExchange]
+        if entries:
+            connection.sendMessage(Peers(entries))
+
+    def _peersReceived(self, connection: PeerConnection, message: Peers) -> None:
+        if not self.config.autoConnect or self._stopping:
+            return
+        for entry in message.peers[:self.config.maxPeersPerExchange]:
+            if entry.node_id == self.nodeId or entry.node_id in self.peers:
+                continue
+            self.connect(entry.host, entry.port).addErrback(
+                self._learnedPeerUnreachable, entry, connection)
+
+    def _learnedPeerUnreachable(self, reason: Failure, entry: PeerAddress,
+                                source: PeerConnection) -> None:
+        if not reason.check(SelfConnection):
+            self.log.info("could not reach {address}, learned from {peer}: "
+                          "{why}", address=formatAddress(entry.host, entry.port),
+                          peer=source.describe(), why=reason.getErrorMessage())
+
+    # -- messages -------------------------------------------------------
+
+    def messageReceived(self, connection: PeerConnection,
+                        message: P2PMessage) -> None:
+        """Dispatch a message from an established connection."""
+        if isinstance(message, Broadcast):
+            self._broadcastReceived(connection, message)
+        elif isinstance(message, Data):
+            self._dataReceived(connection, message)
+        elif isinstance(message, Peers):
+            self._peersReceived(connection, message)
+        else:
+            connection.protocolError(f"unexpected {message.TYPE}")
+
+    def _dataReceived(self, connection: PeerConnection, message: Data) -> None:
+        if self._seenData.add(message.id):
+            self.stats.directDelivered += 1
+            via = connection.peer
+            self._notify("messageReceived", ReceivedMessage(
+                kind="direct", message_id=message.id, body=message.body,
+                sender_id=via.node_id, sender_name=via.name, sender=via,
+                via=via))
+        connection.sendMessage(Ack(message.id))
+
+    def _broadcastReceived(self, connection: PeerConnection,
+                           message: Broadcast) -> None:
+        if not self._seenBroadcasts.add(message.id):
+            self.stats.broadcastDuplicates += 1
+            return
+        if message.origin == self.nodeId:
+            return
+        self.stats.broadcastsDelivered += 1
+        self._notify("messageReceived", ReceivedMessage(
+            kind="broadcast", message_id=message.id, body=message.body,
+            sender_id=message.origin, sender_name=message.origin_name,
+            sender=self.peers.get(message.origin), via=connection.peer))
+        if message.ttl > 1:
+            forward = replace(message, ttl=message.ttl - 1)
+            self._flood(forward, exclude=(connection.peer.node_id, message.origin))
+
+    def _flood(self, message: Broadcast, exclude: Sequence[str] = ()) -> int:
+        line = message.encode()
+        sent = 0
+        for connection in self.peers.connections():
+            if connection.peer.node_id not in exclude and not connection.closing:
+                connection.sendEncoded(line)
+                sent += 1
+        return sent
+
+    # -- the public API ---------------------------------------------------
+
+    def broadcast(self, body: str) -> Tuple[str, int]:
+        """
+        Send C{body} to every node of the overlay.
+
+        @return: the message id and the number of neighbours it went to.
+        """
+        message = Broadcast(newMessageId(), self.nodeId,
+                            self.config.broadcastTTL, body, self.name)
+        self._seenBroadcasts.add(message.id)
+        return message.id, self._flood(message)
+
+    def send(self, target: str, body: str) -> "Deferred[PeerInfo]":
+        """
+        Send C{body} to one node: C{target} is ``host:port``, a node id or a
+        unique prefix of one, or a peer's name.  An address that is not yet
+        a peer is dialed first.
+
+        @return: fires with the recipient's L{PeerInfo} once it confirms
+            delivery; fails with an L{p2poverlay.errors.OverlayError}.
+        """
+        try:
+            info = self.peers.find(target)
+        except AmbiguousPeer as e:
+            return fail(UnknownPeer(str(e)))
+        if info is not None:
+            return self._sendTo(info, body)
+        try:
+            host, port = parseAddress(target)
+        except ValueError:
+            return fail(UnknownPeer(
+                f"no peer matches {target!r} (use host:port, a node id "
+                f"prefix or a name; see 'peers')"))
+        d = self.connect(host, port)
+        d.addCallback(self._sendTo, body)
+        return d
+
+    def _sendTo(self, info: PeerInfo, body: str) -> "Deferred[PeerInfo]":
+        connection = self.peers.connection(info.node_id)
+        if connection is None:
+            return fail(DeliveryFailed(f"{info.describe()} is not connected"))
+        return connection.sendData(Data(newMessageId(), body))
+
+
+def _isLoopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -1,0 +1,237 @@
+"""
+PeerConnection: one TCP connection to another node.
+
+The protocol frames lines, decodes them, runs the HELLO handshake and
+keeps the per-connection state (delivery confirmations, timers).  What a
+message means for the overlay is the L{Node}'s business.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from p2poverlay.errors import DeliveryFailed, HandshakeFailed
+from p2poverlay.message import (
+    PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError, P2PMessage, Ping,
+    Pong,
+)
+from p2poverlay.registry import INBOUND, OUTBOUND, PeerInfo, formatAddress
+
+if TYPE_CHECKING:
+    from p2poverlay.node import Node
+
+# How long a closing connection may take to flush before it is aborted.
+CLOSE_GRACE = 5.0
+
+
+class PeerConnection(LineReceiver):
+    """
+    A connection to another node, in either direction.
+
+    @ivar peer: the L{PeerInfo} of the remote node once the handshake is
+        done, else L{None}.
+    @ivar handshake: fires with the remote L{PeerInfo} of the node this
+        connection reached, or fails with L{HandshakeFailed}.
+    """
+
+    delimiter = b"\n"
+    log = Logger()
+
+    def __init__(self, node: "Node", outbound: bool) -> None:
+        self.node = node
+        self.outbound = outbound
+        self.MAX_LENGTH = node.config.maxLineLength
+        self.peer: Optional[PeerInfo] = None
+        self.version = PROTOCOL_VERSION
+        self.closing = False
+        self.closeReason = ""
+        self.remoteReason = ""
+        self.lastHeard = 0.0
+        self.handshake: Deferred[PeerInfo] = Deferred()
+        if not outbound:
+            # Nobody waits on an inbound handshake; its failure is logged
+            # where it happens.
+            self.handshake.addErrback(lambda _: None)
+        self._pending: "OrderedDict[str, tuple[Data, Deferred[PeerInfo], IDelayedCall]]" = OrderedDict()
+        self._timer: Optional[IDelayedCall] = None
+        self._closedWaiters: "list[Deferred[None]]" = []
+
+    @property
+    def direction(self) -> str:
+        return OUTBOUND if self.outbound else INBOUND
+
+    @property
+    def remoteAddress(self) -> str:
+        """The observed remote address, ``host:port``."""
+        address = self.transport.getPeer()
+        return formatAddress(getattr(address, "host", "?"),
+                             getattr(address, "port", 0))
+
+    def describe(self) -> str:
+        if self.peer is not None:
+            return self.peer.describe()
+        return self.remoteAddress
+
+    # -- connection life ------------------------------------------------
+
+    def connectionMade(self) -> None:
+        clock = self.node.reactor
+        self.lastHeard = clock.seconds()
+        self.sendMessage(self.node.helloMessage())
+        self._timer = clock.callLater(
+            self.node.config.handshakeTimeout, self._handshakeTimedOut)
+        self.node.connectionMade(self)
+
+    def _handshakeTimedOut(self) -> None:
+        self._timer = None
+        self.close("handshake timeout")
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.closing = True
+        self._cancelTimer()
+        if not self.handshake.called:
+            why = self.closeReason or self.remoteReason or "connection lost"
+            self.handshake.errback(HandshakeFailed(why))
+        pending, self._pending = self._pending, OrderedDict()
+        self.node.connectionLost(self, pending)
+        waiters, self._closedWaiters = self._closedWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def whenClosed(self) -> "Deferred[None]":
+        """A Deferred that fires once this connection has closed."""
+        waiter: Deferred[None] = Deferred()
+        self._closedWaiters.append(waiter)
+        return waiter
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def close(self, reason: str, tellPeer: bool = True) -> None:
+        """
+        Close this connection, telling the peer why in a BYE first.  What
+        is already written is flushed; a peer that does not read it within
+        L{CLOSE_GRACE} seconds is cut off.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self.closeReason = reason
+        self._cancelTimer()
+        if tellPeer:
+            self.sendMessage(Bye(reason[:200]))
+        self.transport.loseConnection()
+        self._timer = self.node.reactor.callLater(
+            CLOSE_GRACE, self.transport.abortConnection)
+
+    def protocolError(self, reason: str) -> None:
+        """The peer sent something invalid: log it and close."""
+        self.log.warn("closing connection with {peer}: {reason}",
+                      peer=self.describe(), reason=reason)
+        self.close(f"protocol error: {reason}")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.clearLineBuffer()
+        self.protocolError(f"line longer than {self.MAX_LENGTH} bytes")
+
+    # -- receiving ------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        if self.closing:
+            return
+        self.lastHeard = self.node.reactor.seconds()
+        try:
+            message = P2PMessage.decode(line)
+        except MessageError as e:
+            self.protocolError(str(e))
+            return
+        if self.peer is None and not self.handshake.called:
+            if not isinstance(message, Hello):
+                self.protocolError(f"expected HELLO, got {message.TYPE}")
+                return
+            self._cancelTimer()
+            self.version = min(self.version, message.version)
+            self.node.handshakeReceived(self, message)
+        elif isinstance(message, Hello):
+            self.protocolError("HELLO sent twice")
+        elif isinstance(message, Ping):
+            self.sendMessage(Pong(message.nonce))
+        elif isinstance(message, Pong):
+            pass  # lastHeard is all a PONG is for.
+        elif isinstance(message, Ack):
+            self._ackReceived(message)
+        elif isinstance(message, Bye):
+            self.remoteReason = message.reason or "peer left"
+            self.close(self.remoteReason, tellPeer=False)
+        else:
+            self.node.messageReceived(self, message)
+
+    def established(self, info: PeerInfo) -> None:
+        """The node accepted the handshake and registered this connection."""
+        self.peer = info
+        self.handshake.callback(info)
+
+    def rejected(self, reason: str, peer: Optional[PeerInfo] = None,
+                 error: type = HandshakeFailed) -> None:
+        """
+        The node will not use this connection.  If it already has a
+        connection to the same peer, C{peer} names it and the handshake
+        succeeds with it: whoever waited for this dial reached that peer.
+        Otherwise the handshake fails with C{error}.
+        """
+        self.close(reason)
+        if self.handshake.called:
+            return
+        if peer is not None:
+            self.handshake.callback(peer)
+        else:
+            self.handshake.errback(error(reason))
+
+    # -- sending --------------------------------------------------------
+
+    def sendMessage(self, message: P2PMessage) -> None:
+        self.transport.writeSequence((message.encode(), self.delimiter))
+
+    def sendEncoded(self, line: bytes) -> None:
+        """Send a message that was encoded once for several connections."""
+        self.transport.writeSequence((line, self.delimiter))
+
+    def sendData(self, message: Data) -> "Deferred[PeerInfo]":
+        """
+        Send a direct message; the result fires with this peer's info once
+        the peer confirms delivery, or fails with L{DeliveryFailed}.
+        """
+        done: Deferred[PeerInfo] = Deferred()
+        if self.closing:
+            done.errback(DeliveryFailed(
+                f"connection to {self.describe()} is closing"))
+            return done
+        timeout = self.node.reactor.callLater(
+            self.node.config.ackTimeout, self._ackTimedOut, message.id)
+        self._pending[message.id] = (message, done, timeout)
+        self.sendMessage(message)
+        return done
+
+    def _ackReceived(self, ack: Ack) -> None:
+        entry = self._pending.pop(ack.id, None)
+        if entry is None:
+            return  # Late or duplicate: the sender already gave up or knows.
+        _, done, timeout = entry
+        timeout.cancel()
+        done.callback(self.peer)
+
+    def _ackTimedOut(self, messageId: str) -> None:
+        entry = self._pending.pop(messageId, None)
+        if entry is not None:
+            entry[1].errback(DeliveryFailed(
+                f"{self.describe()} did not confirm delivery within "
+                f"{self.node.config.ackTimeout:g} s"))

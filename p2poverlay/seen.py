@@ -1,0 +1,44 @@
+"""A bounded set of recently seen message ids, for exactly-once delivery."""
+
+from collections import OrderedDict
+from typing import Callable
+
+
+class SeenCache:
+    """
+    Remembers ids for C{ttl} seconds, and at most C{maxSize} of them; the
+    oldest go first.  C{ttl} must exceed the time a message can keep
+    travelling through the overlay.
+    """
+
+    def __init__(self, maxSize: int, ttl: float, now: Callable[[], float]) -> None:
+        self.maxSize = maxSize
+        self.ttl = ttl
+        self._now = now
+        self._expiry: "OrderedDict[str, float]" = OrderedDict()
+
+    def add(self, key: str) -> bool:
+        """Record C{key}; return C{True} if it was not already known."""
+        now = self._now()
+        self._expire(now)
+        if key in self._expiry:
+            return False
+        self._expiry[key] = now + self.ttl
+        if len(self._expiry) > self.maxSize:
+            self._expiry.popitem(last=False)
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        self._expire(self._now())
+        return key in self._expiry
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def _expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry:
+            oldest = next(iter(expiry.values()))
+            if oldest > now:
+                break
+            expiry.popitem(last=False)

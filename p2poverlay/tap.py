@@ -1,0 +1,183 @@
+"""
+The twistd plugin's options and service: ``twistd -n p2p --port 9000``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from p2poverlay.console import ConsoleService, stdinIsNull
+from p2poverlay.errors import ListenError
+from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
+from p2poverlay.node import Node, NodeConfig
+from p2poverlay.registry import parseAddress
+
+# twistd's own default; left as it is, it is replaced (see _adjustTwistd).
+_TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+
+
+def _positiveInt(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be at least 1, got {number}")
+    return number
+
+
+def _positiveFloat(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"must be positive, got {value}")
+    return number
+
+
+def _ttl(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= MAX_TTL:
+        raise ValueError(f"must be between 1 and {MAX_TTL}, got {number}")
+    return number
+
+
+_positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
+_positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
+_ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-defined]
+
+
+def listenDescription(port: str) -> str:
+    """
+    Turn the C{--port} value into a server endpoint description: a bare
+    number means TCP on every interface.
+
+    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
+    """
+    if port.isdigit():
+        if not 0 <= int(port) <= 65535:
+            raise usage.UsageError(f"--port {port}: not a port number (0-65535)")
+        return f"tcp:{port}"
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, port)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--port {port!r}: not a port number or server endpoint ({e})")
+    return port
+
+
+def portLabel(listen: str) -> str:
+    """A file-name friendly label for a listen description: its port."""
+    match = re.search(r"(?:^|:)(?:port=)?(\d+)(?::|$)", listen)
+    return match.group(1) if match else "node"
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run a p2poverlay node: listen for peers, join an overlay through "
+        "any member with --join, and (in the foreground) read commands "
+        "from a console on standard input.")
+
+    optParameters = [
+        ["port", "p", "9000",
+         "Port to listen on for peers (0 picks a free one), or a Twisted "
+         "server endpoint such as tcp:9000:interface=127.0.0.1."],
+        ["name", None, "",
+         f"A human label for this node, shown to peers (at most "
+         f"{MAX_NAME_LENGTH} characters)."],
+        ["max-line-length", None, 65536,
+         "Largest message accepted from a peer, in bytes; a peer that sends "
+         "a longer one is disconnected.", _positiveInt],
+        ["handshake-timeout", None, 10.0,
+         "Seconds a new connection has to complete its HELLO handshake.",
+         _positiveFloat],
+        ["broadcast-ttl", None, 32,
+         "How many hops a broadcast travels at most.", _ttl],
+    ]
+    optFlags = [
+        ["no-console", None,
+         "Do not read commands from standard input (there is never a "
+         "console when twistd runs as a daemon)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["join"]: List[Tuple[str, int]] = []
+
+    def opt_join(self, address: str) -> None:
+        """Join the overlay through the node at HOST:PORT (repeatable)."""
+        try:
+            self["join"].append(parseAddress(address))
+        except ValueError as e:
+            raise usage.UsageError(f"--join: {e}")
+
+    def postOptions(self) -> None:
+        self["listen"] = listenDescription(self["port"])
+        name = self["name"]
+        if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+            raise usage.UsageError(
+                f"--name must be at most {MAX_NAME_LENGTH} printable characters")
+        self._adjustTwistd()
+
+    def _adjustTwistd(self) -> None:
+        """
+        Fit twistd's defaults to nodes that share a working directory.
+
+        twistd writes C{twistd.pid} there by default and refuses to start a
+        second server: unless C{--pidfile} was given, a node in the
+        foreground writes no pid file and a daemon writes C{p2p-PORT.pid}.
+
+        In the foreground twistd logs to standard output, where the console
+        is: unless C{--logfile} was given, a node with a console logs to
+        C{p2p-PORT.log} and its console shows warnings and errors.
+        """
+        parent = self.parent
+        self["foreground"] = bool(parent and parent.get("nodaemon"))
+        self["console"] = (self["foreground"] and not self["no-console"]
+                           and not stdinIsNull())
+        if parent is None:
+            return
+        label = portLabel(self["listen"])
+        pidfile = parent.get("pidfile")
+        if pidfile and pidfile.endswith(_TWISTD_DEFAULT_PIDFILE):
+            parent["pidfile"] = "" if self["foreground"] else f"p2p-{label}.pid"
+        if self["console"] and parent.get("logfile") is None:
+            parent["logfile"] = f"p2p-{label}.log"
+
+
+class P2PService(MultiService):
+    """
+    The root service: a L{Node} and, in the foreground, its console.  A
+    node that cannot listen stops the program with a one-line error.
+    """
+
+    def __init__(self, node: Node, foreground: bool) -> None:
+        super().__init__()
+        self.node = node
+        self.foreground = foreground
+        node.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            if self.foreground:
+                raise SystemExit(f"p2p: {e}")
+            raise
+
+
+def makeService(options: Options) -> IService:
+    config = NodeConfig(
+        listen=options["listen"],
+        name=options["name"],
+        join=tuple(options["join"]),
+        maxLineLength=options["max-line-length"],
+        handshakeTimeout=options["handshake-timeout"],
+        broadcastTTL=options["broadcast-ttl"],
+    )
+    root = P2PService(Node(config), options.get("foreground", False))
+    if options.get("console"):
+        ConsoleService(root.node).setServiceParent(root)
+    return root

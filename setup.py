@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="p2poverlay",
+    version="0.1.0",
+    description="A decentralized peer-to-peer overlay network on Twisted",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["p2poverlay", "p2poverlay.*"])
+    + ["twisted.plugins"],
+    install_requires=["twisted>=23.8", "zope.interface"],
+    extras_require={
+        "test": ["pytest", "pytest-twisted", "hypothesis"],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Networking",
+    ],
+)
