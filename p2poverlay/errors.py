@@ -8,7 +8,11 @@ class OverlayError(Exception):
     """Base of the errors p2poverlay reports to its users."""
 
 
-class HandshakeFailed(OverlayError):
+class PeerUnreachable(OverlayError):
+    """A peer could not be connected to."""
+
+
+class HandshakeFailed(PeerUnreachable):
     """A connection closed or was refused before the HELLO handshake completed."""
 
 

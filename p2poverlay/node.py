@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface
 
 from p2poverlay.errors import (
-    DeliveryFailed, HandshakeFailed, ListenError, SelfConnection, UnknownPeer,
+    DeliveryFailed, ListenError, PeerUnreachable, SelfConnection, UnknownPeer,
 )
 from p2poverlay.factory import PeerConnectionFactory, dial
 from p2poverlay.message import (
@@ -237,7 +237,8 @@ class Node(Service):
         self._stopping = False
         self._listen()
         for host, port in self.config.join:
-            self.join(host, port)
+            # join() logs a failure; a node that cannot join keeps serving.
+            self.join(host, port).addErrback(lambda _: None)
 
     def join(self, host: str, port: int) -> "Deferred[PeerInfo]":
         """Join the overlay through the member at C{host:port}."""
@@ -259,7 +260,6 @@ class Node(Service):
             return reason
 
         d.addCallbacks(joined, failed)
-        d.addErrback(lambda _: None)
         return d
 
     def stopService(self) -> "Deferred[None]":
@@ -318,8 +318,8 @@ class Node(Service):
         return waiter
 
     def _dialDone(self, result, key: Tuple[str, int]) -> None:
-        if isinstance(result, Failure) and not result.check(HandshakeFailed):
-            result = Failure(HandshakeFailed(
+        if isinstance(result, Failure) and not result.check(PeerUnreachable):
+            result = Failure(PeerUnreachable(
                 f"cannot reach {formatAddress(*key)}: "
                 f"{result.getErrorMessage()}"))
         if isinstance(result, Failure) and result.check(SelfConnection):

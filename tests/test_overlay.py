@@ -1,0 +1,144 @@
+"""Integration: several Nodes in one reactor over real loopback TCP."""
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList
+
+from p2poverlay.errors import PeerUnreachable, SelfConnection, UnknownPeer
+from helpers import address, waitFor
+
+
+def connectedIds(node):
+    return {p.node_id for p in node.peers.snapshot()}
+
+
+@pytest_twisted.inlineCallbacks
+def test_join_and_discovery(overlay):
+    a = yield overlay.start(name="a")
+    b = yield overlay.start(join=a, name="b")
+    c = yield overlay.start(join=b, name="c")
+    # C joined through B, learned A by peer exchange, and A learned C.
+    yield waitFor(lambda: all(len(n.peers) == 2 for n in (a, b, c)),
+                  what="full mesh of 3")
+    assert connectedIds(a) == {b.nodeId, c.nodeId}
+    assert connectedIds(c) == {a.nodeId, b.nodeId}
+    peerOfC = c.peers.get(a.nodeId)
+    assert (peerOfC.host, peerOfC.port) == ("127.0.0.1", a.listenPort)
+    assert peerOfC.name == "a"
+    assert a.nodeId not in connectedIds(a)
+
+
+@pytest_twisted.inlineCallbacks
+def test_direct_message_by_address_id_and_name(overlay):
+    a = yield overlay.start(name="alice")
+    b = yield overlay.start(join=a, name="bob")
+    for target in (address(b), b.nodeId, b.nodeId[:6], "bob"):
+        peer = yield a.send(target, f"to {target}")
+        assert peer.node_id == b.nodeId
+    recorder = overlay.recorder(b)
+    assert recorder.bodies("direct") == [
+        f"to {t}" for t in (address(b), b.nodeId, b.nodeId[:6], "bob")]
+    message = recorder.messages[0]
+    assert message.sender_id == a.nodeId
+    assert message.sender.port == a.listenPort
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_dials_an_unconnected_address(overlay):
+    a = yield overlay.start(autoConnect=False)
+    b = yield overlay.start(autoConnect=False)
+    assert len(a.peers) == 0
+    peer = yield a.send(address(b), "hello")
+    assert peer.node_id == b.nodeId
+    assert overlay.recorder(b).bodies() == ["hello"]
+    assert connectedIds(a) == {b.nodeId}
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_errors(overlay):
+    a = yield overlay.start()
+    with pytest.raises(UnknownPeer):
+        yield a.send("nobody", "x")
+    # A port nobody listens on: the listening port of a stopped node.
+    gone = yield overlay.start()
+    port = gone.listenPort
+    yield gone.stopService()
+    with pytest.raises(PeerUnreachable) as info:
+        yield a.send(f"127.0.0.1:{port}", "x")
+    assert "cannot reach" in str(info.value)
+
+
+@pytest_twisted.inlineCallbacks
+def test_join_own_address_is_ignored(overlay):
+    a = yield overlay.start()
+    with pytest.raises(SelfConnection):
+        yield a.join("127.0.0.1", a.listenPort)
+    assert len(a.peers) == 0
+    with pytest.raises(SelfConnection):
+        yield a.send(address(a), "me?")
+
+
+@pytest_twisted.inlineCallbacks
+def test_broadcast_reaches_every_node_of_a_line_exactly_once(overlay):
+    # A line of 6 nodes without discovery: messages need up to 5 hops.
+    nodes = [(yield overlay.start(autoConnect=False))]
+    for _ in range(5):
+        nodes.append((yield overlay.start(join=nodes[-1], autoConnect=False)))
+    assert [len(n.peers) for n in nodes] == [1, 2, 2, 2, 2, 1]
+    for origin in (nodes[0], nodes[3]):
+        messageId, neighbours = origin.broadcast(f"from {origin.shortId}")
+    yield waitFor(lambda: all(
+        len(overlay.recorder(n).messages) == 2 for n in nodes
+        if n not in (nodes[0], nodes[3])), what="broadcasts everywhere")
+    for n in nodes:
+        bodies = overlay.recorder(n).bodies("broadcast")
+        expected = {f"from {o.shortId}" for o in (nodes[0], nodes[3]) if o is not n}
+        assert sorted(bodies) == sorted(expected)
+        assert len(bodies) == len(set(bodies))
+
+
+@pytest_twisted.inlineCallbacks
+def test_broadcast_in_a_mesh_is_delivered_once_and_not_to_its_origin(overlay):
+    first = yield overlay.start()
+    nodes = [first]
+    for _ in range(5):
+        nodes.append((yield overlay.start(join=first)))
+    yield waitFor(lambda: all(len(n.peers) == 5 for n in nodes), what="mesh")
+    nodes[2].broadcast("hi all")
+    others = [n for n in nodes if n is not nodes[2]]
+    yield waitFor(lambda: all(overlay.recorder(n).messages for n in others))
+    # Give duplicates a chance to arrive, then check none was delivered.
+    yield waitFor(lambda: sum(n.stats.broadcastDuplicates for n in nodes) >= 5,
+                  what="flooded duplicates")
+    for n in others:
+        assert overlay.recorder(n).bodies() == ["hi all"]
+    assert overlay.recorder(nodes[2]).messages == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_simultaneous_dials_leave_one_connection(overlay):
+    a = yield overlay.start(autoConnect=False)
+    b = yield overlay.start(autoConnect=False)
+    results = yield DeferredList([
+        a.connect("127.0.0.1", b.listenPort),
+        b.connect("127.0.0.1", a.listenPort)], consumeErrors=True)
+    assert all(ok for ok, _ in results)
+    yield waitFor(lambda: len(a._connections) == 1 and len(b._connections) == 1,
+                  what="the duplicate connection to close")
+    kept = a.peers.connection(b.nodeId)
+    dialer = a.nodeId if kept.outbound else b.nodeId
+    assert dialer == min(a.nodeId, b.nodeId)
+    assert b.peers.connection(a.nodeId).outbound == (not kept.outbound)
+    peer = yield a.send(b.nodeId, "still fine")
+    assert peer.node_id == b.nodeId
+
+
+@pytest_twisted.inlineCallbacks
+def test_leaving_node_says_bye(overlay):
+    a = yield overlay.start()
+    b = yield overlay.start(join=a)
+    yield b.stopService()
+    yield waitFor(lambda: len(a.peers) == 0, what="a to drop b")
+    (peer, reason), = overlay.recorder(a).disconnected
+    assert peer.node_id == b.nodeId
+    assert reason == "node shutting down"
