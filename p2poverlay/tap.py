@@ -107,7 +107,7 @@ class Options(usage.Options):
         self["join"]: List[Tuple[str, int]] = []
 
     def opt_join(self, address: str) -> None:
-        """Join the overlay through the node at HOST:PORT (repeatable)."""
+        """Join the overlay through the member at HOST:PORT (repeatable; IPv6 as [::1]:9000)."""
         try:
             self["join"].append(parseAddress(address))
         except ValueError as e:
