@@ -364,7 +364,9 @@ class Node(Service):
                 remoteId: str) -> bool:
         """
         Of two connections to one peer, both sides keep the one dialed by
-        the node with the lower id; if one node dialed both, the newer.
+        the node with the lower id.  If one node dialed both, the older one
+        stays: a HELLO that merely repeats a connected node's id cannot
+        push that node off.
         """
         preferredDialer = min(self.nodeId, remoteId)
 
@@ -372,7 +374,7 @@ class Node(Service):
             return self.nodeId if connection.outbound else remoteId
 
         if dialer(new) == dialer(old):
-            return True
+            return False
         return dialer(new) == preferredDialer
 
     def connectionLost(self, connection: PeerConnection, pending) -> None:

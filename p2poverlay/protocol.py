@@ -91,6 +91,8 @@ class PeerConnection(LineReceiver):
 
     def _handshakeTimedOut(self) -> None:
         self._timer = None
+        self.log.warn("closing connection with {peer}: {reason}",
+                      peer=self.describe(), reason="handshake timeout")
         self.close("handshake timeout")
 
     def connectionLost(self, reason: Failure = None) -> None:
@@ -141,6 +143,8 @@ class PeerConnection(LineReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
+        if self.closing:
+            return
         self.protocolError(f"line longer than {self.MAX_LENGTH} bytes")
 
     # -- receiving ------------------------------------------------------

@@ -142,3 +142,18 @@ def test_leaving_node_says_bye(overlay):
     (peer, reason), = overlay.recorder(a).disconnected
     assert peer.node_id == b.nodeId
     assert reason == "node shutting down"
+
+
+@pytest_twisted.inlineCallbacks
+def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
+    a = yield overlay.start(autoConnect=False)
+    b = yield overlay.start(join=a, autoConnect=False)
+    first = b.peers.connection(a.nodeId)
+    # Another name for the same address makes a second connection.
+    peer = yield b.connect("localhost", a.listenPort)
+    assert peer.node_id == a.nodeId
+    yield waitFor(lambda: len(a._connections) == 1 and len(b._connections) == 1,
+                  what="the second connection to close")
+    assert b.peers.connection(a.nodeId) is first
+    assert overlay.recorder(a).disconnected == []
+    assert overlay.recorder(b).disconnected == []
