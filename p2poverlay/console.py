@@ -24,6 +24,7 @@ from twisted.logger import (
 )
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from twisted.python.threadable import isInIOThread
 
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node, NodeObserver, ReceivedMessage
@@ -131,8 +132,13 @@ class ConsoleProtocol(LineReceiver, NodeObserver):
     def _logEvent(self, event: dict) -> None:
         # Warnings and errors reach the person at the console, one line each.
         text = formatEvent(event)
-        if text:
-            self.say(f"! {text.splitlines()[0]}")
+        if not text:
+            return
+        line = f"! {text.splitlines()[0]}"
+        if isInIOThread():
+            self.say(line)
+        else:
+            self.node.reactor.callFromThread(self.say, line)
 
     # -- commands -------------------------------------------------------
 

@@ -229,8 +229,12 @@ class Node(Service):
         self.listening.callback(port)
 
     def _listenFailed(self, reason: Failure) -> None:
+        # CannotListenError's own text repeats the address; its socket
+        # error says what went wrong ("Address already in use").
+        why = getattr(reason.value, "socketError", None)
+        why = getattr(why, "strerror", None) or reason.getErrorMessage()
         self.listening.errback(ListenError(
-            f"cannot listen on {self.config.listen}: {reason.getErrorMessage()}"))
+            f"cannot listen on {self.config.listen}: {why}"))
 
     def startService(self) -> None:
         Service.startService(self)

@@ -67,13 +67,15 @@ def parseAddress(text: str) -> Tuple[str, int]:
     @raise ValueError: with a one-line reason.
     """
     host, sep, portText = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {text!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"put an IPv6 address in brackets: [{host}]:{portText}")
-    if not portText.isdigit() or not 1 <= int(portText) <= 65535:
+    if not sep or not host:
+        raise ValueError(f"expected host:port, got {text!r}")
+    # isdigit() alone accepts non-ASCII digits such as "²" or "٣".
+    if not (portText.isascii() and portText.isdigit()) \
+            or not 1 <= int(portText) <= 65535:
         raise ValueError(f"bad port in {text!r}")
     return host, int(portText)
 

@@ -4,7 +4,9 @@ The twistd plugin's options and service: ``twistd -n p2p --port 9000``.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from typing import List, Tuple
 
 from twisted.application.service import IService, MultiService
@@ -68,9 +70,14 @@ def listenDescription(port: str) -> str:
 
 
 def portLabel(listen: str) -> str:
-    """A file-name friendly label for a listen description: its port."""
+    """
+    A file-name friendly label for a listen description: its port, or for
+    a port chosen at start (0, or none found) one unique to this process.
+    """
     match = re.search(r"(?:^|:)(?:port=)?(\d+)(?::|$)", listen)
-    return match.group(1) if match else "node"
+    if match and int(match.group(1)) != 0:
+        return match.group(1)
+    return f"pid{os.getpid()}"
 
 
 class Options(usage.Options):
@@ -129,9 +136,11 @@ class Options(usage.Options):
         second server: unless C{--pidfile} was given, a node in the
         foreground writes no pid file and a daemon writes C{p2p-PORT.pid}.
 
-        In the foreground twistd logs to standard output, where the console
-        is: unless C{--logfile} was given, a node with a console logs to
-        C{p2p-PORT.log} and its console shows warnings and errors.
+        A daemon logs to C{twistd.log} by default, which daemons sharing the
+        directory would all write at once; in the foreground twistd logs to
+        standard output, where the console is.  Unless C{--logfile} was
+        given, a daemon and a node with a console log to C{p2p-PORT.log}
+        (and the console shows warnings and errors).
         """
         parent = self.parent
         self["foreground"] = bool(parent and parent.get("nodaemon"))
@@ -140,10 +149,12 @@ class Options(usage.Options):
         if parent is None:
             return
         label = portLabel(self["listen"])
-        pidfile = parent.get("pidfile")
-        if pidfile and pidfile.endswith(_TWISTD_DEFAULT_PIDFILE):
+        # twistd makes the pid file's path absolute only after this runs,
+        # so its default still reads exactly "twistd.pid" here.
+        if parent.get("pidfile") == _TWISTD_DEFAULT_PIDFILE:
             parent["pidfile"] = "" if self["foreground"] else f"p2p-{label}.pid"
-        if self["console"] and parent.get("logfile") is None:
+        if (self["console"] or not self["foreground"]) \
+                and parent.get("logfile") is None:
             parent["logfile"] = f"p2p-{label}.log"
 
 
@@ -164,7 +175,10 @@ class P2PService(MultiService):
             super().privilegedStartService()
         except ListenError as e:
             if self.foreground:
-                raise SystemExit(f"p2p: {e}")
+                # twistd has sent sys.stderr to its log, which is a file
+                # when there is a console: tell the terminal itself.
+                print(f"p2p: {e}", file=sys.__stderr__, flush=True)
+                raise SystemExit(1)
             raise
 
 

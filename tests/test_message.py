@@ -1,0 +1,647 @@
+"""
+Unit tests of the wire codec (L{p2poverlay.message}), of address parsing
+and peer lookup (L{p2poverlay.registry}) and of L{p2poverlay.seen.SeenCache}.
+"""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+
+from p2poverlay import message as m
+from p2poverlay.message import (
+    MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
+    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, MessageError,
+    P2PMessage, PeerAddress, Peers, Ping, Pong, newMessageId, newNodeId,
+)
+from p2poverlay.registry import (
+    INBOUND, OUTBOUND, AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress,
+    parseAddress,
+)
+from p2poverlay.seen import SeenCache
+
+# Hypothesis examples are derived from each test, not from a random seed.
+deterministic = settings(derandomize=True, database=None, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow])
+
+NODE_A = "0123456789abcdef0123456789abcdef"
+NODE_B = "fedcba9876543210fedcba9876543210"
+MSG_ID = "00112233445566778899aabbccddeeff"
+
+
+def line(obj) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+def decodeError(raw: bytes) -> str:
+    with pytest.raises(MessageError) as info:
+        P2PMessage.decode(raw)
+    reason = str(info.value)
+    assert "\n" not in reason and reason
+    return reason
+
+
+# -- identifiers --------------------------------------------------------------
+
+def test_new_ids_are_32_lowercase_hex_digits_and_distinct():
+    ids = {newNodeId() for _ in range(20)} | {newMessageId() for _ in range(20)}
+    assert len(ids) == 40
+    for i in ids:
+        assert len(i) == 32 and set(i) <= set("0123456789abcdef")
+
+
+# -- round trips --------------------------------------------------------------
+
+EVERY_TYPE = [
+    Hello(NODE_A, PROTOCOL_VERSION, 9000, "alice"),
+    Hello(NODE_A, 7, 0),
+    Peers(()),
+    Peers((PeerAddress(NODE_A, "10.0.0.7", 9001, "a"),
+           PeerAddress(NODE_B, "::1", 65535))),
+    Data(MSG_ID, "Hello!\n\u2028\x00 \U0001f600"),
+    Data(MSG_ID, ""),
+    Ack(MSG_ID),
+    Broadcast(MSG_ID, NODE_A, 31, "everyone", "alice"),
+    Broadcast(MSG_ID, NODE_B, 0, ""),
+    Ping(0),
+    Ping(-(2 ** 70)),
+    Pong(2 ** 63),
+    Bye("node shutting down"),
+    Bye(),
+]
+
+
+@pytest.mark.parametrize("msg", EVERY_TYPE, ids=lambda msg: msg.TYPE)
+def test_round_trip_of_every_type(msg):
+    encoded = msg.encode()
+    assert b"\n" not in encoded and b"\r" not in encoded
+    decoded = P2PMessage.decode(encoded)
+    assert type(decoded) is type(msg)
+    assert decoded == msg
+    assert json.loads(encoded)["type"] == msg.TYPE
+
+
+def test_every_registered_type_is_covered():
+    assert {type(msg) for msg in EVERY_TYPE} == set(m._REGISTRY.values())
+    assert set(m._REGISTRY) == {
+        "HELLO", "PEERS", "DATA", "ACK", "BROADCAST", "PING", "PONG", "BYE"}
+
+
+def test_encoding_is_compact_json_with_a_type_field():
+    assert Ping(5).encode() == b'{"type":"PING","nonce":5}'
+    assert Peers((PeerAddress(NODE_A, "h", 1),)).encode() == (
+        b'{"type":"PEERS","peers":[{"node_id":"%s","host":"h","port":1,'
+        b'"name":""}]}' % NODE_A.encode())
+
+
+def test_decodes_the_documented_examples():
+    hello = P2PMessage.decode(
+        b'{"type":"HELLO","node_id":"6db0b3b0c59041279fbeefc47f94894d",'
+        b'"version":1,"port":9000,"name":"alice"}')
+    assert hello == Hello("6db0b3b0c59041279fbeefc47f94894d", 1, 9000, "alice")
+    peers = P2PMessage.decode(
+        b'{"type":"PEERS","peers":[{"node_id":"c3687017313a4bedb199cd854c97e70f",'
+        b'"host":"10.0.0.7","port":9001,"name":""}]}')
+    assert peers == Peers((PeerAddress(
+        "c3687017313a4bedb199cd854c97e70f", "10.0.0.7", 9001, ""),))
+
+
+def test_optional_fields_default_when_absent():
+    assert P2PMessage.decode(line(
+        {"type": "HELLO", "node_id": NODE_A, "version": 1, "port": 1})
+    ) == Hello(NODE_A, 1, 1, "")
+    assert P2PMessage.decode(b'{"type":"BYE"}') == Bye("")
+    assert P2PMessage.decode(line(
+        {"type": "BROADCAST", "id": MSG_ID, "origin": NODE_A, "ttl": 1,
+         "body": "b"})).origin_name == ""
+    assert P2PMessage.decode(line(
+        {"type": "PEERS", "peers": [{"node_id": NODE_A, "host": "h", "port": 2}]})
+    ) == Peers((PeerAddress(NODE_A, "h", 2, ""),))
+
+
+def test_unknown_extra_fields_are_ignored():
+    assert P2PMessage.decode(line(
+        {"type": "PING", "nonce": 3, "future": {"nested": [1, 2]}, "x": None})
+    ) == Ping(3)
+    assert P2PMessage.decode(line(
+        {"type": "PEERS", "peers": [
+            {"node_id": NODE_A, "host": "h", "port": 2, "zone": "eu"}]})
+    ) == Peers((PeerAddress(NODE_A, "h", 2),))
+
+
+def test_boundary_values_are_accepted():
+    longName = "n" * MAX_NAME_LENGTH
+    assert P2PMessage.decode(Hello(NODE_A, 1, 65535, longName).encode()).name \
+        == longName
+    assert P2PMessage.decode(Hello(NODE_A, 1, 0).encode()).port == 0
+    assert P2PMessage.decode(
+        Broadcast(MSG_ID, NODE_A, MAX_TTL, "", longName).encode()).ttl == MAX_TTL
+    assert P2PMessage.decode(Bye("r" * MAX_REASON_LENGTH).encode()).reason \
+        == "r" * MAX_REASON_LENGTH
+    host = "h" * MAX_HOST_LENGTH
+    assert P2PMessage.decode(
+        Peers((PeerAddress(NODE_A, host, 1, longName),)).encode()
+    ).peers[0].host == host
+
+
+# -- rejections ---------------------------------------------------------------
+
+def hello(**fields):
+    obj = {"type": "HELLO", "node_id": NODE_A, "version": 1, "port": 9000,
+           "name": "n"}
+    obj.update(fields)
+    return line({k: v for k, v in obj.items() if v is not OMIT})
+
+
+def broadcast(**fields):
+    obj = {"type": "BROADCAST", "id": MSG_ID, "origin": NODE_A, "ttl": 3,
+           "body": "b", "origin_name": "o"}
+    obj.update(fields)
+    return line({k: v for k, v in obj.items() if v is not OMIT})
+
+
+def peers(*entries):
+    return line({"type": "PEERS", "peers": list(entries)})
+
+
+def entry(**fields):
+    obj = {"node_id": NODE_A, "host": "10.0.0.1", "port": 9000, "name": "x"}
+    obj.update(fields)
+    return {k: v for k, v in obj.items() if v is not OMIT}
+
+
+OMIT = object()
+
+REJECTIONS = [
+    # Bytes and JSON.
+    ("invalid-utf8", b"\xff\xfe{}", "not valid UTF-8"),
+    ("truncated-utf8", b'{"type":"PING","nonce":1}\xc3', "not valid UTF-8"),
+    ("invalid-json", b'{"type": "PING", "nonce": ', "not valid JSON"),
+    ("empty-line", b"", "not valid JSON"),
+    ("trailing-garbage", b'{"type":"PING","nonce":1} x', "not valid JSON"),
+    ("deeply-nested-list", b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),
+    ("deeply-nested-object", b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+     "not valid JSON"),
+    ("nested-in-a-field", b'{"type":"PING","nonce":1,"x":' + b"[" * 100_000
+     + b"]" * 100_000 + b"}", "not valid JSON"),
+    ("too-many-digits", b'{"type":"PING","nonce":' + b"9" * 5000 + b"}",
+     "not valid JSON"),
+    # Not an object.
+    ("list", b"[1,2]", "message is not a JSON object"),
+    ("string", b'"HELLO"', "message is not a JSON object"),
+    ("number", b"3", "message is not a JSON object"),
+    ("null", b"null", "message is not a JSON object"),
+    ("true", b"true", "message is not a JSON object"),
+    # The type.
+    ("missing-type", b'{"nonce":1}', "missing or non-string 'type'"),
+    ("null-type", b'{"type":null}', "missing or non-string 'type'"),
+    ("int-type", b'{"type":7}', "missing or non-string 'type'"),
+    ("list-type", b'{"type":["PING"]}', "missing or non-string 'type'"),
+    ("unknown-type", b'{"type":"GOSSIP"}', "unknown message type 'GOSSIP'"),
+    ("lowercase-type", b'{"type":"ping","nonce":1}', "unknown message type 'ping'"),
+    ("empty-type", b'{"type":""}', "unknown message type ''"),
+    # Missing fields.
+    ("hello-no-node-id", hello(node_id=OMIT), "HELLO lacks field 'node_id'"),
+    ("hello-no-version", hello(version=OMIT), "HELLO lacks field 'version'"),
+    ("hello-no-port", hello(port=OMIT), "HELLO lacks field 'port'"),
+    ("peers-no-list", b'{"type":"PEERS"}', "PEERS lacks field 'peers'"),
+    ("data-no-body", line({"type": "DATA", "id": MSG_ID}),
+     "DATA lacks field 'body'"),
+    ("data-no-id", b'{"type":"DATA","body":"x"}', "DATA lacks field 'id'"),
+    ("ack-no-id", b'{"type":"ACK"}', "ACK lacks field 'id'"),
+    ("broadcast-no-ttl", broadcast(ttl=OMIT), "BROADCAST lacks field 'ttl'"),
+    ("broadcast-no-origin", broadcast(origin=OMIT),
+     "BROADCAST lacks field 'origin'"),
+    ("ping-no-nonce", b'{"type":"PING"}', "PING lacks field 'nonce'"),
+    ("pong-no-nonce", b'{"type":"PONG"}', "PONG lacks field 'nonce'"),
+    # Mistyped fields.
+    ("hello-port-string", hello(port="9000"), "HELLO field 'port' must be an integer"),
+    ("hello-port-float", hello(port=9000.0), "HELLO field 'port' must be an integer"),
+    ("hello-version-bool", hello(version=True),
+     "HELLO field 'version' must be an integer"),
+    ("hello-port-false", hello(port=False), "HELLO field 'port' must be an integer"),
+    ("hello-port-null", hello(port=None), "HELLO field 'port' must be an integer"),
+    ("hello-node-id-int", hello(node_id=1), "HELLO field 'node_id' must be a string"),
+    ("hello-name-list", hello(name=["x"]), "HELLO field 'name' must be a string"),
+    ("ping-nonce-bool", b'{"type":"PING","nonce":true}',
+     "PING field 'nonce' must be an integer"),
+    ("ping-nonce-nan", b'{"type":"PING","nonce":NaN}',
+     "PING field 'nonce' must be an integer"),
+    ("pong-nonce-string", b'{"type":"PONG","nonce":"1"}',
+     "PONG field 'nonce' must be an integer"),
+    ("broadcast-ttl-bool", broadcast(ttl=True),
+     "BROADCAST field 'ttl' must be an integer"),
+    ("broadcast-body-null", broadcast(body=None),
+     "BROADCAST field 'body' must be a string"),
+    ("data-body-object", line({"type": "DATA", "id": MSG_ID, "body": {}}),
+     "DATA field 'body' must be a string"),
+    ("ack-id-int", b'{"type":"ACK","id":5}', "ACK field 'id' must be a string"),
+    ("bye-reason-int", b'{"type":"BYE","reason":1}', "BYE field 'reason' must be a string"),
+    ("peers-object", b'{"type":"PEERS","peers":{}}', "PEERS field 'peers' must be a list"),
+    ("peers-string", b'{"type":"PEERS","peers":"a"}', "PEERS field 'peers' must be a list"),
+    # Bad identifiers.
+    ("hello-short-id", hello(node_id=NODE_A[:-1]),
+     "node_id must be 32 lowercase hex digits"),
+    ("hello-uppercase-id", hello(node_id=NODE_A.upper()),
+     "node_id must be 32 lowercase hex digits"),
+    ("hello-id-newline", hello(node_id=NODE_A + "\n"),
+     "node_id must be 32 lowercase hex digits"),
+    ("hello-id-non-hex", hello(node_id="g" * 32),
+     "node_id must be 32 lowercase hex digits"),
+    ("broadcast-bad-origin", broadcast(origin="x"),
+     "origin must be 32 lowercase hex digits"),
+    ("data-bad-id", line({"type": "DATA", "id": MSG_ID + "0", "body": ""}),
+     "id must be 32 lowercase hex digits"),
+    ("ack-bad-id", line({"type": "ACK", "id": ""}), "id must be 32 lowercase hex digits"),
+    ("broadcast-bad-id", broadcast(id=MSG_ID.upper()),
+     "id must be 32 lowercase hex digits"),
+    # Ranges and lengths.
+    ("hello-port-negative", hello(port=-1), "port out of range: -1"),
+    ("hello-port-too-big", hello(port=65536), "port out of range: 65536"),
+    ("hello-version-zero", hello(version=0), "bad protocol version 0"),
+    ("hello-version-negative", hello(version=-3), "bad protocol version -3"),
+    ("hello-name-too-long", hello(name="n" * (MAX_NAME_LENGTH + 1)),
+     f"name longer than {MAX_NAME_LENGTH} characters"),
+    ("broadcast-ttl-negative", broadcast(ttl=-1), "ttl out of range: -1"),
+    ("broadcast-ttl-too-big", broadcast(ttl=MAX_TTL + 1),
+     f"ttl out of range: {MAX_TTL + 1}"),
+    ("broadcast-origin-name-too-long",
+     broadcast(origin_name="o" * (MAX_NAME_LENGTH + 1)),
+     f"origin_name longer than {MAX_NAME_LENGTH} characters"),
+    ("bye-reason-too-long", line({"type": "BYE", "reason": "r" * (MAX_REASON_LENGTH + 1)}),
+     f"reason longer than {MAX_REASON_LENGTH} characters"),
+    # PEERS entries.
+    ("peers-entry-string", peers("10.0.0.1:9000"), "PEERS entry is not an object"),
+    ("peers-entry-list", peers(entry(), [NODE_A, "h", 1]),
+     "PEERS entry is not an object"),
+    ("peers-entry-null", peers(None), "PEERS entry is not an object"),
+    ("peers-entry-no-node-id", peers(entry(node_id=OMIT)),
+     "PEERS entry lacks field 'node_id'"),
+    ("peers-entry-no-host", peers(entry(host=OMIT)), "PEERS entry lacks field 'host'"),
+    ("peers-entry-no-port", peers(entry(port=OMIT)), "PEERS entry lacks field 'port'"),
+    ("peers-entry-host-int", peers(entry(host=1)), "PEERS entry has a non-string field"),
+    ("peers-entry-name-null", peers(entry(name=None)),
+     "PEERS entry has a non-string field"),
+    ("peers-entry-port-string", peers(entry(port="1")),
+     "PEERS entry port must be an integer"),
+    ("peers-entry-port-bool", peers(entry(port=True)),
+     "PEERS entry port must be an integer"),
+    ("peers-entry-bad-id", peers(entry(node_id="abc")),
+     "node_id must be 32 lowercase hex digits"),
+    ("peers-entry-port-zero", peers(entry(port=0)), "port out of range: 0"),
+    ("peers-entry-port-too-big", peers(entry(port=70000)), "port out of range: 70000"),
+    ("peers-entry-empty-host", peers(entry(host="")), "PEERS entry has an empty host"),
+    ("peers-entry-host-too-long", peers(entry(host="h" * (MAX_HOST_LENGTH + 1))),
+     f"host longer than {MAX_HOST_LENGTH} characters"),
+    ("peers-entry-name-too-long", peers(entry(name="n" * (MAX_NAME_LENGTH + 1))),
+     f"name longer than {MAX_NAME_LENGTH} characters"),
+    ("peers-second-entry-bad", peers(entry(), entry(port=-5)), "port out of range: -5"),
+]
+
+
+@pytest.mark.parametrize("raw, reason",
+                         [pytest.param(r, why, id=i) for i, r, why in REJECTIONS])
+def test_rejections_give_a_one_line_reason(raw, reason):
+    assert decodeError(raw) == reason
+
+
+def test_each_rejection_case_is_otherwise_valid():
+    """The helpers build valid messages when nothing is changed."""
+    assert isinstance(P2PMessage.decode(hello()), Hello)
+    assert isinstance(P2PMessage.decode(broadcast()), Broadcast)
+    assert P2PMessage.decode(peers(entry())) == Peers(
+        (PeerAddress(NODE_A, "10.0.0.1", 9000, "x"),))
+
+
+def test_unknown_type_in_the_reason_is_truncated_and_quoted():
+    reason = decodeError(line({"type": "X\n" * 100}))
+    assert reason == "unknown message type " + repr("X\n" * 16)
+
+
+def test_message_error_is_a_value_error():
+    assert issubclass(MessageError, ValueError)
+
+
+def test_from_dict_builds_and_validates():
+    assert P2PMessage.fromDict({"type": "ACK", "id": MSG_ID}) == Ack(MSG_ID)
+    with pytest.raises(MessageError, match="must be 32 lowercase hex"):
+        P2PMessage.fromDict({"type": "ACK", "id": "nope"})
+
+
+# -- properties ---------------------------------------------------------------
+
+hexIds = st.text("0123456789abcdef", min_size=32, max_size=32)
+# Any code point, lone surrogates included: they travel as \\u escapes.
+anyChar = st.one_of(st.characters(), st.characters(categories=["Cs"]))
+anyText = st.text(anyChar, max_size=40)
+names = st.text(anyChar, max_size=MAX_NAME_LENGTH)
+peerAddresses = st.builds(
+    PeerAddress, hexIds,
+    st.text(min_size=1, max_size=MAX_HOST_LENGTH), st.integers(1, 65535), names)
+validMessages = st.one_of(
+    st.builds(Hello, hexIds, st.integers(1, 2 ** 64), st.integers(0, 65535), names),
+    st.builds(Peers, st.lists(peerAddresses, max_size=5).map(tuple)),
+    st.builds(Data, hexIds, anyText),
+    st.builds(Ack, hexIds),
+    st.builds(Broadcast, hexIds, hexIds, st.integers(0, MAX_TTL), anyText, names),
+    st.builds(Ping, st.integers()),
+    st.builds(Pong, st.integers()),
+    st.builds(Bye, st.text(anyChar, max_size=MAX_REASON_LENGTH)),
+)
+
+
+@deterministic
+@given(validMessages)
+@example(Data(MSG_ID, "\n\r\u2028\u2029\x00\ud800\\\""))
+def test_encode_decode_round_trip(msg):
+    encoded = msg.encode()
+    assert b"\n" not in encoded
+    assert b"\r" not in encoded
+    encoded.decode("utf-8")  # Always valid UTF-8, even with lone surrogates.
+    assert P2PMessage.decode(encoded) == msg
+
+
+jsonScalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10))
+jsonValues = st.recursive(
+    jsonScalars,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10)
+
+
+def maybe(valid):
+    """Mostly valid values, sometimes any JSON value."""
+    return st.one_of(valid, valid, jsonValues)
+
+
+peerEntries = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "node_id": maybe(hexIds), "host": maybe(st.text(max_size=300)),
+        "port": maybe(st.integers(-2, 70000)), "name": maybe(st.text(max_size=70)),
+    }),
+    jsonValues)
+messageLike = st.fixed_dictionaries(
+    {"type": st.sampled_from(sorted(m._REGISTRY) + ["", "hello", "NOPE"])},
+    optional={
+        "node_id": maybe(hexIds), "origin": maybe(hexIds), "id": maybe(hexIds),
+        "version": maybe(st.integers(-2, 3)), "port": maybe(st.integers(-2, 70000)),
+        "ttl": maybe(st.integers(-2, 300)), "nonce": maybe(st.integers()),
+        "name": maybe(st.text(max_size=70)),
+        "origin_name": maybe(st.text(max_size=70)),
+        "body": maybe(st.text()), "reason": maybe(st.text(max_size=210)),
+        "peers": maybe(st.lists(peerEntries, max_size=3)),
+        "extra": jsonValues,
+    })
+
+
+def decodesOrRejects(raw: bytes) -> None:
+    try:
+        result = P2PMessage.decode(raw)
+    except MessageError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert isinstance(result, P2PMessage)
+        assert type(result) in m._REGISTRY.values()
+        # Whatever is accepted survives a round trip unchanged.
+        assert P2PMessage.decode(result.encode()) == result
+
+
+@settings(deterministic, max_examples=300)
+@given(st.binary(max_size=200))
+@example(b"\xed\xa0\x80")  # An encoded surrogate: not valid UTF-8.
+@example(b"[" * 50_000)
+@example(b'{"type":"PING","nonce":1e400}')
+@example(b'{"type":"HELLO","node_id":"0123456789abcdef0123456789abcdef",'
+         b'"version":1,"port":1,"name":"\\ud800"}')
+def test_decode_of_arbitrary_bytes_returns_a_message_or_raises_message_error(raw):
+    decodesOrRejects(raw)
+
+
+@settings(deterministic, max_examples=300)
+@given(messageLike)
+def test_decode_of_message_like_objects_returns_a_message_or_raises_message_error(obj):
+    decodesOrRejects(json.dumps(obj).encode("utf-8"))
+
+
+@deterministic
+@given(validMessages, st.data())
+def test_decode_of_a_mutated_valid_line_returns_a_message_or_raises_message_error(
+        msg, data):
+    encoded = bytearray(msg.encode())
+    index = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(encoded)))
+    decodesOrRejects(bytes(encoded[:cut]))
+
+
+# -- addresses ----------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+    ("example.com:1", ("example.com", 1)),
+    ("localhost:65535", ("localhost", 65535)),
+    ("[::1]:9000", ("::1", 9000)),
+    ("[fe80::1%eth0]:80", ("fe80::1%eth0", 80)),
+])
+def test_parse_address(text, expected):
+    assert parseAddress(text) == expected
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "expected host:port"),
+    ("localhost", "expected host:port"),
+    (":9000", "expected host:port"),
+    ("[]:9000", "expected host:port"),
+    ("::1:9000", "put an IPv6 address in brackets: [::1]:9000"),
+    ("host:", "bad port"),
+    ("host:0", "bad port"),
+    ("host:65536", "bad port"),
+    ("host:-1", "bad port"),
+    ("host:+80", "bad port"),
+    ("host: 80", "bad port"),
+    ("host:80a", "bad port"),
+    ("host:\u0663", "bad port"),  # ARABIC-INDIC DIGIT THREE
+    ("host:\u00b2", "bad port"),  # SUPERSCRIPT TWO
+])
+def test_parse_address_rejects(text, reason):
+    with pytest.raises(ValueError) as info:
+        parseAddress(text)
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("host, port, text", [
+    ("127.0.0.1", 9000, "127.0.0.1:9000"),
+    ("example.com", 1, "example.com:1"),
+    ("::1", 9000, "[::1]:9000"),
+    ("2001:db8::7", 65535, "[2001:db8::7]:65535"),
+])
+def test_format_address(host, port, text):
+    assert formatAddress(host, port) == text
+    assert parseAddress(text) == (host, port)
+
+
+@deterministic
+@given(st.text(st.characters(exclude_characters="[]"), min_size=1),
+       st.integers(1, 65535))
+def test_format_then_parse_round_trip(host, port):
+    assert parseAddress(formatAddress(host, port)) == (host, port)
+
+
+@deterministic
+@given(st.text(st.sampled_from("[]:.0123456789abc\u0663\u00b2 ") | st.characters()))
+@example("[]:1")
+@example("x:\u0663")
+def test_parse_address_of_any_text_gives_a_valid_address_or_value_error(text):
+    try:
+        host, port = parseAddress(text)
+    except ValueError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert host
+        assert 1 <= port <= 65535
+        portText = text.rpartition(":")[2]
+        assert portText.isascii() and int(portText) == port
+
+
+# -- peer lookup --------------------------------------------------------------
+
+def info(nodeId, host="10.0.0.1", port=9000, name="", since=0.0,
+         direction=INBOUND):
+    return PeerInfo(nodeId, host, port, name, direction, since)
+
+
+@pytest.fixture
+def registry():
+    registry = PeerRegistry()
+    registry.add(info("aaaa1111" + "0" * 24, "10.0.0.1", 9001, "alice", 1.0),
+                 object())
+    registry.add(info("aaaa2222" + "0" * 24, "10.0.0.2", 9002, "bob", 2.0,
+                      OUTBOUND), object())
+    registry.add(info("bbbb3333" + "0" * 24, "::1", 9003, "", 3.0), object())
+    return registry
+
+
+def test_find_by_address(registry):
+    assert registry.find("10.0.0.2:9002").name == "bob"
+    assert registry.find("[::1]:9003").node_id.startswith("bbbb3333")
+    # The observed host with a port the peer does not listen on is no match.
+    assert registry.find("10.0.0.2:9001") is None
+
+
+def test_find_by_full_id(registry):
+    nodeId = "aaaa2222" + "0" * 24
+    assert registry.find(nodeId).node_id == nodeId
+    assert registry.find(nodeId.upper()).node_id == nodeId
+
+
+def test_find_by_unique_prefix(registry):
+    assert registry.find("aaaa1").name == "alice"
+    assert registry.find("AAAA2").name == "bob"
+    assert registry.find("bbbb").port == 9003
+    # A prefix needs four digits at least.
+    assert registry.find("bbb") is None
+
+
+def test_find_by_name(registry):
+    assert registry.find("alice").port == 9001
+    assert registry.find("bob").port == 9002
+    assert registry.find("carol") is None
+    # A peer without a name is not found by the empty name.
+    assert registry.find("") is None
+
+
+def test_find_ambiguous_prefix(registry):
+    with pytest.raises(AmbiguousPeer) as raised:
+        registry.find("aaaa")
+    message = str(raised.value)
+    assert "'aaaa' matches 2 peers" in message
+    assert "10.0.0.1:9001" in message and "10.0.0.2:9002" in message
+    assert issubclass(AmbiguousPeer, LookupError)
+
+
+def test_find_ambiguous_name():
+    registry = PeerRegistry()
+    registry.add(info("1" * 32, name="twin", port=1), object())
+    registry.add(info("2" * 32, name="twin", port=2), object())
+    with pytest.raises(AmbiguousPeer):
+        registry.find("twin")
+
+
+def test_registry_snapshot_remove_and_lookups(registry):
+    snapshot = registry.snapshot()
+    assert [p.name for p in snapshot] == ["alice", "bob", ""]
+    assert len(registry) == 3
+    bob = "aaaa2222" + "0" * 24
+    assert bob in registry
+    connection = registry.connection(bob)
+    assert registry.remove(bob, object()) is False
+    assert bob in registry
+    assert registry.remove(bob, connection) is True
+    assert bob not in registry and registry.get(bob) is None
+    assert registry.byAddress("10.0.0.1", 9001).name == "alice"
+    assert registry.byAddress("10.0.0.2", 9002) is None
+
+
+def test_peer_info_labels():
+    peer = info("0123456789abcdef" * 2, "::1", 9000, "bob")
+    assert peer.address == "[::1]:9000"
+    assert peer.shortId == "01234567"
+    assert peer.describe() == "[::1]:9000 (01234567 'bob')"
+    assert info("f" * 32, port=1).describe() == "10.0.0.1:1 (ffffffff)"
+
+
+# -- the seen cache -----------------------------------------------------------
+
+def test_seen_cache_reports_new_and_known_ids():
+    clock = Clock()
+    cache = SeenCache(10, 60.0, clock.seconds)
+    assert cache.add("a") is True
+    assert cache.add("a") is False
+    assert "a" in cache and "b" not in cache
+    assert len(cache) == 1
+
+
+def test_seen_cache_is_bounded_and_evicts_the_oldest():
+    clock = Clock()
+    cache = SeenCache(3, 60.0, clock.seconds)
+    for key in "abc":
+        assert cache.add(key)
+        clock.advance(1)
+    assert cache.add("d") is True
+    assert len(cache) == 3
+    assert "a" not in cache
+    assert all(key in cache for key in "bcd")
+    # The evicted id counts as new again; it evicts the next oldest.
+    assert cache.add("a") is True
+    assert "b" not in cache and len(cache) == 3
+
+
+def test_seen_cache_forgets_after_its_ttl():
+    clock = Clock()
+    cache = SeenCache(100, 10.0, clock.seconds)
+    cache.add("a")
+    clock.advance(5)
+    cache.add("b")
+    clock.advance(4.75)
+    assert "a" in cache
+    assert cache.add("a") is False
+    clock.advance(0.25)  # a is 10 s old.
+    assert "a" not in cache
+    assert "b" in cache
+    assert cache.add("a") is True
+    clock.advance(5)  # b is 10 s old, the new a 5 s.
+    assert "b" not in cache and "a" in cache
+    assert len(cache) == 1
+
+
+def test_seen_cache_expiry_also_happens_on_add():
+    clock = Clock()
+    cache = SeenCache(100, 1.0, clock.seconds)
+    for i in range(50):
+        cache.add(str(i))
+    clock.advance(2)
+    cache.add("new")
+    assert len(cache) == 1
