@@ -47,7 +47,7 @@ def newMessageId() -> str:
     return uuid.uuid4().hex
 
 
-def _checkNodeId(value: str, field: str) -> None:
+def checkNodeId(value: str, field: str) -> None:
     if not _NODE_ID.match(value):
         raise MessageError(f"{field} must be 32 lowercase hex digits")
 
@@ -190,7 +190,7 @@ class PeerAddress:
             raise MessageError(f"{kind} entry has a non-string field")
         if isinstance(port, bool) or not isinstance(port, int):
             raise MessageError(f"{kind} entry port must be an integer")
-        _checkNodeId(node_id, "node_id")
+        checkNodeId(node_id, "node_id")
         _checkPort(port, "port")
         if not host:
             raise MessageError(f"{kind} entry has an empty host")
@@ -210,7 +210,7 @@ class Hello(P2PMessage):
     name: str = ""
 
     def validate(self) -> None:
-        _checkNodeId(self.node_id, "node_id")
+        checkNodeId(self.node_id, "node_id")
         if self.version < 1:
             raise MessageError(f"bad protocol version {self.version}")
         # Port 0 announces a node that accepts no connections.
@@ -262,7 +262,7 @@ class Broadcast(P2PMessage):
 
     def validate(self) -> None:
         _checkMessageId(self.id)
-        _checkNodeId(self.origin, "origin")
+        checkNodeId(self.origin, "origin")
         if not 0 <= self.ttl <= MAX_TTL:
             raise MessageError(f"ttl out of range: {self.ttl}")
         _checkLength(self.origin_name, "origin_name", MAX_NAME_LENGTH)

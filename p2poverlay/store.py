@@ -1,0 +1,160 @@
+"""
+A node's data directory: its identity and the peers it knew.
+
+Files are JSON, written atomically (a temporary file in the same directory,
+flushed to disk, then renamed over the old one), so a crash mid-write
+leaves the previous version.  A file that cannot be read or parsed is
+reported in one line and ignored: the node starts afresh instead of
+crashing.  One process at a time may use a directory (an advisory lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import IO, List, Optional
+
+from twisted.logger import Logger
+
+from p2poverlay.message import MessageError, PeerAddress, checkNodeId
+
+IDENTITY_FILE = "node.json"
+PEERS_FILE = "peers.json"
+LOCK_FILE = "lock"
+
+
+class StoreLocked(Exception):
+    """Another process is using the data directory."""
+
+
+@dataclass(frozen=True)
+class SavedPeer:
+    """A peer remembered across restarts."""
+
+    node_id: str
+    host: str
+    port: int
+    name: str
+    last_seen: float
+
+    @property
+    def address(self) -> PeerAddress:
+        return PeerAddress(self.node_id, self.host, self.port, self.name)
+
+
+def atomicWrite(path: str, data: bytes) -> None:
+    """Replace C{path} with C{data} so that readers see old or new, whole."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(
+        prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+class NodeStore:
+    """The files of one node's data directory."""
+
+    log = Logger()
+
+    def __init__(self, directory: str) -> None:
+        self.directory = os.path.abspath(directory)
+        self._lock: Optional[IO[bytes]] = None
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def open(self) -> None:
+        """
+        Create the directory if needed and lock it.
+
+        @raise StoreLocked: if another process holds the lock.
+        @raise OSError: if the directory cannot be created.
+        """
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        lock = open(self._path(LOCK_FILE), "ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise StoreLocked(
+                f"data directory {self.directory} is in use by another node")
+        self._lock = lock
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _readJSON(self, name: str, what: str):
+        path = self._path(name)
+        try:
+            with open(path, "rb") as f:
+                return json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            self.log.warn("ignoring {path}: cannot read {what} ({error}); "
+                          "starting afresh", path=path, what=what,
+                          error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            return None
+
+    def loadIdentity(self) -> Optional[str]:
+        """The saved node id, or None if there is none (or it is corrupt)."""
+        data = self._readJSON(IDENTITY_FILE, "the node identity")
+        if data is None:
+            return None
+        nodeId = data.get("node_id") if isinstance(data, dict) else None
+        try:
+            if not isinstance(nodeId, str):
+                raise MessageError("no node_id")
+            checkNodeId(nodeId, "node_id")
+        except MessageError as e:
+            self.log.warn("ignoring {path}: {error}; starting with a new "
+                          "identity", path=self._path(IDENTITY_FILE), error=e)
+            return None
+        return nodeId
+
+    def saveIdentity(self, nodeId: str) -> None:
+        atomicWrite(self._path(IDENTITY_FILE),
+                    json.dumps({"node_id": nodeId}).encode("utf-8"))
+
+    def loadPeers(self) -> List[SavedPeer]:
+        """The saved peers; entries that are not valid are skipped."""
+        data = self._readJSON(PEERS_FILE, "the saved peers")
+        if data is None:
+            return []
+        entries = data.get("peers") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            self.log.warn("ignoring {path}: no list of peers",
+                          path=self._path(PEERS_FILE))
+            return []
+        peers = []
+        for entry in entries:
+            try:
+                address = PeerAddress.fromDict("saved peer", entry)
+                lastSeen = entry.get("last_seen", 0)
+                if isinstance(lastSeen, bool) or not isinstance(lastSeen, (int, float)):
+                    raise MessageError("bad last_seen")
+            except MessageError:
+                continue
+            peers.append(SavedPeer(address.node_id, address.host,
+                                   address.port, address.name, float(lastSeen)))
+        return peers
+
+    def savePeers(self, peers: List[SavedPeer]) -> None:
+        data = {"peers": [asdict(p) for p in peers]}
+        atomicWrite(self._path(PEERS_FILE),
+                    json.dumps(data, indent=1).encode("utf-8"))
