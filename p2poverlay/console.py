@@ -26,6 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 
+from p2poverlay.addressbook import CONNECTED, RECONNECTING, KnownPeer
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node, NodeObserver, ReceivedMessage
 from p2poverlay.registry import PeerInfo, formatAddress
@@ -35,7 +36,7 @@ commands:
   send <peer> <message>   send a direct message; <peer> is host:port,
                           a node id (a unique prefix will do) or a name
   broadcast <message>     send a message to every node of the overlay
-  peers                   list connected peers
+  peers                   list peers: connected, reconnecting, dead, left
   info                    show this node's id and address
   help                    show this help
   exit                    leave the overlay and stop this node"""
@@ -66,12 +67,32 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
+def _clock(when: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+def _columns(address: str, nodeId: str, name: str, direction: str) -> str:
+    name = repr(name) if name else "-"
+    return f"{address:<22} {nodeId} {name:<12} {direction:<8}"
+
+
 def formatPeer(peer: PeerInfo) -> str:
-    """One line of the C{peers} listing."""
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(peer.since))
-    name = repr(peer.name) if peer.name else "-"
-    return (f"{peer.address:<22} {peer.node_id} {name:<12} "
-            f"{peer.direction:<8} since {since}")
+    """One line of the C{peers} listing for a connected peer."""
+    return (_columns(peer.address, peer.node_id, peer.name, peer.direction)
+            + f" connected since {_clock(peer.since)}")
+
+
+def formatKnownPeer(peer: KnownPeer, now: float) -> str:
+    """One line of the C{peers} listing for a peer that is not connected."""
+    if peer.state == RECONNECTING and peer.nextAttempt is not None:
+        state = (f"reconnecting, next try in "
+                 f"{max(0.0, peer.nextAttempt - now):.1f} s")
+    elif peer.state == RECONNECTING:
+        state = "reconnecting, dialing now"
+    else:
+        state = f"{peer.state} since {_clock(peer.since)}"
+    return _columns(formatAddress(peer.host, peer.port), peer.node_id,
+                    peer.name, "-") + " " + state
 
 
 class ConsoleProtocol(LineReceiver, NodeObserver):
@@ -184,6 +205,10 @@ class ConsoleProtocol(LineReceiver, NodeObserver):
             self.say("no peers connected")
         for peer in peers:
             self.say(formatPeer(peer))
+        now = self.node.reactor.seconds()
+        for known in self.node.membership.book.all():
+            if known.state != CONNECTED:
+                self.say(formatKnownPeer(known, now))
 
     def do_info(self, args: str) -> None:
         name = f" {self.node.name!r}" if self.node.name else ""

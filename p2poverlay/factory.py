@@ -17,19 +17,23 @@ if TYPE_CHECKING:
 class PeerConnectionFactory(ServerFactory):
     """
     Builds L{PeerConnection}s for C{node}: inbound ones when used to
-    listen, outbound ones (C{outbound=True}) when used to dial.
+    listen, outbound ones (C{outbound=True}) when used to dial, on behalf
+    of a L{p2poverlay.reconnect.PeerLink} if C{link} is given.
     """
 
     protocol = PeerConnection
     noisy = False
 
-    def __init__(self, node: "Node", outbound: bool = False) -> None:
+    def __init__(self, node: "Node", outbound: bool = False,
+                 link=None) -> None:
         self.node = node
         self.outbound = outbound
+        self.link = link
 
     def buildProtocol(self, addr) -> PeerConnection:
         connection = self.protocol(self.node, outbound=self.outbound)
         connection.factory = self
+        connection.link = self.link
         return connection
 
 

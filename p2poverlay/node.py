@@ -31,11 +31,14 @@ from p2poverlay.message import (
     PROTOCOL_VERSION, Ack, Broadcast, Data, Hello, P2PMessage, PeerAddress, Peers,
     newMessageId, newNodeId,
 )
+from p2poverlay.limits import Misbehaviour
+from p2poverlay.membership import Membership
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.registry import (
     AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, parseAddress,
 )
 from p2poverlay.seen import SeenCache
+from p2poverlay.store import NodeStore
 
 # How long stopService waits for peers to take their BYE before cutting.
 STOP_GRACE = 1.5
@@ -63,6 +66,21 @@ class NodeConfig:
     seenCacheTTL: float = 600.0
     maxPeersPerExchange: int = 100
     autoConnect: bool = True
+    # Failure detection and reconnection.
+    pingInterval: float = 1.0
+    peerTimeout: float = 5.0
+    reconnectInitialDelay: float = 0.5
+    reconnectMaxDelay: float = 30.0
+    forgetAfter: float = 300.0
+    # Resource bounds.
+    addressBookSize: int = 1000
+    maxInbound: int = 64
+    maxOutbound: int = 64
+    maxSendBuffer: int = 4 << 20
+    messageRate: float = 1000.0
+    messageBurst: float = 10000.0
+    banThreshold: float = 100.0
+    banTime: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class NodeStats:
 
     broadcastsDelivered: int = 0
     broadcastDuplicates: int = 0
+    broadcastsDropped: int = 0
     directDelivered: int = 0
 
 
@@ -142,12 +161,23 @@ class Node(Service):
     log = Logger()
 
     def __init__(self, config: NodeConfig, reactor=None,
-                 nodeId: Optional[str] = None) -> None:
+                 nodeId: Optional[str] = None,
+                 store: Optional[NodeStore] = None) -> None:
+        """
+        @param store: an open data directory; the node takes its identity
+            from it (creating one the first time) and saves its peers there.
+        """
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.config = config
+        if nodeId is None and store is not None:
+            nodeId = store.loadIdentity()
+            if nodeId is None:
+                nodeId = newNodeId()
+                store.saveIdentity(nodeId)
         self.nodeId = nodeId or newNodeId()
+        self.store = store
         self.name = config.name
         self.peers = PeerRegistry()
         self.stats = NodeStats()
@@ -162,6 +192,10 @@ class Node(Service):
         self._seenData = SeenCache(
             config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
         self._stopping = False
+        self.membership = Membership(self, store)
+        self.misbehaviour = Misbehaviour(
+            threshold=config.banThreshold, banDuration=config.banTime,
+            decayPerSecond=1.0, now=reactor.seconds)
 
     @property
     def shortId(self) -> str:
@@ -240,6 +274,7 @@ class Node(Service):
         Service.startService(self)
         self._stopping = False
         self._listen()
+        self.membership.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port).addErrback(lambda _: None)
@@ -278,6 +313,8 @@ class Node(Service):
         for connection in list(self._connections):
             lost.append(connection.whenClosed())
             connection.close("node shutting down")
+        # After the BYEs: stopping a link closes its connection silently.
+        waits.append(self.membership.stop())
         if lost:
             allGone = DeferredList(lost)
             allGone.addTimeout(STOP_GRACE, self.reactor)
@@ -296,8 +333,32 @@ class Node(Service):
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections.add(connection)
+        host = getattr(connection.transport.getPeer(), "host", "")
         if self._stopping:
             connection.close("node shutting down")
+        elif self.misbehaviour.isBanned(host):
+            connection.close(f"banned: {self.misbehaviour.banReason(host)}")
+        elif self._count(connection.outbound) > (
+                self.config.maxOutbound if connection.outbound
+                else self.config.maxInbound):
+            connection.close(f"too many {connection.direction} connections")
+
+    def _count(self, outbound: bool) -> int:
+        return sum(1 for c in self._connections if c.outbound == outbound)
+
+    def penalize(self, connection: PeerConnection, points: float,
+                 reason: str) -> None:
+        """
+        Count misbehaviour against the connection's address; past the
+        threshold the address is banned for C{banTime} and disconnected.
+        """
+        host = getattr(connection.transport.getPeer(), "host", "")
+        if self.misbehaviour.penalize(host, points, reason):
+            self.log.warn("banning {host} for {time:g} s: {reason}",
+                          host=host, time=self.config.banTime, reason=reason)
+            for other in list(self._connections):
+                if getattr(other.transport.getPeer(), "host", "") == host:
+                    other.close(f"banned: {reason}")
 
     def connect(self, host: str, port: int) -> "Deferred[PeerInfo]":
         """
@@ -311,6 +372,14 @@ class Node(Service):
         if key in self._selfAddresses:
             return fail(SelfConnection(
                 f"{formatAddress(host, port)} is this node itself"))
+        if self.misbehaviour.isBanned(host):
+            return fail(PeerUnreachable(
+                f"{host} is banned: {self.misbehaviour.banReason(host)}"))
+        if key not in self._dials and \
+                self._count(True) >= self.config.maxOutbound:
+            return fail(PeerUnreachable(
+                f"cannot dial {formatAddress(host, port)}: "
+                f"{self.config.maxOutbound} outbound connections already"))
         waiter: Deferred[PeerInfo] = Deferred()
         if key in self._dials:
             self._dials[key].append(waiter)
@@ -355,11 +424,14 @@ class Node(Service):
                 connection.established(info)
                 existing.rejected("duplicate connection")
             else:
-                connection.rejected("duplicate connection",
-                                    peer=self.peers.get(hello.node_id))
+                info = self.peers.get(hello.node_id)
+                connection.rejected("duplicate connection", peer=info)
+                connection = existing
+            self.membership.connected(info, connection)
             return
         self.peers.add(info, connection)
         connection.established(info)
+        self.membership.connected(info, connection)
         self.log.info("peer connected: {peer}", peer=info.describe())
         self._sendPeerExchange(connection)
         self._notify("peerConnected", info)
@@ -389,6 +461,7 @@ class Node(Service):
                 or "connection lost"
             self.log.info("peer disconnected: {peer} ({reason})",
                           peer=info.describe(), reason=reason)
+            self.membership.lost(info, connection)
             self._notify("peerDisconnected", info, reason)
         self._redeliver(connection, pending)
 
@@ -427,10 +500,14 @@ class Node(Service):
             connection.sendMessage(Peers(entries))
 
     def _peersReceived(self, connection: PeerConnection, message: Peers) -> None:
-        if not self.config.autoConnect or self._stopping:
+        if self._stopping:
             return
         for entry in message.peers[:self.config.maxPeersPerExchange]:
             if entry.node_id == self.nodeId or entry.node_id in self.peers:
+                continue
+            self.membership.book.learn(entry.node_id, entry.host, entry.port,
+                                       entry.name)
+            if not self.config.autoConnect:
                 continue
             self.connect(entry.host, entry.port).addErrback(
                 self._learnedPeerUnreachable, entry, connection)
@@ -486,9 +563,12 @@ class Node(Service):
         line = message.encode()
         sent = 0
         for connection in self.peers.connections():
-            if connection.peer.node_id not in exclude and not connection.closing:
-                connection.sendEncoded(line)
+            if connection.peer.node_id in exclude or connection.closing:
+                continue
+            if connection.sendEncoded(line):
                 sent += 1
+            else:
+                self.stats.broadcastsDropped += 1
         return sent
 
     # -- the public API ---------------------------------------------------

@@ -22,6 +22,8 @@ from p2poverlay.message import (
     PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError, P2PMessage, Ping,
     Pong,
 )
+from p2poverlay.limits import TokenBucket
+from p2poverlay.outbox import Outbox
 from p2poverlay.registry import INBOUND, OUTBOUND, PeerInfo, formatAddress
 
 if TYPE_CHECKING:
@@ -29,6 +31,11 @@ if TYPE_CHECKING:
 
 # How long a closing connection may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
+# How long reading stops when a peer sends faster than its rate limit.
+THROTTLE_PAUSE = 0.1
+# Misbehaviour points (see Node.penalize; 100 bans by default).
+PROTOCOL_ERROR_POINTS = 50
+THROTTLE_POINTS = 1
 
 
 class PeerConnection(LineReceiver):
@@ -54,6 +61,8 @@ class PeerConnection(LineReceiver):
         self.closeReason = ""
         self.remoteReason = ""
         self.lastHeard = 0.0
+        self.link = None  # the PeerLink that dialed this connection, if any
+        self.outbox: Optional[Outbox] = None
         self.handshake: Deferred[PeerInfo] = Deferred()
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged
@@ -61,6 +70,7 @@ class PeerConnection(LineReceiver):
             self.handshake.addErrback(lambda _: None)
         self._pending: "OrderedDict[str, tuple[Data, Deferred[PeerInfo], IDelayedCall]]" = OrderedDict()
         self._timer: Optional[IDelayedCall] = None
+        self._throttled: Optional[IDelayedCall] = None
         self._closedWaiters: "list[Deferred[None]]" = []
 
     @property
@@ -84,6 +94,11 @@ class PeerConnection(LineReceiver):
     def connectionMade(self) -> None:
         clock = self.node.reactor
         self.lastHeard = clock.seconds()
+        config = self.node.config
+        self.outbox = Outbox(self.transport, config.maxSendBuffer,
+                             clock.seconds, self.delimiter)
+        self.bucket = TokenBucket(config.messageRate, config.messageBurst,
+                                  clock.seconds)
         self.sendMessage(self.node.helloMessage())
         self._timer = clock.callLater(
             self.node.config.handshakeTimeout, self._handshakeTimedOut)
@@ -98,6 +113,8 @@ class PeerConnection(LineReceiver):
     def connectionLost(self, reason: Failure = None) -> None:
         self.closing = True
         self._cancelTimer()
+        if self._throttled is not None and self._throttled.active():
+            self._throttled.cancel()
         if not self.handshake.called:
             why = self.closeReason or self.remoteReason or "connection lost"
             self.handshake.errback(HandshakeFailed(why))
@@ -129,17 +146,47 @@ class PeerConnection(LineReceiver):
         self.closing = True
         self.closeReason = reason
         self._cancelTimer()
+        self.outbox.flush()
         if tellPeer:
             self.sendMessage(Bye(reason[:200]))
+        # A registered producer would hold the connection open.
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
         self._timer = self.node.reactor.callLater(
             CLOSE_GRACE, self.transport.abortConnection)
 
+    def abort(self, reason: str) -> None:
+        """Drop this connection at once, unsent data and all."""
+        if self.closing:
+            return
+        self.closing = True
+        self.closeReason = reason
+        self._cancelTimer()
+        self.transport.abortConnection()
+
     def protocolError(self, reason: str) -> None:
-        """The peer sent something invalid: log it and close."""
+        """The peer sent something invalid: log it, close, count it."""
         self.log.warn("closing connection with {peer}: {reason}",
                       peer=self.describe(), reason=reason)
         self.close(f"protocol error: {reason}")
+        self.node.penalize(self, PROTOCOL_ERROR_POINTS, f"protocol error: {reason}")
+
+    def _throttle(self) -> None:
+        """
+        The peer is over its message rate: stop reading for a moment (TCP
+        slows the sender down; nothing is lost) and count it against it.
+        """
+        self.pauseProducing()
+        self._throttled = self.node.reactor.callLater(
+            THROTTLE_PAUSE, self._unthrottle)
+        self.node.penalize(
+            self, THROTTLE_POINTS,
+            f"more than {self.node.config.messageRate:g} messages/s")
+
+    def _unthrottle(self) -> None:
+        self._throttled = None
+        if not self.closing:
+            self.resumeProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -153,6 +200,8 @@ class PeerConnection(LineReceiver):
         if self.closing:
             return
         self.lastHeard = self.node.reactor.seconds()
+        if not self.bucket.take() and self._throttled is None:
+            self._throttle()
         try:
             message = P2PMessage.decode(line)
         except MessageError as e:
@@ -203,11 +252,16 @@ class PeerConnection(LineReceiver):
     # -- sending --------------------------------------------------------
 
     def sendMessage(self, message: P2PMessage) -> None:
-        self.transport.writeSequence((message.encode(), self.delimiter))
+        """Send a small control message; it is queued even when full."""
+        self.outbox.write(message.encode(), force=True)
 
-    def sendEncoded(self, line: bytes) -> None:
-        """Send a message that was encoded once for several connections."""
-        self.transport.writeSequence((line, self.delimiter))
+    def sendEncoded(self, line: bytes) -> bool:
+        """
+        Send a message that was encoded once for several connections.
+
+        @return: False if it was dropped because the peer reads too slowly.
+        """
+        return self.outbox.write(line)
 
     def sendData(self, message: Data) -> "Deferred[PeerInfo]":
         """
@@ -219,10 +273,14 @@ class PeerConnection(LineReceiver):
             done.errback(DeliveryFailed(
                 f"connection to {self.describe()} is closing"))
             return done
+        if not self.outbox.write(message.encode()):
+            done.errback(DeliveryFailed(
+                f"send buffer to {self.describe()} is full: it reads too "
+                f"slowly"))
+            return done
         timeout = self.node.reactor.callLater(
             self.node.config.ackTimeout, self._ackTimedOut, message.id)
         self._pending[message.id] = (message, done, timeout)
-        self.sendMessage(message)
         return done
 
     def _ackReceived(self, ack: Ack) -> None:

@@ -17,9 +17,11 @@ from p2poverlay.errors import ListenError
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.registry import parseAddress
+from p2poverlay.store import NodeStore, StoreLocked
 
 # twistd's own default; left as it is, it is replaced (see _adjustTwistd).
 _TWISTD_DEFAULT_PIDFILE = "twistd.pid"
+_DEFAULTS = NodeConfig()
 
 
 def _positiveInt(value: str) -> int:
@@ -46,6 +48,47 @@ def _ttl(value: str) -> int:
 _positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
 _positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
 _ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-defined]
+
+
+# Options that set a NodeConfig field: (option, field, coerce, help).
+_NODE_SETTINGS = [
+    ("max-line-length", "maxLineLength", _positiveInt,
+     "Largest message accepted from a peer, in bytes; a peer that sends a "
+     "longer one is disconnected."),
+    ("handshake-timeout", "handshakeTimeout", _positiveFloat,
+     "Seconds a new connection has to complete its HELLO handshake."),
+    ("broadcast-ttl", "broadcastTTL", _ttl,
+     "How many hops a broadcast travels at most."),
+    ("ping-interval", "pingInterval", _positiveFloat,
+     "Seconds between liveness probes (PING) to each peer."),
+    ("peer-timeout", "peerTimeout", _positiveFloat,
+     "Seconds of silence after which a peer is taken for dead and dropped."),
+    ("reconnect-max-delay", "reconnectMaxDelay", _positiveFloat,
+     "Longest wait, in seconds, between two tries to redial a lost peer "
+     "(the wait doubles from half a second, plus jitter)."),
+    ("forget-after", "forgetAfter", _positiveFloat,
+     "Seconds a lost peer may stay unreachable before it is forgotten."),
+    ("max-inbound", "maxInbound", _positiveInt,
+     "Most connections accepted from other nodes."),
+    ("max-outbound", "maxOutbound", _positiveInt,
+     "Most connections this node dials."),
+    ("max-peers-per-exchange", "maxPeersPerExchange", _positiveInt,
+     "Most addresses read from one PEERS message."),
+    ("address-book-size", "addressBookSize", _positiveInt,
+     "Most nodes remembered in the address book."),
+    ("seen-cache-size", "seenCacheSize", _positiveInt,
+     "Most broadcast ids remembered for duplicate suppression."),
+    ("rate-limit", "messageRate", _positiveFloat,
+     "Messages per second a peer may send; beyond it, reading from the "
+     "peer pauses, and one that keeps it up is banned."),
+    ("rate-burst", "messageBurst", _positiveFloat,
+     "Messages a peer may send at once, beyond the rate limit."),
+    ("ban-time", "banTime", _positiveFloat,
+     "Seconds an address that misbehaves is banned."),
+    ("max-send-buffer", "maxSendBuffer", _positiveInt,
+     "Bytes queued for a peer that reads slowly; beyond it broadcasts to it "
+     "are dropped and direct messages fail."),
+]
 
 
 def listenDescription(port: str) -> str:
@@ -94,15 +137,12 @@ class Options(usage.Options):
         ["name", None, "",
          f"A human label for this node, shown to peers (at most "
          f"{MAX_NAME_LENGTH} characters)."],
-        ["max-line-length", None, 65536,
-         "Largest message accepted from a peer, in bytes; a peer that sends "
-         "a longer one is disconnected.", _positiveInt],
-        ["handshake-timeout", None, 10.0,
-         "Seconds a new connection has to complete its HELLO handshake.",
-         _positiveFloat],
-        ["broadcast-ttl", None, 32,
-         "How many hops a broadcast travels at most.", _ttl],
-    ]
+        ["data-dir", None, None,
+         "Directory for this node's identity and saved peers (created if "
+         "needed; '' for none). Default: p2p-PORT in the current directory, "
+         "none with --port 0."],
+    ] + [[option, None, getattr(_DEFAULTS, field), help, coerce]
+         for option, field, coerce, help in _NODE_SETTINGS]
     optFlags = [
         ["no-console", None,
          "Do not read commands from standard input (there is never a "
@@ -122,6 +162,12 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self["listen"] = listenDescription(self["port"])
+        if self["data-dir"] is None:
+            label = portLabel(self["listen"])
+            self["data-dir"] = "" if label.startswith("pid") else f"p2p-{label}"
+        if self["data-dir"]:
+            # twistd may change directory (--rundir) before the node starts.
+            self["data-dir"] = os.path.abspath(self["data-dir"])
         name = self["name"]
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise usage.UsageError(
@@ -182,16 +228,25 @@ class P2PService(MultiService):
             raise
 
 
+def openStore(directory: str) -> NodeStore:
+    """Open and lock the data directory, or stop with a one-line error."""
+    store = NodeStore(directory)
+    try:
+        store.open()
+    except (StoreLocked, OSError) as e:
+        raise SystemExit(f"p2p: {e}")
+    return store
+
+
 def makeService(options: Options) -> IService:
     config = NodeConfig(
         listen=options["listen"],
         name=options["name"],
         join=tuple(options["join"]),
-        maxLineLength=options["max-line-length"],
-        handshakeTimeout=options["handshake-timeout"],
-        broadcastTTL=options["broadcast-ttl"],
-    )
-    root = P2PService(Node(config), options.get("foreground", False))
+        **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
+    store = openStore(options["data-dir"]) if options["data-dir"] else None
+    root = P2PService(Node(config, store=store),
+                      options.get("foreground", False))
     if options.get("console"):
         ConsoleService(root.node).setServiceParent(root)
     return root

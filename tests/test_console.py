@@ -131,13 +131,15 @@ def test_peers_lists_one_line_per_peer(node, console):
     addPeer(node, BOB, 9000, "bob")
     (line,) = console.type("peers")
     fields = line.split()
-    assert fields[:5] == ["127.0.0.1:9000", BOB, "'bob'", "inbound", "since"]
+    assert fields[:6] == ["127.0.0.1:9000", BOB, "'bob'", "inbound",
+                          "connected", "since"]
 
     addPeer(node, CAROL, 9001, "", outbound=True, host="10.0.0.3")
     lines = console.type("peers")
     assert len(lines) == 2
     assert lines[0] == line  # Oldest connection first.
-    assert lines[1].split()[:5] == ["10.0.0.3:9001", CAROL, "-", "outbound", "since"]
+    assert lines[1].split()[:6] == ["10.0.0.3:9001", CAROL, "-", "outbound",
+                                    "connected", "since"]
 
 
 def test_info(node, console):

@@ -1,0 +1,121 @@
+"""
+The address book: every node this node knows of, connected or not.
+
+The peer registry holds the live connections; the address book remembers
+where nodes listen and what became of them (connected, reconnecting, dead,
+left), is bounded in size, and is what the node saves and reloads across
+restarts.  It belongs to the reactor thread.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, List, Optional
+
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+DEAD = "dead"
+LEFT = "left"
+
+
+@dataclass(frozen=True)
+class KnownPeer:
+    """
+    One node of the address book.
+
+    @ivar lastSeen: POSIX time it was last connected (0: never).
+    @ivar since: POSIX time it entered its current state.
+    @ivar nextAttempt: for L{RECONNECTING}, POSIX time of the next dial.
+    """
+
+    node_id: str
+    host: str
+    port: int
+    name: str = ""
+    state: str = DEAD
+    lastSeen: float = 0.0
+    since: float = 0.0
+    nextAttempt: Optional[float] = None
+
+
+class AddressBook:
+    """
+    Known nodes by node id, at most C{maxSize}; when full, the entry not
+    connected that was seen longest ago makes room.
+    """
+
+    def __init__(self, maxSize: int, now: Callable[[], float]) -> None:
+        self.maxSize = maxSize
+        self._now = now
+        self._peers: "OrderedDict[str, KnownPeer]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, nodeId: object) -> bool:
+        return nodeId in self._peers
+
+    def get(self, nodeId: str) -> Optional[KnownPeer]:
+        return self._peers.get(nodeId)
+
+    def all(self) -> List[KnownPeer]:
+        return list(self._peers.values())
+
+    def learn(self, nodeId: str, host: str, port: int, name: str = "",
+              lastSeen: float = 0.0) -> Optional[KnownPeer]:
+        """
+        Remember a node heard of (from peer exchange or a saved file) without
+        changing what is known of one already in the book.
+        """
+        if nodeId in self._peers or not port:
+            return self._peers.get(nodeId)
+        return self._put(KnownPeer(nodeId, host, port, name, DEAD,
+                                   lastSeen, self._now()))
+
+    def update(self, nodeId: str, host: str, port: int, name: str,
+               state: str, nextAttempt: Optional[float] = None) -> KnownPeer:
+        """Record what is now true of a node."""
+        now = self._now()
+        old = self._peers.get(nodeId)
+        since = old.since if old is not None and old.state == state else now
+        lastSeen = now if state == CONNECTED else (old.lastSeen if old else 0.0)
+        return self._put(KnownPeer(nodeId, host, port, name, state, lastSeen,
+                                   since, nextAttempt))
+
+    def setState(self, nodeId: str, state: str,
+                 nextAttempt: Optional[float] = None) -> Optional[KnownPeer]:
+        old = self._peers.get(nodeId)
+        if old is None:
+            return None
+        since = old.since if old.state == state else self._now()
+        lastSeen = old.lastSeen
+        if old.state == CONNECTED:
+            lastSeen = self._now()
+        entry = replace(old, state=state, since=since, lastSeen=lastSeen,
+                        nextAttempt=nextAttempt)
+        self._peers[nodeId] = entry
+        return entry
+
+    def forget(self, nodeId: str) -> None:
+        self._peers.pop(nodeId, None)
+
+    def _put(self, entry: KnownPeer) -> Optional[KnownPeer]:
+        self._peers[entry.node_id] = entry
+        while len(self._peers) > self.maxSize:
+            victim = self._evictionCandidate()
+            if victim is None:
+                break
+            del self._peers[victim]
+        return self._peers.get(entry.node_id)
+
+    def _evictionCandidate(self) -> Optional[str]:
+        idle = [p for p in self._peers.values() if p.state != CONNECTED]
+        if not idle:
+            return None
+        return min(idle, key=lambda p: (p.lastSeen, p.since)).node_id
+
+    def load(self, entries: Iterable[KnownPeer]) -> None:
+        for entry in entries:
+            self.learn(entry.node_id, entry.host, entry.port, entry.name,
+                       entry.lastSeen)

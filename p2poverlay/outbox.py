@@ -1,0 +1,84 @@
+"""
+Outbox: bounded outgoing flow control for one connection.
+
+A transport asks its registered producer to pause when its write buffer
+fills (the peer reads slower than we write) and to resume once it drains.
+While paused, the outbox holds lines in a queue of at most C{limit} bytes
+instead of growing the transport's buffer, so a slow or stalled reader
+cannot make a node's memory grow without bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Deque, Optional
+
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+
+@implementer(IPushProducer)
+class Outbox:
+    """
+    Writes lines to C{transport}, queueing them while it is paused.
+
+    @ivar pausedSince: when the transport last paused us, or None.
+    """
+
+    def __init__(self, transport, limit: int, now: Callable[[], float],
+                 delimiter: bytes = b"\n") -> None:
+        self.transport = transport
+        self.limit = limit
+        self.delimiter = delimiter
+        self._now = now
+        self.pausedSince: Optional[float] = None
+        self.queuedBytes = 0
+        self._queue: Deque[bytes] = deque()
+        transport.registerProducer(self, True)
+
+    @property
+    def paused(self) -> bool:
+        return self.pausedSince is not None
+
+    def write(self, line: bytes, force: bool = False) -> bool:
+        """
+        Send C{line}, or queue it behind earlier lines while paused.
+
+        @param force: queue even past the limit (small control messages).
+        @return: False if the queue is full and the line was not taken.
+        """
+        if self.pausedSince is None and not self._queue:
+            self.transport.writeSequence((line, self.delimiter))
+            return True
+        size = len(line) + len(self.delimiter)
+        if not force and self.queuedBytes + size > self.limit:
+            return False
+        self._queue.append(line)
+        self.queuedBytes += size
+        return True
+
+    def flush(self) -> None:
+        """Hand everything queued to the transport (when closing)."""
+        while self._queue:
+            self._writeQueued()
+
+    def _writeQueued(self) -> None:
+        line = self._queue.popleft()
+        self.queuedBytes -= len(line) + len(self.delimiter)
+        self.transport.writeSequence((line, self.delimiter))
+
+    # IPushProducer: the transport calls these.
+
+    def pauseProducing(self) -> None:
+        if self.pausedSince is None:
+            self.pausedSince = self._now()
+
+    def resumeProducing(self) -> None:
+        self.pausedSince = None
+        # Writing may pause us again at once: stop there.
+        while self._queue and self.pausedSince is None:
+            self._writeQueued()
+
+    def stopProducing(self) -> None:
+        self._queue.clear()
+        self.queuedBytes = 0
