@@ -38,6 +38,10 @@ def _positiveFloat(value: str) -> float:
     return number
 
 
+def _positiveNumber(value: str) -> float:
+    return _positiveFloat(value)
+
+
 def _ttl(value: str) -> int:
     number = int(value)
     if not 1 <= number <= MAX_TTL:
@@ -47,6 +51,7 @@ def _ttl(value: str) -> int:
 
 _positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
 _positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
+_positiveNumber.coerceDoc = "A number, more than 0."  # type: ignore[attr-defined]
 _ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-defined]
 
 
@@ -78,10 +83,10 @@ _NODE_SETTINGS = [
      "Most nodes remembered in the address book."),
     ("seen-cache-size", "seenCacheSize", _positiveInt,
      "Most broadcast ids remembered for duplicate suppression."),
-    ("rate-limit", "messageRate", _positiveFloat,
+    ("rate-limit", "messageRate", _positiveNumber,
      "Messages per second a peer may send; beyond it, reading from the "
      "peer pauses, and one that keeps it up is banned."),
-    ("rate-burst", "messageBurst", _positiveFloat,
+    ("rate-burst", "messageBurst", _positiveNumber,
      "Messages a peer may send at once, beyond the rate limit."),
     ("ban-time", "banTime", _positiveFloat,
      "Seconds an address that misbehaves is banned."),
