@@ -2,8 +2,8 @@
 The address book: every node this node knows of, connected or not.
 
 The peer registry holds the live connections; the address book remembers
-where nodes listen and what became of them (connected, reconnecting, dead,
-left), is bounded in size, and is what the node saves and reloads across
+where nodes listen and what became of them (known, connected, reconnecting,
+dead, left), is bounded in size, and is what the node saves and reloads across
 restarts.  It belongs to the reactor thread.
 """
 
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, List, Optional
 
+KNOWN = "known"  # heard of (peer exchange, saved file), never connected here
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
 DEAD = "dead"
@@ -33,7 +34,7 @@ class KnownPeer:
     host: str
     port: int
     name: str = ""
-    state: str = DEAD
+    state: str = KNOWN
     lastSeen: float = 0.0
     since: float = 0.0
     nextAttempt: Optional[float] = None
@@ -70,7 +71,7 @@ class AddressBook:
         """
         if nodeId in self._peers or not port:
             return self._peers.get(nodeId)
-        return self._put(KnownPeer(nodeId, host, port, name, DEAD,
+        return self._put(KnownPeer(nodeId, host, port, name, KNOWN,
                                    lastSeen, self._now()))
 
     def update(self, nodeId: str, host: str, port: int, name: str,
@@ -115,7 +116,3 @@ class AddressBook:
             return None
         return min(idle, key=lambda p: (p.lastSeen, p.since)).node_id
 
-    def load(self, entries: Iterable[KnownPeer]) -> None:
-        for entry in entries:
-            self.learn(entry.node_id, entry.host, entry.port, entry.name,
-                       entry.lastSeen)

@@ -26,7 +26,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 
-from p2poverlay.addressbook import CONNECTED, RECONNECTING, KnownPeer
+from p2poverlay.addressbook import CONNECTED, KNOWN, RECONNECTING, KnownPeer
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node, NodeObserver, ReceivedMessage
 from p2poverlay.registry import PeerInfo, formatAddress
@@ -207,7 +207,7 @@ class ConsoleProtocol(LineReceiver, NodeObserver):
             self.say(formatPeer(peer))
         now = self.node.reactor.seconds()
         for known in self.node.membership.book.all():
-            if known.state != CONNECTED:
+            if known.state not in (CONNECTED, KNOWN):
                 self.say(formatKnownPeer(known, now))
 
     def do_info(self, args: str) -> None:

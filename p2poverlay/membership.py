@@ -53,12 +53,14 @@ class Membership:
         if self.store is None:
             return
         now = self.node.reactor.seconds()
-        for saved in self.store.loadPeers():
-            if saved.node_id == self.node.nodeId:
-                continue
-            entry = self.book.learn(saved.node_id, saved.host, saved.port,
-                                    saved.name, saved.last_seen)
-            if entry is not None and saved.node_id not in self.node.peers:
+        saved = [p for p in self.store.loadPeers()
+                 if p.node_id != self.node.nodeId]
+        # Redial the most recently seen first, no more than may be dialed.
+        saved.sort(key=lambda p: p.last_seen, reverse=True)
+        for index, peer in enumerate(saved):
+            entry = self.book.learn(peer.node_id, peer.host, peer.port,
+                                    peer.name, peer.last_seen)
+            if entry is not None and index < self.node.config.maxOutbound:
                 self._startLink(entry, lostAt=now)
 
     def stop(self) -> Deferred:
@@ -91,7 +93,8 @@ class Membership:
             # It said BYE: it left on purpose.  Do not chase it.
             self._stopLink(nodeId)
             self.book.setState(nodeId, LEFT)
-        elif connection.closeReason.startswith("protocol error") or not info.port:
+        elif connection.closeReason.startswith(("protocol error", "banned")) \
+                or not info.port:
             self._stopLink(nodeId)
             self.book.setState(nodeId, DEAD)
         elif link is not None and connection.link is link:
