@@ -333,7 +333,7 @@ class Node(Service):
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections.add(connection)
-        host = getattr(connection.transport.getPeer(), "host", "")
+        host = connection.remoteHost
         if self._stopping:
             connection.close("node shutting down")
         elif self.misbehaviour.isBanned(host):
@@ -352,12 +352,12 @@ class Node(Service):
         Count misbehaviour against the connection's address; past the
         threshold the address is banned for C{banTime} and disconnected.
         """
-        host = getattr(connection.transport.getPeer(), "host", "")
+        host = connection.remoteHost
         if self.misbehaviour.penalize(host, points, reason):
             self.log.warn("banning {host} for {time:g} s: {reason}",
                           host=host, time=self.config.banTime, reason=reason)
             for other in list(self._connections):
-                if getattr(other.transport.getPeer(), "host", "") == host:
+                if other.remoteHost == host:
                     other.close(f"banned: {reason}")
 
     def connect(self, host: str, port: int) -> "Deferred[PeerInfo]":
@@ -412,9 +412,8 @@ class Node(Service):
             else:
                 connection.close("connected to self", tellPeer=False)
             return
-        host = getattr(connection.transport.getPeer(), "host", "?")
         info = PeerInfo(
-            node_id=hello.node_id, host=host, port=hello.port,
+            node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
             since=time.time())
         existing = self.peers.connection(hello.node_id)

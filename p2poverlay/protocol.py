@@ -78,11 +78,15 @@ class PeerConnection(LineReceiver):
         return OUTBOUND if self.outbound else INBOUND
 
     @property
+    def remoteHost(self) -> str:
+        """The observed remote host (the source address of the peer)."""
+        return getattr(self.transport.getPeer(), "host", "?")
+
+    @property
     def remoteAddress(self) -> str:
         """The observed remote address, ``host:port``."""
-        address = self.transport.getPeer()
-        return formatAddress(getattr(address, "host", "?"),
-                             getattr(address, "port", 0))
+        return formatAddress(self.remoteHost,
+                             getattr(self.transport.getPeer(), "port", 0))
 
     def describe(self) -> str:
         if self.peer is not None:
