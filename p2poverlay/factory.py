@@ -33,7 +33,11 @@ class PeerConnectionFactory(ServerFactory):
     def buildProtocol(self, addr) -> PeerConnection:
         connection = self.protocol(self.node, outbound=self.outbound)
         connection.factory = self
-        connection.link = self.link
+        if self.link is not None:
+            connection.link = self.link
+            self.link.connection = connection
+            # Nobody waits on a link's handshake; the node reports failures.
+            connection.handshake.addErrback(lambda _: None)
         return connection
 
 

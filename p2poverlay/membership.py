@@ -78,9 +78,15 @@ class Membership:
         self.book.update(info.node_id, info.host, info.port, info.name,
                          CONNECTED)
         link = self.links.get(info.node_id)
-        if link is not None and connection.link is not link:
-            # Reached through another connection: this link's work is done.
-            self._stopLink(info.node_id)
+        if link is not None:
+            if connection.link is link:
+                link.reached()
+            elif not link.handshaking:
+                # Reached through another connection: the link's work is
+                # done.  (A link still in its handshake is left alone: the
+                # rule for duplicate connections decides which one stays,
+                # and both nodes must see that connection through.)
+                self._stopLink(info.node_id)
         self._scheduleSave()
 
     def lost(self, info: PeerInfo, connection: "PeerConnection") -> None:

@@ -454,6 +454,9 @@ class Node(Service):
 
     def connectionLost(self, connection: PeerConnection, pending) -> None:
         self._connections.discard(connection)
+        link = connection.link
+        if link is not None and link.connection is connection:
+            link.connection = None
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):
             reason = connection.remoteReason or connection.closeReason \

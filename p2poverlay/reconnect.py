@@ -18,6 +18,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.endpoints import HostnameEndpoint
 
 from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.protocol import PeerConnection
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -40,6 +41,10 @@ class PeerLink(ClientService):
         self.port = port
         self.lostAt = node.reactor.seconds() if lostAt is None else lostAt
         self.nextAttempt: Optional[float] = None
+        self.connection: Optional[PeerConnection] = None
+        # Tries since the link last reached its peer.  ClientService counts
+        # failed TCP connects only; a refused handshake counts here too.
+        self.attempts = 0
         config = node.config
         self._delay = backoffPolicy(
             initialDelay=config.reconnectInitialDelay,
@@ -49,20 +54,29 @@ class PeerLink(ClientService):
                                     timeout=config.connectTimeout)
         super().__init__(
             endpoint, PeerConnectionFactory(node, outbound=True, link=self),
-            retryPolicy=self._retryDelay, clock=node.reactor,
-            # A connection counts once its handshake is done; a handshake
-            # that fails is a failed attempt, retried later.
-            prepareConnection=lambda connection: connection.handshake)
+            retryPolicy=self._retryDelay, clock=node.reactor)
+
+    @property
+    def handshaking(self) -> bool:
+        """Whether a connection of this link is waiting for its HELLO."""
+        connection = self.connection
+        return (connection is not None and connection.peer is None
+                and not connection.closing)
+
+    def reached(self) -> None:
+        """The link's connection is now the connection to its peer."""
+        self.attempts = 0
 
     def _retryDelay(self, failedAttempts: int) -> float:
         now = self.node.reactor.seconds()
-        delay = self._delay(failedAttempts - 1)
+        self.attempts += 1
+        delay = self._delay(self.attempts - 1)
         if now - self.lostAt >= self.node.config.forgetAfter:
             # Stopping from inside the retry machinery is not allowed:
             # the node stops the link on the next turn of the reactor.
-            self.node.reactor.callLater(0, self.node.linkGaveUp, self)
+            self.node.reactor.callLater(0, self.node.membership.linkGaveUp, self)
         self.nextAttempt = now + delay
-        self.node.linkWaiting(self)
+        self.node.membership.linkWaiting(self)
         return delay
 
     def __repr__(self) -> str:
