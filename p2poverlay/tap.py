@@ -215,10 +215,15 @@ class P2PService(MultiService):
     node that cannot listen stops the program with a one-line error.
     """
 
-    def __init__(self, node: Node, foreground: bool) -> None:
+    def __init__(self, node: Node, foreground: bool,
+                 console: bool = False) -> None:
         super().__init__()
         self.node = node
         self.foreground = foreground
+        if console:
+            # Started before the node, so that it shows what the node
+            # reports as it starts (a corrupt file of saved peers).
+            ConsoleService(node).setServiceParent(self)
         node.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
@@ -250,8 +255,6 @@ def makeService(options: Options) -> IService:
         join=tuple(options["join"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
     store = openStore(options["data-dir"]) if options["data-dir"] else None
-    root = P2PService(Node(config, store=store),
-                      options.get("foreground", False))
-    if options.get("console"):
-        ConsoleService(root.node).setServiceParent(root)
-    return root
+    return P2PService(Node(config, store=store),
+                      options.get("foreground", False),
+                      console=options.get("console", False))

@@ -202,7 +202,7 @@ def test_makeService_with_console(monkeypatch):
                           monkeypatch=monkeypatch)
     service = tap.makeService(config.subOptions)
     kinds = [type(child) for child in service]
-    assert kinds == [Node, ConsoleService]
+    assert kinds == [ConsoleService, Node]
     assert service.foreground is True
 
 
