@@ -145,11 +145,8 @@ class PeerConnection(LineReceiver):
         is already written is flushed; a peer that does not read it within
         L{CLOSE_GRACE} seconds is cut off.
         """
-        if self.closing:
+        if not self._beginClosing(reason):
             return
-        self.closing = True
-        self.closeReason = reason
-        self._cancelTimer()
         self.outbox.flush()
         if tellPeer:
             self.sendMessage(Bye(reason[:200]))
@@ -161,12 +158,17 @@ class PeerConnection(LineReceiver):
 
     def abort(self, reason: str) -> None:
         """Drop this connection at once, unsent data and all."""
+        if self._beginClosing(reason):
+            self.transport.abortConnection()
+
+    def _beginClosing(self, reason: str) -> bool:
+        """Mark this connection closing; False if it already was."""
         if self.closing:
-            return
+            return False
         self.closing = True
         self.closeReason = reason
         self._cancelTimer()
-        self.transport.abortConnection()
+        return True
 
     def protocolError(self, reason: str) -> None:
         """The peer sent something invalid: log it, close, count it."""
