@@ -418,22 +418,25 @@ class Node(Service):
             since=time.time())
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
+            # Close the loser first: then the membership sees which of the
+            # two connections is settled as the peer's.
             if self._prefer(connection, existing, hello.node_id):
                 self.peers.add(info, connection)
-                connection.established(info)
                 existing.rejected("duplicate connection")
+                self.membership.connected(info, connection)
+                connection.established(info)
             else:
                 info = self.peers.get(hello.node_id)
                 connection.rejected("duplicate connection", peer=info)
-                connection = existing
-            self.membership.connected(info, connection)
+                self.membership.connected(info, existing)
             return
         self.peers.add(info, connection)
-        connection.established(info)
         self.membership.connected(info, connection)
         self.log.info("peer connected: {peer}", peer=info.describe())
-        self._sendPeerExchange(connection)
+        self._sendPeerExchange(connection, info)
         self._notify("peerConnected", info)
+        # Last: whoever waits on this dial sees the peer fully settled.
+        connection.established(info)
 
     def _prefer(self, new: PeerConnection, old: PeerConnection,
                 remoteId: str) -> bool:
@@ -490,12 +493,13 @@ class Node(Service):
 
     # -- peer exchange --------------------------------------------------
 
-    def _sendPeerExchange(self, connection: PeerConnection) -> None:
-        recipientIsLoopback = _isLoopback(connection.peer.host)
+    def _sendPeerExchange(self, connection: PeerConnection,
+                          recipient: PeerInfo) -> None:
+        recipientIsLoopback = _isLoopback(recipient.host)
         entries = tuple(
             PeerAddress(p.node_id, p.host, p.port, p.name)
             for p in self.peers.snapshot()
-            if p.node_id != connection.peer.node_id and p.port
+            if p.node_id != recipient.node_id and p.port
             and (recipientIsLoopback or not _isLoopback(p.host))
         )[:self.config.maxPeersPerExchange]
         if entries:

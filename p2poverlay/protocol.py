@@ -34,7 +34,7 @@ CLOSE_GRACE = 5.0
 # How long reading stops when a peer sends faster than its rate limit.
 THROTTLE_PAUSE = 0.1
 # Misbehaviour points (see Node.penalize; 100 bans by default).
-PROTOCOL_ERROR_POINTS = 50
+PROTOCOL_ERROR_POINTS = 60
 THROTTLE_POINTS = 1
 
 
@@ -149,7 +149,7 @@ class PeerConnection(LineReceiver):
             return
         self.outbox.flush()
         if tellPeer:
-            self.sendMessage(Bye(reason[:200]))
+            self.outbox.write(Bye(reason[:200]).encode(), force=True)
         # A registered producer would hold the connection open.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -208,6 +208,8 @@ class PeerConnection(LineReceiver):
         self.lastHeard = self.node.reactor.seconds()
         if not self.bucket.take() and self._throttled is None:
             self._throttle()
+            if self.closing:
+                return  # The throttling got the peer banned.
         try:
             message = P2PMessage.decode(line)
         except MessageError as e:
@@ -259,15 +261,17 @@ class PeerConnection(LineReceiver):
 
     def sendMessage(self, message: P2PMessage) -> None:
         """Send a small control message; it is queued even when full."""
-        self.outbox.write(message.encode(), force=True)
+        if not self.closing:
+            self.outbox.write(message.encode(), force=True)
 
     def sendEncoded(self, line: bytes) -> bool:
         """
         Send a message that was encoded once for several connections.
 
-        @return: False if it was dropped because the peer reads too slowly.
+        @return: False if it was dropped because the peer reads too slowly
+            or the connection is closing.
         """
-        return self.outbox.write(line)
+        return not self.closing and self.outbox.write(line)
 
     def sendData(self, message: Data) -> "Deferred[PeerInfo]":
         """

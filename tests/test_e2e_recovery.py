@@ -60,9 +60,7 @@ def test_kill_9_survivors_carry_on_and_take_the_node_back(processes):
     b, c, d = others
     everyone = [a, b, c, d]
     for node in everyone:
-        for other in everyone:
-            if other is not node:
-                node.expect(connected(other))
+        expectSince(node, 0, *[connected(o) for o in everyone if o is not node])
     marks = {node: len(node.lines) for node in everyone}
 
     c.proc.kill()  # SIGKILL: no BYE, sockets closed by the kernel
