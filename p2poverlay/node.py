@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
@@ -21,10 +21,12 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface
-
+from p2poverlay.config import NodeConfig
 from p2poverlay.errors import (
     DeliveryFailed, ListenError, PeerUnreachable, SelfConnection, UnknownPeer,
+)
+from p2poverlay.events import (
+    INodeObserver, NodeObserver, NodeStats, ReceivedMessage,
 )
 from p2poverlay.factory import PeerConnectionFactory, dial
 from p2poverlay.message import (
@@ -40,114 +42,11 @@ from p2poverlay.registry import (
 from p2poverlay.seen import SeenCache
 from p2poverlay.store import NodeStore
 
+__all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
+           "ReceivedMessage"]
+
 # How long stopService waits for peers to take their BYE before cutting.
 STOP_GRACE = 1.5
-
-
-@dataclass
-class NodeConfig:
-    """
-    Settings of a L{Node}.  Times are in seconds.
-
-    @ivar listen: a Twisted server endpoint description (``tcp:9000``).
-    @ivar join: addresses (host, port) to join at start.
-    @ivar autoConnect: dial the peers learned by peer exchange.
-    """
-
-    listen: str = "tcp:0"
-    name: str = ""
-    join: Sequence[Tuple[str, int]] = ()
-    maxLineLength: int = 65536
-    handshakeTimeout: float = 10.0
-    connectTimeout: float = 10.0
-    ackTimeout: float = 30.0
-    broadcastTTL: int = 32
-    seenCacheSize: int = 100_000
-    seenCacheTTL: float = 600.0
-    maxPeersPerExchange: int = 100
-    autoConnect: bool = True
-    # Failure detection and reconnection.
-    pingInterval: float = 1.0
-    peerTimeout: float = 5.0
-    reconnectInitialDelay: float = 0.5
-    reconnectMaxDelay: float = 30.0
-    forgetAfter: float = 300.0
-    # Resource bounds.
-    addressBookSize: int = 1000
-    maxInbound: int = 64
-    maxOutbound: int = 64
-    maxSendBuffer: int = 4 << 20
-    messageRate: float = 1000.0
-    messageBurst: float = 10000.0
-    banThreshold: float = 100.0
-    banTime: float = 60.0
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """
-    A message delivered to this node.
-
-    @ivar kind: C{"direct"} or C{"broadcast"}.
-    @ivar sender_id: node id of the node that wrote the message.
-    @ivar sender: that node's L{PeerInfo} if it is a peer of this node.
-    @ivar via: the peer this node received the message from.
-    """
-
-    kind: str
-    message_id: str
-    body: str
-    sender_id: str
-    sender_name: str
-    sender: Optional[PeerInfo]
-    via: PeerInfo
-
-    def describeSender(self) -> str:
-        if self.sender is not None:
-            return self.sender.describe()
-        label = self.sender_id[:8]
-        if self.sender_name:
-            label += f" {self.sender_name!r}"
-        return f"{label}, via {self.via.address}"
-
-
-class INodeObserver(Interface):
-    """
-    Receives what happens at a node.  Observers are called in the
-    reactor thread; subclass L{NodeObserver} to implement only some methods.
-    """
-
-    def messageReceived(message: ReceivedMessage) -> None:
-        """A direct or broadcast message was delivered to this node."""
-
-    def peerConnected(peer: PeerInfo) -> None:
-        """A new peer completed its handshake."""
-
-    def peerDisconnected(peer: PeerInfo, reason: str) -> None:
-        """A peer's connection closed."""
-
-
-class NodeObserver:
-    """An L{INodeObserver} that ignores everything; override what you need."""
-
-    def messageReceived(self, message: ReceivedMessage) -> None:
-        pass
-
-    def peerConnected(self, peer: PeerInfo) -> None:
-        pass
-
-    def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
-        pass
-
-
-@dataclass
-class NodeStats:
-    """Counters of what this node has done since it started."""
-
-    broadcastsDelivered: int = 0
-    broadcastDuplicates: int = 0
-    broadcastsDropped: int = 0
-    directDelivered: int = 0
 
 
 class Node(Service):

@@ -1,0 +1,80 @@
+"""
+What a Node tells its observers: delivered messages and peers that come
+and go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from zope.interface import Interface
+
+from p2poverlay.registry import PeerInfo
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """
+    A message delivered to this node.
+
+    @ivar kind: C{"direct"} or C{"broadcast"}.
+    @ivar sender_id: node id of the node that wrote the message.
+    @ivar sender: that node's L{PeerInfo} if it is a peer of this node.
+    @ivar via: the peer this node received the message from.
+    """
+
+    kind: str
+    message_id: str
+    body: str
+    sender_id: str
+    sender_name: str
+    sender: Optional[PeerInfo]
+    via: PeerInfo
+
+    def describeSender(self) -> str:
+        if self.sender is not None:
+            return self.sender.describe()
+        label = self.sender_id[:8]
+        if self.sender_name:
+            label += f" {self.sender_name!r}"
+        return f"{label}, via {self.via.address}"
+
+
+class INodeObserver(Interface):
+    """
+    Receives what happens at a node.  Observers are called in the
+    reactor thread; subclass L{NodeObserver} to implement only some methods.
+    """
+
+    def messageReceived(message: ReceivedMessage) -> None:
+        """A direct or broadcast message was delivered to this node."""
+
+    def peerConnected(peer: PeerInfo) -> None:
+        """A new peer completed its handshake."""
+
+    def peerDisconnected(peer: PeerInfo, reason: str) -> None:
+        """A peer's connection closed."""
+
+
+class NodeObserver:
+    """An L{INodeObserver} that ignores everything; override what you need."""
+
+    def messageReceived(self, message: ReceivedMessage) -> None:
+        pass
+
+    def peerConnected(self, peer: PeerInfo) -> None:
+        pass
+
+    def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
+        pass
+
+
+@dataclass
+class NodeStats:
+    """Counters of what this node has done since it started."""
+
+    broadcastsDelivered: int = 0
+    broadcastDuplicates: int = 0
+    broadcastsDropped: int = 0
+    directDelivered: int = 0
