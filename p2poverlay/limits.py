@@ -54,11 +54,13 @@ class Misbehaviour:
         self._bans: Dict[str, Tuple[float, str]] = {}
 
     def score(self, host: str) -> float:
+        """The host's points now, after decay."""
         entry = self._scores.get(host)
         if entry is None:
             return 0.0
         points, when = entry
-        return max(0.0, points - (self._now() - when) * self.decayPerSecond)
+        elapsed = max(0.0, self._now() - when)
+        return max(0.0, points - elapsed * self.decayPerSecond)
 
     def penalize(self, host: str, points: float, reason: str) -> bool:
         """Add points; return True if this bans C{host}."""
