@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import (
+    Deferred, DeferredList, fail, maybeDeferred, succeed)
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -206,7 +207,7 @@ class Node(Service):
         self._stopping = True
         waits = []
         if self.port is not None:
-            waits.append(self.port.stopListening())
+            waits.append(maybeDeferred(self.port.stopListening))
             self.port = None
         lost = []
         for connection in list(self._connections):
