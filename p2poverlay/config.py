@@ -14,6 +14,13 @@ class NodeConfig:
     @ivar listen: a Twisted server endpoint description (``tcp:9000``).
     @ivar join: addresses (host, port) to join at start.
     @ivar autoConnect: dial the peers learned by peer exchange.
+    @ivar minPeers: neighbours dialed until the node has at least this many.
+    @ivar maxPeers: neighbours accepted at most.
+    @ivar maxDirectLinks: connections kept for direct messages to nodes that
+        are not neighbours.
+    @ivar broadcastMode: C{"tree"} (Plumtree: payload along a spanning tree,
+        ids to the other neighbours) or C{"flood"} (payload to every
+        neighbour).
     """
 
     listen: str = "tcp:0"
@@ -28,6 +35,15 @@ class NodeConfig:
     seenCacheTTL: float = 600.0
     maxPeersPerExchange: int = 100
     autoConnect: bool = True
+    # Topology: how many neighbours a node keeps, and how it broadcasts.
+    minPeers: int = 8
+    maxPeers: int = 16
+    maxDirectLinks: int = 8
+    directLinkIdle: float = 60.0
+    exchangeInterval: float = 30.0
+    broadcastMode: str = "tree"  # "tree" (Plumtree) or "flood"
+    graftTimeout: float = 0.5
+    lazyDelay: float = 0.05
     # Failure detection and reconnection.
     pingInterval: float = 1.0
     peerTimeout: float = 5.0

@@ -78,3 +78,9 @@ class NodeStats:
     broadcastDuplicates: int = 0
     broadcastsDropped: int = 0
     directDelivered: int = 0
+    # Broadcast cost: payload lines (BROADCAST) and control lines (IHAVE,
+    # GRAFT, PRUNE) this node sent, and their bytes.
+    broadcastPayloadsSent: int = 0
+    broadcastPayloadBytes: int = 0
+    broadcastControlSent: int = 0
+    broadcastControlBytes: int = 0

@@ -473,6 +473,8 @@ class Node(Service):
                 continue
             if connection.sendEncoded(line):
                 sent += 1
+                self.stats.broadcastPayloadsSent += 1
+                self.stats.broadcastPayloadBytes += len(line) + 1
             else:
                 self.stats.broadcastsDropped += 1
         return sent
