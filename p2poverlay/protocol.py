@@ -19,8 +19,8 @@ from twisted.python.failure import Failure
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError, P2PMessage, Ping,
-    Pong,
+    NEIGHBOUR, PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError,
+    P2PMessage, Ping, Pong,
 )
 from p2poverlay.limits import TokenBucket
 from p2poverlay.outbox import Outbox
@@ -51,9 +51,13 @@ class PeerConnection(LineReceiver):
     delimiter = b"\n"
     log = Logger()
 
-    def __init__(self, node: "Node", outbound: bool) -> None:
+    def __init__(self, node: "Node", outbound: bool,
+                 role: str = NEIGHBOUR) -> None:
         self.node = node
         self.outbound = outbound
+        # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
+        self.role = role
+        self.lastUsed = 0.0  # when a direct message last went either way
         self.MAX_LENGTH = node.config.maxLineLength
         self.peer: Optional[PeerInfo] = None
         self.version = PROTOCOL_VERSION
@@ -97,13 +101,13 @@ class PeerConnection(LineReceiver):
 
     def connectionMade(self) -> None:
         clock = self.node.reactor
-        self.lastHeard = clock.seconds()
+        self.lastHeard = self.lastUsed = clock.seconds()
         config = self.node.config
         self.outbox = Outbox(self.transport, config.maxSendBuffer,
                              clock.seconds, self.delimiter)
         self.bucket = TokenBucket(config.messageRate, config.messageBurst,
                                   clock.seconds)
-        self.sendMessage(self.node.helloMessage())
+        self.sendMessage(self.node.helloMessage(self.role))
         self._timer = clock.callLater(
             self.node.config.handshakeTimeout, self._handshakeTimedOut)
         self.node.connectionMade(self)
@@ -264,14 +268,21 @@ class PeerConnection(LineReceiver):
         if not self.closing:
             self.outbox.write(message.encode(), force=True)
 
-    def sendEncoded(self, line: bytes) -> bool:
+    def sendEncoded(self, line: bytes, force: bool = False) -> bool:
         """
         Send a message that was encoded once for several connections.
 
+        @param force: queue it even when the send buffer is full (for small
+            control messages).
         @return: False if it was dropped because the peer reads too slowly
             or the connection is closing.
         """
-        return not self.closing and self.outbox.write(line)
+        return not self.closing and self.outbox.write(line, force=force)
+
+    @property
+    def awaitingAcks(self) -> bool:
+        """Are direct messages sent here still waiting for their ACK?"""
+        return bool(self._pending)
 
     def sendData(self, message: Data) -> "Deferred[PeerInfo]":
         """
@@ -279,6 +290,7 @@ class PeerConnection(LineReceiver):
         the peer confirms delivery, or fails with L{DeliveryFailed}.
         """
         done: Deferred[PeerInfo] = Deferred()
+        self.lastUsed = self.node.reactor.seconds()
         if self.closing:
             done.errback(DeliveryFailed(
                 f"connection to {self.describe()} is closing"))

@@ -453,10 +453,12 @@ def test_corrupt_saved_peers_give_a_fresh_start(overlay, tmp_path, log,
 @pytest_twisted.inlineCallbacks
 def test_broadcasts_reach_every_survivor_exactly_once_when_3_of_10_crash(
         overlay):
-    first = yield overlay.start(name="n0", **FAST)
+    # minPeers=9: every node a neighbour of every other.
+    first = yield overlay.start(name="n0", minPeers=9, **FAST)
     nodes = [first]
     for i in range(1, 10):
-        nodes.append((yield overlay.start(join=first, name=f"n{i}", **FAST)))
+        nodes.append((yield overlay.start(join=first, name=f"n{i}",
+                                          minPeers=9, **FAST)))
     yield waitFor(lambda: all(len(n.peers) == 9 for n in nodes),
                   timeout=15, what="a full mesh of 10")
     # The node everyone joined through is one of the dead.
