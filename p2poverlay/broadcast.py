@@ -237,7 +237,9 @@ class EpidemicBroadcast:
 
     def _sendControl(self, connection: "PeerConnection", message) -> None:
         line = message.encode()
-        if connection.sendEncoded(line):
+        # Small, and the tree breaks if they go missing: queue them even
+        # when the peer reads slowly.
+        if connection.sendEncoded(line, force=True):
             self.node.stats.broadcastControlSent += 1
             self.node.stats.broadcastControlBytes += len(line) + 1
 
