@@ -49,6 +49,13 @@ def _ttl(value: str) -> int:
     return number
 
 
+def _broadcastMode(value: str) -> str:
+    if value not in ("tree", "flood"):
+        raise ValueError(f"must be 'tree' or 'flood', got {value!r}")
+    return value
+
+
+_broadcastMode.coerceDoc = "tree or flood."  # type: ignore[attr-defined]
 _positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
 _positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
 _positiveNumber.coerceDoc = "A number, more than 0."  # type: ignore[attr-defined]
@@ -57,6 +64,16 @@ _ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-def
 
 # Options that set a NodeConfig field: (option, field, coerce, help).
 _NODE_SETTINGS = [
+    ("min-peers", "minPeers", _positiveInt,
+     "Neighbours this node dials until it has at least this many."),
+    ("max-peers", "maxPeers", _positiveInt,
+     "Most neighbours; beyond it, newcomers are sent other addresses."),
+    ("max-direct-links", "maxDirectLinks", _positiveInt,
+     "Most extra connections kept for direct messages to nodes that are "
+     "not neighbours (closed after a minute unused)."),
+    ("broadcast", "broadcastMode", _broadcastMode,
+     "How broadcasts spread: 'tree' (payload along a spanning tree, ids to "
+     "the other neighbours) or 'flood' (payload to every neighbour)."),
     ("max-line-length", "maxLineLength", _positiveInt,
      "Largest message accepted from a peer, in bytes; a peer that sends a "
      "longer one is disconnected."),
@@ -177,6 +194,10 @@ class Options(usage.Options):
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise usage.UsageError(
                 f"--name must be at most {MAX_NAME_LENGTH} printable characters")
+        if self["min-peers"] > self["max-peers"]:
+            raise usage.UsageError(
+                f"--min-peers ({self['min-peers']}) is more than --max-peers "
+                f"({self['max-peers']})")
         self._adjustTwistd()
 
     def _adjustTwistd(self) -> None:

@@ -85,6 +85,11 @@ class Topology:
     def directLinks(self) -> List["PeerConnection"]:
         return [c for c in self.node.peers.connections() if c.role == DIRECT]
 
+    @property
+    def dialing(self) -> int:
+        """How many neighbour dials are under way."""
+        return len(self._dialing)
+
     def hasRoomFor(self, connection: "PeerConnection") -> bool:
         """May C{connection}, just through its handshake, be kept?"""
         if connection.role == DIRECT:
@@ -110,10 +115,16 @@ class Topology:
             - len(self._dialing)
         if missing <= 0:
             return
-        for entry in self._candidates()[:missing]:
+        for entry in self._candidates(missing):
             self._dial(entry)
 
-    def _candidates(self) -> List[KnownPeer]:
+    def _candidates(self, wanted: int) -> List[KnownPeer]:
+        """
+        Up to C{wanted} nodes to dial, at random; but nodes known to be
+        alive first, then those seen before (a restarted node finds its old
+        neighbours again), then nodes that did not answer last.  Nodes that
+        turned this one away recently come only when nothing else is left.
+        """
         node = self.node
         now = node.reactor.seconds()
         for nodeId, until in list(self._cooldown.items()):
@@ -126,18 +137,24 @@ class Topology:
                 or entry.state == DEAD and entry.since <= retryDead)
             and entry.port
             and entry.node_id not in self._dialing
-            and entry.node_id not in self._cooldown
             and entry.node_id not in node.peers
             and entry.node_id not in node.membership.links
             and not node.misbehaviour.isBanned(entry.host)
         ]
-        # At random, but nodes known to be alive first, then those seen
-        # before (a restarted node finds its old neighbours again), and
-        # nodes that did not answer last.
         self.random.shuffle(candidates)
-        candidates.sort(key=lambda entry: (entry.state == KNOWN,
-                                           entry.lastSeen > 0), reverse=True)
-        return candidates
+        candidates.sort(key=lambda entry: (
+            entry.node_id not in self._cooldown, entry.state == KNOWN,
+            entry.lastSeen > 0), reverse=True)
+        fresh = [e for e in candidates[:wanted]
+                 if e.node_id not in self._cooldown]
+        if len(fresh) == wanted:
+            return fresh
+        # Only nodes that said "full" (or will not answer) are left: try
+        # the ones that said "full" again, at most once a tick each.
+        return fresh + [e for e in candidates[len(fresh):wanted]
+                        if e.state == KNOWN
+                        and self._cooldown[e.node_id] - FULL_COOLDOWN
+                        <= now - self.config.pingInterval]
 
     def _dial(self, entry: KnownPeer) -> None:
         self._dialing.add(entry.node_id)

@@ -11,7 +11,6 @@ import random
 from collections import Counter, deque
 from typing import Dict, List, Set
 
-import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
@@ -49,8 +48,14 @@ def isConnected(graph: Dict[str, Set[str]]) -> bool:
 
 
 def settled(nodes: List[Node], minPeers: int) -> bool:
+    """
+    Every node has its neighbours, both ends agree on every link, nobody
+    is dialing, and the graph is connected.
+    """
     graph = neighbourGraph(nodes)
     return all(len(peers) >= minPeers for peers in graph.values()) \
+        and all(u in graph[v] for u, peers in graph.items() for v in peers) \
+        and not any(n.topology.dialing for n in nodes if n.running) \
         and isConnected(graph)
 
 
