@@ -201,6 +201,8 @@ class ControlProtocol(LineReceiver):
 class ControlFactory(ServerFactory):
     """Makes a L{ControlProtocol} per client and keeps track of them."""
 
+    noisy = False
+
     def __init__(self, node: Node, stop: Callable[[], None]) -> None:
         self.node = node
         self.stop = stop
