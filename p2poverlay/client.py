@@ -22,6 +22,7 @@ from twisted.internet import stdio
 from twisted.internet.defer import (
     Deferred, DeferredList, TimeoutError, ensureDeferred,
 )
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.endpoints import (
     UNIXClientEndpoint, clientFromString, connectProtocol,
 )
@@ -30,6 +31,7 @@ from twisted.internet.error import (
 )
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from p2poverlay.commands import escape
 from p2poverlay.control import CONTROL_SOCKET
@@ -237,8 +239,12 @@ async def runOnce(reactor, options) -> int:
 
 # -- attaching ------------------------------------------------------------------
 
+@implementer(IHalfCloseableProtocol)
 class AttachedConsole(LineReceiver):
-    """Standard input and output of an attached client."""
+    """
+    Standard input and output of an attached client.  The end of input
+    detaches, once the answers still to come have been printed.
+    """
 
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
@@ -250,6 +256,7 @@ class AttachedConsole(LineReceiver):
         self.timeout = timeout
         self.reactor = reactor
         self.done: Deferred[None] = Deferred()
+        self.closed: Deferred[None] = Deferred()
         client.onEvent = self._event
         if wantJSON:
             client.onReply = self._showJSON
@@ -290,7 +297,7 @@ class AttachedConsole(LineReceiver):
         self.clearLineBuffer()
         self.say(f"error: line longer than {self.MAX_LENGTH} bytes ignored")
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def readConnectionLost(self) -> None:
         # End of input: wait (briefly) for the answers still to come.
         pending = self.client.pending()
         if not pending:
@@ -299,6 +306,13 @@ class AttachedConsole(LineReceiver):
         waiting = DeferredList(pending, consumeErrors=True)
         waiting.addTimeout(self.timeout, self.reactor)
         waiting.addBoth(lambda _: self._detach())
+
+    def writeConnectionLost(self) -> None:
+        self._detach()  # Nobody reads what we print any more.
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._detach()
+        self.closed.callback(None)
 
     def _detach(self) -> None:
         if not self.done.called:
@@ -328,7 +342,10 @@ async def attach(reactor, options) -> int:
     try:
         await console.done
     finally:
+        # Let what is still to be printed reach standard output.
         io.loseConnection()
+        await console.closed.addTimeout(options.timeout, reactor).addErrback(
+            lambda _: None)
     return 0
 
 

@@ -67,9 +67,11 @@ class Daemon:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def console(self, *args: str) -> subprocess.CompletedProcess:
-        """Run one command at this node through its data directory."""
-        result = runConsole(self.cwd, "--data-dir", self.name, *args)
+    def console(self, *args: str,
+                stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        """Run the client for this node (by its data directory) to the end."""
+        result = runConsole(self.cwd, "--data-dir", self.name, *args,
+                            stdin=stdin)
         assertNoTraceback(result)
         return result
 
@@ -342,8 +344,19 @@ def test_bad_control_endpoint_stops_the_daemon_at_start(workdir):
     assert not daemon.pidfile.exists()
 
 
-def test_attached_json_mode(workdir):
+def test_attached_with_piped_input_and_json(workdir):
     a = startDaemon(workdir, "A")
+    # Commands piped in: every answer is printed before end of input detaches.
+    result = a.console(stdin="info\n\nbroadcast hi\nquit\n")
+    assert result.returncode == 0, result
+    assert len(result.stdout.splitlines()) == 4, result
+    banner, quit, info, broadcast = result.stdout.splitlines()
+    assert banner.startswith("attached to node ")
+    assert INFO.match(info)
+    assert broadcast == "broadcast not sent: no peers connected"
+    assert quit.startswith("quit: type 'detach'")
+    assert pidAlive(a.pid)
+
     console = attach(workdir, "--data-dir", "A", "--json")
     hello = json.loads(console.expect(r"^\{").string)
     assert hello["type"] == "hello" and hello["port"] == a.port
