@@ -314,12 +314,16 @@ class ControlService(Service):
 
     @param stop: what the C{exit} command calls; stops the reactor by
         default.
+    @param optional: if true, an endpoint that cannot listen is a warning
+        and the node runs without it (for the default socket, whose path
+        may be too long for a UNIX socket); if false, it stops the program.
     """
 
     log = Logger()
 
     def __init__(self, node: Node, description: str, reactor=None,
-                 stop: Optional[Callable[[], None]] = None) -> None:
+                 stop: Optional[Callable[[], None]] = None,
+                 optional: bool = False) -> None:
         if reactor is None:
             from twisted.internet import reactor
         if stop is None:
@@ -331,7 +335,9 @@ class ControlService(Service):
         self.description = description
         self.reactor = reactor
         self.factory = ControlFactory(node, stop)
+        self.optional = optional
         self.port: Optional[IListeningPort] = None
+        self.failed = False
 
     def privilegedStartService(self) -> None:
         """
@@ -348,11 +354,20 @@ class ControlService(Service):
         self._listen()
 
     def _listen(self) -> None:
-        if self.port is None:
+        if self.port is not None or self.failed:
+            return
+        try:
             self.port = listenControl(self.reactor, self.description,
                                       self.factory)
-            self.log.info("control endpoint listening on {where}",
-                          where=self.description)
+        except ListenError as e:
+            if not self.optional:
+                raise
+            self.failed = True
+            self.log.warn("no control endpoint ({why}); give one with "
+                          "--control", why=str(e))
+            return
+        self.log.info("control endpoint listening on {where}",
+                      where=self.description)
 
     def stopService(self) -> "Deferred[None]":
         Service.stopService(self)

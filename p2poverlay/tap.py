@@ -200,6 +200,7 @@ class Options(usage.Options):
         if self["data-dir"]:
             # twistd may change directory (--rundir) before the node starts.
             self["data-dir"] = os.path.abspath(self["data-dir"])
+        self["control-default"] = self["control"] is None
         self["control"] = controlDescription(self["control"], self["data-dir"])
         name = self["name"]
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
@@ -245,7 +246,8 @@ class P2PService(MultiService):
     """
 
     def __init__(self, node: Node, foreground: bool,
-                 console: bool = False, control: str = "") -> None:
+                 console: bool = False, control: str = "",
+                 controlOptional: bool = False) -> None:
         super().__init__()
         self.node = node
         self.foreground = foreground
@@ -257,7 +259,8 @@ class P2PService(MultiService):
         if control:
             # After the node: it listens once the node does, and when the
             # process stops its clients are told before the node leaves.
-            ControlService(node, control).setServiceParent(self)
+            ControlService(node, control, optional=controlOptional
+                           ).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -291,4 +294,5 @@ def makeService(options: Options) -> IService:
     return P2PService(Node(config, store=store),
                       options.get("foreground", False),
                       console=options.get("console", False),
-                      control=options.get("control", ""))
+                      control=options.get("control", ""),
+                      controlOptional=options.get("control-default", False))

@@ -300,6 +300,7 @@ def test_socket_is_private_whatever_the_umask(sockdir, factory, loudUmask):
     assert not os.path.exists(path)
 
 
+@pytest_twisted.inlineCallbacks
 def test_socket_is_never_more_open_than_0600(sockdir, factory, loudUmask,
                                              monkeypatch):
     """The file is private from its creation (bind), not only after chmod."""
@@ -311,7 +312,7 @@ def test_socket_is_never_more_open_than_0600(sockdir, factory, loudUmask,
         assert modes == [0o600]
         assert mode(path) == 0o600
     finally:
-        port.stopListening()
+        yield port.stopListening()
 
 
 @pytest_twisted.inlineCallbacks
@@ -373,13 +374,14 @@ def test_tcp_port_in_use(factory):
             listenControl(reactor, where, factory)
 
 
+@pytest_twisted.inlineCallbacks
 def test_unixDescription_escapes_colons(sockdir, factory):
     path = os.path.join(sockdir, "a:b.sock")
     port = listenControl(reactor, unixDescription(path), factory)
     try:
         assert mode(path) == 0o600
     finally:
-        port.stopListening()
+        yield port.stopListening()
 
 
 @pytest_twisted.inlineCallbacks
@@ -407,6 +409,29 @@ def test_service_serves_clients_and_tells_them_when_it_stops(sockdir):
     assert [e["event"] for e in events] == ["closing"]
     assert client.stopping
     assert not os.path.exists(path)
+
+
+def test_optional_service_runs_without_an_endpoint_it_cannot_have(sockdir):
+    from twisted.logger import globalLogPublisher
+    node = Node(NodeConfig())
+    path = os.path.join(sockdir, "d" * 120, "control.sock")
+    required = ControlService(node, unixDescription(path))
+    with pytest.raises(ListenError, match="AF_UNIX path too long"):
+        required.privilegedStartService()
+
+    warnings = []
+    globalLogPublisher.addObserver(warnings.append)
+    try:
+        optional = ControlService(node, unixDescription(path), optional=True)
+        optional.privilegedStartService()
+        optional.startService()
+    finally:
+        globalLogPublisher.removeObserver(warnings.append)
+    assert optional.port is None and optional.failed
+    (warning,) = [e for e in warnings if "no control endpoint" in
+                  e.get("log_format", "")]
+    assert "AF_UNIX path too long" in warning["why"]
+    optional.stopService()
 
 
 # -- the client's side ---------------------------------------------------------------
@@ -530,9 +555,13 @@ def test_bad_control():
     assert "\n" not in str(e.value)
 
 
-def test_makeService_with_control(tmp_path):
+@pytest.mark.parametrize("args, optional", [
+    ([], True),  # The default socket may be left out, with a warning.
+    (["--control", "tcp:0:interface=127.0.0.1"], False),
+])
+def test_makeService_with_control(tmp_path, args, optional):
     options = parse("--port", "tcp:0:interface=127.0.0.1",
-                    "--data-dir", str(tmp_path / "d"))
+                    "--data-dir", str(tmp_path / "d"), *args)
     service = tap.makeService(options)
     try:
         kinds = [type(child) for child in service]
@@ -540,6 +569,7 @@ def test_makeService_with_control(tmp_path):
         (control,) = [c for c in service if isinstance(c, ControlService)]
         assert control.description == options["control"]
         assert control.node is service.node
+        assert control.optional is optional
     finally:
         service.node.store.close()
 
