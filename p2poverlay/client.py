@@ -41,6 +41,11 @@ CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_PORT = 9000
 DETACH = "detach"
+# At a node's own console 'quit' is 'exit'; here it could as well mean
+# 'detach', so it is refused rather than stopping a node by mistake.
+QUIT = "quit"
+QUIT_HINT = ("quit: type 'detach' (or Ctrl-D) to leave this console, "
+             "'exit' to stop the node")
 
 
 class ClientError(Exception):
@@ -218,6 +223,8 @@ def replyJSON(message: dict) -> str:
 # -- running one command ----------------------------------------------------------
 
 async def runOnce(reactor, options) -> int:
+    if options.command[0].lower() == QUIT:
+        raise ClientError(QUIT_HINT)
     protocol = await connect(reactor, options)
     command = " ".join(options.command)
     try:
@@ -283,9 +290,8 @@ class AttachedConsole(LineReceiver):
         if word == DETACH:
             self._detach()
             return
-        if word == "quit":
-            self.say("quit: type 'detach' (or Ctrl-D) to leave this console, "
-                     "'exit' to stop the node")
+        if word == QUIT:
+            self._notice(QUIT_HINT)
             return
         d = self.client.request(text, self.wantJSON)
         if not self.wantJSON:
@@ -295,7 +301,15 @@ class AttachedConsole(LineReceiver):
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
-        self.say(f"error: line longer than {self.MAX_LENGTH} bytes ignored")
+        self._notice(f"error: line longer than {self.MAX_LENGTH} bytes ignored")
+
+    def _notice(self, text: str) -> None:
+        """Answer a line the client handles itself, as the node would."""
+        if self.wantJSON:
+            self._showJSON({"type": "reply", "id": None, "ok": False,
+                            "lines": [text], "error": text})
+        else:
+            self.say(text)
 
     def readConnectionLost(self) -> None:
         # End of input: wait (briefly) for the answers still to come.

@@ -249,6 +249,9 @@ def test_control_two_daemons(workdir):
     assert result.returncode == 1, result
     assert result.stdout == ""
     assert result.stderr == "error: unknown command 'frobnicate'; type 'help'\n"
+    result = a.console("quit")
+    assert result.returncode == 1, result
+    assert result.stderr.startswith("p2p-console: quit: type 'detach'")
     result = a.console("--json", "send", "nobody", "x")
     assert result.returncode == 1, result
     assert json.loads(result.stdout)["error"].startswith("send to nobody failed:")
