@@ -27,6 +27,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2poverlay.commands import CommandInterpreter, Reply
+from p2poverlay.console import stopReactor
 from p2poverlay.errors import ListenError
 from p2poverlay.node import Node
 from p2poverlay.watch import NodeEvent, NodeWatcher
@@ -327,8 +328,6 @@ class ControlService(Service):
         if reactor is None:
             from twisted.internet import reactor
         if stop is None:
-            from p2poverlay.console import stopReactor
-
             def stop() -> None:
                 stopReactor(self.reactor)
         self.node = node

@@ -23,7 +23,7 @@ from typing import List, Optional
 import pytest
 
 from processes import (
-    DEADLINE, INFO, LOOPBACK_ENDPOINT, TWISTD, childEnvironment, freePort,
+    DEADLINE, INFO, LOOPBACK_ENDPOINT, childEnvironment, freePort,
     pidAlive, runTwistd, waitUntil,
 )
 
@@ -345,6 +345,22 @@ def test_bad_control_endpoint_stops_the_daemon_at_start(workdir):
     assert len([line for line in output.splitlines()
                 if "cannot listen on /nonexistent/ctl.sock" in line]) == 1
     assert not daemon.pidfile.exists()
+
+
+@pytest.mark.parametrize("stdin", [subprocess.PIPE, subprocess.DEVNULL],
+                         ids=["console", "no-console"])
+def test_bad_control_endpoint_stops_a_foreground_node(workdir, stdin):
+    cwd, _ = workdir
+    result = runTwistd(
+        ["-n", "p2p", "--port", LOOPBACK_ENDPOINT.format(0),
+         "--control", "unix:/nonexistent/ctl.sock"],
+        cwd=cwd, stdin=stdin, timeout=DEADLINE * 3)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, result
+    assert "Traceback" not in output
+    assert [line for line in output.splitlines()
+            if "cannot listen on /nonexistent/ctl.sock" in line] == [
+        "p2p: cannot listen on /nonexistent/ctl.sock: No such file or directory"]
 
 
 def test_attached_with_piped_input_and_json(workdir):
