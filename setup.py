@@ -11,6 +11,9 @@ setup(
     packages=find_packages(include=["p2poverlay", "p2poverlay.*"])
     + ["twisted.plugins"],
     install_requires=["twisted>=23.8", "zope.interface"],
+    entry_points={
+        "console_scripts": ["p2p-console = p2poverlay.client:main"],
+    },
     extras_require={
         "test": ["pytest", "pytest-twisted", "hypothesis"],
     },

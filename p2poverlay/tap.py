@@ -13,6 +13,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from p2poverlay.console import ConsoleService, stdinIsNull
+from p2poverlay.control import ControlService, defaultControlPath, unixDescription
 from p2poverlay.errors import ListenError
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
 from p2poverlay.node import Node, NodeConfig
@@ -145,6 +146,27 @@ def portLabel(listen: str) -> str:
     return f"pid{os.getpid()}"
 
 
+def controlDescription(control, dataDir: str) -> str:
+    """
+    Turn the C{--control} value into a server endpoint description, or
+    C{""} for no control endpoint.
+
+    @raise usage.UsageError: if it is neither C{none} nor a valid endpoint.
+    """
+    if control is None:
+        return unixDescription(defaultControlPath(dataDir)) if dataDir else ""
+    if control.strip().lower() == "none":
+        return ""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, control)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--control {control!r}: not a server endpoint or 'none' ({e})")
+    return control
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -163,6 +185,11 @@ class Options(usage.Options):
          "Directory for this node's identity and saved peers (created if "
          "needed; '' for none). Default: p2p-PORT in the current directory, "
          "none with --port 0."],
+        ["control", None, None,
+         "Where to listen for p2p-console: a Twisted server endpoint such as "
+         "unix:/path/ctl.sock or tcp:7001:interface=127.0.0.1, or 'none'. "
+         "Default: the socket control.sock in the data directory (none "
+         "without a data directory)."],
     ] + [[option, None, getattr(_DEFAULTS, field), help, coerce]
          for option, field, coerce, help in _NODE_SETTINGS]
     optFlags = [
@@ -190,6 +217,8 @@ class Options(usage.Options):
         if self["data-dir"]:
             # twistd may change directory (--rundir) before the node starts.
             self["data-dir"] = os.path.abspath(self["data-dir"])
+        self["control-default"] = self["control"] is None
+        self["control"] = controlDescription(self["control"], self["data-dir"])
         name = self["name"]
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise usage.UsageError(
@@ -232,12 +261,14 @@ class Options(usage.Options):
 
 class P2PService(MultiService):
     """
-    The root service: a L{Node} and, in the foreground, its console.  A
-    node that cannot listen stops the program with a one-line error.
+    The root service: a L{Node}, in the foreground its console, and its
+    control endpoint.  A node that cannot listen stops the program with a
+    one-line error.
     """
 
     def __init__(self, node: Node, foreground: bool,
-                 console: bool = False) -> None:
+                 console: bool = False, control: str = "",
+                 controlOptional: bool = False) -> None:
         super().__init__()
         self.node = node
         self.foreground = foreground
@@ -246,6 +277,11 @@ class P2PService(MultiService):
             # reports as it starts (a corrupt file of saved peers).
             ConsoleService(node).setServiceParent(self)
         node.setServiceParent(self)
+        if control:
+            # After the node: it listens once the node does, and when the
+            # process stops its clients are told before the node leaves.
+            ControlService(node, control, optional=controlOptional
+                           ).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -278,4 +314,6 @@ def makeService(options: Options) -> IService:
     store = openStore(options["data-dir"]) if options["data-dir"] else None
     return P2PService(Node(config, store=store),
                       options.get("foreground", False),
-                      console=options.get("console", False))
+                      console=options.get("console", False),
+                      control=options.get("control", ""),
+                      controlOptional=options.get("control-default", False))

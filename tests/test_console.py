@@ -293,7 +293,7 @@ def test_detached_console_prints_nothing_more(node, console):
     receive(connection, Data(newMessageId(), "unseen"))
     connection.dataReceived(b"garbage\n")  # A warning, no longer shown.
     assert console.transport.value() == b""
-    assert console.protocol not in node._observers
+    assert console.protocol.watcher not in node._observers
 
 
 # -- what the node reports ---------------------------------------------------------
