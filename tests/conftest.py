@@ -1,7 +1,11 @@
+import gc
+import signal
+
 import pytest
 import pytest_twisted
 
-from helpers import Overlay
+from helpers import Overlay, capturedLog
+from processes import Processes
 
 
 @pytest.fixture
@@ -10,3 +14,25 @@ def overlay():
     net = Overlay()
     yield net
     pytest_twisted.blockon(net.stop())
+
+
+@pytest.fixture
+def log():
+    """A L{helpers.LogCapture} of every event logged while the test runs."""
+    gc.collect()  # Earlier tests' garbage is not this test's business.
+    with capturedLog() as capture:
+        yield capture
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """Twistd processes in one directory, all killed after the test."""
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        for process in procs.started:
+            process.signal(signal.SIGCONT)  # a frozen one too
+        procs.cleanup()
+        # Shown by pytest when the test failed.
+        print(procs.transcripts())

@@ -9,26 +9,12 @@ import os
 import re
 import signal
 
-import pytest
-
 from processes import (
-    DEADLINE, LOOPBACK_ENDPOINT, Processes, TwistdProcess, freePort, pidAlive,
+    DEADLINE, LOOPBACK_ENDPOINT, TwistdProcess, freePort, pidAlive,
     runTwistd, waitUntil,
 )
 
 PEER_LINE = re.compile(r"^127\.0\.0\.1:(\d+) +([0-9a-f]{32}) ")
-
-
-@pytest.fixture
-def processes(tmp_path):
-    """Twistd processes in one directory, all killed after the test."""
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
-        # Shown by pytest when the test failed.
-        print(procs.transcripts())
 
 
 def label(node: TwistdProcess) -> str:

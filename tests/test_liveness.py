@@ -9,7 +9,6 @@ reactor's C{tcpClients}, which the tests make succeed or fail.
 
 from __future__ import annotations
 
-import gc
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -21,7 +20,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -61,21 +59,10 @@ LIVENESS = dict(name="me", listen="tcp:7000", pingInterval=1.0,
 
 
 @pytest.fixture(autouse=True)
-def noTracebacks():
+def noTracebacks(log):
     """Fail a test that logs a failure (e.g. an unhandled failed Deferred)."""
-    gc.collect()
-    events = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield
-        gc.collect()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    failures = [e for e in events if "log_failure" in e]
-    assert failures == [], "\n".join(
-        formatEvent(e) + "\n" + e["log_failure"].getTraceback()
-        for e in failures)
+    yield
+    log.assertNoTracebacks()
 
 
 @implementer(IHostResolution)

@@ -3,13 +3,12 @@ Unit tests of L{PeerConnection}: a Node on a MemoryReactorClock (never
 started) and connections over StringTransports, driven by hand.
 """
 
-import gc
 
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed, SelfConnection
@@ -31,40 +30,6 @@ MAX_LINE = 256
 
 
 # -- harness --------------------------------------------------------------------
-
-class Log:
-    """Every log event published while a test runs."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def warnings(self):
-        return [e for e in self.events if e["log_level"] >= LogLevel.warn]
-
-    def failures(self):
-        return [e for e in self.events if "log_failure" in e]
-
-    def assertNoTracebacks(self):
-        # Failed Deferreds that nobody handled are logged when collected.
-        gc.collect()
-        assert self.failures() == [], "\n".join(
-            formatEvent(e) + "\n" + e["log_failure"].getTraceback()
-            for e in self.failures())
-
-
-@pytest.fixture
-def log():
-    gc.collect()  # Earlier tests' garbage is not this test's business.
-    capture = Log()
-    globalLogPublisher.addObserver(capture)
-    try:
-        yield capture
-    finally:
-        globalLogPublisher.removeObserver(capture)
-
 
 @pytest.fixture
 def node():
