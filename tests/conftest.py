@@ -3,8 +3,9 @@ import signal
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import inlineCallbacks
 
-from helpers import Overlay, capturedLog
+from helpers import Overlay, capturedLog, connectRaw
 from processes import Processes
 
 
@@ -14,6 +15,26 @@ def overlay():
     net = Overlay()
     yield net
     pytest_twisted.blockon(net.stop())
+
+
+@pytest.fixture
+def raw():
+    """
+    C{raw(node, source)} opens a raw connection to C{node} from the local
+    address C{source}; every one is closed after the test (before the
+    nodes are stopped: fixtures are torn down in reverse order).
+    """
+    clients = []
+
+    @inlineCallbacks
+    def connect(node, source="127.0.0.1"):
+        client = yield connectRaw(node, source)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture

@@ -10,24 +10,11 @@ import re
 import signal
 
 from processes import (
-    DEADLINE, LOOPBACK_ENDPOINT, TwistdProcess, freePort, pidAlive,
-    runTwistd, waitUntil,
+    DEADLINE, LOOPBACK_ENDPOINT, TwistdProcess, connected, freePort, label,
+    pidAlive, received, runTwistd, waitUntil,
 )
 
 PEER_LINE = re.compile(r"^127\.0\.0\.1:(\d+) +([0-9a-f]{32}) ")
-
-
-def label(node: TwistdProcess) -> str:
-    """How other nodes' consoles describe C{node}: ``address (shortid)``."""
-    return re.escape(f"{node.address} ({node.nodeId[:8]})")
-
-
-def connected(node: TwistdProcess) -> str:
-    return rf"^\* connected: {label(node)}$"
-
-
-def received(kind: str, sender: TwistdProcess, body: str) -> str:
-    return rf"^\[{kind}\] {label(sender)}: {re.escape(body)}$"
 
 
 def peerLines(node: TwistdProcess):

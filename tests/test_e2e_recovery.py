@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 import signal
 
-from processes import DEADLINE, Processes, TwistdProcess, freePort, runTwistd
-from test_e2e import connected, label, received
+from processes import (
+    DEADLINE, Processes, TwistdProcess, connected, freePort, label, received,
+    runTwistd,
+)
 
 FAST = ("--ping-interval", "0.2", "--peer-timeout", "1.5",
         "--reconnect-max-delay", "0.5")

@@ -28,18 +28,17 @@ from p2poverlay.addressbook import (
     CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, AddressBook,
 )
 from p2poverlay.errors import DeliveryFailed
-from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, P2PMessage, Ping, Pong,
+    PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, Ping, Pong,
     newMessageId,
 )
 from p2poverlay.node import STOP_GRACE, Node, NodeConfig
 from p2poverlay.outbox import Outbox
 from p2poverlay.reconnect import PeerLink
+import memory
 from helpers import Recorder
+from memory import BOB, CAROL, failureOf, lose, resultOf, send, written
 
-BOB = "b0b" + "0" * 29
-CAROL = "ca201" + "0" * 27
 # Bob dials in from an ephemeral source port and listens on BOB_PORT.
 BOB_SOURCE = IPv4Address("TCP", "10.0.0.5", 40000)
 BOB_PORT = 9000
@@ -126,49 +125,12 @@ class Reactor(MemoryReactorClock):
 
 
 def connect(node, peer=BOB_SOURCE, outbound=False):
-    connection = PeerConnectionFactory(node, outbound=outbound).buildProtocol(None)
-    transport = StringTransport(peerAddress=peer)
-    connection.makeConnection(transport)
-    return connection, transport
-
-
-def send(connection, *messages):
-    connection.dataReceived(b"".join(m.encode() + b"\n" for m in messages))
-
-
-def written(transport):
-    data = transport.value()
-    assert data == b"" or data.endswith(b"\n")
-    return [P2PMessage.decode(line) for line in data.split(b"\n")[:-1]]
+    return memory.connect(node, outbound=outbound, peer=peer)
 
 
 def established(node, nodeId=BOB, port=BOB_PORT, name="bob", peer=BOB_SOURCE):
     """An inbound connection that completed its handshake; transport cleared."""
-    connection, transport = connect(node, peer=peer)
-    send(connection, Hello(nodeId, PROTOCOL_VERSION, port, name))
-    assert connection.peer is not None
-    transport.clear()
-    return connection, transport
-
-
-def lose(connection):
-    """What the reactor does once a closed or aborted transport is gone."""
-    connection.connectionLost(Failure(ConnectionDone()))
-
-
-def resultOf(deferred):
-    results = []
-    deferred.addBoth(results.append)
-    assert len(results) == 1, "the Deferred has not fired"
-    assert not isinstance(results[0], Failure), results[0]
-    return results[0]
-
-
-def failureOf(deferred):
-    failures = []
-    deferred.addErrback(failures.append)
-    assert len(failures) == 1, "the Deferred has not failed"
-    return failures[0]
+    return memory.established(node, nodeId, port, name, peer=peer)
 
 
 def dials(reactor):

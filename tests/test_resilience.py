@@ -31,7 +31,7 @@ from p2poverlay.message import (
     Hello, PeerAddress, Peers, Ping, newMessageId, newNodeId,
 )
 from p2poverlay.store import NodeStore
-from helpers import PROMPT, address, connectRaw, waitFor
+from helpers import PROMPT, address, waitFor
 
 # Short timings so that failure detection, redialing and forgetting take
 # a second or two instead of minutes.
@@ -83,26 +83,6 @@ def freePorts(count):
     finally:
         for s in sockets:
             s.close()
-
-
-@pytest.fixture
-def raw():
-    """
-    C{raw(node, source)} opens a raw connection to C{node} from the local
-    address C{source}; every one is closed after the test (before the
-    nodes are stopped: fixtures are torn down in reverse order).
-    """
-    clients = []
-
-    @inlineCallbacks
-    def connect(node, source="127.0.0.1"):
-        client = yield connectRaw(node, source)
-        clients.append(client)
-        return client
-
-    yield connect
-    for client in clients:
-        client.close()
 
 
 def assertHelloThenBye(client, node, reasonPrefix):

@@ -53,6 +53,20 @@ def leftovers(directory):
                   - {store_module.LOCK_FILE, IDENTITY_FILE, PEERS_FILE})
 
 
+def load(store, name):
+    """Load the file C{name} of C{store}."""
+    return store.loadIdentity() if name == IDENTITY_FILE else store.loadPeers()
+
+
+def loadWithOneWarning(store, name, log, complaint):
+    """Load the file C{name}; one warning names it and says C{complaint}."""
+    loaded = load(store, name)
+    text = oneWarning(log)
+    assert os.path.join(store.directory, name) in text, text
+    assert complaint in text, text
+    return loaded
+
+
 def oneWarning(log):
     """The only warning logged; it is a single line."""
     warnings = log.warnings()
@@ -238,11 +252,8 @@ CORRUPT_IDENTITIES = [
 def test_a_corrupt_identity_is_reported_in_one_line_and_replaced(
         opened, tmp_path, log, content, complaint):
     store = opened()
-    path = tmp_path / "data" / IDENTITY_FILE
-    path.write_bytes(content)
-    assert store.loadIdentity() is None
-    text = oneWarning(log)
-    assert str(path) in text and complaint in text, text
+    (tmp_path / "data" / IDENTITY_FILE).write_bytes(content)
+    assert loadWithOneWarning(store, IDENTITY_FILE, log, complaint) is None
 
     # A node on that directory starts with a new identity and saves it.
     node = Node(NodeConfig(name="me"), store=store)
@@ -357,11 +368,8 @@ CORRUPT_PEER_FILES = [
 def test_a_corrupt_peers_file_is_reported_in_one_line_and_ignored(
         opened, tmp_path, log, content, complaint):
     store = opened()
-    path = tmp_path / "data" / PEERS_FILE
-    path.write_bytes(content)
-    assert store.loadPeers() == []
-    text = oneWarning(log)
-    assert str(path) in text and complaint in text, text
+    (tmp_path / "data" / PEERS_FILE).write_bytes(content)
+    assert loadWithOneWarning(store, PEERS_FILE, log, complaint) == []
 
     # The next save starts afresh over it.
     store.savePeers([peer()])
@@ -373,18 +381,12 @@ def test_a_corrupt_peers_file_is_reported_in_one_line_and_ignored(
 UNREADABLE = [IDENTITY_FILE, PEERS_FILE]
 
 
-def load(store, name):
-    return store.loadIdentity() if name == IDENTITY_FILE else store.loadPeers()
-
-
 @pytest.mark.parametrize("name", UNREADABLE)
 def test_a_directory_in_place_of_a_file_is_reported_and_ignored(
         opened, tmp_path, log, name):
     store = opened()
     (tmp_path / "data" / name).mkdir()
-    assert not load(store, name)
-    text = oneWarning(log)
-    assert "cannot read" in text and str(tmp_path / "data" / name) in text
+    assert not loadWithOneWarning(store, name, log, "cannot read")
 
 
 @pytest.mark.parametrize("name", UNREADABLE)
@@ -402,9 +404,7 @@ def test_a_file_we_may_not_read_is_reported_and_ignored(
                 raise PermissionError(13, "Permission denied", str(path))
             return open(file, *args, **kwargs)
         monkeypatch.setattr(store_module, "open", refuse, raising=False)
-    assert not load(store, name)
-    text = oneWarning(log)
-    assert "cannot read" in text and "Permission denied" in text, text
+    assert not loadWithOneWarning(store, name, log, "Permission denied")
 
 
 # -- atomic writes --------------------------------------------------------------

@@ -184,27 +184,23 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("payload, reason",
                          [pytest.param(p, r, id=i) for i, p, r in BAD_INPUTS])
 @pytest_twisted.inlineCallbacks
-def test_bad_input_closes_only_the_offending_connection(overlay, payload, reason):
+def test_bad_input_closes_only_the_offending_connection(overlay, raw, payload,
+                                                        reason):
     target, a, b = yield startTrio(overlay)
     before = goodConnections(target, a, b)
-    client = None
     with capturedLog() as log:
-        try:
-            client = yield connectRaw(target)
-            client.transport.write(payload)
-            # (1) The node closes the connection ...
-            yield waitFor(lambda: client.closed, timeout=PROMPT,
-                          what="the node to close the bad connection")
-            # (2) ... after telling the client why.
-            bye = assertByeThenClosed(client, target, "protocol error: ")
-            assert bye == f"protocol error: {reason}"[:200]
-            yield waitFor(lambda: len(target._connections) == 2,
-                          timeout=PROMPT, what="the target to drop the client")
-            # (4) Everyone else is still served.
-            yield assertOthersStillServed(overlay, target, a, b, before)
-        finally:
-            if client is not None:
-                client.close()
+        client = yield raw(target)
+        client.transport.write(payload)
+        # (1) The node closes the connection ...
+        yield waitFor(lambda: client.closed, timeout=PROMPT,
+                      what="the node to close the bad connection")
+        # (2) ... after telling the client why.
+        bye = assertByeThenClosed(client, target, "protocol error: ")
+        assert bye == f"protocol error: {reason}"[:200]
+        yield waitFor(lambda: len(target._connections) == 2,
+                      timeout=PROMPT, what="the target to drop the client")
+        # (4) Everyone else is still served.
+        yield assertOthersStillServed(overlay, target, a, b, before)
     # (3) One warning names the reason and the offending client, and
     # nothing logged a traceback.
     assert log.failures() == [], log.describeFailures()
@@ -214,29 +210,24 @@ def test_bad_input_closes_only_the_offending_connection(overlay, payload, reason
 
 
 @pytest_twisted.inlineCallbacks
-def test_silent_client_is_closed_by_the_handshake_timeout(overlay):
+def test_silent_client_is_closed_by_the_handshake_timeout(overlay, raw):
     target, a, b = yield startTrio(overlay)
     before = goodConnections(target, a, b)
-    client = None
     with capturedLog() as log:
-        try:
-            started = reactor.seconds()
-            client = yield connectRaw(target)
-            yield waitFor(lambda: client.closed, timeout=HANDSHAKE_TIMEOUT + PROMPT,
-                          what="the node to close the silent connection")
-            elapsed = reactor.seconds() - started
-            assert elapsed >= HANDSHAKE_TIMEOUT * 0.8
-            lines = client.lines()
-            assert [line["type"] for line in lines] == ["HELLO", "BYE"]
-            assert lines[0]["node_id"] == target.nodeId
-            assert lines[1]["reason"] == "handshake timeout"
-            assert not client.closedByUs
-            yield waitFor(lambda: len(target._connections) == 2,
-                          timeout=PROMPT, what="the target to drop the client")
-            yield assertOthersStillServed(overlay, target, a, b, before)
-        finally:
-            if client is not None:
-                client.close()
+        started = reactor.seconds()
+        client = yield raw(target)
+        yield waitFor(lambda: client.closed, timeout=HANDSHAKE_TIMEOUT + PROMPT,
+                      what="the node to close the silent connection")
+        elapsed = reactor.seconds() - started
+        assert elapsed >= HANDSHAKE_TIMEOUT * 0.8
+        lines = client.lines()
+        assert [line["type"] for line in lines] == ["HELLO", "BYE"]
+        assert lines[0]["node_id"] == target.nodeId
+        assert lines[1]["reason"] == "handshake timeout"
+        assert not client.closedByUs
+        yield waitFor(lambda: len(target._connections) == 2,
+                      timeout=PROMPT, what="the target to drop the client")
+        yield assertOthersStillServed(overlay, target, a, b, before)
     assert log.failures() == [], log.describeFailures()
     assert len(log.warningsFor("handshake timeout", [client.localAddress])) == 1, \
         ("no warning names the handshake timeout of the silent client",
