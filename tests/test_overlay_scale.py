@@ -16,7 +16,7 @@ from twisted.internet.defer import DeferredList
 
 from p2poverlay.message import NEIGHBOUR
 from p2poverlay.node import Node
-from tests.helpers import waitFor
+from helpers import waitFor
 
 SIZE = 100
 # Graft only after a real loss, never because a loaded machine is slow.

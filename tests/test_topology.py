@@ -11,7 +11,7 @@ import pytest_twisted
 from p2poverlay.addressbook import KNOWN
 from p2poverlay.message import DIRECT, NEIGHBOUR
 from p2poverlay.topology import FULL
-from tests.helpers import address, waitFor
+from helpers import address, waitFor
 
 
 def neighbourIds(node):
