@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from p2poverlay.addressbook import CONNECTED, KNOWN, RECONNECTING, KnownPeer
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node
+from p2poverlay.message import DIRECT
 from p2poverlay.registry import PeerInfo, formatAddress
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -66,8 +67,11 @@ def _columns(address: str, nodeId: str, name: str, direction: str) -> str:
 
 def formatPeer(peer: PeerInfo) -> str:
     """One line of the C{peers} listing for a connected peer."""
-    return (_columns(peer.address, peer.node_id, peer.name, peer.direction)
+    line = (_columns(peer.address, peer.node_id, peer.name, peer.direction)
             + f" connected since {_clock(peer.since)}")
+    if peer.role == DIRECT:
+        line += " (direct link, not a neighbour)"
+    return line
 
 
 def formatKnownPeer(peer: KnownPeer, now: float) -> str:
@@ -83,12 +87,22 @@ def formatKnownPeer(peer: KnownPeer, now: float) -> str:
                     peer.name, "-") + " " + state
 
 
+def formatAddressBookEntry(peer: KnownPeer, now: float) -> str:
+    """One line of the C{known} listing."""
+    if peer.state in (KNOWN, CONNECTED):
+        seen = (f", last seen {_clock(peer.lastSeen)}" if peer.lastSeen
+                and peer.state == KNOWN else "")
+        return _columns(formatAddress(peer.host, peer.port), peer.node_id,
+                        peer.name, "-") + f" {peer.state}{seen}"
+    return formatKnownPeer(peer, now)
+
+
 def peerJSON(peer: PeerInfo) -> Dict[str, Any]:
     """A connected peer as a JSON object."""
     return {"node_id": peer.node_id, "address": peer.address,
             "host": peer.host, "port": peer.port, "name": peer.name,
             "direction": peer.direction, "state": CONNECTED,
-            "since": peer.since}
+            "since": peer.since, "role": peer.role}
 
 
 def knownPeerJSON(peer: KnownPeer) -> Dict[str, Any]:
@@ -97,6 +111,7 @@ def knownPeerJSON(peer: KnownPeer) -> Dict[str, Any]:
             "address": formatAddress(peer.host, peer.port),
             "host": peer.host, "port": peer.port, "name": peer.name,
             "direction": None, "state": peer.state, "since": peer.since,
+            "last_seen": peer.lastSeen or None,
             "next_attempt": peer.nextAttempt}
 
 
@@ -277,11 +292,13 @@ class CommandInterpreter:
             [f"broadcast {messageId[:8]} sent to {neighbours} neighbour{plural}"],
             {"message_id": messageId, "neighbours": neighbours})
 
-    @command("peers", "list peers: connected, reconnecting, dead, left")
+    @command("peers", "list neighbours, direct links and lost peers")
     def do_peers(self, args: str) -> Reply:
         connected = self.node.peers.snapshot()
+        # Nodes this one was connected to; not those it only heard of.
         others = [known for known in self.node.membership.book.all()
-                  if known.state not in (CONNECTED, KNOWN)]
+                  if known.state not in (CONNECTED, KNOWN)
+                  and (known.lastSeen or known.state == RECONNECTING)]
         now = self.node.reactor.seconds()
         lines = [formatPeer(peer) for peer in connected]
         if not connected:
@@ -289,6 +306,17 @@ class CommandInterpreter:
         lines += [formatKnownPeer(known, now) for known in others]
         return Reply(lines, {"peers": [peerJSON(peer) for peer in connected]
                              + [knownPeerJSON(known) for known in others]})
+
+    @command("known", "list the address book: every node known")
+    def do_known(self, args: str) -> Reply:
+        book = self.node.membership.book.all()
+        order = {CONNECTED: 0, RECONNECTING: 1, KNOWN: 2}
+        book.sort(key=lambda e: (order.get(e.state, 3), -e.lastSeen,
+                                 e.node_id))
+        now = self.node.reactor.seconds()
+        lines = [f"{len(book)} nodes known"]
+        lines += [formatAddressBookEntry(entry, now) for entry in book]
+        return Reply(lines, {"known": [knownPeerJSON(e) for e in book]})
 
     @command("info", "show this node's id and address")
     def do_info(self, args: str) -> Reply:

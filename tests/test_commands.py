@@ -5,15 +5,16 @@ and the events of L{NodeWatcher}.
 """
 
 import json
+from dataclasses import replace
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from p2poverlay.addressbook import DEAD, RECONNECTING
+from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, RECONNECTING
 from p2poverlay.commands import (
     HELP, CommandInterpreter, Reply, command, formatHelp,
 )
-from p2poverlay.message import Ack, Broadcast, Data, newMessageId
+from p2poverlay.message import DIRECT, Ack, Broadcast, Data, newMessageId
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.watch import NodeWatcher
 
@@ -102,9 +103,11 @@ def test_peers_lists_nodes_not_connected(node, run):
     book = node.membership.book
     book.learn(DAVE, "10.0.0.4", 9004, "dave")
     book.setState(DAVE, RECONNECTING, node.reactor.seconds() + 2.5)
-    book.learn(CAROL, "10.0.0.3", 9003, "")
+    book.learn(CAROL, "10.0.0.3", 9003, "", lastSeen=500.0)  # Was a peer.
     book.setState(CAROL, DEAD)
     book.learn("e" * 32, "10.0.0.5", 9005, "")  # Only heard of: not listed.
+    book.learn("f" * 32, "10.0.0.6", 9006, "")  # Never reached: not listed.
+    book.setState("f" * 32, DEAD)
     reply = run("peers")
     assertJSONable(reply)
     assert reply.lines[0] == "no peers connected"
@@ -189,11 +192,41 @@ def test_exit_stops_once_and_quit_is_exit(node):
     assert other.run("QUIT").lines == ["leaving the overlay"]
 
 
+def test_known_lists_the_whole_address_book(node, run):
+    assert run("known").lines == ["0 nodes known"]
+    book = node.membership.book
+    addPeer(node, BOB, 9000, "bob")
+    book.update(BOB, "127.0.0.1", 9000, "bob", CONNECTED)
+    book.learn(CAROL, "10.0.0.3", 9003, "carol", lastSeen=1000.0)
+    book.learn(DAVE, "10.0.0.4", 9004, "")
+    book.setState(DAVE, DEAD)
+    reply = run("known")
+    assertJSONable(reply)
+    assert reply.lines[0] == "3 nodes known"
+    assert [p["node_id"] for p in reply.result["known"]] == [BOB, CAROL, DAVE]
+    assert [p["state"] for p in reply.result["known"]] == [
+        CONNECTED, KNOWN, DEAD]
+    assert reply.lines[1].startswith("127.0.0.1:9000")
+    assert reply.lines[1].endswith(" connected")
+    assert "known, last seen " in reply.lines[2]
+    assert " dead since " in reply.lines[3]
+
+
+def test_peers_marks_direct_links(node, run):
+    addPeer(node, BOB, 9000, "bob")
+    info = node.peers.get(BOB)
+    node.peers.add(replace(info, role=DIRECT), node.peers.connection(BOB))
+    reply = run("peers")
+    assert reply.lines[0].endswith("(direct link, not a neighbour)")
+    assert reply.result["peers"][0]["role"] == DIRECT
+
+
 def test_help_structured(run):
     reply = run("help")
     assert reply.lines == HELP.splitlines()
     names = [c["name"] for c in reply.result["commands"]]
-    assert names == ["send", "broadcast", "peers", "info", "help", "exit"]
+    assert names == ["send", "broadcast", "peers", "known", "info", "help",
+                     "exit"]
     send = reply.result["commands"][0]
     assert send["usage"] == "send <peer> <message>"
     assert "\n" not in send["help"]
