@@ -12,7 +12,9 @@ from collections import Counter, deque
 from typing import Dict, List, Set
 
 import pytest_twisted
+from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
+from twisted.internet.task import deferLater
 
 from p2poverlay.message import NEIGHBOUR
 from p2poverlay.node import Node
@@ -175,6 +177,37 @@ def test_churn_keeps_the_overlay_connected_and_bounded(overlay):
     for node in alive:
         counts = Counter(overlay.recorder(node).bodies("broadcast"))
         assert counts["after churn"] == (0 if node is newcomers[-1] else 1)
+
+
+@pytest_twisted.inlineCallbacks
+def test_broadcasts_sent_while_nodes_join_and_crash_reach_every_stayer_once(
+        overlay):
+    config = dict(SCALE, graftTimeout=0.3)
+    nodes = yield startOverlay(overlay, 40, **config)
+    rng = random.Random(23)
+    victims = rng.sample(nodes[1:], 5)
+    stayers = [n for n in nodes if n not in victims]
+    origins = {}
+    for i in range(20):
+        body = f"during churn {i}"
+        origins[body] = rng.choice(stayers)
+        origins[body].broadcast(body)
+        if i % 4 == 1:
+            yield crash(victims.pop())
+        if i % 4 == 3:
+            yield overlay.start(join=rng.choice(stayers), name=f"late{i}",
+                                **config)
+        yield deferLater(reactor, 0.02, lambda: None)
+
+    def missing(node):
+        expected = {b for b, origin in origins.items() if origin is not node}
+        return expected - set(overlay.recorder(node).bodies("broadcast"))
+
+    yield waitFor(lambda: not any(missing(n) for n in stayers), timeout=30,
+                  what="every broadcast at every node that stayed")
+    for node in stayers:
+        counts = Counter(overlay.recorder(node).bodies("broadcast"))
+        assert all(count == 1 for count in counts.values()), node.name
 
 
 def crash(node: Node):
