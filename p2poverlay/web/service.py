@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
-from twisted.web.static import File
+from twisted.web.resource import Resource
 
 from p2poverlay.errors import ListenError
 from p2poverlay.registry import formatAddress
@@ -37,13 +37,29 @@ _PAGE_HEADERS = {
 }
 
 
-class StaticFile(File):
-    """A static file or directory of the UI, with the page's headers."""
+_CONTENT_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+}
 
-    def render_GET(self, request):
+
+class StaticFile(Resource):
+    """One file of the page, read once, served with the page's headers."""
+
+    isLeaf = True
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        with open(path, "rb") as f:
+            self.data = f.read()
+        self.contentType = _CONTENT_TYPES[os.path.splitext(path)[1]]
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", self.contentType)
         for name, value in _PAGE_HEADERS.items():
             request.setHeader(name, value)
-        return super().render_GET(request)
+        return self.data
 
 
 class WebService(Service):
@@ -76,9 +92,10 @@ class WebService(Service):
         self.events = EventsResource(self.feed, self.reactor)
         root = JSONResource()
         root.putChild(b"", StaticFile(os.path.join(STATIC, "index.html")))
-        for name in os.listdir(STATIC):
-            root.putChild(name.encode("utf-8"),
-                          StaticFile(os.path.join(STATIC, name)))
+        for name in sorted(os.listdir(STATIC)):
+            if os.path.splitext(name)[1] in _CONTENT_TYPES:
+                root.putChild(name.encode("utf-8"),
+                              StaticFile(os.path.join(STATIC, name)))
         api = APIResource(self.node, self.feed, self.events)
         root.putChild(b"api", Guard(api, self.token, loopbackOnly))
         root.putChild(b"metrics", Guard(PrometheusResource(self.node),
