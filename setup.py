@@ -10,9 +10,13 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["p2poverlay", "p2poverlay.*"])
     + ["twisted.plugins"],
+    package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
+                                     "static/*.css"]},
     install_requires=["twisted>=23.8", "zope.interface"],
     extras_require={
-        "test": ["pytest", "pytest-twisted", "hypothesis"],
+        "test": ["pytest", "pytest-twisted", "hypothesis",
+                 # Parses /metrics in the tests; drives the browser test.
+                 "prometheus_client", "selenium"],
     },
     classifiers=[
         "Framework :: Twisted",
