@@ -138,8 +138,11 @@
     rings.forEach(function (ring) {
       const list = ring[0], radius = ring[1], kind = ring[2];
       list.forEach(function (peer, index) {
-        const angle = 2 * Math.PI * index / list.length - Math.PI / 2 +
-          (kind === "other" ? Math.PI / Math.max(list.length, 1) : 0);
+        // The rings start at different angles so that their nodes and
+        // lines do not line up.
+        const angle = 2 * Math.PI * index / list.length +
+          (kind === "other" ? Math.PI / list.length - Math.PI / 4
+                            : -3 * Math.PI / 4);
         const x = (radius * Math.cos(angle)).toFixed(1);
         const y = (radius * Math.sin(angle)).toFixed(1);
         edges.appendChild(svg("line", { x1: 0, y1: 0, x2: x, y2: y,
