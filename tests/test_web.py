@@ -14,10 +14,11 @@ import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
-from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.client import Agent, FileBodyProducer, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from p2poverlay.errors import ListenError
@@ -59,6 +60,23 @@ def baseURL(service: WebService) -> str:
     return f"http://127.0.0.1:{service.port.getHost().port}"
 
 
+class BodyReader(Protocol):
+    """Collects a response body; C{done} fires with it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.done = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(self.data)
+        else:
+            self.done.errback(reason)
+
+
 @inlineCallbacks
 def http(method: str, url: str, body: Optional[bytes] = None,
          headers: Optional[Dict[str, str]] = None):
@@ -67,7 +85,9 @@ def http(method: str, url: str, body: Optional[bytes] = None,
     response = yield Agent(reactor).request(
         method.encode("ascii"), url.encode("ascii"),
         Headers({k: [v] for k, v in (headers or {}).items()}), producer)
-    data = yield readBody(response)
+    reader = BodyReader()
+    response.deliverBody(reader)
+    data = yield reader.done
     return response.code, response.headers, data
 
 
@@ -557,3 +577,17 @@ def test_page_never_parses_data_as_html():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML",
                  "document.write", "eval("):
         assert sink not in script
+
+
+def test_access_log_hides_the_token():
+    from twisted.web.test.requesthelper import DummyRequest
+    from p2poverlay.web.service import redactedLogFormatter
+    request = DummyRequest([b"api", b"events"])
+    request.uri = b"/api/events?a=1&token=s3cret&b=2"
+    request.method = b"GET"
+    request.clientproto = b"HTTP/1.1"
+    request.code = 200
+    request.sentLength = 0
+    line = redactedLogFormatter("[25/Nov/2026:08:00:00 +0000]", request)
+    assert "s3cret" not in line
+    assert "/api/events?a=1&token=REDACTED&b=2" in line

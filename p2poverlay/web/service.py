@@ -5,6 +5,7 @@ WebService: a node's web UI, JSON API and ``/metrics`` on one endpoint.
 from __future__ import annotations
 
 import os
+import re
 from typing import List, Optional
 
 from twisted.application.service import Service
@@ -13,6 +14,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import combinedLogFormatter
 from twisted.web.server import Site
 from twisted.web.resource import Resource
 
@@ -62,6 +64,15 @@ class StaticFile(Resource):
         return self.data
 
 
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+def redactedLogFormatter(timestamp: str, request) -> str:
+    """The combined access log format, with any ?token= value hidden."""
+    return _TOKEN_IN_QUERY.sub(r"\1REDACTED",
+                               combinedLogFormatter(timestamp, request))
+
+
 class WebService(Service):
     """
     Serves the web UI of C{node} on a server endpoint.
@@ -100,7 +111,7 @@ class WebService(Service):
         root.putChild(b"api", Guard(api, self.token, loopbackOnly))
         root.putChild(b"metrics", Guard(PrometheusResource(self.node),
                                         self.token, loopbackOnly))
-        site = Site(root)
+        site = Site(root, logFormatter=redactedLogFormatter)
         site.displayTracebacks = False
         return site
 

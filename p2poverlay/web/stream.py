@@ -9,9 +9,9 @@ events, so that no stream can make the node's memory grow without bound.
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import Deque, Set
 
-from collections import deque
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.web.server import NOT_DONE_YET, Request
@@ -120,6 +120,10 @@ class EventsResource(JSONResource):
     def _keepAliveAll(self) -> None:
         for stream in list(self.streams):
             stream.keepAlive()
+
+    def render_HEAD(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/event-stream")
+        return b""
 
     def render_GET(self, request: Request):
         if len(self.streams) >= MAX_STREAMS:
