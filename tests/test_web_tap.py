@@ -118,6 +118,15 @@ def test_twistd_serves_the_api(processes, tmp_path):
     assert body["id"] == node.nodeId and body["port"] == node.port
 
 
+def test_console_shows_the_exposure_warning(processes):
+    node = processes.node("a", "--web", "tcp:0")
+    node.expect(r"^! the web UI on 0\.0\.0\.0:\d+ is reachable beyond this "
+                r"machine .*give --web-token")
+    quiet = processes.node("b", "--web", "0")
+    quiet.command("info")
+    assert not quiet.matching(r"^! ")
+
+
 @pytest.fixture
 def busyPort():
     with socket.socket() as s:

@@ -97,6 +97,7 @@ class WebService(Service):
         self.port: Optional[IListeningPort] = None
         self.listening: Deferred[IListeningPort] = Deferred()
         self.site: Optional[Site] = None
+        self._exposed: Optional[str] = None
         self.events: Optional[EventsResource] = None
 
     def buildSite(self, loopbackOnly: bool) -> Site:
@@ -150,11 +151,7 @@ class WebService(Service):
             for child in (b"api", b"metrics"):
                 self.site.resource.children[child].loopbackOnly = loopback
             if not loopback and self.token is None:
-                self.log.warn(
-                    "the web UI on {address} is reachable beyond this "
-                    "machine and anyone who reaches it can send as this "
-                    "node: give --web-token or listen on 127.0.0.1",
-                    address=where)
+                self._exposed = where
         self.log.info("web UI on http://{address}/", address=where)
         self.listening.callback(port)
 
@@ -167,6 +164,13 @@ class WebService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._listen()
+        if self._exposed is not None:
+            # Here rather than when listening: the console, if any, has
+            # started by now and shows it.
+            self.log.warn(
+                "the web UI on {address} is reachable beyond this machine "
+                "and anyone who reaches it can send as this node: give "
+                "--web-token or listen on 127.0.0.1", address=self._exposed)
         self.node.addObserver(self.feed)
         if self.events is not None:
             self.events.start()
