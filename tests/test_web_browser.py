@@ -20,7 +20,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from helpers import address
-from test_web import Web, baseURL
+from test_web import baseURL, web  # noqa: F401 (the fixture)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -49,13 +49,6 @@ def missingBrowser() -> str:
     except ImportError:
         return "BROWSER TEST NOT RUN: selenium is not installed (pip install '.[test]')"
     return ""
-
-
-@pytest.fixture
-def web():
-    services = Web()
-    yield services
-    pytest_twisted.blockon(services.stop())
 
 
 @pytest.fixture

@@ -99,8 +99,13 @@ class WebService(Service):
         self.site: Optional[Site] = None
         self._exposed: Optional[str] = None
         self.events: Optional[EventsResource] = None
+        self._guards: List[Guard] = []
 
-    def buildSite(self, loopbackOnly: bool) -> Site:
+    def buildSite(self) -> Site:
+        """
+        The page's files at the root, the API under C{/api/}, metrics at
+        C{/metrics}; the last two behind L{Guard}s.
+        """
         self.events = EventsResource(self.feed, self.reactor)
         root = JSONResource()
         root.putChild(b"", StaticFile(os.path.join(STATIC, "index.html")))
@@ -108,10 +113,15 @@ class WebService(Service):
             if os.path.splitext(name)[1] in _CONTENT_TYPES:
                 root.putChild(name.encode("utf-8"),
                               StaticFile(os.path.join(STATIC, name)))
-        api = APIResource(self.node, self.feed, self.events)
-        root.putChild(b"api", Guard(api, self.token, loopbackOnly))
-        root.putChild(b"metrics", Guard(PrometheusResource(self.node),
-                                        self.token, loopbackOnly))
+        # Whether the guards check the Host header is settled once the
+        # port is bound (see _listened), before any request comes.
+        self._guards = [
+            Guard(APIResource(self.node, self.feed, self.events), self.token,
+                  loopbackOnly=False),
+            Guard(PrometheusResource(self.node), self.token,
+                  loopbackOnly=False)]
+        root.putChild(b"api", self._guards[0])
+        root.putChild(b"metrics", self._guards[1])
         site = Site(root, logFormatter=redactedLogFormatter)
         site.displayTracebacks = False
         return site
@@ -133,9 +143,7 @@ class WebService(Service):
             self.listening.errback(ListenError(
                 f"bad web endpoint {self.endpoint!r}: {e}"))
             return
-        # Whether the Host check applies is known once the port is bound
-        # (see _listened), before any request comes.
-        self.site = self.buildSite(loopbackOnly=False)
+        self.site = self.buildSite()
         d = endpoint.listen(self.site)
         d.addCallbacks(self._listened, self._listenFailed)
 
@@ -148,8 +156,8 @@ class WebService(Service):
         else:
             where = formatAddress(host, address.port)
             loopback = isLoopbackHost(host)
-            for child in (b"api", b"metrics"):
-                self.site.resource.children[child].loopbackOnly = loopback
+            for guard in self._guards:
+                guard.loopbackOnly = loopback
             if not loopback and self.token is None:
                 self._exposed = where
         self.log.info("web UI on http://{address}/", address=where)
