@@ -15,8 +15,9 @@ setup(
     install_requires=["twisted>=23.8", "zope.interface"],
     extras_require={
         "test": ["pytest", "pytest-twisted", "hypothesis",
-                 # Parses /metrics in the tests; drives the browser test.
-                 "prometheus_client", "selenium"],
+                 # Parse /metrics, drive the browser test, build the
+                 # package offline.
+                 "prometheus_client", "selenium", "setuptools"],
     },
     classifiers=[
         "Framework :: Twisted",
