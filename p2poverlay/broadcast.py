@@ -239,7 +239,7 @@ class EpidemicBroadcast:
         line = message.encode()
         # Small, and the tree breaks if they go missing: queue them even
         # when the peer reads slowly.
-        if connection.sendEncoded(line, force=True):
+        if connection.sendEncoded(line, message.TYPE, force=True):
             self.node.stats.broadcastControlSent += 1
             self.node.stats.broadcastControlBytes += len(line) + 1
 

@@ -38,6 +38,7 @@ from p2poverlay.message import (
 )
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.membership import Membership
+from p2poverlay.metrics import Metrics
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.registry import (
     AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, parseAddress,
@@ -84,6 +85,7 @@ class Node(Service):
         self.name = config.name
         self.peers = PeerRegistry()
         self.stats = NodeStats()
+        self.metrics = Metrics(self)
         self.listening: Deferred[IListeningPort] = Deferred()
         self.port: Optional[IListeningPort] = None
         self._observers: List[object] = []
@@ -402,6 +404,8 @@ class Node(Service):
 
     def connectionLost(self, connection: PeerConnection, pending) -> None:
         self._connections.discard(connection)
+        self.metrics.connectionClosed(connection.remoteReason,
+                                      connection.closeReason)
         link = connection.link
         if link is not None and link.connection is connection:
             link.connection = None

@@ -19,8 +19,8 @@ from twisted.python.failure import Failure
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed
 from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError,
-    P2PMessage, Ping, Pong,
+    NEIGHBOUR, PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello,
+    MessageError, P2PMessage, Ping, Pong,
 )
 from p2poverlay.limits import TokenBucket
 from p2poverlay.outbox import Outbox
@@ -59,6 +59,7 @@ class PeerConnection(LineReceiver):
         self.role = role
         self.lastUsed = 0.0  # when a direct message last went either way
         self.MAX_LENGTH = node.config.maxLineLength
+        self.metrics = node.metrics
         self.peer: Optional[PeerInfo] = None
         self.version = PROTOCOL_VERSION
         self.closing = False
@@ -153,7 +154,7 @@ class PeerConnection(LineReceiver):
             return
         self.outbox.flush()
         if tellPeer:
-            self.outbox.write(Bye(reason[:200]).encode(), force=True)
+            self._write(Bye(reason[:200]).encode(), Bye.TYPE, force=True)
         # A registered producer would hold the connection open.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -219,6 +220,7 @@ class PeerConnection(LineReceiver):
         except MessageError as e:
             self.protocolError(str(e))
             return
+        self.metrics.received(message.TYPE, len(line) + 1)
         if self.peer is None and not self.handshake.called:
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
@@ -266,18 +268,28 @@ class PeerConnection(LineReceiver):
     def sendMessage(self, message: P2PMessage) -> None:
         """Send a small control message; it is queued even when full."""
         if not self.closing:
-            self.outbox.write(message.encode(), force=True)
+            self._write(message.encode(), message.TYPE, force=True)
 
-    def sendEncoded(self, line: bytes, force: bool = False) -> bool:
+    def sendEncoded(self, line: bytes, messageType: str = Broadcast.TYPE,
+                    force: bool = False) -> bool:
         """
         Send a message that was encoded once for several connections.
 
+        @param messageType: the C{TYPE} of the encoded message.
         @param force: queue it even when the send buffer is full (for small
             control messages).
         @return: False if it was dropped because the peer reads too slowly
             or the connection is closing.
         """
-        return not self.closing and self.outbox.write(line, force=force)
+        return not self.closing and self._write(line, messageType, force)
+
+    def _write(self, line: bytes, messageType: str,
+               force: bool = False) -> bool:
+        """Every line this connection sends goes out (and is counted) here."""
+        if self.outbox.write(line, force):
+            self.metrics.sent(messageType, len(line) + 1)
+            return True
+        return False
 
     @property
     def awaitingAcks(self) -> bool:
@@ -295,7 +307,7 @@ class PeerConnection(LineReceiver):
             done.errback(DeliveryFailed(
                 f"connection to {self.describe()} is closing"))
             return done
-        if not self.outbox.write(message.encode()):
+        if not self._write(message.encode(), Data.TYPE):
             done.errback(DeliveryFailed(
                 f"send buffer to {self.describe()} is full: it reads too "
                 f"slowly"))

@@ -135,6 +135,27 @@ def listenDescription(port: str) -> str:
     return port
 
 
+def webDescription(web: str) -> str:
+    """
+    Turn the C{--web} value into a server endpoint description: a bare
+    number means TCP on 127.0.0.1 only.
+
+    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
+    """
+    if web.isascii() and web.isdigit():
+        if not 0 <= int(web) <= 65535:
+            raise usage.UsageError(f"--web {web}: not a port number (0-65535)")
+        return f"tcp:{web}:interface=127.0.0.1"
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, web)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--web {web!r}: not a port number or server endpoint ({e})")
+    return web
+
+
 def portLabel(listen: str) -> str:
     """
     A file-name friendly label for a listen description: its port, or for
@@ -190,6 +211,16 @@ class Options(usage.Options):
          "unix:/path/ctl.sock or tcp:7001:interface=127.0.0.1, or 'none'. "
          "Default: the socket control.sock in the data directory (none "
          "without a data directory)."],
+        ["web", None, None,
+         "Serve the web UI, JSON API and /metrics on this endpoint, such as "
+         "tcp:8080:interface=127.0.0.1 (a bare port number listens on "
+         "127.0.0.1 only). Off by default."],
+        ["web-token", None, None,
+         "Require this token of every API request (Authorization: Bearer "
+         "TOKEN, or ?token=TOKEN)."],
+        ["web-token-file", None, None,
+         "Read the web token from this file (keeps it out of the process "
+         "list)."],
     ] + [[option, None, getattr(_DEFAULTS, field), help, coerce]
          for option, field, coerce, help in _NODE_SETTINGS]
     optFlags = [
@@ -219,6 +250,7 @@ class Options(usage.Options):
             self["data-dir"] = os.path.abspath(self["data-dir"])
         self["control-default"] = self["control"] is None
         self["control"] = controlDescription(self["control"], self["data-dir"])
+        self._webOptions()
         name = self["name"]
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise usage.UsageError(
@@ -228,6 +260,27 @@ class Options(usage.Options):
                 f"--min-peers ({self['min-peers']}) is more than --max-peers "
                 f"({self['max-peers']})")
         self._adjustTwistd()
+
+    def _webOptions(self) -> None:
+        web, tokenFile = self["web"], self["web-token-file"]
+        if web is not None:
+            self["web"] = webDescription(web)
+        if tokenFile is not None:
+            if self["web-token"] is not None:
+                raise usage.UsageError(
+                    "give --web-token or --web-token-file, not both")
+            try:
+                with open(tokenFile, encoding="utf-8") as f:
+                    self["web-token"] = f.read().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise usage.UsageError(f"--web-token-file: {e}")
+        token = self["web-token"]
+        if token is not None and (not token or not token.isprintable()
+                                  or " " in token):
+            raise usage.UsageError(
+                "the web token must be printable characters without spaces")
+        if token is not None and web is None:
+            raise usage.UsageError("a web token needs --web")
 
     def _adjustTwistd(self) -> None:
         """
@@ -312,8 +365,13 @@ def makeService(options: Options) -> IService:
         join=tuple(options["join"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
     store = openStore(options["data-dir"]) if options["data-dir"] else None
-    return P2PService(Node(config, store=store),
-                      options.get("foreground", False),
-                      console=options.get("console", False),
-                      control=options.get("control", ""),
-                      controlOptional=options.get("control-default", False))
+    node = Node(config, store=store)
+    service = P2PService(node, options.get("foreground", False),
+                         console=options.get("console", False),
+                         control=options.get("control", ""),
+                         controlOptional=options.get("control-default", False))
+    if options.get("web"):
+        from p2poverlay.web import WebService
+        WebService(node, options["web"],
+                   token=options.get("web-token")).setServiceParent(service)
+    return service

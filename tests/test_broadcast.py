@@ -31,10 +31,13 @@ class FakeConnection:
         self.accepts = accepts
         self.sent: List[P2PMessage] = []
 
-    def sendEncoded(self, line: bytes, force: bool = False) -> bool:
+    def sendEncoded(self, line: bytes, messageType: str = "BROADCAST",
+                    force: bool = False) -> bool:
         if not (self.accepts or force):
             return False
-        self.sent.append(P2PMessage.decode(line))
+        message = P2PMessage.decode(line)
+        assert message.TYPE == messageType
+        self.sent.append(message)
         return True
 
     def take(self) -> List[P2PMessage]:
