@@ -55,6 +55,7 @@ def peersJSON(node) -> List[Dict[str, object]]:
             "lastSeen": entry.lastSeen or None,
             "nextAttempt": entry.nextAttempt,
             "direction": info.direction if info else None,
+            "role": info.role if info else None,
         })
     for info in connected.values():
         # Connected, but not (or no longer) in the bounded address book.

@@ -33,6 +33,7 @@ def peerJSON(peer: Optional[PeerInfo]) -> Optional[Dict[str, object]]:
         "port": peer.port,
         "address": peer.address,
         "direction": peer.direction,
+        "role": peer.role,
         "since": peer.since,
     }
 
