@@ -97,7 +97,8 @@
       id.title = peer.id;
       row.appendChild(id);
       row.appendChild(element("td", peer.name));
-      row.appendChild(element("td", peer.state, "state " + peer.state));
+      const shown = peer.role === "direct" ? "connected (direct link)" : peer.state;
+      row.appendChild(element("td", shown, "state " + peer.state));
       row.appendChild(element("td", when(peer.since)));
       body.appendChild(row);
       if (peer.state === "connected") {
