@@ -17,7 +17,6 @@ from typing import Dict, List, Optional, Set, Tuple
 from twisted.application.service import Service
 from twisted.internet.defer import (
     Deferred, DeferredList, fail, maybeDeferred, succeed)
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,8 +24,7 @@ from p2poverlay.addressbook import KnownPeer
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.errors import (
-    DeliveryFailed, ListenError, PeerFull, PeerUnreachable, SelfConnection,
-    UnknownPeer,
+    DeliveryFailed, PeerFull, PeerUnreachable, SelfConnection, UnknownPeer,
 )
 from p2poverlay.events import (
     INodeObserver, NodeObserver, NodeStats, ReceivedMessage,
@@ -37,6 +35,7 @@ from p2poverlay.message import (
     IHave, P2PMessage, Peers, Prune, newMessageId, newNodeId,
 )
 from p2poverlay.limits import Misbehaviour
+from p2poverlay.listening import listenOn, raiseIfFailed
 from p2poverlay.membership import Membership
 from p2poverlay.metrics import Metrics
 from p2poverlay.protocol import PeerConnection
@@ -88,6 +87,7 @@ class Node(Service):
         self.metrics = Metrics(self)
         self.listening: Deferred[IListeningPort] = Deferred()
         self.port: Optional[IListeningPort] = None
+        self._listenPending = False
         self._observers: List[object] = []
         self._connections: Set[PeerConnection] = set()
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
@@ -144,37 +144,23 @@ class Node(Service):
         """
         Service.privilegedStartService(self)
         self._listen()
-        if self.listening.called and self.port is None:
-            failure: List[Failure] = []
-            self.listening.addErrback(failure.append)
-            raise ListenError(failure[0].getErrorMessage())
+        raiseIfFailed(self.listening)
 
     def _listen(self) -> None:
-        if self.port is not None or self.listening.called:
+        if self.port is not None or self.listening.called or self._listenPending:
             return
-        try:
-            endpoint = serverFromString(self.reactor, self.config.listen)
-        except (ValueError, KeyError, TypeError) as e:
-            self.listening.errback(ListenError(
-                f"bad listen endpoint {self.config.listen!r}: {e}"))
-            return
-        d = endpoint.listen(PeerConnectionFactory(self))
-        d.addCallbacks(self._listened, self._listenFailed)
+        self._listenPending = True
+        d = listenOn(self.reactor, self.config.listen,
+                     PeerConnectionFactory(self), "listen")
+        d.addCallbacks(self._listened, self.listening.errback)
 
     def _listened(self, port: IListeningPort) -> None:
+        self._listenPending = False
         self.port = port
         host = port.getHost()
         self.log.info("node {id} listening on {address}", id=self.nodeId,
                       address=formatAddress(host.host, host.port))
         self.listening.callback(port)
-
-    def _listenFailed(self, reason: Failure) -> None:
-        # CannotListenError's own text repeats the address; its socket
-        # error says what went wrong ("Address already in use").
-        why = getattr(reason.value, "socketError", None)
-        why = getattr(why, "strerror", None) or reason.getErrorMessage()
-        self.listening.errback(ListenError(
-            f"cannot listen on {self.config.listen}: {why}"))
 
     def startService(self) -> None:
         Service.startService(self)

@@ -114,46 +114,42 @@ _NODE_SETTINGS = [
 ]
 
 
+def _endpointDescription(option: str, value: str, bareNumber: str) -> str:
+    """
+    Check a server endpoint description given as C{--option}; a bare port
+    number becomes C{bareNumber} formatted with it.
+
+    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
+    """
+    if value.isascii() and value.isdigit():
+        if not 0 <= int(value) <= 65535:
+            raise usage.UsageError(
+                f"--{option} {value}: not a port number (0-65535)")
+        return bareNumber.format(value)
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, value)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--{option} {value!r}: not a port number or server endpoint ({e})")
+    return value
+
+
 def listenDescription(port: str) -> str:
     """
     Turn the C{--port} value into a server endpoint description: a bare
     number means TCP on every interface.
-
-    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
     """
-    if port.isdigit():
-        if not 0 <= int(port) <= 65535:
-            raise usage.UsageError(f"--port {port}: not a port number (0-65535)")
-        return f"tcp:{port}"
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-    try:
-        serverFromString(reactor, port)
-    except Exception as e:
-        raise usage.UsageError(
-            f"--port {port!r}: not a port number or server endpoint ({e})")
-    return port
+    return _endpointDescription("port", port, "tcp:{}")
 
 
 def webDescription(web: str) -> str:
     """
     Turn the C{--web} value into a server endpoint description: a bare
     number means TCP on 127.0.0.1 only.
-
-    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
     """
-    if web.isascii() and web.isdigit():
-        if not 0 <= int(web) <= 65535:
-            raise usage.UsageError(f"--web {web}: not a port number (0-65535)")
-        return f"tcp:{web}:interface=127.0.0.1"
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
-    try:
-        serverFromString(reactor, web)
-    except Exception as e:
-        raise usage.UsageError(
-            f"--web {web!r}: not a port number or server endpoint ({e})")
-    return web
+    return _endpointDescription("web", web, "tcp:{}:interface=127.0.0.1")
 
 
 def portLabel(listen: str) -> str:

@@ -10,15 +10,13 @@ from typing import List, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.http import combinedLogFormatter
 from twisted.web.server import Site
 from twisted.web.resource import Resource
 
-from p2poverlay.errors import ListenError
+from p2poverlay.listening import listenOn, raiseIfFailed
 from p2poverlay.registry import formatAddress
 from p2poverlay.web.api import APIResource, PrometheusResource
 from p2poverlay.web.feed import Feed
@@ -96,6 +94,7 @@ class WebService(Service):
         self.feed = Feed(self.reactor.seconds)
         self.port: Optional[IListeningPort] = None
         self.listening: Deferred[IListeningPort] = Deferred()
+        self._listenPending = False
         self.site: Optional[Site] = None
         self._exposed: Optional[str] = None
         self.events: Optional[EventsResource] = None
@@ -129,25 +128,19 @@ class WebService(Service):
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)
         self._listen()
-        if self.listening.called and self.port is None:
-            failure: List[Failure] = []
-            self.listening.addErrback(failure.append)
-            raise ListenError(failure[0].getErrorMessage())
+        raiseIfFailed(self.listening)
 
     def _listen(self) -> None:
-        if self.port is not None or self.listening.called:
+        if self.port is not None or self.listening.called or self._listenPending:
             return
-        try:
-            endpoint = serverFromString(self.reactor, self.endpoint)
-        except (ValueError, KeyError, TypeError) as e:
-            self.listening.errback(ListenError(
-                f"bad web endpoint {self.endpoint!r}: {e}"))
-            return
+        self._listenPending = True
         self.site = self.buildSite()
-        d = endpoint.listen(self.site)
-        d.addCallbacks(self._listened, self._listenFailed)
+        d = listenOn(self.reactor, self.endpoint, self.site, "web",
+                     " for the web UI")
+        d.addCallbacks(self._listened, self.listening.errback)
 
     def _listened(self, port: IListeningPort) -> None:
+        self._listenPending = False
         self.port = port
         address = port.getHost()
         host = getattr(address, "host", None)
@@ -162,12 +155,6 @@ class WebService(Service):
                 self._exposed = where
         self.log.info("web UI on http://{address}/", address=where)
         self.listening.callback(port)
-
-    def _listenFailed(self, reason: Failure) -> None:
-        why = getattr(reason.value, "socketError", None)
-        why = getattr(why, "strerror", None) or reason.getErrorMessage()
-        self.listening.errback(ListenError(
-            f"cannot listen for the web UI on {self.endpoint}: {why}"))
 
     def startService(self) -> None:
         Service.startService(self)
