@@ -21,7 +21,7 @@ from p2poverlay import tap
 from p2poverlay.web import WebService
 
 from processes import (
-    DEADLINE, LOOPBACK_ENDPOINT, Processes, freePort, runTwistd, waitUntil,
+    DEADLINE, LOOPBACK_ENDPOINT, freePort, runTwistd, waitUntil,
 )
 
 
@@ -84,14 +84,6 @@ def test_makeService_adds_the_web_service():
 # -- the real command -----------------------------------------------------------
 
 
-@pytest.fixture
-def processes(tmp_path):
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
-        print(procs.transcripts())
 
 
 def fetch(url: str, token: str = None):
