@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, KnownPeer
 from p2poverlay.errors import SelfConnection
 from p2poverlay.message import DIRECT, NEIGHBOUR, PeerAddress, Peers
-from p2poverlay.registry import PeerInfo, isLoopback
+from p2poverlay.registry import PeerInfo, formatAddress, isLoopback
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -50,6 +50,10 @@ class Topology:
         self.config = node.config
         self.random = rng or random.Random()
         self._dialing: Set[str] = set()
+        # Joining again through the --join addresses when alone.
+        self._rejoinAt = 0.0
+        self._rejoinCount = 0
+        self._rejoinDelay = node.config.reconnectInitialDelay
         self._cooldown: Dict[str, float] = {}
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
@@ -111,12 +115,41 @@ class Topology:
         node = self.node
         if not self.config.autoConnect or node._stopping or not node.running:
             return
-        missing = self.config.minPeers - len(self.neighbours()) \
-            - len(self._dialing)
+        neighbours = len(self.neighbours())
+        if neighbours:
+            self._rejoinDelay = self.config.reconnectInitialDelay
+        missing = self.config.minPeers - neighbours - len(self._dialing)
         if missing <= 0:
             return
-        for entry in self._candidates(missing):
+        candidates = self._candidates(missing)
+        for entry in candidates:
             self._dial(entry)
+        if not (candidates or neighbours or node._dials):
+            self._rejoin()
+
+    def _rejoin(self) -> None:
+        """
+        Alone, with nobody left to dial (the seed was full or down, every
+        node learned is gone): try the C{--join} addresses again, in turn,
+        with a wait that doubles up to C{reconnectMaxDelay}.
+        """
+        node = self.node
+        seeds = [seed for seed in self.config.join
+                 if tuple(seed) not in node._selfAddresses]
+        now = node.reactor.seconds()
+        if not seeds or now < self._rejoinAt:
+            return
+        host, port = seeds[self._rejoinCount % len(seeds)]
+        self._rejoinCount += 1
+        self._rejoinAt = now + self._rejoinDelay * self.random.uniform(1, 1.5)
+        self._rejoinDelay = min(self._rejoinDelay * 2,
+                                self.config.reconnectMaxDelay)
+        self.log.info("no neighbours: joining again through {address}",
+                      address=formatAddress(host, port))
+        d = node.connect(host, port)
+        d.addErrback(lambda reason: self.log.info(
+            "could not join through {address}: {why}",
+            address=formatAddress(host, port), why=reason.getErrorMessage()))
 
     def _candidates(self, wanted: int) -> List[KnownPeer]:
         """

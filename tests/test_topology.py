@@ -10,6 +10,7 @@ import pytest_twisted
 
 from p2poverlay.addressbook import KNOWN
 from p2poverlay.message import DIRECT, NEIGHBOUR
+from p2poverlay.node import Node, NodeConfig
 from p2poverlay.topology import FULL
 from helpers import address, waitFor
 
@@ -131,3 +132,23 @@ def test_a_lost_neighbour_is_replaced(overlay):
                   what="every survivor with two neighbours again")
     assert all(roleOf(n, m) == NEIGHBOUR
                for n in rest for m in rest if m is not n)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_left_alone_joins_again_through_its_join_address(overlay):
+    fast = dict(pingInterval=0.1, reconnectInitialDelay=0.05,
+                reconnectMaxDelay=0.3)
+    first = yield overlay.start()
+    port = first.listenPort
+    yield first.stopService()
+    # Its seed is down: the join fails and the node is alone.
+    lonely = Node(NodeConfig(listen="tcp:0:interface=127.0.0.1",
+                             join=[("127.0.0.1", port)], **fast))
+    overlay.nodes.append(lonely)
+    lonely.startService()
+    yield lonely.listening
+    yield waitFor(lambda: not lonely._dials, what="the first join failed")
+    assert not lonely.peers
+    seed = yield overlay.start(listen=f"tcp:{port}:interface=127.0.0.1")
+    yield waitFor(lambda: seed.nodeId in neighbourIds(lonely),
+                  what="the lonely node joined through the seed once it was up")
