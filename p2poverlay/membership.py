@@ -24,7 +24,7 @@ from p2poverlay.message import DIRECT, Ping
 from p2poverlay.reconnect import PeerLink
 from p2poverlay.registry import PeerInfo, formatAddress
 from p2poverlay.store import NodeStore, SavedPeer
-from p2poverlay.topology import FULL
+from p2poverlay.topology import isTurnedAway
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -101,7 +101,8 @@ class Membership:
         if connection.role == DIRECT:
             # A direct link ends when it is no longer used; it is no loss.
             self.book.setState(nodeId, KNOWN)
-        elif FULL in (connection.remoteReason, connection.closeReason):
+        elif isTurnedAway(connection.remoteReason) \
+                or isTurnedAway(connection.closeReason):
             self.turnedAway(nodeId)
         elif connection.remoteReason:
             # It said BYE: it left on purpose.  Do not chase it.

@@ -173,7 +173,11 @@ class Node(Service):
             self.join(host, port).addErrback(lambda _: None)
 
     def join(self, host: str, port: int) -> "Deferred[PeerInfo]":
-        """Join the overlay through the member at C{host:port}."""
+        """
+        Join the overlay through the member at C{host:port}.  Should this
+        node ever be left with no neighbour, it joins through it again.
+        """
+        self.topology.addSeed(host, port)
         d = self.connect(host, port)
 
         def joined(peer: PeerInfo) -> PeerInfo:

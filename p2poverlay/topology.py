@@ -18,14 +18,14 @@ closed after C{directLinkIdle} seconds without a direct message.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, KnownPeer
-from p2poverlay.errors import SelfConnection
+from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.message import DIRECT, NEIGHBOUR, PeerAddress, Peers
 from p2poverlay.registry import PeerInfo, formatAddress, isLoopback
 
@@ -38,8 +38,15 @@ EXCHANGE_SAMPLE = 32
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
+# Addresses joined through that are kept to join through again.
+MAX_SEEDS = 16
 # Close reason of a connection turned away for want of room.
 FULL = "full"
+
+
+def isTurnedAway(reason: str) -> bool:
+    """Does this close reason mean "no room now", not "gone"?"""
+    return reason == FULL or reason.startswith("too many ")
 
 
 class Topology:
@@ -50,7 +57,8 @@ class Topology:
         self.config = node.config
         self.random = rng or random.Random()
         self._dialing: Set[str] = set()
-        # Joining again through the --join addresses when alone.
+        # Where to join again when alone: --join, and every join() since.
+        self.seeds: List[Tuple[str, int]] = [tuple(s) for s in node.config.join]
         self._rejoinAt = 0.0
         self._rejoinCount = 0
         self._rejoinDelay = node.config.reconnectInitialDelay
@@ -127,15 +135,21 @@ class Topology:
         if not (candidates or neighbours or node._dials):
             self._rejoin()
 
+    def addSeed(self, host: str, port: int) -> None:
+        """Remember an address to join through again (the last 16 kept)."""
+        if (host, port) not in self.seeds:
+            self.seeds.append((host, port))
+            del self.seeds[:-MAX_SEEDS]
+
     def _rejoin(self) -> None:
         """
         Alone, with nobody left to dial (the seed was full or down, every
-        node learned is gone): try the C{--join} addresses again, in turn,
-        with a wait that doubles up to C{reconnectMaxDelay}.
+        node learned is gone): try the addresses joined through again, in
+        turn, with a wait that doubles up to C{reconnectMaxDelay}.
         """
         node = self.node
-        seeds = [seed for seed in self.config.join
-                 if tuple(seed) not in node._selfAddresses]
+        seeds = [seed for seed in self.seeds
+                 if seed not in node._selfAddresses]
         now = node.reactor.seconds()
         if not seeds or now < self._rejoinAt:
             return
@@ -199,6 +213,8 @@ class Topology:
         book = self.node.membership.book
         if reason.check(SelfConnection):
             book.forget(entry.node_id)
+        elif reason.check(PeerFull):
+            pass  # Alive, only without room: the node has set a cooldown.
         else:
             self.log.debug("could not reach {address}: {why}",
                            address=entry.host, why=reason.getErrorMessage())

@@ -152,3 +152,38 @@ def test_a_node_left_alone_joins_again_through_its_join_address(overlay):
     seed = yield overlay.start(listen=f"tcp:{port}:interface=127.0.0.1")
     yield waitFor(lambda: seed.nodeId in neighbourIds(lonely),
                   what="the lonely node joined through the seed once it was up")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_turned_away_for_too_many_connections_is_not_taken_as_gone(
+        overlay):
+    hub = yield overlay.start(name="hub", maxInbound=1)
+    yield overlay.start(join=hub)
+    newcomer = yield overlay.start(name="new")
+    try:
+        yield newcomer.join("127.0.0.1", hub.listenPort)
+    except Exception:
+        pass  # Refused before or after its handshake, by timing.
+    yield waitFor(lambda: hub.nodeId not in newcomer.peers
+                  and not newcomer._dials, what="the newcomer turned away")
+    entry = newcomer.membership.book.get(hub.nodeId)
+    assert entry is None or entry.state == KNOWN
+    assert ("127.0.0.1", hub.listenPort) in newcomer.topology.seeds
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_neighbour_dial_this_node_has_no_room_for_leaves_the_node_known(
+        overlay):
+    other = yield overlay.start(name="other")
+    newcomer = yield overlay.start(join=other, name="new", minPeers=1,
+                                   maxPeers=1)
+    target = yield overlay.start(name="target")
+    book = newcomer.membership.book
+    entry = book.learn(target.nodeId, "127.0.0.1", target.listenPort)
+    # Full by the time the handshake completes: it turns the dial away.
+    newcomer.topology._dial(entry)
+    yield waitFor(lambda: not newcomer.topology.dialing,
+                  what="the dial ended")
+    assert target.nodeId not in newcomer.peers
+    assert book.get(target.nodeId).state == KNOWN
+    assert target.nodeId in newcomer.topology._cooldown
