@@ -10,9 +10,17 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["p2poverlay", "p2poverlay.*"])
     + ["twisted.plugins"],
+    package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
+                                     "static/*.css"]},
     install_requires=["twisted>=23.8", "zope.interface"],
+    entry_points={
+        "console_scripts": ["p2p-console = p2poverlay.client:main"],
+    },
     extras_require={
-        "test": ["pytest", "pytest-twisted", "hypothesis"],
+        "test": ["pytest", "pytest-twisted", "hypothesis",
+                 # Parse /metrics, drive the browser test, build the
+                 # package offline.
+                 "prometheus_client", "selenium", "setuptools"],
     },
     classifiers=[
         "Framework :: Twisted",

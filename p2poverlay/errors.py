@@ -30,3 +30,7 @@ class UnknownPeer(OverlayError):
 
 class ListenError(OverlayError):
     """The node could not listen on its configured endpoint."""
+
+
+class PeerFull(HandshakeFailed):
+    """The node reached has no room for another neighbour (or this one)."""

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import ServerFactory
 
+from p2poverlay.message import NEIGHBOUR
 from p2poverlay.protocol import PeerConnection
 
 if TYPE_CHECKING:
@@ -25,13 +26,15 @@ class PeerConnectionFactory(ServerFactory):
     noisy = False
 
     def __init__(self, node: "Node", outbound: bool = False,
-                 link=None) -> None:
+                 link=None, role: str = NEIGHBOUR) -> None:
         self.node = node
         self.outbound = outbound
         self.link = link
+        self.role = role
 
     def buildProtocol(self, addr) -> PeerConnection:
-        connection = self.protocol(self.node, outbound=self.outbound)
+        connection = self.protocol(self.node, outbound=self.outbound,
+                                   role=self.role)
         connection.factory = self
         if self.link is not None:
             connection.link = self.link
@@ -41,8 +44,10 @@ class PeerConnectionFactory(ServerFactory):
         return connection
 
 
-def dial(node: "Node", host: str, port: int) -> "Deferred[PeerConnection]":
+def dial(node: "Node", host: str, port: int,
+         role: str = NEIGHBOUR) -> "Deferred[PeerConnection]":
     """Open a TCP connection to C{host:port} for C{node}."""
     endpoint = HostnameEndpoint(
         node.reactor, host, port, timeout=node.config.connectTimeout)
-    return endpoint.connect(PeerConnectionFactory(node, outbound=True))
+    return endpoint.connect(
+        PeerConnectionFactory(node, outbound=True, role=role))

@@ -3,8 +3,10 @@ Membership: which nodes exist, and staying connected to them.
 
 The node tells its membership when a peer connects and when one is lost;
 the membership keeps the address book, detects silent peers (PING/PONG),
-redials lost peers through L{PeerLink}s, forgets peers that stay
+redials lost neighbours through L{PeerLink}s, forgets peers that stay
 unreachable, and saves the address book to the node's data directory.
+Which nodes become neighbours is the topology's business
+(L{p2poverlay.topology}).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from p2poverlay.addressbook import (
-    CONNECTED, DEAD, LEFT, RECONNECTING, AddressBook, KnownPeer,
+    CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, AddressBook, KnownPeer,
 )
-from p2poverlay.message import Ping
+from p2poverlay.message import DIRECT, Ping
 from p2poverlay.reconnect import PeerLink
 from p2poverlay.registry import PeerInfo, formatAddress
 from p2poverlay.store import NodeStore, SavedPeer
+from p2poverlay.topology import FULL
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -48,20 +51,20 @@ class Membership:
     # -- life -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start failure detection and redial the saved peers."""
+        """
+        Start failure detection and load the saved peers into the address
+        book (the topology dials them).
+        """
         self._liveness.start(self.node.config.pingInterval, now=False)
         if self.store is None:
             return
-        now = self.node.reactor.seconds()
         saved = [p for p in self.store.loadPeers()
                  if p.node_id != self.node.nodeId]
-        # Redial the most recently seen first, no more than may be dialed.
+        # The most recently seen first: a full book keeps those.
         saved.sort(key=lambda p: p.last_seen, reverse=True)
-        for index, peer in enumerate(saved):
-            entry = self.book.learn(peer.node_id, peer.host, peer.port,
-                                    peer.name, peer.last_seen)
-            if entry is not None and index < self.node.config.maxOutbound:
-                self._startLink(entry, lostAt=now)
+        for peer in saved:
+            self.book.learn(peer.node_id, peer.host, peer.port, peer.name,
+                            peer.last_seen)
 
     def stop(self) -> Deferred:
         """Stop probing and redialing; save the address book."""
@@ -95,7 +98,12 @@ class Membership:
             return
         nodeId = info.node_id
         link = self.links.get(nodeId)
-        if connection.remoteReason:
+        if connection.role == DIRECT:
+            # A direct link ends when it is no longer used; it is no loss.
+            self.book.setState(nodeId, KNOWN)
+        elif FULL in (connection.remoteReason, connection.closeReason):
+            self.turnedAway(nodeId)
+        elif connection.remoteReason:
             # It said BYE: it left on purpose.  Do not chase it.
             self._stopLink(nodeId)
             self.book.setState(nodeId, LEFT)
@@ -103,6 +111,8 @@ class Membership:
                 or not info.port:
             self._stopLink(nodeId)
             self.book.setState(nodeId, DEAD)
+            # Not to be dialed again until it is forgotten.
+            self.node.topology.avoid(nodeId, self.node.config.forgetAfter)
         elif link is not None and connection.link is link:
             link.lostAt = self.node.reactor.seconds()
             self.book.setState(nodeId, RECONNECTING)
@@ -111,6 +121,12 @@ class Membership:
             if entry is not None:
                 self._startLink(entry)
         self._scheduleSave()
+
+    def turnedAway(self, nodeId: str) -> None:
+        """One of this node and C{nodeId} has no room for the other."""
+        self._stopLink(nodeId)
+        self.book.setState(nodeId, KNOWN)
+        self.node.topology.turnedAway(nodeId)
 
     # -- links ----------------------------------------------------------------
 

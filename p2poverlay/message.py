@@ -25,6 +25,12 @@ MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 255
 MAX_REASON_LENGTH = 200
 MAX_TTL = 255
+MAX_IDS = 1000
+
+# What a connection is for, as its dialer says in HELLO.
+NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
+DIRECT = "direct"  # opened to deliver direct messages to a non-neighbour
+ROLES = (NEIGHBOUR, DIRECT)
 
 _NODE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 _MESSAGE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -158,9 +164,13 @@ def _fromJSON(kind: str, name: str, annotation: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise MessageError(f"{kind} field {name!r} must be a string")
         return value
-    # A list of peer addresses, the only compound field.
     if not isinstance(value, list):
         raise MessageError(f"{kind} field {name!r} must be a list")
+    if expected is _StrList:
+        if not all(isinstance(item, str) for item in value):
+            raise MessageError(f"{kind} field {name!r} must be a list of "
+                               f"strings")
+        return tuple(value)
     return tuple(PeerAddress.fromDict(kind, item) for item in value)
 
 
@@ -208,6 +218,7 @@ class Hello(P2PMessage):
     version: int
     port: int
     name: str = ""
+    role: str = NEIGHBOUR
 
     def validate(self) -> None:
         checkNodeId(self.node_id, "node_id")
@@ -216,6 +227,8 @@ class Hello(P2PMessage):
         # Port 0 announces a node that accepts no connections.
         _checkPort(self.port, "port", allowZero=True)
         _checkLength(self.name, "name", MAX_NAME_LENGTH)
+        if self.role not in ROLES:
+            raise MessageError(f"unknown role {self.role[:32]!r}")
 
 
 @dataclass(frozen=True)
@@ -268,6 +281,48 @@ class Broadcast(P2PMessage):
         _checkLength(self.origin_name, "origin_name", MAX_NAME_LENGTH)
 
 
+def _checkIds(ids: Tuple[str, ...]) -> None:
+    if not ids:
+        raise MessageError("ids is empty")
+    if len(ids) > MAX_IDS:
+        raise MessageError(f"more than {MAX_IDS} ids")
+    for messageId in ids:
+        _checkMessageId(messageId, "ids")
+
+
+@dataclass(frozen=True)
+class IHave(P2PMessage):
+    """Tree broadcast: the sender has these broadcasts (ids only)."""
+
+    TYPE: ClassVar[str] = "IHAVE"
+    ids: Tuple[str, ...]
+
+    def validate(self) -> None:
+        _checkIds(self.ids)
+
+
+@dataclass(frozen=True)
+class Graft(P2PMessage):
+    """
+    Tree broadcast: send me these broadcasts, and from now on send me
+    every broadcast in full (join the tree through this link).
+    """
+
+    TYPE: ClassVar[str] = "GRAFT"
+    ids: Tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.ids:
+            _checkIds(self.ids)
+
+
+@dataclass(frozen=True)
+class Prune(P2PMessage):
+    """Tree broadcast: send me only ids from now on (leave the tree)."""
+
+    TYPE: ClassVar[str] = "PRUNE"
+
+
 @dataclass(frozen=True)
 class Ping(P2PMessage):
     """Liveness probe; answered by a L{Pong} with the same nonce."""
@@ -296,8 +351,13 @@ class Bye(P2PMessage):
 
 
 # Field annotations are strings (from __future__ import annotations).
+class _StrList(tuple):
+    pass
+
+
 _FIELD_TYPES = {
     "str": str,
     "int": int,
     "Tuple[PeerAddress, ...]": tuple,
+    "Tuple[str, ...]": _StrList,
 }

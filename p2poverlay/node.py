@@ -1,19 +1,18 @@
 """
 Node: one member of the overlay, as a Twisted service.
 
-The node listens for peers, joins the overlay through any member, learns
-the other members by peer exchange, sends direct messages and floods
-broadcasts so that every node delivers each one exactly once.  All of its
-state belongs to the reactor thread; see L{p2poverlay.threads} for use
-from other threads.
+The node listens for peers, joins the overlay through any member, keeps a
+bounded set of neighbours (L{p2poverlay.topology}), learns other members by
+peer exchange, sends direct messages, and broadcasts along a spanning tree
+(L{p2poverlay.broadcast}) so that every node delivers each broadcast exactly
+once.  All of its state belongs to the reactor thread; see
+L{p2poverlay.threads} for use from other threads.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
-from dataclasses import replace
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -22,26 +21,31 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from p2poverlay.addressbook import KnownPeer
+from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.errors import (
-    DeliveryFailed, ListenError, PeerUnreachable, SelfConnection, UnknownPeer,
+    DeliveryFailed, ListenError, PeerFull, PeerUnreachable, SelfConnection,
+    UnknownPeer,
 )
 from p2poverlay.events import (
     INodeObserver, NodeObserver, NodeStats, ReceivedMessage,
 )
 from p2poverlay.factory import PeerConnectionFactory, dial
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Broadcast, Data, Hello, P2PMessage, PeerAddress, Peers,
-    newMessageId, newNodeId,
+    DIRECT, NEIGHBOUR, PROTOCOL_VERSION, Ack, Broadcast, Data, Graft, Hello,
+    IHave, P2PMessage, Peers, Prune, newMessageId, newNodeId,
 )
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.membership import Membership
+from p2poverlay.metrics import Metrics
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.registry import (
     AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, parseAddress,
 )
 from p2poverlay.seen import SeenCache
 from p2poverlay.store import NodeStore
+from p2poverlay.topology import FULL, Topology
 
 __all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
            "ReceivedMessage"]
@@ -81,18 +85,20 @@ class Node(Service):
         self.name = config.name
         self.peers = PeerRegistry()
         self.stats = NodeStats()
+        self.metrics = Metrics(self)
         self.listening: Deferred[IListeningPort] = Deferred()
         self.port: Optional[IListeningPort] = None
         self._observers: List[object] = []
         self._connections: Set[PeerConnection] = set()
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
         self._selfAddresses: Set[Tuple[str, int]] = set()
-        self._seenBroadcasts = SeenCache(
-            config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
         self._seenData = SeenCache(
             config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
         self._stopping = False
         self.membership = Membership(self, store)
+        self.topology = Topology(self)
+        self.broadcaster = EpidemicBroadcast(
+            self, tree=config.broadcastMode == "tree")
         self.misbehaviour = Misbehaviour(
             threshold=config.banThreshold, banDuration=config.banTime,
             decayPerSecond=1.0, now=reactor.seconds)
@@ -175,6 +181,7 @@ class Node(Service):
         self._stopping = False
         self._listen()
         self.membership.start()
+        self.topology.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port).addErrback(lambda _: None)
@@ -215,6 +222,8 @@ class Node(Service):
             connection.close("node shutting down")
         # After the BYEs: stopping a link closes its connection silently.
         waits.append(self.membership.stop())
+        self.topology.stop()
+        self.broadcaster.stop()
         if lost:
             allGone = DeferredList(lost)
             allGone.addTimeout(STOP_GRACE, self.reactor)
@@ -228,8 +237,9 @@ class Node(Service):
 
     # -- connections ----------------------------------------------------
 
-    def helloMessage(self) -> Hello:
-        return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort, self.name)
+    def helloMessage(self, role: str = NEIGHBOUR) -> Hello:
+        return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort, self.name,
+                     role)
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections.add(connection)
@@ -260,10 +270,14 @@ class Node(Service):
                 if other.remoteHost == host:
                     other.close(f"banned: {reason}")
 
-    def connect(self, host: str, port: int) -> "Deferred[PeerInfo]":
+    def connect(self, host: str, port: int,
+                role: str = NEIGHBOUR) -> "Deferred[PeerInfo]":
         """
         Make sure this node is connected to the node listening at
         C{host:port}; the result is that node's L{PeerInfo}.
+
+        @param role: what a new connection is for: C{"neighbour"} (part of
+            the overlay) or C{"direct"} (direct messages only).
         """
         known = self.peers.byAddress(host, port)
         if known is not None:
@@ -285,7 +299,7 @@ class Node(Service):
             self._dials[key].append(waiter)
             return waiter
         self._dials[key] = [waiter]
-        d = dial(self, host, port)
+        d = dial(self, host, port, role)
         d.addCallback(lambda connection: connection.handshake)
         d.addBoth(self._dialDone, key)
         return waiter
@@ -312,10 +326,12 @@ class Node(Service):
             else:
                 connection.close("connected to self", tellPeer=False)
             return
+        if not connection.outbound:
+            connection.role = hello.role
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
-            since=time.time())
+            since=time.time(), role=connection.role)
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             # Close the loser first: then the membership sees which of the
@@ -323,6 +339,7 @@ class Node(Service):
             if self._prefer(connection, existing, hello.node_id):
                 self.peers.add(info, connection)
                 existing.rejected("duplicate connection")
+                self._roleSettled(hello.node_id, existing.role, connection.role)
                 self.membership.connected(info, connection)
                 connection.established(info)
             else:
@@ -330,13 +347,43 @@ class Node(Service):
                 connection.rejected("duplicate connection", peer=info)
                 self.membership.connected(info, existing)
             return
+        if not self.topology.hasRoomFor(connection):
+            self._turnAway(connection, hello)
+            return
         self.peers.add(info, connection)
+        self._roleSettled(hello.node_id, None, connection.role)
         self.membership.connected(info, connection)
         self.log.info("peer connected: {peer}", peer=info.describe())
-        self._sendPeerExchange(connection, info)
+        if connection.role == NEIGHBOUR:
+            self.topology.sendSample(connection, info)
         self._notify("peerConnected", info)
         # Last: whoever waits on this dial sees the peer fully settled.
         connection.established(info)
+
+    def _turnAway(self, connection: PeerConnection, hello: Hello) -> None:
+        """
+        This node has C{maxPeers} neighbours: tell the newcomer of other
+        nodes, and say goodbye.
+        """
+        self.membership.book.learn(hello.node_id, connection.remoteHost,
+                                   hello.port, hello.name)
+        self.membership.turnedAway(hello.node_id)
+        if not connection.outbound:
+            sample = self.topology.sample(hello.node_id, connection.remoteHost)
+            if sample.peers:
+                connection.sendMessage(sample)
+        connection.rejected(FULL, error=PeerFull)
+
+    def _roleSettled(self, nodeId: str, old: Optional[str], new: str) -> None:
+        """The connection kept for C{nodeId} went from role C{old} to C{new}."""
+        if old == new:
+            return
+        if new == NEIGHBOUR:
+            self.broadcaster.neighbourUp(nodeId)
+        else:
+            if old == NEIGHBOUR:
+                self.broadcaster.neighbourDown(nodeId)
+            self.topology.makeRoomForDirectLink()
 
     def _prefer(self, new: PeerConnection, old: PeerConnection,
                 remoteId: str) -> bool:
@@ -357,6 +404,8 @@ class Node(Service):
 
     def connectionLost(self, connection: PeerConnection, pending) -> None:
         self._connections.discard(connection)
+        self.metrics.connectionClosed(connection.remoteReason,
+                                      connection.closeReason)
         link = connection.link
         if link is not None and link.connection is connection:
             link.connection = None
@@ -366,7 +415,10 @@ class Node(Service):
                 or "connection lost"
             self.log.info("peer disconnected: {peer} ({reason})",
                           peer=info.describe(), reason=reason)
+            if connection.role == NEIGHBOUR:
+                self.broadcaster.neighbourDown(info.node_id)
             self.membership.lost(info, connection)
+            self.topology.schedule()
             self._notify("peerDisconnected", info, reason)
         self._redeliver(connection, pending)
 
@@ -393,37 +445,14 @@ class Node(Service):
 
     # -- peer exchange --------------------------------------------------
 
-    def _sendPeerExchange(self, connection: PeerConnection,
-                          recipient: PeerInfo) -> None:
-        recipientIsLoopback = _isLoopback(recipient.host)
-        entries = tuple(
-            PeerAddress(p.node_id, p.host, p.port, p.name)
-            for p in self.peers.snapshot()
-            if p.node_id != recipient.node_id and p.port
-            and (recipientIsLoopback or not _isLoopback(p.host))
-        )[:self.config.maxPeersPerExchange]
-        if entries:
-            connection.sendMessage(Peers(entries))
-
     def _peersReceived(self, connection: PeerConnection, message: Peers) -> None:
         if self._stopping:
             return
+        book = self.membership.book
         for entry in message.peers[:self.config.maxPeersPerExchange]:
-            if entry.node_id == self.nodeId or entry.node_id in self.peers:
-                continue
-            self.membership.book.learn(entry.node_id, entry.host, entry.port,
-                                       entry.name)
-            if not self.config.autoConnect:
-                continue
-            self.connect(entry.host, entry.port).addErrback(
-                self._learnedPeerUnreachable, entry, connection)
-
-    def _learnedPeerUnreachable(self, reason: Failure, entry: PeerAddress,
-                                source: PeerConnection) -> None:
-        if not reason.check(SelfConnection):
-            self.log.info("could not reach {address}, learned from {peer}: "
-                          "{why}", address=formatAddress(entry.host, entry.port),
-                          peer=source.describe(), why=reason.getErrorMessage())
+            if entry.node_id != self.nodeId and entry.node_id not in self.peers:
+                book.learn(entry.node_id, entry.host, entry.port, entry.name)
+        self.topology.schedule()
 
     # -- messages -------------------------------------------------------
 
@@ -431,15 +460,22 @@ class Node(Service):
                         message: P2PMessage) -> None:
         """Dispatch a message from an established connection."""
         if isinstance(message, Broadcast):
-            self._broadcastReceived(connection, message)
+            self.broadcaster.payloadReceived(connection, message)
+        elif isinstance(message, IHave):
+            self.broadcaster.ihaveReceived(connection, message)
         elif isinstance(message, Data):
             self._dataReceived(connection, message)
+        elif isinstance(message, Graft):
+            self.broadcaster.graftReceived(connection, message)
+        elif isinstance(message, Prune):
+            self.broadcaster.pruneReceived(connection)
         elif isinstance(message, Peers):
             self._peersReceived(connection, message)
         else:
             connection.protocolError(f"unexpected {message.TYPE}")
 
     def _dataReceived(self, connection: PeerConnection, message: Data) -> None:
+        connection.lastUsed = self.reactor.seconds()
         if self._seenData.add(message.id):
             self.stats.directDelivered += 1
             via = connection.peer
@@ -449,35 +485,14 @@ class Node(Service):
                 via=via))
         connection.sendMessage(Ack(message.id))
 
-    def _broadcastReceived(self, connection: PeerConnection,
-                           message: Broadcast) -> None:
-        if not self._seenBroadcasts.add(message.id):
-            self.stats.broadcastDuplicates += 1
-            return
-        if message.origin == self.nodeId:
-            return
+    def deliverBroadcast(self, connection: PeerConnection,
+                         message: Broadcast) -> None:
+        """Hand a broadcast, new to this node, to the observers."""
         self.stats.broadcastsDelivered += 1
         self._notify("messageReceived", ReceivedMessage(
             kind="broadcast", message_id=message.id, body=message.body,
             sender_id=message.origin, sender_name=message.origin_name,
             sender=self.peers.get(message.origin), via=connection.peer))
-        if message.ttl > 1:
-            forward = replace(message, ttl=message.ttl - 1)
-            self._flood(forward, exclude=(connection.peer.node_id, message.origin))
-
-    def _flood(self, message: Broadcast, exclude: Sequence[str] = ()) -> int:
-        line = message.encode()
-        sent = 0
-        for connection in self.peers.connections():
-            if connection.peer.node_id in exclude or connection.closing:
-                continue
-            if connection.sendEncoded(line):
-                sent += 1
-                self.stats.broadcastPayloadsSent += 1
-                self.stats.broadcastPayloadBytes += len(line) + 1
-            else:
-                self.stats.broadcastsDropped += 1
-        return sent
 
     # -- the public API ---------------------------------------------------
 
@@ -485,47 +500,65 @@ class Node(Service):
         """
         Send C{body} to every node of the overlay.
 
-        @return: the message id and the number of neighbours it went to.
+        @return: the message id and the number of neighbours told of it.
         """
         message = Broadcast(newMessageId(), self.nodeId,
                             self.config.broadcastTTL, body, self.name)
-        self._seenBroadcasts.add(message.id)
-        return message.id, self._flood(message)
+        return message.id, self.broadcaster.originate(message)
 
     def send(self, target: str, body: str) -> "Deferred[PeerInfo]":
         """
         Send C{body} to one node: C{target} is ``host:port``, a node id or a
-        unique prefix of one, or a peer's name.  An address that is not yet
-        a peer is dialed first.
+        unique prefix of one, or a node's name.  A node that is not
+        connected is dialed first (a I{direct} connection, not a
+        neighbour), by its address or from the address book.
 
         @return: fires with the recipient's L{PeerInfo} once it confirms
             delivery; fails with an L{p2poverlay.errors.OverlayError}.
         """
         try:
             info = self.peers.find(target)
+            known = None if info else self._findKnown(target)
         except AmbiguousPeer as e:
             return fail(UnknownPeer(str(e)))
         if info is not None:
             return self._sendTo(info, body)
-        try:
-            host, port = parseAddress(target)
-        except ValueError:
-            return fail(UnknownPeer(
-                f"no peer matches {target!r} (use host:port, a node id "
-                f"prefix or a name; see 'peers')"))
-        d = self.connect(host, port)
+        if known is not None:
+            host, port = known.host, known.port
+        else:
+            try:
+                host, port = parseAddress(target)
+            except ValueError:
+                return fail(UnknownPeer(
+                    f"no peer matches {target!r} (use host:port, a node id "
+                    f"prefix or a name; see 'peers' and 'known')"))
+        d = self.connect(host, port, role=DIRECT)
         d.addCallback(self._sendTo, body)
         return d
+
+    def _findKnown(self, reference: str) -> Optional[KnownPeer]:
+        """
+        A node of the address book by node id, unique id prefix or name.
+
+        @raise AmbiguousPeer: if several match.
+        """
+        entries = [e for e in self.membership.book.all() if e.port]
+        prefix = reference.lower()
+        for matches in (
+            [e for e in entries if e.node_id == reference],
+            [e for e in entries if e.node_id.startswith(prefix)]
+            if len(prefix) >= 4 else [],
+            [e for e in entries if e.name and e.name == reference],
+        ):
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise AmbiguousPeer(
+                    f"{reference!r} matches {len(matches)} known nodes")
+        return None
 
     def _sendTo(self, info: PeerInfo, body: str) -> "Deferred[PeerInfo]":
         connection = self.peers.connection(info.node_id)
         if connection is None:
             return fail(DeliveryFailed(f"{info.describe()} is not connected"))
         return connection.sendData(Data(newMessageId(), body))
-
-
-def _isLoopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

@@ -19,8 +19,8 @@ from twisted.python.failure import Failure
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Bye, Data, Hello, MessageError, P2PMessage, Ping,
-    Pong,
+    NEIGHBOUR, PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello,
+    MessageError, P2PMessage, Ping, Pong,
 )
 from p2poverlay.limits import TokenBucket
 from p2poverlay.outbox import Outbox
@@ -51,10 +51,15 @@ class PeerConnection(LineReceiver):
     delimiter = b"\n"
     log = Logger()
 
-    def __init__(self, node: "Node", outbound: bool) -> None:
+    def __init__(self, node: "Node", outbound: bool,
+                 role: str = NEIGHBOUR) -> None:
         self.node = node
         self.outbound = outbound
+        # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
+        self.role = role
+        self.lastUsed = 0.0  # when a direct message last went either way
         self.MAX_LENGTH = node.config.maxLineLength
+        self.metrics = node.metrics
         self.peer: Optional[PeerInfo] = None
         self.version = PROTOCOL_VERSION
         self.closing = False
@@ -97,13 +102,13 @@ class PeerConnection(LineReceiver):
 
     def connectionMade(self) -> None:
         clock = self.node.reactor
-        self.lastHeard = clock.seconds()
+        self.lastHeard = self.lastUsed = clock.seconds()
         config = self.node.config
         self.outbox = Outbox(self.transport, config.maxSendBuffer,
                              clock.seconds, self.delimiter)
         self.bucket = TokenBucket(config.messageRate, config.messageBurst,
                                   clock.seconds)
-        self.sendMessage(self.node.helloMessage())
+        self.sendMessage(self.node.helloMessage(self.role))
         self._timer = clock.callLater(
             self.node.config.handshakeTimeout, self._handshakeTimedOut)
         self.node.connectionMade(self)
@@ -149,7 +154,7 @@ class PeerConnection(LineReceiver):
             return
         self.outbox.flush()
         if tellPeer:
-            self.outbox.write(Bye(reason[:200]).encode(), force=True)
+            self._write(Bye(reason[:200]).encode(), Bye.TYPE, force=True)
         # A registered producer would hold the connection open.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
@@ -215,6 +220,7 @@ class PeerConnection(LineReceiver):
         except MessageError as e:
             self.protocolError(str(e))
             return
+        self.metrics.received(message.TYPE, len(line) + 1)
         if self.peer is None and not self.handshake.called:
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
@@ -262,16 +268,33 @@ class PeerConnection(LineReceiver):
     def sendMessage(self, message: P2PMessage) -> None:
         """Send a small control message; it is queued even when full."""
         if not self.closing:
-            self.outbox.write(message.encode(), force=True)
+            self._write(message.encode(), message.TYPE, force=True)
 
-    def sendEncoded(self, line: bytes) -> bool:
+    def sendEncoded(self, line: bytes, messageType: str = Broadcast.TYPE,
+                    force: bool = False) -> bool:
         """
         Send a message that was encoded once for several connections.
 
+        @param messageType: the C{TYPE} of the encoded message.
+        @param force: queue it even when the send buffer is full (for small
+            control messages).
         @return: False if it was dropped because the peer reads too slowly
             or the connection is closing.
         """
-        return not self.closing and self.outbox.write(line)
+        return not self.closing and self._write(line, messageType, force)
+
+    def _write(self, line: bytes, messageType: str,
+               force: bool = False) -> bool:
+        """Every line this connection sends goes out (and is counted) here."""
+        if self.outbox.write(line, force):
+            self.metrics.sent(messageType, len(line) + 1)
+            return True
+        return False
+
+    @property
+    def awaitingAcks(self) -> bool:
+        """Are direct messages sent here still waiting for their ACK?"""
+        return bool(self._pending)
 
     def sendData(self, message: Data) -> "Deferred[PeerInfo]":
         """
@@ -279,11 +302,12 @@ class PeerConnection(LineReceiver):
         the peer confirms delivery, or fails with L{DeliveryFailed}.
         """
         done: Deferred[PeerInfo] = Deferred()
+        self.lastUsed = self.node.reactor.seconds()
         if self.closing:
             done.errback(DeliveryFailed(
                 f"connection to {self.describe()} is closing"))
             return done
-        if not self.outbox.write(message.encode()):
+        if not self._write(message.encode(), Data.TYPE):
             done.errback(DeliveryFailed(
                 f"send buffer to {self.describe()} is full: it reads too "
                 f"slowly"))

@@ -8,9 +8,12 @@ snapshot of immutable L{PeerInfo} records.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from p2poverlay.message import NEIGHBOUR
 
 if TYPE_CHECKING:
     from p2poverlay.protocol import PeerConnection
@@ -28,6 +31,8 @@ class PeerInfo:
     @ivar port: the listening port the peer announced (0: it listens nowhere).
     @ivar direction: L{INBOUND} or L{OUTBOUND}, from this node's side.
     @ivar since: POSIX time at which the handshake completed.
+    @ivar role: C{"neighbour"} (part of the overlay) or C{"direct"} (a
+        connection for direct messages only).
     """
 
     node_id: str
@@ -36,6 +41,7 @@ class PeerInfo:
     name: str
     direction: str
     since: float
+    role: str = NEIGHBOUR
 
     @property
     def address(self) -> str:
@@ -58,6 +64,14 @@ def formatAddress(host: str, port: int) -> str:
     if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
+
+
+def isLoopback(host: str) -> bool:
+    """Is C{host} a loopback address (or ``localhost``)?"""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def parseAddress(text: str) -> Tuple[str, int]:

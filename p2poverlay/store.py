@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass
@@ -64,6 +65,19 @@ def atomicWrite(path: str, data: bytes) -> None:
         raise
 
 
+def _lastSeen(value) -> float:
+    """A saved time as a finite float, or L{MessageError}."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MessageError("last_seen must be a number")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise MessageError("last_seen out of range") from None
+    if not math.isfinite(seconds):
+        raise MessageError("last_seen out of range")
+    return seconds
+
+
 class NodeStore:
     """The files of one node's data directory."""
 
@@ -105,7 +119,8 @@ class NodeStore:
                 return json.loads(f.read().decode("utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
+            # RecursionError: JSON nested deeper than the parser can go.
             self.log.warn("ignoring {path}: cannot read {what} ({error}); "
                           "starting afresh", path=path, what=what,
                           error=str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -145,13 +160,11 @@ class NodeStore:
         for entry in entries:
             try:
                 address = PeerAddress.fromDict("saved peer", entry)
-                lastSeen = entry.get("last_seen", 0)
-                if isinstance(lastSeen, bool) or not isinstance(lastSeen, (int, float)):
-                    raise MessageError("bad last_seen")
+                lastSeen = _lastSeen(entry.get("last_seen", 0))
             except MessageError:
                 continue
             peers.append(SavedPeer(address.node_id, address.host,
-                                   address.port, address.name, float(lastSeen)))
+                                   address.port, address.name, lastSeen))
         return peers
 
     def savePeers(self, peers: List[SavedPeer]) -> None:

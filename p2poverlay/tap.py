@@ -13,6 +13,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from p2poverlay.console import ConsoleService, stdinIsNull
+from p2poverlay.control import ControlService, defaultControlPath, unixDescription
 from p2poverlay.errors import ListenError
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
 from p2poverlay.node import Node, NodeConfig
@@ -49,6 +50,13 @@ def _ttl(value: str) -> int:
     return number
 
 
+def _broadcastMode(value: str) -> str:
+    if value not in ("tree", "flood"):
+        raise ValueError(f"must be 'tree' or 'flood', got {value!r}")
+    return value
+
+
+_broadcastMode.coerceDoc = "tree or flood."  # type: ignore[attr-defined]
 _positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
 _positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
 _positiveNumber.coerceDoc = "A number, more than 0."  # type: ignore[attr-defined]
@@ -57,6 +65,16 @@ _ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-def
 
 # Options that set a NodeConfig field: (option, field, coerce, help).
 _NODE_SETTINGS = [
+    ("min-peers", "minPeers", _positiveInt,
+     "Neighbours this node dials until it has at least this many."),
+    ("max-peers", "maxPeers", _positiveInt,
+     "Most neighbours; beyond it, newcomers are sent other addresses."),
+    ("max-direct-links", "maxDirectLinks", _positiveInt,
+     "Most extra connections kept for direct messages to nodes that are "
+     "not neighbours (closed after a minute unused)."),
+    ("broadcast", "broadcastMode", _broadcastMode,
+     "How broadcasts spread: 'tree' (payload along a spanning tree, ids to "
+     "the other neighbours) or 'flood' (payload to every neighbour)."),
     ("max-line-length", "maxLineLength", _positiveInt,
      "Largest message accepted from a peer, in bytes; a peer that sends a "
      "longer one is disconnected."),
@@ -117,6 +135,27 @@ def listenDescription(port: str) -> str:
     return port
 
 
+def webDescription(web: str) -> str:
+    """
+    Turn the C{--web} value into a server endpoint description: a bare
+    number means TCP on 127.0.0.1 only.
+
+    @raise usage.UsageError: if it is neither a port nor a valid endpoint.
+    """
+    if web.isascii() and web.isdigit():
+        if not 0 <= int(web) <= 65535:
+            raise usage.UsageError(f"--web {web}: not a port number (0-65535)")
+        return f"tcp:{web}:interface=127.0.0.1"
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, web)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--web {web!r}: not a port number or server endpoint ({e})")
+    return web
+
+
 def portLabel(listen: str) -> str:
     """
     A file-name friendly label for a listen description: its port, or for
@@ -126,6 +165,27 @@ def portLabel(listen: str) -> str:
     if match and int(match.group(1)) != 0:
         return match.group(1)
     return f"pid{os.getpid()}"
+
+
+def controlDescription(control, dataDir: str) -> str:
+    """
+    Turn the C{--control} value into a server endpoint description, or
+    C{""} for no control endpoint.
+
+    @raise usage.UsageError: if it is neither C{none} nor a valid endpoint.
+    """
+    if control is None:
+        return unixDescription(defaultControlPath(dataDir)) if dataDir else ""
+    if control.strip().lower() == "none":
+        return ""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+    try:
+        serverFromString(reactor, control)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--control {control!r}: not a server endpoint or 'none' ({e})")
+    return control
 
 
 class Options(usage.Options):
@@ -146,6 +206,21 @@ class Options(usage.Options):
          "Directory for this node's identity and saved peers (created if "
          "needed; '' for none). Default: p2p-PORT in the current directory, "
          "none with --port 0."],
+        ["control", None, None,
+         "Where to listen for p2p-console: a Twisted server endpoint such as "
+         "unix:/path/ctl.sock or tcp:7001:interface=127.0.0.1, or 'none'. "
+         "Default: the socket control.sock in the data directory (none "
+         "without a data directory)."],
+        ["web", None, None,
+         "Serve the web UI, JSON API and /metrics on this endpoint, such as "
+         "tcp:8080:interface=127.0.0.1 (a bare port number listens on "
+         "127.0.0.1 only). Off by default."],
+        ["web-token", None, None,
+         "Require this token of every API request (Authorization: Bearer "
+         "TOKEN, or ?token=TOKEN)."],
+        ["web-token-file", None, None,
+         "Read the web token from this file (keeps it out of the process "
+         "list)."],
     ] + [[option, None, getattr(_DEFAULTS, field), help, coerce]
          for option, field, coerce, help in _NODE_SETTINGS]
     optFlags = [
@@ -173,11 +248,39 @@ class Options(usage.Options):
         if self["data-dir"]:
             # twistd may change directory (--rundir) before the node starts.
             self["data-dir"] = os.path.abspath(self["data-dir"])
+        self["control-default"] = self["control"] is None
+        self["control"] = controlDescription(self["control"], self["data-dir"])
+        self._webOptions()
         name = self["name"]
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise usage.UsageError(
                 f"--name must be at most {MAX_NAME_LENGTH} printable characters")
+        if self["min-peers"] > self["max-peers"]:
+            raise usage.UsageError(
+                f"--min-peers ({self['min-peers']}) is more than --max-peers "
+                f"({self['max-peers']})")
         self._adjustTwistd()
+
+    def _webOptions(self) -> None:
+        web, tokenFile = self["web"], self["web-token-file"]
+        if web is not None:
+            self["web"] = webDescription(web)
+        if tokenFile is not None:
+            if self["web-token"] is not None:
+                raise usage.UsageError(
+                    "give --web-token or --web-token-file, not both")
+            try:
+                with open(tokenFile, encoding="utf-8") as f:
+                    self["web-token"] = f.read().strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise usage.UsageError(f"--web-token-file: {e}")
+        token = self["web-token"]
+        if token is not None and (not token or not token.isprintable()
+                                  or " " in token):
+            raise usage.UsageError(
+                "the web token must be printable characters without spaces")
+        if token is not None and web is None:
+            raise usage.UsageError("a web token needs --web")
 
     def _adjustTwistd(self) -> None:
         """
@@ -211,12 +314,14 @@ class Options(usage.Options):
 
 class P2PService(MultiService):
     """
-    The root service: a L{Node} and, in the foreground, its console.  A
-    node that cannot listen stops the program with a one-line error.
+    The root service: a L{Node}, in the foreground its console, and its
+    control endpoint.  A node that cannot listen stops the program with a
+    one-line error.
     """
 
     def __init__(self, node: Node, foreground: bool,
-                 console: bool = False) -> None:
+                 console: bool = False, control: str = "",
+                 controlOptional: bool = False) -> None:
         super().__init__()
         self.node = node
         self.foreground = foreground
@@ -225,6 +330,11 @@ class P2PService(MultiService):
             # reports as it starts (a corrupt file of saved peers).
             ConsoleService(node).setServiceParent(self)
         node.setServiceParent(self)
+        if control:
+            # After the node: it listens once the node does, and when the
+            # process stops its clients are told before the node leaves.
+            ControlService(node, control, optional=controlOptional
+                           ).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -255,6 +365,13 @@ def makeService(options: Options) -> IService:
         join=tuple(options["join"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
     store = openStore(options["data-dir"]) if options["data-dir"] else None
-    return P2PService(Node(config, store=store),
-                      options.get("foreground", False),
-                      console=options.get("console", False))
+    node = Node(config, store=store)
+    service = P2PService(node, options.get("foreground", False),
+                         console=options.get("console", False),
+                         control=options.get("control", ""),
+                         controlOptional=options.get("control-default", False))
+    if options.get("web"):
+        from p2poverlay.web import WebService
+        WebService(node, options["web"],
+                   token=options.get("web-token")).setServiceParent(service)
+    return service

@@ -244,6 +244,21 @@ class TwistdProcess:
         self._reader.join(DEADLINE)
 
 
+# -- what a console says of another node --------------------------------------
+
+def label(node: TwistdProcess) -> str:
+    """How other nodes' consoles describe C{node}: ``address (shortid)``."""
+    return re.escape(f"{node.address} ({node.nodeId[:8]})")
+
+
+def connected(node: TwistdProcess) -> str:
+    return rf"^\* connected: {label(node)}$"
+
+
+def received(kind: str, sender: TwistdProcess, body: str) -> str:
+    return rf"^\[{kind}\] {label(sender)}: {re.escape(body)}$"
+
+
 class Processes:
     """Starts twistd nodes in one directory and kills them all at teardown."""
 

@@ -25,7 +25,7 @@ from p2poverlay.node import Node, NodeConfig
 BOB = "b0b" + "0" * 29
 CAROL = "ca201" + "0" * 27
 DAVE = "da4e" + "0" * 28
-COMMANDS = ["send", "broadcast", "peers", "info", "help", "exit"]
+COMMANDS = ["send", "broadcast", "peers", "known", "info", "help", "exit"]
 deterministic = settings(derandomize=True, database=None, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
 
@@ -293,7 +293,7 @@ def test_detached_console_prints_nothing_more(node, console):
     receive(connection, Data(newMessageId(), "unseen"))
     connection.dataReceived(b"garbage\n")  # A warning, no longer shown.
     assert console.transport.value() == b""
-    assert console.protocol not in node._observers
+    assert console.protocol.watcher not in node._observers
 
 
 # -- what the node reports ---------------------------------------------------------

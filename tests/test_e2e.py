@@ -9,39 +9,12 @@ import os
 import re
 import signal
 
-import pytest
-
 from processes import (
-    DEADLINE, LOOPBACK_ENDPOINT, Processes, TwistdProcess, freePort, pidAlive,
-    runTwistd, waitUntil,
+    DEADLINE, LOOPBACK_ENDPOINT, TwistdProcess, connected, freePort, label,
+    pidAlive, received, runTwistd, waitUntil,
 )
 
 PEER_LINE = re.compile(r"^127\.0\.0\.1:(\d+) +([0-9a-f]{32}) ")
-
-
-@pytest.fixture
-def processes(tmp_path):
-    """Twistd processes in one directory, all killed after the test."""
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.cleanup()
-        # Shown by pytest when the test failed.
-        print(procs.transcripts())
-
-
-def label(node: TwistdProcess) -> str:
-    """How other nodes' consoles describe C{node}: ``address (shortid)``."""
-    return re.escape(f"{node.address} ({node.nodeId[:8]})")
-
-
-def connected(node: TwistdProcess) -> str:
-    return rf"^\* connected: {label(node)}$"
-
-
-def received(kind: str, sender: TwistdProcess, body: str) -> str:
-    return rf"^\[{kind}\] {label(sender)}: {re.escape(body)}$"
 
 
 def peerLines(node: TwistdProcess):

@@ -8,25 +8,13 @@ from __future__ import annotations
 import re
 import signal
 
-import pytest
-
-from processes import DEADLINE, Processes, TwistdProcess, freePort, runTwistd
-from test_e2e import connected, label, received
+from processes import (
+    DEADLINE, Processes, TwistdProcess, connected, freePort, label, received,
+    runTwistd,
+)
 
 FAST = ("--ping-interval", "0.2", "--peer-timeout", "1.5",
         "--reconnect-max-delay", "0.5")
-
-
-@pytest.fixture
-def processes(tmp_path):
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        for process in procs.started:
-            process.signal(signal.SIGCONT)
-        procs.cleanup()
-        print(procs.transcripts())
 
 
 def startNode(processes: Processes, name: str, port: int,

@@ -9,7 +9,6 @@ reactor's C{tcpClients}, which the tests make succeed or fail.
 
 from __future__ import annotations
 
-import gc
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -21,7 +20,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -30,18 +28,17 @@ from p2poverlay.addressbook import (
     CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, AddressBook,
 )
 from p2poverlay.errors import DeliveryFailed
-from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, P2PMessage, Ping, Pong,
+    PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, Ping, Pong,
     newMessageId,
 )
 from p2poverlay.node import STOP_GRACE, Node, NodeConfig
 from p2poverlay.outbox import Outbox
 from p2poverlay.reconnect import PeerLink
+import memory
 from helpers import Recorder
+from memory import BOB, CAROL, failureOf, lose, resultOf, send, written
 
-BOB = "b0b" + "0" * 29
-CAROL = "ca201" + "0" * 27
 # Bob dials in from an ephemeral source port and listens on BOB_PORT.
 BOB_SOURCE = IPv4Address("TCP", "10.0.0.5", 40000)
 BOB_PORT = 9000
@@ -61,21 +58,10 @@ LIVENESS = dict(name="me", listen="tcp:7000", pingInterval=1.0,
 
 
 @pytest.fixture(autouse=True)
-def noTracebacks():
+def noTracebacks(log):
     """Fail a test that logs a failure (e.g. an unhandled failed Deferred)."""
-    gc.collect()
-    events = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)
-    try:
-        yield
-        gc.collect()
-    finally:
-        globalLogPublisher.removeObserver(observer)
-    failures = [e for e in events if "log_failure" in e]
-    assert failures == [], "\n".join(
-        formatEvent(e) + "\n" + e["log_failure"].getTraceback()
-        for e in failures)
+    yield
+    log.assertNoTracebacks()
 
 
 @implementer(IHostResolution)
@@ -139,49 +125,12 @@ class Reactor(MemoryReactorClock):
 
 
 def connect(node, peer=BOB_SOURCE, outbound=False):
-    connection = PeerConnectionFactory(node, outbound=outbound).buildProtocol(None)
-    transport = StringTransport(peerAddress=peer)
-    connection.makeConnection(transport)
-    return connection, transport
-
-
-def send(connection, *messages):
-    connection.dataReceived(b"".join(m.encode() + b"\n" for m in messages))
-
-
-def written(transport):
-    data = transport.value()
-    assert data == b"" or data.endswith(b"\n")
-    return [P2PMessage.decode(line) for line in data.split(b"\n")[:-1]]
+    return memory.connect(node, outbound=outbound, peer=peer)
 
 
 def established(node, nodeId=BOB, port=BOB_PORT, name="bob", peer=BOB_SOURCE):
     """An inbound connection that completed its handshake; transport cleared."""
-    connection, transport = connect(node, peer=peer)
-    send(connection, Hello(nodeId, PROTOCOL_VERSION, port, name))
-    assert connection.peer is not None
-    transport.clear()
-    return connection, transport
-
-
-def lose(connection):
-    """What the reactor does once a closed or aborted transport is gone."""
-    connection.connectionLost(Failure(ConnectionDone()))
-
-
-def resultOf(deferred):
-    results = []
-    deferred.addBoth(results.append)
-    assert len(results) == 1, "the Deferred has not fired"
-    assert not isinstance(results[0], Failure), results[0]
-    return results[0]
-
-
-def failureOf(deferred):
-    failures = []
-    deferred.addErrback(failures.append)
-    assert len(failures) == 1, "the Deferred has not failed"
-    return failures[0]
+    return memory.established(node, nodeId, port, name, peer=peer)
 
 
 def dials(reactor):

@@ -12,9 +12,10 @@ from twisted.internet.task import Clock
 
 from p2poverlay import message as m
 from p2poverlay.message import (
-    MAX_HOST_LENGTH, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, MessageError,
-    P2PMessage, PeerAddress, Peers, Ping, Pong, newMessageId, newNodeId,
+    MAX_HOST_LENGTH, MAX_IDS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
+    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
+    MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
+    newMessageId, newNodeId,
 )
 from p2poverlay.registry import (
     INBOUND, OUTBOUND, AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress,
@@ -70,6 +71,12 @@ EVERY_TYPE = [
     Pong(2 ** 63),
     Bye("node shutting down"),
     Bye(),
+    Hello(NODE_A, 1, 9000, "", "direct"),
+    IHave((MSG_ID,)),
+    IHave(tuple(newMessageId() for _ in range(MAX_IDS))),
+    Graft((MSG_ID,)),
+    Graft(),
+    Prune(),
 ]
 
 
@@ -86,7 +93,8 @@ def test_round_trip_of_every_type(msg):
 def test_every_registered_type_is_covered():
     assert {type(msg) for msg in EVERY_TYPE} == set(m._REGISTRY.values())
     assert set(m._REGISTRY) == {
-        "HELLO", "PEERS", "DATA", "ACK", "BROADCAST", "PING", "PONG", "BYE"}
+        "HELLO", "PEERS", "DATA", "ACK", "BROADCAST", "PING", "PONG", "BYE",
+        "IHAVE", "GRAFT", "PRUNE"}
 
 
 def test_encoding_is_compact_json_with_a_type_field():
@@ -298,6 +306,25 @@ REJECTIONS = [
     ("peers-entry-name-too-long", peers(entry(name="n" * (MAX_NAME_LENGTH + 1))),
      f"name longer than {MAX_NAME_LENGTH} characters"),
     ("peers-second-entry-bad", peers(entry(), entry(port=-5)), "port out of range: -5"),
+    # Roles and tree broadcast.
+    ("hello-unknown-role", line({"type": "HELLO", "node_id": NODE_A,
+                                 "version": 1, "port": 1, "role": "boss"}),
+     "unknown role 'boss'"),
+    ("hello-role-not-a-string", line({"type": "HELLO", "node_id": NODE_A,
+                                      "version": 1, "port": 1, "role": 1}),
+     "HELLO field 'role' must be a string"),
+    ("ihave-empty", line({"type": "IHAVE", "ids": []}), "ids is empty"),
+    ("ihave-missing", line({"type": "IHAVE"}), "IHAVE lacks field 'ids'"),
+    ("ihave-not-a-list", line({"type": "IHAVE", "ids": MSG_ID}),
+     "IHAVE field 'ids' must be a list"),
+    ("ihave-number", line({"type": "IHAVE", "ids": [7]}),
+     "IHAVE field 'ids' must be a list of strings"),
+    ("ihave-bad-id", line({"type": "IHAVE", "ids": [MSG_ID, "x"]}),
+     "ids must be 32 lowercase hex digits"),
+    ("ihave-too-many", line({"type": "IHAVE", "ids": [MSG_ID] * (MAX_IDS + 1)}),
+     f"more than {MAX_IDS} ids"),
+    ("graft-bad-id", line({"type": "GRAFT", "ids": ["nope"]}),
+     "ids must be 32 lowercase hex digits"),
 ]
 
 

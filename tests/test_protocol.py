@@ -3,68 +3,31 @@ Unit tests of L{PeerConnection}: a Node on a MemoryReactorClock (never
 started) and connections over StringTransports, driven by hand.
 """
 
-import gc
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, formatEvent
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed, SelfConnection
-from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, P2PMessage,
-    PeerAddress, Peers, Ping, Pong, newMessageId,
+    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello,
+    PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
 )
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE
 from p2poverlay.registry import INBOUND, OUTBOUND
 from helpers import Recorder
+from memory import (
+    BOB, CAROL, connect, established, failureOf, lose, resultOf, send,
+    written,
+)
 
-PEER = IPv4Address("TCP", "127.0.0.1", 5555)
-BOB = "b0b" + "0" * 29
-CAROL = "ca201" + "0" * 27
 DAVE = "da4e" + "0" * 28
 MAX_LINE = 256
 
 
 # -- harness --------------------------------------------------------------------
-
-class Log:
-    """Every log event published while a test runs."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def warnings(self):
-        return [e for e in self.events if e["log_level"] >= LogLevel.warn]
-
-    def failures(self):
-        return [e for e in self.events if "log_failure" in e]
-
-    def assertNoTracebacks(self):
-        # Failed Deferreds that nobody handled are logged when collected.
-        gc.collect()
-        assert self.failures() == [], "\n".join(
-            formatEvent(e) + "\n" + e["log_failure"].getTraceback()
-            for e in self.failures())
-
-
-@pytest.fixture
-def log():
-    gc.collect()  # Earlier tests' garbage is not this test's business.
-    capture = Log()
-    globalLogPublisher.addObserver(capture)
-    try:
-        yield capture
-    finally:
-        globalLogPublisher.removeObserver(capture)
-
 
 @pytest.fixture
 def node():
@@ -74,54 +37,6 @@ def node():
     node.recorder = Recorder()
     node.addObserver(node.recorder)
     return node
-
-
-def connect(node, outbound=False, peer=PEER):
-    connection = PeerConnectionFactory(node, outbound=outbound).buildProtocol(None)
-    transport = StringTransport(peerAddress=peer)
-    connection.makeConnection(transport)
-    return connection, transport
-
-
-def send(connection, *messages):
-    """Feed C{messages} to C{connection} in one chunk."""
-    connection.dataReceived(b"".join(msg.encode() + b"\n" for msg in messages))
-
-
-def written(transport):
-    """The messages written to C{transport}, each one a complete line."""
-    data = transport.value()
-    assert data == b"" or data.endswith(b"\n")
-    return [P2PMessage.decode(line) for line in data.split(b"\n")[:-1]]
-
-
-def established(node, nodeId=BOB, port=9000, name="bob", outbound=False, peer=PEER):
-    """A connection that completed its handshake; its transport is cleared."""
-    connection, transport = connect(node, outbound=outbound, peer=peer)
-    send(connection, Hello(nodeId, PROTOCOL_VERSION, port, name))
-    assert connection.peer is not None
-    transport.clear()
-    return connection, transport
-
-
-def lose(connection):
-    connection.connectionLost(Failure(ConnectionDone()))
-
-
-def failureOf(deferred):
-    """The Failure C{deferred} has already failed with (and handle it)."""
-    failures = []
-    deferred.addErrback(failures.append)
-    assert len(failures) == 1, "the Deferred has not failed"
-    return failures[0]
-
-
-def resultOf(deferred):
-    results = []
-    deferred.addBoth(results.append)
-    assert len(results) == 1, "the Deferred has not fired"
-    assert not isinstance(results[0], Failure), results[0]
-    return results[0]
 
 
 def assertClosedWith(transport, reason):
@@ -498,7 +413,8 @@ def test_broadcast_is_delivered_once_and_relayed(node):
         == ("broadcast", "to all", DAVE, "dave")
     assert received.via == bob.peer
     assert written(carolTransport) == [Broadcast(message.id, DAVE, 4, "to all", "dave")]
-    assert written(bobTransport) == []
+    # The duplicate came over bob's link: it leaves the broadcast tree.
+    assert written(bobTransport) == [Prune()]
 
 
 def test_send_data_fires_on_ack(node, log):

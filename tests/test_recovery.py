@@ -162,10 +162,11 @@ def test_corrupt_saved_peers_give_a_fresh_start(overlay, tmp_path):
 
 @pytest_twisted.inlineCallbacks
 def test_broadcasts_reach_every_survivor_when_3_of_10_die(overlay):
-    first = yield overlay.start(**FAST)
+    # minPeers=9: every node a neighbour of every other.
+    first = yield overlay.start(minPeers=9, **FAST)
     nodes = [first]
     for _ in range(9):
-        nodes.append((yield overlay.start(join=first, **FAST)))
+        nodes.append((yield overlay.start(join=first, minPeers=9, **FAST)))
     yield waitFor(lambda: all(len(n.peers) == 9 for n in nodes),
                   timeout=15, what="a full mesh of 10")
     dead, survivors = nodes[2:5], nodes[:2] + nodes[5:]

@@ -22,29 +22,23 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall, deferLater
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from p2poverlay.addressbook import CONNECTED, DEAD, LEFT, RECONNECTING
 from p2poverlay.errors import DeliveryFailed, PeerUnreachable
 from p2poverlay.message import (
     Hello, PeerAddress, Peers, Ping, newMessageId, newNodeId,
 )
-from p2poverlay.node import Node, NodeConfig
 from p2poverlay.store import NodeStore
-from helpers import Recorder, address, waitFor
+from helpers import PROMPT, address, waitFor
 
 # Short timings so that failure detection, redialing and forgetting take
 # a second or two instead of minutes.
 FAST = dict(pingInterval=0.2, peerTimeout=1.0, reconnectInitialDelay=0.1,
             reconnectMaxDelay=0.5, forgetAfter=2.0)
-# Generous bound for anything that should happen "promptly" on loopback.
-PROMPT = 5.0
 # A second loopback address: traffic from it is told apart from 127.0.0.1.
 OTHER_HOST = "127.0.0.2"
-WARN_OR_WORSE = (LogLevel.warn, LogLevel.error, LogLevel.critical)
 
 
 # -- helpers --------------------------------------------------------------------
@@ -57,25 +51,6 @@ def state(node, other):
     """The state of C{other} in C{node}'s address book (None: not in it)."""
     entry = node.membership.book.get(other.nodeId)
     return entry.state if entry is not None else None
-
-
-@inlineCallbacks
-def startNode(overlay, nodeId=None, store=None, join=None, **config):
-    """
-    Like C{overlay.start}, with a given node id or data directory; the node
-    is stopped by the fixture like the others.
-    """
-    config.setdefault("listen", "tcp:0:interface=127.0.0.1")
-    node = Node(NodeConfig(**config), nodeId=nodeId, store=store)
-    recorder = Recorder()
-    node.addObserver(recorder)
-    overlay.recorders[node] = recorder
-    overlay.nodes.append(node)
-    node.startService()
-    yield node.listening
-    if join is not None:
-        yield node.join("127.0.0.1", join.listenPort)
-    return node
 
 
 @inlineCallbacks
@@ -108,89 +83,6 @@ def freePorts(count):
     finally:
         for s in sockets:
             s.close()
-
-
-class LogCapture:
-    """A twisted.logger observer that keeps every event."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def warnings(self):
-        return [formatEvent(e) for e in self.events
-                if e.get("log_level") in WARN_OR_WORSE]
-
-    def failures(self):
-        return [e for e in self.events if "log_failure" in e]
-
-    def describeFailures(self):
-        return "\n".join(f"{formatEvent(e)}\n{e['log_failure'].getTraceback()}"
-                         for e in self.failures())
-
-
-@pytest.fixture
-def log():
-    capture = LogCapture()
-    globalLogPublisher.addObserver(capture)
-    yield capture
-    globalLogPublisher.removeObserver(capture)
-
-
-class RawClient(Protocol):
-    """Speaks the wire protocol by hand; records what it receives."""
-
-    def __init__(self):
-        self.received = b""
-        self.lostReason = None
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.lostReason = reason
-
-    @property
-    def closed(self):
-        return self.lostReason is not None
-
-    def lines(self):
-        """The complete lines received, decoded as JSON."""
-        return [json.loads(line) for line in self.received.split(b"\n")[:-1]]
-
-    def types(self):
-        return [line["type"] for line in self.lines()]
-
-    def send(self, *messages):
-        self.transport.write(b"".join(m.encode() + b"\n" for m in messages))
-
-    def close(self):
-        if not self.closed and self.transport is not None:
-            self.transport.abortConnection()
-
-
-@pytest.fixture
-def raw():
-    """
-    C{raw(node, source)} opens a raw connection to C{node} from the local
-    address C{source}; every one is closed after the test (before the
-    nodes are stopped: fixtures are torn down in reverse order).
-    """
-    clients = []
-
-    @inlineCallbacks
-    def connect(node, source="127.0.0.1"):
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", node.listenPort,
-                                      timeout=PROMPT, bindAddress=(source, 0))
-        client = yield connectProtocol(endpoint, RawClient())
-        clients.append(client)
-        return client
-
-    yield connect
-    for client in clients:
-        client.close()
 
 
 def assertHelloThenBye(client, node, reasonPrefix):
@@ -305,7 +197,7 @@ def test_a_crashed_peer_back_on_its_port_is_redialed(overlay):
                   timeout=PROMPT, what="a to redial b")
 
     # The same node (same id, same port) restarts; it joins nobody.
-    again = yield startNode(overlay, nodeId=b.nodeId, name="b",
+    again = yield overlay.start(nodeId=b.nodeId, name="b",
                             listen=f"tcp:{port}:interface=127.0.0.1", **FAST)
     assert again.config.join == ()
     yield waitFor(lambda: b.nodeId in a.peers and a.nodeId in again.peers,
@@ -359,7 +251,7 @@ def test_a_leaving_peer_is_not_redialed_and_is_welcomed_back(overlay):
     assert sentinel.count == 0
 
     # b restarts with the same id and joins a: a takes it back.
-    again = yield startNode(overlay, nodeId=b.nodeId, name="b", join=a,
+    again = yield overlay.start(nodeId=b.nodeId, name="b", join=a,
                             listen=f"tcp:{port}:interface=127.0.0.1", **FAST)
     assert b.nodeId in a.peers and a.nodeId in again.peers
     # (join() fires as the handshake completes, a moment before the
@@ -380,7 +272,7 @@ def test_a_restarted_node_keeps_its_id_and_redials_its_saved_peers(
     store = NodeStore(str(directory))
     store.open()
     try:
-        p = yield startNode(overlay, store=store, join=q, name="p", **FAST)
+        p = yield overlay.start(store=store, join=q, name="p", **FAST)
         # It learns r from q and connects to it.
         yield waitFor(lambda: {q.nodeId, r.nodeId} <= set(
             i.node_id for i in p.peers.snapshot()), timeout=PROMPT,
@@ -398,7 +290,7 @@ def test_a_restarted_node_keeps_its_id_and_redials_its_saved_peers(
     store = NodeStore(str(directory))
     store.open()
     try:
-        p2 = yield startNode(overlay, store=store, name="p", **FAST)
+        p2 = yield overlay.start(store=store, name="p", **FAST)
         assert p2.config.join == ()
         assert p2.nodeId == p.nodeId
         yield waitFor(lambda: q.nodeId in p2.peers and r.nodeId in p2.peers
@@ -431,12 +323,12 @@ def test_corrupt_saved_peers_give_a_fresh_start(overlay, tmp_path, log,
     store = NodeStore(str(directory))
     store.open()
     try:
-        node = yield startNode(overlay, store=store, **FAST)
+        node = yield overlay.start(store=store, **FAST)
         assert node.running and node.listenPort
         assert len(node.membership.book) == 0
         assert node.membership.links == {}
-        warnings = [w for w in log.warnings() if "peers.json" in w]
-        assert len(warnings) == 1, log.warnings()
+        warnings = [w for w in log.warningTexts() if "peers.json" in w]
+        assert len(warnings) == 1, log.warningTexts()
         assert log.failures() == [], log.describeFailures()
         # It serves as usual, and saves a good file over the bad one.
         other = yield overlay.start(join=node, **FAST)
@@ -453,10 +345,12 @@ def test_corrupt_saved_peers_give_a_fresh_start(overlay, tmp_path, log,
 @pytest_twisted.inlineCallbacks
 def test_broadcasts_reach_every_survivor_exactly_once_when_3_of_10_crash(
         overlay):
-    first = yield overlay.start(name="n0", **FAST)
+    # minPeers=9: every node a neighbour of every other.
+    first = yield overlay.start(name="n0", minPeers=9, **FAST)
     nodes = [first]
     for i in range(1, 10):
-        nodes.append((yield overlay.start(join=first, name=f"n{i}", **FAST)))
+        nodes.append((yield overlay.start(join=first, name=f"n{i}",
+                                          minPeers=9, **FAST)))
     yield waitFor(lambda: all(len(n.peers) == 9 for n in nodes),
                   timeout=15, what="a full mesh of 10")
     # The node everyone joined through is one of the dead.
@@ -661,8 +555,8 @@ def test_a_flooding_address_is_banned_and_others_are_served(overlay, raw,
     assert len(byes) == 1, byes
     reason = byes[0]["reason"]
     assert reason == "banned: more than 50 messages/s"
-    banning = [w for w in log.warnings() if "banning 127.0.0.2" in w]
-    assert len(banning) == 1, log.warnings()
+    banning = [w for w in log.warningTexts() if "banning 127.0.0.2" in w]
+    assert len(banning) == 1, log.warningTexts()
     assert t.misbehaviour.isBanned(OTHER_HOST)
     assert t.misbehaviour.bannedUntil(OTHER_HOST) > reactor.seconds() + 25
     yield waitFor(lambda: rawId not in t.peers, timeout=PROMPT)
@@ -703,8 +597,8 @@ def test_two_protocol_errors_in_a_row_ban_an_address(overlay, raw, log):
     # The second error, a moment after the first, reaches the threshold.
     assert t.misbehaviour.isBanned(OTHER_HOST), \
         f"score {t.misbehaviour.score(OTHER_HOST):.3f} after two errors"
-    assert any("banning 127.0.0.2" in w for w in log.warnings()), \
-        log.warnings()
+    assert any("banning 127.0.0.2" in w for w in log.warningTexts()), \
+        log.warningTexts()
     third = yield raw(t, OTHER_HOST)
     yield waitFor(lambda: third.closed, timeout=PROMPT)
     assert third.types() == ["HELLO", "BYE"]
@@ -784,8 +678,8 @@ def test_a_peer_that_stops_reading_is_bounded_then_dropped(overlay, raw, log):
         drops = [r for p, r in overlay.recorder(t).disconnected
                  if p.node_id == rawId]
         assert drops == ["not reading"]
-        assert any("has not read for" in w for w in log.warnings()), \
-            log.warnings()
+        assert any("has not read for" in w for w in log.warningTexts()), \
+            log.warningTexts()
         yield waitFor(lambda: client.closed, timeout=PROMPT,
                       what="the slow client to see the end")
         # a got every broadcast, in order, and is still connected.

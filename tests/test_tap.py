@@ -116,6 +116,8 @@ def test_bad_name(name):
     ("--handshake-timeout", "nan", "must be positive"),
     ("--broadcast-ttl", "0", "must be between 1 and"),
     ("--broadcast-ttl", "256", "must be between 1 and"),
+    ("--min-peers", "0", "must be at least 1"),
+    ("--broadcast", "gossip", "must be 'tree' or 'flood', got 'gossip'"),
 ])
 def test_bad_numbers(option, value, message):
     with pytest.raises(usage.UsageError, match=re.escape(message)):
@@ -128,6 +130,24 @@ def test_numbers():
     assert options["max-line-length"] == 100
     assert options["handshake-timeout"] == 0.5
     assert options["broadcast-ttl"] == 3
+
+
+def test_topology_options():
+    options = parse("--min-peers", "3", "--max-peers", "5",
+                    "--max-direct-links", "2", "--broadcast", "flood")
+    assert (options["min-peers"], options["max-peers"],
+            options["max-direct-links"], options["broadcast"]) \
+        == (3, 5, 2, "flood")
+    defaults = parse()
+    assert (defaults["min-peers"], defaults["max-peers"],
+            defaults["broadcast"]) == (8, 16, "tree")
+
+
+def test_min_peers_above_max_peers():
+    with pytest.raises(usage.UsageError,
+                       match=re.escape("--min-peers (9) is more than "
+                                       "--max-peers (4)")):
+        parse("--min-peers", "9", "--max-peers", "4")
 
 
 # -- fitting twistd's defaults to nodes sharing a directory --------------

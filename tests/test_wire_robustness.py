@@ -9,11 +9,9 @@ and raw misbehaving clients that are plain Twisted protocols.  The last
 test feeds arbitrary bytes to a L{PeerConnection} over a StringTransport.
 """
 
-import gc
 import json
 import random
 import resource
-from contextlib import contextmanager
 
 import pytest
 import pytest_twisted
@@ -21,109 +19,18 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from p2poverlay.message import Data, Hello, newMessageId, newNodeId
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE, PeerConnection
-from helpers import waitFor
+from helpers import PROMPT, capturedLog, connectRaw, waitFor
 
 MAX_LINE = 1024
 HANDSHAKE_TIMEOUT = 0.5
-# Generous bound for anything that should happen "promptly" on loopback.
-PROMPT = 5.0
-WARN_OR_WORSE = (LogLevel.warn, LogLevel.error, LogLevel.critical)
-
-
-# -- log capture --------------------------------------------------------------
-
-class LogCapture:
-    """A twisted.logger observer that keeps every event."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def warnings(self):
-        return [e for e in self.events if e.get("log_level") in WARN_OR_WORSE]
-
-    def failures(self):
-        """Events that carry a failure, i.e. a traceback."""
-        return [e for e in self.events if "log_failure" in e]
-
-    def describeFailures(self):
-        return "\n".join(
-            f"{formatEvent(e)}\n{e['log_failure'].getTraceback()}"
-            for e in self.failures())
-
-    def warningsFor(self, reason, names):
-        """
-        Warnings whose C{reason} field is C{reason} and whose C{peer} field
-        mentions one of C{names} (an address or a short node id).
-        """
-        return [e for e in self.warnings()
-                if e.get("reason") == reason
-                and any(n in str(e.get("peer", "")) for n in names)]
-
-
-@contextmanager
-def capturedLog(generation=2):
-    capture = LogCapture()
-    globalLogPublisher.addObserver(capture)
-    try:
-        yield capture
-    finally:
-        # Unhandled errors of garbage Deferreds are logged when collected.
-        gc.collect(generation)
-        globalLogPublisher.removeObserver(capture)
-
-
-# -- a raw client that misbehaves -----------------------------------------------
-
-class RawClient(Protocol):
-    """Sends whatever it is told to; records what it receives and its end."""
-
-    def __init__(self):
-        self.received = b""
-        self.lostReason = None
-        self.localAddress = None
-        self.closedByUs = False
-
-    def connectionMade(self):
-        host = self.transport.getHost()
-        self.localAddress = f"{host.host}:{host.port}"
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason):
-        self.lostReason = reason
-
-    @property
-    def closed(self):
-        return self.lostReason is not None
-
-    def lines(self):
-        """The complete lines received, decoded as JSON."""
-        return [json.loads(line) for line in self.received.split(b"\n")[:-1]]
-
-    def close(self):
-        if not self.closed and self.transport is not None:
-            self.closedByUs = True
-            self.transport.abortConnection()
-
-
-def connectRaw(node):
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", node.listenPort,
-                                  timeout=PROMPT)
-    return connectProtocol(endpoint, RawClient())
 
 
 # -- the overlay under abuse ----------------------------------------------------
@@ -277,27 +184,23 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("payload, reason",
                          [pytest.param(p, r, id=i) for i, p, r in BAD_INPUTS])
 @pytest_twisted.inlineCallbacks
-def test_bad_input_closes_only_the_offending_connection(overlay, payload, reason):
+def test_bad_input_closes_only_the_offending_connection(overlay, raw, payload,
+                                                        reason):
     target, a, b = yield startTrio(overlay)
     before = goodConnections(target, a, b)
-    client = None
     with capturedLog() as log:
-        try:
-            client = yield connectRaw(target)
-            client.transport.write(payload)
-            # (1) The node closes the connection ...
-            yield waitFor(lambda: client.closed, timeout=PROMPT,
-                          what="the node to close the bad connection")
-            # (2) ... after telling the client why.
-            bye = assertByeThenClosed(client, target, "protocol error: ")
-            assert bye == f"protocol error: {reason}"[:200]
-            yield waitFor(lambda: len(target._connections) == 2,
-                          timeout=PROMPT, what="the target to drop the client")
-            # (4) Everyone else is still served.
-            yield assertOthersStillServed(overlay, target, a, b, before)
-        finally:
-            if client is not None:
-                client.close()
+        client = yield raw(target)
+        client.transport.write(payload)
+        # (1) The node closes the connection ...
+        yield waitFor(lambda: client.closed, timeout=PROMPT,
+                      what="the node to close the bad connection")
+        # (2) ... after telling the client why.
+        bye = assertByeThenClosed(client, target, "protocol error: ")
+        assert bye == f"protocol error: {reason}"[:200]
+        yield waitFor(lambda: len(target._connections) == 2,
+                      timeout=PROMPT, what="the target to drop the client")
+        # (4) Everyone else is still served.
+        yield assertOthersStillServed(overlay, target, a, b, before)
     # (3) One warning names the reason and the offending client, and
     # nothing logged a traceback.
     assert log.failures() == [], log.describeFailures()
@@ -307,29 +210,24 @@ def test_bad_input_closes_only_the_offending_connection(overlay, payload, reason
 
 
 @pytest_twisted.inlineCallbacks
-def test_silent_client_is_closed_by_the_handshake_timeout(overlay):
+def test_silent_client_is_closed_by_the_handshake_timeout(overlay, raw):
     target, a, b = yield startTrio(overlay)
     before = goodConnections(target, a, b)
-    client = None
     with capturedLog() as log:
-        try:
-            started = reactor.seconds()
-            client = yield connectRaw(target)
-            yield waitFor(lambda: client.closed, timeout=HANDSHAKE_TIMEOUT + PROMPT,
-                          what="the node to close the silent connection")
-            elapsed = reactor.seconds() - started
-            assert elapsed >= HANDSHAKE_TIMEOUT * 0.8
-            lines = client.lines()
-            assert [line["type"] for line in lines] == ["HELLO", "BYE"]
-            assert lines[0]["node_id"] == target.nodeId
-            assert lines[1]["reason"] == "handshake timeout"
-            assert not client.closedByUs
-            yield waitFor(lambda: len(target._connections) == 2,
-                          timeout=PROMPT, what="the target to drop the client")
-            yield assertOthersStillServed(overlay, target, a, b, before)
-        finally:
-            if client is not None:
-                client.close()
+        started = reactor.seconds()
+        client = yield raw(target)
+        yield waitFor(lambda: client.closed, timeout=HANDSHAKE_TIMEOUT + PROMPT,
+                      what="the node to close the silent connection")
+        elapsed = reactor.seconds() - started
+        assert elapsed >= HANDSHAKE_TIMEOUT * 0.8
+        lines = client.lines()
+        assert [line["type"] for line in lines] == ["HELLO", "BYE"]
+        assert lines[0]["node_id"] == target.nodeId
+        assert lines[1]["reason"] == "handshake timeout"
+        assert not client.closedByUs
+        yield waitFor(lambda: len(target._connections) == 2,
+                      timeout=PROMPT, what="the target to drop the client")
+        yield assertOthersStillServed(overlay, target, a, b, before)
     assert log.failures() == [], log.describeFailures()
     assert len(log.warningsFor("handshake timeout", [client.localAddress])) == 1, \
         ("no warning names the handshake timeout of the silent client",

@@ -1,0 +1,259 @@
+"""
+Epidemic broadcast over the node's neighbours: Plumtree, or plain flooding.
+
+Plumtree (Leitão, Pereira and Rodrigues, "Epidemic Broadcast Trees", 2007)
+sends each payload along a spanning tree that the broadcasts build
+themselves.  Every neighbour starts I{eager} (it gets payloads).  A node
+that receives a payload it already has answers PRUNE, and both ends of that
+link turn it I{lazy}: from then on it carries only message ids, in IHAVE
+batches.  A node that hears of an id by IHAVE and does not get the payload
+within C{graftTimeout} sends GRAFT to an announcer, which sends the payload
+and turns the link eager again: the tree repairs itself when a node on it
+dies.  In steady state each node receives each payload once.
+
+Flooding is the same machine with pruning off: every neighbour stays eager
+and gets every payload.  It still answers GRAFT and IHAVE, so nodes of
+either mode interoperate.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+
+from p2poverlay.message import MAX_IDS, Broadcast, Graft, IHave, Prune
+from p2poverlay.seen import SeenCache
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IDelayedCall
+
+    from p2poverlay.node import Node
+    from p2poverlay.protocol import PeerConnection
+
+# Payloads kept to answer GRAFTs: at most this many, and this many bytes.
+PAYLOAD_CACHE_SIZE = 1024
+PAYLOAD_CACHE_BYTES = 4 << 20
+
+
+class EpidemicBroadcast:
+    """
+    The broadcast state of one node: eager and lazy neighbours, recent
+    payloads, and the ids announced but not yet received.
+
+    The node reports neighbours coming and going and hands over every
+    broadcast message; this object sends what the protocol calls for and
+    has the node deliver each new broadcast once.
+    """
+
+    def __init__(self, node: "Node", tree: bool = True) -> None:
+        self.node = node
+        self.tree = tree
+        config = node.config
+        self.graftTimeout = config.graftTimeout
+        self.lazyDelay = config.lazyDelay
+        self.seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
+                              node.reactor.seconds)
+        self.eager: Set[str] = set()
+        self.lazy: Set[str] = set()
+        # id -> (encoded line to relay, its size); the newest last.
+        self._payloads: "OrderedDict[str, bytes]" = OrderedDict()
+        self._payloadBytes = 0
+        # id -> node ids that announced it, in the order heard.
+        self._missing: Dict[str, List[str]] = {}
+        self._graftTimers: Dict[str, "IDelayedCall"] = {}
+        # node id -> ids waiting to go out in one IHAVE.
+        self._announce: Dict[str, List[str]] = {}
+        self._flushCall: Optional["IDelayedCall"] = None
+
+    # -- neighbours -----------------------------------------------------
+
+    def neighbourUp(self, nodeId: str) -> None:
+        self.lazy.discard(nodeId)
+        self.eager.add(nodeId)
+
+    def neighbourDown(self, nodeId: str) -> None:
+        self.eager.discard(nodeId)
+        self.lazy.discard(nodeId)
+        self._announce.pop(nodeId, None)
+        for announcers in self._missing.values():
+            if nodeId in announcers:
+                announcers.remove(nodeId)
+
+    def _makeEager(self, nodeId: str) -> None:
+        if nodeId in self.lazy or nodeId in self.eager:
+            self.lazy.discard(nodeId)
+            self.eager.add(nodeId)
+
+    def _makeLazy(self, nodeId: str) -> None:
+        if nodeId in self.eager:
+            self.eager.discard(nodeId)
+            self.lazy.add(nodeId)
+
+    # -- originating and relaying -----------------------------------------
+
+    def originate(self, message: Broadcast) -> int:
+        """
+        Broadcast a message of this node's own.
+
+        @return: how many neighbours were told (payload or id).
+        """
+        self.seen.add(message.id)
+        line = message.encode()
+        self._remember(message.id, line)
+        return self._push(message.id, line, exclude=None)
+
+    def payloadReceived(self, connection: "PeerConnection",
+                        message: Broadcast) -> None:
+        sender = connection.peer.node_id
+        if not self.seen.add(message.id):
+            self.node.stats.broadcastDuplicates += 1
+            if self.tree and sender in self.eager:
+                self._makeLazy(sender)
+                self._sendControl(connection, Prune())
+            return
+        self._stopWaiting(message.id)
+        self._makeEager(sender)
+        if message.origin == self.node.nodeId:
+            return  # Our own, come back before its id was seen: not news.
+        self.node.deliverBroadcast(connection, message)
+        if message.ttl > 1:
+            line = replace(message, ttl=message.ttl - 1).encode()
+            self._remember(message.id, line)
+            self._push(message.id, line, exclude=sender)
+
+    def _push(self, messageId: str, line: bytes,
+              exclude: Optional[str]) -> int:
+        told = 0
+        registry = self.node.peers
+        for nodeId in list(self.eager):
+            if nodeId == exclude:
+                continue
+            connection = registry.connection(nodeId)
+            if connection is None or connection.closing:
+                continue
+            if connection.sendEncoded(line):
+                told += 1
+                self.node.stats.broadcastPayloadsSent += 1
+                self.node.stats.broadcastPayloadBytes += len(line) + 1
+            else:
+                self.node.stats.broadcastsDropped += 1
+        for nodeId in self.lazy:
+            if nodeId != exclude:
+                self._announce.setdefault(nodeId, []).append(messageId)
+                told += 1
+        if self._announce:
+            self._scheduleFlush()
+        return told
+
+    def _remember(self, messageId: str, line: bytes) -> None:
+        old = self._payloads.pop(messageId, None)
+        if old is not None:
+            self._payloadBytes -= len(old)
+        self._payloads[messageId] = line
+        self._payloadBytes += len(line)
+        while self._payloads and (
+                len(self._payloads) > PAYLOAD_CACHE_SIZE
+                or self._payloadBytes > PAYLOAD_CACHE_BYTES):
+            _, dropped = self._payloads.popitem(last=False)
+            self._payloadBytes -= len(dropped)
+
+    # -- lazy announcements ---------------------------------------------
+
+    def _scheduleFlush(self) -> None:
+        if self.lazyDelay <= 0:
+            self.flushAnnouncements()
+        elif self._flushCall is None:
+            self._flushCall = self.node.reactor.callLater(
+                self.lazyDelay, self.flushAnnouncements)
+
+    def flushAnnouncements(self) -> None:
+        """Send every queued id to its lazy neighbour, in IHAVE batches."""
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+        announce, self._announce = self._announce, {}
+        for nodeId, ids in announce.items():
+            connection = self.node.peers.connection(nodeId)
+            if connection is None:
+                continue
+            for start in range(0, len(ids), MAX_IDS):
+                self._sendControl(connection,
+                                  IHave(tuple(ids[start:start + MAX_IDS])))
+
+    def ihaveReceived(self, connection: "PeerConnection",
+                      message: IHave) -> None:
+        sender = connection.peer.node_id
+        for messageId in message.ids:
+            if messageId in self.seen:
+                continue
+            announcers = self._missing.setdefault(messageId, [])
+            if sender not in announcers:
+                announcers.append(sender)
+            if messageId not in self._graftTimers:
+                self._graftTimers[messageId] = self.node.reactor.callLater(
+                    self.graftTimeout, self._graftTimedOut, messageId)
+
+    def _graftTimedOut(self, messageId: str) -> None:
+        """
+        An announced payload has not come: ask an announcer for it (and
+        take the link into the tree); ask the next one after a shorter wait.
+        """
+        del self._graftTimers[messageId]
+        announcers = self._missing.get(messageId)
+        while announcers:
+            nodeId = announcers.pop(0)
+            connection = self.node.peers.connection(nodeId)
+            if connection is None or connection.closing:
+                continue
+            self._makeEager(nodeId)
+            self._sendControl(connection, Graft((messageId,)))
+            self._graftTimers[messageId] = self.node.reactor.callLater(
+                self.graftTimeout / 2, self._graftTimedOut, messageId)
+            return
+        self._missing.pop(messageId, None)
+
+    def _stopWaiting(self, messageId: str) -> None:
+        self._missing.pop(messageId, None)
+        timer = self._graftTimers.pop(messageId, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    # -- tree maintenance -----------------------------------------------
+
+    def graftReceived(self, connection: "PeerConnection",
+                      message: Graft) -> None:
+        sender = connection.peer.node_id
+        self._makeEager(sender)
+        for messageId in message.ids:
+            line = self._payloads.get(messageId)
+            if line is not None and connection.sendEncoded(line):
+                self.node.stats.broadcastPayloadsSent += 1
+                self.node.stats.broadcastPayloadBytes += len(line) + 1
+
+    def pruneReceived(self, connection: "PeerConnection") -> None:
+        if self.tree:
+            self._makeLazy(connection.peer.node_id)
+
+    def _sendControl(self, connection: "PeerConnection", message) -> None:
+        line = message.encode()
+        # Small, and the tree breaks if they go missing: queue them even
+        # when the peer reads slowly.
+        if connection.sendEncoded(line, message.TYPE, force=True):
+            self.node.stats.broadcastControlSent += 1
+            self.node.stats.broadcastControlBytes += len(line) + 1
+
+    def stop(self) -> None:
+        """Cancel every timer (the node is stopping)."""
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+        for timer in self._graftTimers.values():
+            if timer.active():
+                timer.cancel()
+        self._graftTimers.clear()
+        self._missing.clear()
+
+    def describe(self) -> Tuple[int, int]:
+        """(eager, lazy) neighbour counts."""
+        return len(self.eager), len(self.lazy)

@@ -1,0 +1,223 @@
+"""
+Metrics: what a node has done and what it holds, as counters and gauges.
+
+The connections count every line they read and write here, by message
+type; the node reports every closed connection with its reason.  The rest
+(peers by state, broadcast counters, uptime) is read from the node when a
+snapshot is taken.  A snapshot is a plain dict (the JSON API serves it);
+L{prometheusText} renders one in the Prometheus text exposition format.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Callable, DefaultDict, Dict, List, Tuple
+
+from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING
+
+if TYPE_CHECKING:
+    from p2poverlay.node import Node
+
+PEER_STATES = (KNOWN, CONNECTED, RECONNECTING, DEAD, LEFT)
+
+# Why connections close, as a small fixed set of labels.
+BYE = "bye"
+TIMEOUT = "timeout"
+PROTOCOL_ERROR = "protocol_error"
+BANNED = "banned"
+FULL = "full"
+DUPLICATE = "duplicate"
+SELF = "self"
+SHUTDOWN = "shutdown"
+LOST = "lost"
+OTHER = "other"
+DISCONNECT_REASONS = (BYE, TIMEOUT, PROTOCOL_ERROR, BANNED, FULL, DUPLICATE,
+                      SELF, SHUTDOWN, LOST, OTHER)
+
+# Prefixes of the reasons this node gives when it closes a connection.
+_LOCAL_REASONS: Tuple[Tuple[str, str], ...] = (
+    ("protocol error", PROTOCOL_ERROR),
+    ("banned", BANNED),
+    ("too many", FULL),
+    ("handshake timeout", TIMEOUT),
+    ("no response", TIMEOUT),
+    ("not reading", TIMEOUT),
+    ("node shutting down", SHUTDOWN),
+    ("duplicate connection", DUPLICATE),
+    ("connected to self", SELF),
+)
+
+
+def disconnectLabel(remoteReason: str, closeReason: str) -> str:
+    """
+    Reduce why a connection closed to one of L{DISCONNECT_REASONS}.
+
+    @param remoteReason: what the peer said in its BYE ("" if nothing).
+    @param closeReason: why this node closed it ("" if it did not).
+    """
+    if remoteReason:
+        return BYE
+    if not closeReason:
+        return LOST
+    for prefix, label in _LOCAL_REASONS:
+        if closeReason.startswith(prefix):
+            return label
+    return OTHER
+
+
+class Metrics:
+    """
+    Counters of one node.  Reactor thread only.
+
+    @ivar messagesIn: lines read, by message type.
+    @ivar bytesIn: bytes read (delimiters included), by message type.
+    @ivar messagesOut: lines written (or queued), by message type.
+    @ivar bytesOut: bytes written (or queued), by message type.
+    @ivar disconnects: closed connections, by L{disconnectLabel}.
+    """
+
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self.created = node.reactor.seconds()
+        self.messagesIn: DefaultDict[str, int] = defaultdict(int)
+        self.bytesIn: DefaultDict[str, int] = defaultdict(int)
+        self.messagesOut: DefaultDict[str, int] = defaultdict(int)
+        self.bytesOut: DefaultDict[str, int] = defaultdict(int)
+        self.disconnects: Dict[str, int] = dict.fromkeys(DISCONNECT_REASONS, 0)
+
+    # The connections call these for every line: keep them cheap.
+
+    def received(self, messageType: str, size: int) -> None:
+        self.messagesIn[messageType] += 1
+        self.bytesIn[messageType] += size
+
+    def sent(self, messageType: str, size: int) -> None:
+        self.messagesOut[messageType] += 1
+        self.bytesOut[messageType] += size
+
+    def connectionClosed(self, remoteReason: str, closeReason: str) -> None:
+        self.disconnects[disconnectLabel(remoteReason, closeReason)] += 1
+
+    # Reading.
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the node was created."""
+        return max(0.0, self.node.reactor.seconds() - self.created)
+
+    def peersByState(self) -> Dict[str, int]:
+        counts = dict.fromkeys(PEER_STATES, 0)
+        for entry in self.node.membership.book.all():
+            if entry.state in counts:
+                counts[entry.state] += 1
+        return counts
+
+    def snapshot(self) -> Dict[str, object]:
+        """Every counter and gauge, as a JSON-ready dict."""
+        stats = self.node.stats
+        return {
+            "uptime": self.uptime,
+            "peers": len(self.node.peers),
+            "peersByState": self.peersByState(),
+            "messagesIn": dict(self.messagesIn),
+            "bytesIn": dict(self.bytesIn),
+            "messagesOut": dict(self.messagesOut),
+            "bytesOut": dict(self.bytesOut),
+            "disconnects": dict(self.disconnects),
+            "directDelivered": stats.directDelivered,
+            "broadcastsDelivered": stats.broadcastsDelivered,
+            "broadcastDuplicates": stats.broadcastDuplicates,
+            "broadcastsDropped": stats.broadcastsDropped,
+            "broadcastPayloadsSent": stats.broadcastPayloadsSent,
+            "broadcastPayloadBytes": stats.broadcastPayloadBytes,
+            "broadcastControlSent": stats.broadcastControlSent,
+            "broadcastControlBytes": stats.broadcastControlBytes,
+        }
+
+
+# Prometheus families: (name, type, help, snapshot key, label name or None).
+_FAMILIES: Tuple[Tuple[str, str, str, str, object], ...] = (
+    ("p2p_uptime_seconds", "gauge",
+     "Seconds since the node was created.", "uptime", None),
+    ("p2p_connected_peers", "gauge",
+     "Peers connected now.", "peers", None),
+    ("p2p_peers", "gauge",
+     "Nodes in the address book, by state.", "peersByState", "state"),
+    ("p2p_messages_received_total", "counter",
+     "Messages read from peers, by type.", "messagesIn", "type"),
+    ("p2p_received_bytes_total", "counter",
+     "Bytes read from peers, by message type.", "bytesIn", "type"),
+    ("p2p_messages_sent_total", "counter",
+     "Messages written to peers, by type.", "messagesOut", "type"),
+    ("p2p_sent_bytes_total", "counter",
+     "Bytes written to peers, by message type.", "bytesOut", "type"),
+    ("p2p_disconnects_total", "counter",
+     "Connections closed, by reason.", "disconnects", "reason"),
+    ("p2p_direct_delivered_total", "counter",
+     "Direct messages delivered to this node.", "directDelivered", None),
+    ("p2p_broadcasts_delivered_total", "counter",
+     "Broadcasts delivered to this node.", "broadcastsDelivered", None),
+    ("p2p_broadcast_duplicates_total", "counter",
+     "Broadcast copies suppressed as already seen.",
+     "broadcastDuplicates", None),
+    ("p2p_broadcasts_dropped_total", "counter",
+     "Broadcast copies dropped because a peer's send buffer was full.",
+     "broadcastsDropped", None),
+    ("p2p_broadcast_payloads_sent_total", "counter",
+     "Broadcast payload messages sent.", "broadcastPayloadsSent", None),
+    ("p2p_broadcast_payload_sent_bytes_total", "counter",
+     "Bytes of broadcast payload messages sent.",
+     "broadcastPayloadBytes", None),
+    ("p2p_broadcast_control_sent_total", "counter",
+     "Broadcast control messages sent.", "broadcastControlSent", None),
+    ("p2p_broadcast_control_sent_bytes_total", "counter",
+     "Bytes of broadcast control messages sent.",
+     "broadcastControlBytes", None),
+)
+
+
+def escapeLabelValue(value: str) -> str:
+    """Escape a label value for the text exposition format."""
+    return (value.replace("\\", "\\\\").replace("\n", "\\n")
+            .replace('"', '\\"'))
+
+
+def _escapeHelp(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def prometheusText(snapshot: Dict[str, object],
+                   info: Dict[str, str]) -> str:
+    """
+    Render a L{Metrics.snapshot} in the Prometheus text format (0.0.4).
+
+    @param info: labels of the constant C{p2p_node_info} gauge (node id,
+        name, address).
+    """
+    lines: List[str] = []
+
+    def family(name: str, kind: str, help: str) -> Callable[[str, float], None]:
+        lines.append(f"# HELP {name} {_escapeHelp(help)}")
+        lines.append(f"# TYPE {name} {kind}")
+
+        def sample(labels: str, value: float) -> None:
+            lines.append(f"{name}{labels} {_number(value)}")
+        return sample
+
+    sample = family("p2p_node_info", "gauge",
+                    "This node's identity, in labels; the value is 1.")
+    sample("{" + ",".join(f'{key}="{escapeLabelValue(value)}"'
+                          for key, value in info.items()) + "}", 1)
+    for name, kind, help, key, label in _FAMILIES:
+        sample = family(name, kind, help)
+        value = snapshot[key]
+        if label is None:
+            sample("", value)  # type: ignore[arg-type]
+            continue
+        for labelValue, count in sorted(value.items()):  # type: ignore[attr-defined]
+            sample(f'{{{label}="{escapeLabelValue(labelValue)}"}}', count)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,302 @@
+"""
+EpidemicBroadcast (Plumtree and flooding) against fake connections and a
+Clock: every transition of the eager and lazy sets, announcements, grafts.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import pytest
+from twisted.internet.task import Clock
+
+from p2poverlay import broadcast as broadcastModule
+from p2poverlay.broadcast import EpidemicBroadcast
+from p2poverlay.config import NodeConfig
+from p2poverlay.events import NodeStats
+from p2poverlay.message import (
+    MAX_IDS, Broadcast, Graft, IHave, P2PMessage, Prune, newMessageId,
+)
+from p2poverlay.registry import PeerInfo
+
+ME = "0" * 32
+ORIGIN = "f" * 32
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+
+
+class FakeConnection:
+    def __init__(self, nodeId: str, accepts: bool = True) -> None:
+        self.peer = PeerInfo(nodeId, "127.0.0.1", 1, "", "outbound", 0.0)
+        self.closing = False
+        self.accepts = accepts
+        self.sent: List[P2PMessage] = []
+
+    def sendEncoded(self, line: bytes, messageType: str = "BROADCAST",
+                    force: bool = False) -> bool:
+        if not (self.accepts or force):
+            return False
+        message = P2PMessage.decode(line)
+        assert message.TYPE == messageType
+        self.sent.append(message)
+        return True
+
+    def take(self) -> List[P2PMessage]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.byId: Dict[str, FakeConnection] = {}
+
+    def connection(self, nodeId: str):
+        return self.byId.get(nodeId)
+
+
+class FakeNode:
+    def __init__(self, **config) -> None:
+        self.nodeId = ME
+        self.reactor = Clock()
+        self.config = NodeConfig(**config)
+        self.stats = NodeStats()
+        self.peers = FakeRegistry()
+        self.delivered: List[Broadcast] = []
+
+    def deliverBroadcast(self, connection, message: Broadcast) -> None:
+        self.delivered.append(message)
+
+
+def make(tree: bool = True, neighbours=(A, B, C), **config):
+    config.setdefault("lazyDelay", 0.05)
+    config.setdefault("graftTimeout", 0.5)
+    node = FakeNode(**config)
+    machine = EpidemicBroadcast(node, tree=tree)
+    connections = {}
+    for nodeId in neighbours:
+        connections[nodeId] = node.peers.byId[nodeId] = FakeConnection(nodeId)
+        machine.neighbourUp(nodeId)
+    return node, machine, connections
+
+
+def message(ttl: int = 5, body: str = "hi") -> Broadcast:
+    return Broadcast(newMessageId(), ORIGIN, ttl, body, "origin")
+
+
+def test_every_neighbour_starts_eager():
+    _, machine, _ = make()
+    assert machine.eager == {A, B, C} and machine.lazy == set()
+
+
+def test_a_new_payload_is_delivered_and_pushed_to_the_other_eager_neighbours():
+    node, machine, conns = make()
+    m = message(ttl=5)
+    machine.payloadReceived(conns[A], m)
+    assert node.delivered == [m]
+    relayed = Broadcast(m.id, ORIGIN, 4, "hi", "origin")
+    assert conns[B].take() == [relayed] and conns[C].take() == [relayed]
+    assert conns[A].take() == []
+    assert node.stats.broadcastPayloadsSent == 2
+    assert node.stats.broadcastPayloadBytes == 2 * (len(relayed.encode()) + 1)
+
+
+def test_a_duplicate_prunes_the_link_it_came_over():
+    node, machine, conns = make()
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    conns[B].take()
+    machine.payloadReceived(conns[B], m)
+    assert node.delivered == [m]
+    assert conns[B].take() == [Prune()]
+    assert machine.lazy == {B} and machine.eager == {A, C}
+    assert node.stats.broadcastDuplicates == 1
+    assert node.stats.broadcastControlSent == 1
+
+
+def test_a_second_duplicate_over_a_lazy_link_sends_no_second_prune():
+    _, machine, conns = make()
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    machine.payloadReceived(conns[B], m)
+    conns[B].take()
+    machine.payloadReceived(conns[B], m)
+    assert conns[B].take() == []
+
+
+def test_flooding_never_prunes():
+    node, machine, conns = make(tree=False)
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    machine.payloadReceived(conns[B], m)
+    machine.pruneReceived(conns[C])
+    assert machine.eager == {A, B, C} and machine.lazy == set()
+    assert Prune() not in conns[B].take()
+
+
+def test_prune_received_turns_the_link_lazy_and_ids_go_there_in_one_batch():
+    node, machine, conns = make()
+    machine.pruneReceived(conns[C])
+    first, second = message(), message()
+    machine.payloadReceived(conns[A], first)
+    machine.payloadReceived(conns[A], second)
+    assert conns[C].take() == []  # Not yet: announcements wait lazyDelay.
+    node.reactor.advance(0.05)
+    assert conns[C].take() == [IHave((first.id, second.id))]
+    assert [type(m) for m in conns[B].take()] == [Broadcast, Broadcast]
+
+
+def test_announcements_are_split_into_batches_of_at_most_max_ids():
+    node, machine, conns = make(neighbours=(A, B))
+    machine.pruneReceived(conns[B])
+    ids = []
+    for _ in range(MAX_IDS + 3):
+        m = message()
+        ids.append(m.id)
+        machine.originate(m)
+    node.reactor.advance(0.05)
+    batches = conns[B].take()
+    assert [len(b.ids) for b in batches] == [MAX_IDS, 3]
+    assert [i for b in batches for i in b.ids] == ids
+
+
+def test_zero_lazy_delay_announces_at_once():
+    node, machine, conns = make(lazyDelay=0)
+    machine.pruneReceived(conns[B])
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    assert conns[B].take() == [IHave((m.id,))]
+
+
+def test_an_announced_payload_that_does_not_come_is_grafted():
+    node, machine, conns = make()
+    m = message()
+    machine.pruneReceived(conns[B])
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    node.reactor.advance(0.49)
+    assert conns[B].take() == []
+    node.reactor.advance(0.01)
+    assert conns[B].take() == [Graft((m.id,))]
+    assert B in machine.eager, "grafting takes the link into the tree"
+
+
+def test_the_next_announcer_is_asked_after_half_the_timeout():
+    node, machine, conns = make()
+    m = message()
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    machine.ihaveReceived(conns[C], IHave((m.id,)))
+    node.reactor.advance(0.5)
+    assert conns[B].take() == [Graft((m.id,))]
+    node.reactor.advance(0.25)
+    assert conns[C].take() == [Graft((m.id,))]
+    node.reactor.advance(10)
+    assert conns[B].take() == [] and conns[C].take() == []
+
+
+def test_a_payload_that_comes_in_time_cancels_the_graft():
+    node, machine, conns = make()
+    m = message()
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    machine.payloadReceived(conns[A], m)
+    conns[B].take()
+    node.reactor.advance(5)
+    assert all(not isinstance(x, Graft) for x in conns[B].take())
+    assert node.reactor.getDelayedCalls() == []
+
+
+def test_announcements_of_known_ids_are_ignored():
+    node, machine, conns = make()
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    assert node.reactor.getDelayedCalls() == []
+
+
+def test_a_neighbour_gone_is_not_asked():
+    node, machine, conns = make()
+    m = message()
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    machine.ihaveReceived(conns[C], IHave((m.id,)))
+    machine.neighbourDown(B)
+    del node.peers.byId[B]
+    node.reactor.advance(0.5)
+    assert conns[C].take() == [Graft((m.id,))]
+    assert machine.eager == {A, C}
+
+
+def test_graft_received_sends_the_payload_and_makes_the_link_eager():
+    node, machine, conns = make()
+    m = message(ttl=5)
+    machine.payloadReceived(conns[A], m)
+    machine.payloadReceived(conns[B], m)  # B turns lazy
+    conns[B].take()
+    machine.graftReceived(conns[B], Graft((m.id, newMessageId())))
+    assert conns[B].take() == [Broadcast(m.id, ORIGIN, 4, "hi", "origin")]
+    assert B in machine.eager
+
+
+def test_own_broadcasts_are_kept_for_grafts_and_never_delivered_back():
+    node, machine, conns = make()
+    m = Broadcast(newMessageId(), ME, 5, "mine", "")
+    assert machine.originate(m) == 3
+    for conn in conns.values():
+        assert conn.take() == [m]
+    machine.payloadReceived(conns[A], Broadcast(m.id, ME, 3, "mine", ""))
+    assert node.delivered == []
+    machine.graftReceived(conns[A], Graft((m.id,)))
+    assert conns[A].take()[-1] == m
+
+
+def test_a_payload_at_its_last_hop_is_delivered_and_not_relayed():
+    node, machine, conns = make()
+    machine.pruneReceived(conns[C])
+    m = message(ttl=1)
+    machine.payloadReceived(conns[A], m)
+    node.reactor.advance(1)
+    assert node.delivered == [m]
+    assert conns[B].take() == [] and conns[C].take() == []
+
+
+def test_a_full_send_buffer_counts_a_dropped_broadcast():
+    node, machine, conns = make()
+    conns[B].accepts = False
+    m = message()
+    machine.payloadReceived(conns[A], m)
+    assert node.stats.broadcastsDropped == 1
+    assert node.stats.broadcastPayloadsSent == 1
+    # Control messages still go: the tree must not break.
+    machine.payloadReceived(conns[B], m)
+    assert conns[B].take() == [Prune()]
+
+
+def test_the_payload_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(broadcastModule, "PAYLOAD_CACHE_SIZE", 3)
+    node, machine, conns = make()
+    sent = [message() for _ in range(5)]
+    for m in sent:
+        machine.payloadReceived(conns[A], m)
+    for conn in conns.values():
+        conn.take()
+    machine.graftReceived(conns[B], Graft(tuple(m.id for m in sent)))
+    assert [m.id for m in conns[B].take()] == [m.id for m in sent[2:]]
+
+
+def test_stop_cancels_every_timer():
+    node, machine, conns = make()
+    machine.pruneReceived(conns[B])
+    machine.payloadReceived(conns[A], message())
+    machine.ihaveReceived(conns[C], IHave((newMessageId(),)))
+    assert node.reactor.getDelayedCalls()
+    machine.stop()
+    assert node.reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("tree", [True, False])
+def test_payloads_from_a_non_neighbour_are_delivered_without_joining_the_tree(
+        tree):
+    node, machine, conns = make(tree=tree)
+    stranger = FakeConnection("d" * 32)
+    m = message()
+    machine.payloadReceived(stranger, m)
+    machine.payloadReceived(stranger, m)
+    assert node.delivered == [m]
+    assert "d" * 32 not in machine.eager | machine.lazy
+    assert stranger.take() == []

@@ -1,0 +1,156 @@
+"""
+Metrics: what the connections count, disconnect reasons, and the
+Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import pytest_twisted
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+
+from p2poverlay import metrics
+from p2poverlay.metrics import (
+    DISCONNECT_REASONS, PEER_STATES, disconnectLabel, escapeLabelValue,
+    prometheusText,
+)
+from helpers import address, waitFor
+
+
+@pytest.mark.parametrize("remote, local, label", [
+    ("node shutting down", "node shutting down", "bye"),
+    ("protocol error: not valid JSON", "protocol error: not valid JSON", "bye"),
+    ("", "", "lost"),
+    ("", "protocol error: expected HELLO, got DATA", "protocol_error"),
+    ("", "banned: protocol error: not valid JSON", "banned"),
+    ("", "too many inbound connections", "full"),
+    ("", "handshake timeout", "timeout"),
+    ("", "no response for 5.0 s", "timeout"),
+    ("", "not reading", "timeout"),
+    ("", "node shutting down", "shutdown"),
+    ("", "duplicate connection", "duplicate"),
+    ("", "connected to self", "self"),
+    ("", "something nobody foresaw", "other"),
+])
+def test_disconnect_labels(remote, local, label):
+    assert disconnectLabel(remote, local) == label
+    assert label in DISCONNECT_REASONS
+
+
+def quiet(**config):
+    """Settings under which nodes exchange nothing unasked (no PINGs)."""
+    return dict(pingInterval=1000.0, peerTimeout=1000.0, **config)
+
+
+@pytest_twisted.inlineCallbacks
+def test_each_line_is_counted_once_in_each_direction(overlay):
+    a = yield overlay.start(**quiet(name="a"))
+    b = yield overlay.start(join=a, **quiet(name="b"))
+    yield a.send(address(b), "direct")
+    a.broadcast("to all")
+    yield waitFor(lambda: overlay.recorder(b).bodies("broadcast") == ["to all"],
+                  what="the broadcast at b")
+    ma, mb = a.metrics, b.metrics
+    yield waitFor(lambda: ma.messagesIn == mb.messagesOut
+                  and mb.messagesIn == ma.messagesOut, what="quiet links")
+    # b joined a; nothing else was said.
+    assert dict(mb.messagesOut) == {"HELLO": 1, "ACK": 1}
+    assert dict(ma.messagesOut) == {"HELLO": 1, "DATA": 1, "BROADCAST": 1}
+    # What one end wrote, byte for byte, is what the other read.
+    assert ma.bytesOut == mb.bytesIn and mb.bytesOut == ma.bytesIn
+    assert ma.bytesOut["BROADCAST"] == a.stats.broadcastPayloadBytes
+    snapshot = ma.snapshot()
+    assert snapshot["peers"] == 1
+    assert snapshot["peersByState"]["connected"] == 1
+    assert set(snapshot["peersByState"]) == set(PEER_STATES)
+    assert mb.snapshot()["broadcastsDelivered"] == 1
+    assert mb.snapshot()["directDelivered"] == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_disconnects_by_reason(overlay):
+    a = yield overlay.start(**quiet())
+    b = yield overlay.start(join=a, **quiet())
+    yield b.stopService()
+    yield waitFor(lambda: len(a.peers) == 0, what="b gone from a")
+    assert a.metrics.disconnects["bye"] == 1
+    assert b.metrics.disconnects["shutdown"] == 1
+    assert sum(a.metrics.disconnects.values()) == 1
+    assert a.metrics.peersByState()["left"] == 1
+
+    # A line that is not a message: a protocol error, counted as such.
+    class Garbage(Protocol):
+        def connectionMade(self):
+            self.transport.write(b"this is not JSON\n")
+
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", a.listenPort)
+    client = yield connectProtocol(endpoint, Garbage())
+    try:
+        yield waitFor(lambda: a.metrics.disconnects["protocol_error"] == 1,
+                      what="the protocol error counted")
+    finally:
+        client.transport.abortConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_dropped_broadcasts_are_counted(overlay):
+    a = yield overlay.start(**quiet(maxSendBuffer=1))
+    b = yield overlay.start(join=a, **quiet())
+    connection = a.peers.connection(b.nodeId)
+    connection.outbox.pauseProducing()  # as if b stopped reading
+    try:
+        a.broadcast("x" * 100)
+    finally:
+        connection.outbox.resumeProducing()
+    assert a.metrics.snapshot()["broadcastsDropped"] == 1
+    assert "BROADCAST" not in a.metrics.messagesOut
+
+
+# -- the Prometheus text format -----------------------------------------------
+
+SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*'
+    r'(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\\\|\\"|\\n)*"'
+    r'(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\\\|\\"|\\n)*")*\})?'
+    r' -?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?$')
+COMMENT = re.compile(r"^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* [^\n]*|"
+                     r"TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge))$")
+
+
+def test_label_escaping():
+    assert escapeLabelValue('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+@pytest_twisted.inlineCallbacks
+def test_prometheus_text_parses(overlay):
+    a = yield overlay.start(**quiet())
+    b = yield overlay.start(join=a, **quiet())
+    yield a.send(address(b), "hi")
+    tricky = 'quote " backslash \\ newline \n end'
+    text = prometheusText(a.metrics.snapshot(),
+                          {"node_id": a.nodeId, "name": tricky})
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        assert COMMENT.match(line) or SAMPLE.match(line), line
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    info = families["p2p_node_info"]
+    assert info.samples[0].labels == {"node_id": a.nodeId, "name": tricky}
+    # The parser names counters without their _total suffix.
+    sent = families["p2p_messages_sent"]
+    assert sent.type == "counter"
+    values = {s.labels["type"]: s.value for s in sent.samples
+              if s.name == "p2p_messages_sent_total"}
+    assert values["DATA"] == 1 and values["HELLO"] == 1
+    reasons = {s.labels["reason"] for s in families["p2p_disconnects"].samples
+               if s.name == "p2p_disconnects_total"}
+    assert reasons == set(DISCONNECT_REASONS)
+    peers = {s.labels["state"]: s.value for s in families["p2p_peers"].samples}
+    assert peers["connected"] == 1 and set(peers) == set(PEER_STATES)
+    for name, kind, _, _, _ in metrics._FAMILIES:
+        family = families[name[:-len("_total")] if kind == "counter" else name]
+        assert family.type == kind
