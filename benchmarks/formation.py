@@ -28,7 +28,7 @@ from twisted.protocols.basic import LineReceiver
 from benchmarks.broadcast import connected, formed
 from benchmarks.machine import raiseFileLimit, rssBytes
 from benchmarks.nodes import (
-    neighbourGraph, sleep, startNode, stopNodes, waitUntil)
+    neighbourGraph, neighbourIds, sleep, startNode, stopNodes, waitUntil)
 from benchmarks.report import Figure, Results
 from p2poverlay.config import NodeConfig
 
@@ -139,15 +139,26 @@ async def run(results: Results, n: int, timeout: float) -> None:
     seed = await startNode()
     nodes = [seed] + [await startNode() for _ in range(n - 1)]
     start = time.perf_counter()
-    failed = 0
+    retried = 0
     try:
         for first in range(1, n, WAVE):
-            joins = [node.join("127.0.0.1", seed.listenPort)
-                     for node in nodes[first:first + WAVE]]
-            done = await DeferredList(joins, consumeErrors=True)
-            failed += sum(1 for ok, _ in done if not ok)
-        await waitUntil(lambda: formed(nodes), timeout,
-                        f"{n} nodes to form an overlay", 0.25)
+            await DeferredList(
+                [node.join("127.0.0.1", seed.listenPort)
+                 for node in nodes[first:first + WAVE]], consumeErrors=True)
+        # A node the seed turned away before it learned of anyone else
+        # stays alone: like a user, it joins again.
+        deadline = time.perf_counter() + timeout
+        while not formed(nodes):
+            if time.perf_counter() > deadline:
+                degrees = Counter(len(v) for v in neighbourGraph(nodes).values())
+                raise TimeoutError(
+                    f"no overlay of {n} nodes after {timeout:g} s; degrees "
+                    f"{sorted(degrees.items())}")
+            await sleep(2.0)
+            alone = [node for node in nodes[1:] if not len(node.peers)]
+            retried += len(alone)
+            await DeferredList([node.join("127.0.0.1", seed.listenPort)
+                                for node in alone], consumeErrors=True)
         formTime = time.perf_counter() - start
         await sleep(1.0)
         gc.collect()
@@ -155,7 +166,7 @@ async def run(results: Results, n: int, timeout: float) -> None:
         graph = neighbourGraph(nodes)
         degrees = [len(v) for v in graph.values()]
         overDegree = sum(1 for node in nodes
-                         if len(node.peers) > node.config.maxPeers)
+                         if len(neighbourIds(node)) > node.config.maxPeers)
         isConnected = connected(graph)
         measuredDiameter = diameter(graph)
     finally:
@@ -174,8 +185,9 @@ async def run(results: Results, n: int, timeout: float) -> None:
     histogram = sorted(Counter(degrees).items())
     print("  degree histogram: " + ", ".join(
         f"{d}:{c}" for d, c in histogram), flush=True)
-    print(f"  connected: {isConnected}; joins failed: {failed}; nodes with "
-          f"more than maxPeers connections: {overDegree}", flush=True)
+    print(f"  connected: {isConnected}; nodes left alone that joined again: "
+          f"{retried}; nodes with "
+          f"more than maxPeers neighbours: {overDegree}", flush=True)
     results.fact("overlay", "histogram", histogram)
     results.fact("overlay", "connected", isConnected)
     results.fact("overlay", "n", n)
@@ -183,7 +195,7 @@ async def run(results: Results, n: int, timeout: float) -> None:
     results.add(Figure(
         "overlay", f"overlay of {label}: time to form from one seed",
         formTime, "s", f"{edges} bare TCP connections", bareTime,
-        note=f"{failed} joins failed" if failed else ""))
+        note=f"{retried} joins repeated"))
     results.add(Figure(
         "overlay", f"overlay of {label}: connected", 100.0 if isConnected
         else 0.0, "%", "required", 100.0, minValue=100.0))

@@ -52,10 +52,25 @@ async def stopNodes(nodes: Iterable[Node]) -> None:
 
 def neighbourIds(node: Node) -> Set[str]:
     """The node ids of C{node}'s overlay neighbours."""
-    neighbours = getattr(node, "neighbours", None)
-    if callable(neighbours):
-        return {getattr(p, "node_id", p) for p in neighbours()}
+    topology = getattr(node, "topology", None)
+    if topology is not None:
+        return {c.peer.node_id for c in topology.neighbours()
+                if c.peer is not None}
     return {p.node_id for p in node.peers.snapshot()}
+
+
+def setBroadcastMode(node: Node, mode: str) -> None:
+    """
+    Switch a running node between "tree" and "flood".  Flooding sends
+    the payload to every neighbour, so every neighbour becomes eager.
+    """
+    node.config.broadcastMode = mode
+    broadcaster = getattr(node, "broadcaster", None)
+    if broadcaster is not None:
+        broadcaster.tree = mode == "tree"
+        if mode == "flood":
+            broadcaster.eager |= broadcaster.lazy
+            broadcaster.lazy.clear()
 
 
 def neighbourGraph(nodes: List[Node]) -> dict:
