@@ -103,6 +103,11 @@ class PeerConnection(LineReceiver):
     def connectionMade(self) -> None:
         clock = self.node.reactor
         self.lastHeard = self.lastUsed = clock.seconds()
+        # Lines are small and often answered (ACK, PONG, replies): without
+        # this, Nagle's algorithm and delayed ACKs hold a line back ~40 ms.
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
         config = self.node.config
         self.outbox = Outbox(self.transport, config.maxSendBuffer,
                              clock.seconds, self.delimiter)
