@@ -54,6 +54,9 @@ def parseArgs(argv):
                              "docs/performance.png for a full run]")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every figure as JSON")
+    parser.add_argument("--rst", metavar="PATH",
+                        help="also write the figures as a reStructuredText "
+                             "table")
     parser.add_argument("--profile", action="store_true",
                         help="run in this process under cProfile and print "
                              "the top functions")
@@ -179,6 +182,10 @@ def main(argv=None) -> int:
         plot(results, plotPath)
     if args.json:
         results.dump(args.json)
+    if args.rst:
+        from benchmarks.report import rstTable
+        with open(args.rst, "w", encoding="utf-8") as f:
+            f.write(rstTable(results.figures))
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1

@@ -121,3 +121,20 @@ class Results:
         self.figures.extend(other.figures)
         for key, value in other.facts.items():
             self.facts.setdefault(key, {}).update(value)
+
+
+def rstTable(figures: List[Figure]) -> str:
+    """The figures as a reStructuredText list-table."""
+    rows = ["   * - Figure\n     - Value\n     - Baseline\n     - Ratio\n"
+            "     - Target"]
+    for f in figures:
+        verdict = "" if f.met is None else (
+            f"{f.target}: {'met' if f.met else 'missed'}")
+        rows.append(
+            f"   * - {f.name}\n"
+            f"     - {formatNumber(f.value)} {f.unit}\n"
+            f"     - {f.baselineName}: {formatNumber(f.baseline)} {f.unit}\n"
+            f"     - {f.ratio:.2f}\n"
+            f"     - {verdict}")
+    return (".. list-table::\n   :header-rows: 1\n   :widths: 40 14 30 8 18\n\n"
+            + "\n".join(rows) + "\n")
