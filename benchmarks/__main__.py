@@ -84,7 +84,7 @@ async def runInProcess(names, size: dict, results: Results) -> None:
                                 size["measured"])
         elif name == "overlay":
             await formation.run(results, size["overlay"],
-                                timeout=60 + size["overlay"] * 0.6)
+                                timeout=60 + size["overlay"] * 0.2)
         elif name == "processes":
             multiprocess.run(results, size["processes"],
                              size["processRounds"])

@@ -62,6 +62,7 @@ def formed(nodes: List[Node]) -> bool:
 async def buildOverlay(n: int, rng: random.Random, timeout: float,
                        **settings) -> List[Node]:
     """N nodes; each joins a random node started before it."""
+    start = time.perf_counter()
     nodes = [await startNode(**settings)]
     for first in range(1, n, WAVE):
         wave = [await startNode(**settings)
@@ -70,6 +71,9 @@ async def buildOverlay(n: int, rng: random.Random, timeout: float,
                  for node in wave]
         await DeferredList(joins, consumeErrors=True)
         nodes.extend(wave)
+        if len(nodes) % 200 < WAVE:
+            print(f"  {len(nodes)} nodes joined ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
     try:
         await waitUntil(lambda: formed(nodes), timeout,
                         f"{n} nodes to connect", 0.5)
@@ -152,7 +156,7 @@ async def run(results: Results, sizes: List[int], warmup: int,
         nodes: List[Node] = []
         tree = flood = None
         try:
-            nodes = await buildOverlay(n, rng, timeout=60 + n * 0.5,
+            nodes = await buildOverlay(n, rng, timeout=30 + n * 0.05,
                                        broadcastMode="flood")
             for node in nodes:
                 node.addObserver(arrivals)

@@ -148,8 +148,13 @@ async def run(results: Results, n: int, timeout: float) -> None:
         # A node the seed turned away before it learned of anyone else
         # stays alone: like a user, it joins again.
         deadline = time.perf_counter() + timeout
+        connectedAt = None
         while not formed(nodes):
+            if connectedAt is None and connected(neighbourGraph(nodes)):
+                connectedAt = time.perf_counter()
             if time.perf_counter() > deadline:
+                if connectedAt is not None:
+                    break  # Connected, but some nodes lack minPeers.
                 degrees = Counter(len(v) for v in neighbourGraph(nodes).values())
                 raise TimeoutError(
                     f"no overlay of {n} nodes after {timeout:g} s; degrees "
@@ -159,7 +164,14 @@ async def run(results: Results, n: int, timeout: float) -> None:
             retried += len(alone)
             await DeferredList([node.join("127.0.0.1", seed.listenPort)
                                 for node in alone], consumeErrors=True)
-        formTime = time.perf_counter() - start
+        reachedMin = formed(nodes)
+        if not reachedMin:
+            print(f"  note: after {timeout:g} s some nodes still have fewer "
+                  f"than minPeers neighbours; the time given is until the "
+                  f"overlay was connected", flush=True)
+            formTime = connectedAt - start
+        else:
+            formTime = time.perf_counter() - start
         await sleep(1.0)
         gc.collect()
         memoryPerNode = (rssBytes() - rssBefore) / n
@@ -195,7 +207,8 @@ async def run(results: Results, n: int, timeout: float) -> None:
     results.add(Figure(
         "overlay", f"overlay of {label}: time to form from one seed",
         formTime, "s", f"{edges} bare TCP connections", bareTime,
-        note=f"{retried} joins repeated"))
+        note=f"{retried} joins repeated" + (
+            "" if reachedMin else "; until connected, minPeers not reached")))
     results.add(Figure(
         "overlay", f"overlay of {label}: connected", 100.0 if isConnected
         else 0.0, "%", "required", 100.0, minValue=100.0))
