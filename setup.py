@@ -17,6 +17,7 @@ setup(
         "console_scripts": ["p2p-console = p2poverlay.client:main"],
     },
     extras_require={
+        "bench": ["matplotlib"],
         "test": ["pytest", "pytest-twisted", "hypothesis",
                  # Parse /metrics, drive the browser test, build the
                  # package offline.

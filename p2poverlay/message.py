@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ def newNodeId() -> str:
 
 def newMessageId() -> str:
     """A fresh random message id (same form as a node id)."""
-    return uuid.uuid4().hex
+    # os.urandom is the source of uuid4 too, without the UUID object.
+    return os.urandom(16).hex()
 
 
 def checkNodeId(value: str, field: str) -> None:
@@ -97,13 +99,15 @@ class P2PMessage:
     def toDict(self) -> Dict[str, Any]:
         """The JSON object for this message, ``type`` included."""
         fields = {"type": self.TYPE}
-        for f in dataclasses.fields(self):
-            fields[f.name] = _toJSON(getattr(self, f.name))
+        for name, expected, _ in _fieldSpecs(type(self)):
+            value = getattr(self, name)
+            fields[name] = value if expected is str or expected is int \
+                else _toJSON(value)
         return fields
 
     def encode(self) -> bytes:
         """Encode as one line of compact JSON, without the delimiter."""
-        return json.dumps(self.toDict(), separators=(",", ":")).encode("utf-8")
+        return _encodeJSON(self.toDict()).encode("utf-8")
 
     @staticmethod
     def decode(line: bytes) -> "P2PMessage":
@@ -117,7 +121,7 @@ class P2PMessage:
         except UnicodeDecodeError:
             raise MessageError("not valid UTF-8") from None
         try:
-            obj = json.loads(text)
+            obj = _decodeJSON(text)
         except (ValueError, RecursionError):
             raise MessageError("not valid JSON") from None
         return P2PMessage.fromDict(obj)
@@ -134,15 +138,41 @@ class P2PMessage:
         if cls is None:
             raise MessageError(f"unknown message type {kind[:32]!r}")
         values = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in obj:
-                if f.default is dataclasses.MISSING:
-                    raise MessageError(f"{kind} lacks field {f.name!r}")
+        for name, expected, required in _fieldSpecs(cls):
+            if name not in obj:
+                if required:
+                    raise MessageError(f"{kind} lacks field {name!r}")
                 continue
-            values[f.name] = _fromJSON(kind, f.name, f.type, obj[f.name])
+            value = obj[name]
+            # The common cases inline; _fromJSON checks the rest.
+            if expected is str and value.__class__ is str:
+                values[name] = value
+            else:
+                values[name] = _fromJSON(kind, name, expected, value)
         message = cls(**values)
         message.validate()
         return message
+
+
+# Compact JSON, as json.dumps(separators=(",", ":")) writes it, without
+# building an encoder for every message.
+_encodeJSON = json.JSONEncoder(separators=(",", ":")).encode
+_decodeJSON = json.JSONDecoder().decode
+
+# Message class -> ((field name, expected type, required), ...).
+_SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
+
+
+def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
+    """The wire fields of a message class, worked out once per class."""
+    specs = _SPECS.get(cls)
+    if specs is None:
+        specs = _SPECS[cls] = tuple(
+            (f.name, _FIELD_TYPES[f.type],
+             f.default is dataclasses.MISSING
+             and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls))
+    return specs
 
 
 def _toJSON(value: Any) -> Any:
@@ -153,8 +183,7 @@ def _toJSON(value: Any) -> Any:
     return value
 
 
-def _fromJSON(kind: str, name: str, annotation: str, value: Any) -> Any:
-    expected = _FIELD_TYPES[annotation]
+def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
     if expected is int:
         # bool is a subclass of int in Python, but not a number on the wire.
         if isinstance(value, bool) or not isinstance(value, int):
