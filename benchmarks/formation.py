@@ -28,7 +28,7 @@ from twisted.protocols.basic import LineReceiver
 from benchmarks.broadcast import connected, formed
 from benchmarks.machine import raiseFileLimit, rssBytes
 from benchmarks.nodes import (
-    neighbourGraph, neighbourIds, sleep, startNode, stopNodes, waitUntil)
+    neighbourGraph, neighbourIds, sleep, startNode, stopNodes)
 from benchmarks.report import Figure, Results
 from p2poverlay.config import NodeConfig
 
