@@ -24,7 +24,7 @@ from p2poverlay.message import DIRECT, Ping
 from p2poverlay.reconnect import PeerLink
 from p2poverlay.registry import PeerInfo, formatAddress
 from p2poverlay.store import NodeStore, SavedPeer
-from p2poverlay.topology import isTurnedAway
+from p2poverlay.topology import DUPLICATE_CONNECTION, isTurnedAway
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -104,8 +104,11 @@ class Membership:
         elif isTurnedAway(connection.remoteReason) \
                 or isTurnedAway(connection.closeReason):
             self.turnedAway(nodeId)
-        elif connection.remoteReason:
-            # It said BYE: it left on purpose.  Do not chase it.
+        elif connection.remoteReason \
+                and connection.remoteReason != DUPLICATE_CONNECTION:
+            # It said BYE: it left on purpose.  Do not chase it.  (Closing
+            # a duplicate is no leave: the pair keeps its other connection
+            # if the peer still has it, else it is redialed below.)
             self._stopLink(nodeId)
             self.book.setState(nodeId, LEFT)
         elif connection.closeReason.startswith(("protocol error", "banned")) \

@@ -44,7 +44,7 @@ from p2poverlay.registry import (
 )
 from p2poverlay.seen import SeenCache
 from p2poverlay.store import NodeStore
-from p2poverlay.topology import FULL, Topology
+from p2poverlay.topology import DUPLICATE_CONNECTION, FULL, Topology
 
 __all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
            "ReceivedMessage"]
@@ -328,13 +328,13 @@ class Node(Service):
             # two connections is settled as the peer's.
             if self._prefer(connection, existing, hello.node_id):
                 self.peers.add(info, connection)
-                existing.rejected("duplicate connection")
+                existing.rejected(DUPLICATE_CONNECTION)
                 self._roleSettled(hello.node_id, existing.role, connection.role)
                 self.membership.connected(info, connection)
                 connection.established(info)
             else:
                 info = self.peers.get(hello.node_id)
-                connection.rejected("duplicate connection", peer=info)
+                connection.rejected(DUPLICATE_CONNECTION, peer=info)
                 self.membership.connected(info, existing)
             return
         if not self.topology.hasRoomFor(connection):

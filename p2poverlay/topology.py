@@ -40,6 +40,8 @@ EXCHANGE_SAMPLE = 32
 FULL_COOLDOWN = 30.0
 # Addresses joined through that are kept to join through again.
 MAX_SEEDS = 16
+# Close reason of the one of two connections between a pair that goes.
+DUPLICATE_CONNECTION = "duplicate connection"
 # Close reason of a connection turned away for want of room.
 FULL = "full"
 
