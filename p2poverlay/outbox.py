@@ -33,7 +33,8 @@ class Outbox:
         self._now = now
         self.pausedSince: Optional[float] = None
         self.queuedBytes = 0
-        self._queue: Deque[bytes] = deque()
+        # Made when first needed: most connections never queue anything.
+        self._queue: Optional[Deque[bytes]] = None
         transport.registerProducer(self, True)
 
     @property
@@ -53,6 +54,8 @@ class Outbox:
         size = len(line) + len(self.delimiter)
         if not force and self.queuedBytes + size > self.limit:
             return False
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(line)
         self.queuedBytes += size
         return True
@@ -80,5 +83,5 @@ class Outbox:
             self._writeQueued()
 
     def stopProducing(self) -> None:
-        self._queue.clear()
+        self._queue = None
         self.queuedBytes = 0
