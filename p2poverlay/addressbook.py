@@ -13,6 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, List, Optional
 
+from p2poverlay.registry import SLOTS
+
 KNOWN = "known"  # heard of (peer exchange, saved file), never connected here
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
@@ -20,7 +22,7 @@ DEAD = "dead"
 LEFT = "left"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class KnownPeer:
     """
     One node of the address book.

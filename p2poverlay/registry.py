@@ -9,6 +9,7 @@ snapshot of immutable L{PeerInfo} records.
 from __future__ import annotations
 
 import ipaddress
+import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
@@ -18,11 +19,14 @@ from p2poverlay.message import NEIGHBOUR
 if TYPE_CHECKING:
     from p2poverlay.protocol import PeerConnection
 
+# Records kept by the thousand are leaner without an instance dict.
+SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+
 INBOUND = "inbound"
 OUTBOUND = "outbound"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class PeerInfo:
     """
     What is known of one connected peer.
