@@ -8,6 +8,7 @@ snapshot of immutable L{PeerInfo} records.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 import threading
@@ -70,6 +71,7 @@ def formatAddress(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+@functools.lru_cache(maxsize=1024)
 def isLoopback(host: str) -> bool:
     """Is C{host} a loopback address (or ``localhost``)?"""
     try:

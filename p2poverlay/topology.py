@@ -242,18 +242,24 @@ class Topology:
 
     def sample(self, recipient: str, recipientHost: str) -> Peers:
         """Up to L{EXCHANGE_SAMPLE} addresses of live nodes, at random."""
-        node = self.node
         recipientIsLoopback = isLoopback(recipientHost)
-        entries = [
-            PeerAddress(e.node_id, e.host, e.port, e.name)
-            for e in node.membership.book.all()
-            if e.state in (CONNECTED, KNOWN) and e.port
-            and e.node_id != recipient
-            and (recipientIsLoopback or not isLoopback(e.host))
-        ]
-        size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange,
-                   len(entries))
-        return Peers(tuple(self.random.sample(entries, size)))
+
+        def eligible(e: KnownPeer) -> bool:
+            return (e.state in (CONNECTED, KNOWN) and e.port
+                    and e.node_id != recipient
+                    and (recipientIsLoopback or not isLoopback(e.host)))
+
+        size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
+        book = self.node.membership.book.all()
+        # Most of the book is eligible: look at a few random entries
+        # rather than all of them (this runs for every new neighbour).
+        picks = self.random.sample(book, min(len(book), 4 * size))
+        chosen = [e for e in picks if eligible(e)]
+        if len(chosen) < size and len(picks) < len(book):
+            chosen = [e for e in book if eligible(e)]
+        chosen = self.random.sample(chosen, min(size, len(chosen)))
+        return Peers(tuple(PeerAddress(e.node_id, e.host, e.port, e.name)
+                           for e in chosen))
 
     def exchange(self) -> None:
         """Send one neighbour, picked at random, a sample of known nodes."""
