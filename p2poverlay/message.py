@@ -213,7 +213,9 @@ class PeerAddress:
     name: str = ""
 
     def toDict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and PEERS carry dozens.
+        return {"node_id": self.node_id, "host": self.host, "port": self.port,
+                "name": self.name}
 
     @classmethod
     def fromDict(cls, kind: str, item: Any) -> "PeerAddress":
