@@ -56,3 +56,32 @@ def raiseIfFailed(listening: "Deferred[IListeningPort]") -> None:
     listening.addErrback(failure.append)
     if failure:
         failure[0].raiseException()
+
+
+class ListensBeforeRunning:
+    """
+    Mixin for a L{twisted.application.service.Service} that listens in
+    C{privilegedStartService}.  The class provides C{reactor},
+    C{listening} (a Deferred), C{port} and C{_listenPending} (False), a
+    C{listenTarget()} giving the arguments of L{listenOn} after the
+    reactor, and a C{_listened(port)} that fires C{listening}.
+    """
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before the reactor runs, so that a port in use stops the
+        program at start-up.
+
+        @raise ListenError: if the endpoint cannot listen.
+        """
+        super().privilegedStartService()  # type: ignore[misc]
+        self._listen()
+        raiseIfFailed(self.listening)
+
+    def _listen(self) -> None:
+        if self.port is not None or self.listening.called \
+                or self._listenPending:
+            return
+        self._listenPending = True
+        d = listenOn(self.reactor, *self.listenTarget())
+        d.addCallbacks(self._listened, self.listening.errback)

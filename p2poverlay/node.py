@@ -35,7 +35,7 @@ from p2poverlay.message import (
     IHave, P2PMessage, Peers, Prune, newMessageId, newNodeId,
 )
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.listening import listenOn, raiseIfFailed
+from p2poverlay.listening import ListensBeforeRunning
 from p2poverlay.membership import Membership
 from p2poverlay.metrics import Metrics
 from p2poverlay.protocol import PeerConnection
@@ -53,7 +53,7 @@ __all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
 STOP_GRACE = 1.5
 
 
-class Node(Service):
+class Node(ListensBeforeRunning, Service):
     """
     A member of the overlay.
 
@@ -135,24 +135,8 @@ class Node(Service):
 
     # -- service life ---------------------------------------------------
 
-    def privilegedStartService(self) -> None:
-        """
-        Listen before the reactor runs, so that a port in use stops the
-        program at start-up.
-
-        @raise ListenError: if the endpoint cannot listen.
-        """
-        Service.privilegedStartService(self)
-        self._listen()
-        raiseIfFailed(self.listening)
-
-    def _listen(self) -> None:
-        if self.port is not None or self.listening.called or self._listenPending:
-            return
-        self._listenPending = True
-        d = listenOn(self.reactor, self.config.listen,
-                     PeerConnectionFactory(self), "listen")
-        d.addCallbacks(self._listened, self.listening.errback)
+    def listenTarget(self):
+        return (self.config.listen, PeerConnectionFactory(self), "listen")
 
     def _listened(self, port: IListeningPort) -> None:
         self._listenPending = False

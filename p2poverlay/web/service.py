@@ -16,7 +16,7 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.server import Site
 from twisted.web.resource import Resource
 
-from p2poverlay.listening import listenOn, raiseIfFailed
+from p2poverlay.listening import ListensBeforeRunning
 from p2poverlay.registry import formatAddress
 from p2poverlay.web.api import APIResource, PrometheusResource
 from p2poverlay.web.feed import Feed
@@ -71,7 +71,7 @@ def redactedLogFormatter(timestamp: str, request) -> str:
                                combinedLogFormatter(timestamp, request))
 
 
-class WebService(Service):
+class WebService(ListensBeforeRunning, Service):
     """
     Serves the web UI of C{node} on a server endpoint.
 
@@ -125,19 +125,9 @@ class WebService(Service):
         site.displayTracebacks = False
         return site
 
-    def privilegedStartService(self) -> None:
-        Service.privilegedStartService(self)
-        self._listen()
-        raiseIfFailed(self.listening)
-
-    def _listen(self) -> None:
-        if self.port is not None or self.listening.called or self._listenPending:
-            return
-        self._listenPending = True
+    def listenTarget(self):
         self.site = self.buildSite()
-        d = listenOn(self.reactor, self.endpoint, self.site, "web",
-                     " for the web UI")
-        d.addCallbacks(self._listened, self.listening.errback)
+        return (self.endpoint, self.site, "web", " for the web UI")
 
     def _listened(self, port: IListeningPort) -> None:
         self._listenPending = False
