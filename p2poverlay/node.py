@@ -292,6 +292,12 @@ class Node(ListensBeforeRunning, Service):
                 waiter.callback(result)
 
     def handshakeReceived(self, connection: PeerConnection, hello: Hello) -> None:
+        if not connection.outbound:
+            # Our HELLO only now, followed at once by whatever comes of
+            # theirs (BYE for a self-connection, a duplicate, no room): the
+            # dialer never counts a connection the node turns away.
+            connection.role = hello.role
+            connection.sendMessage(self.helloMessage(hello.role))
         if hello.node_id == self.nodeId:
             # Both ends are this node: the dialing end reports it, the
             # accepting end closes quietly.

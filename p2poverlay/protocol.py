@@ -113,7 +113,10 @@ class PeerConnection(LineReceiver):
                              clock.seconds, self.delimiter)
         self.bucket = TokenBucket(config.messageRate, config.messageBurst,
                                   clock.seconds)
-        self.sendMessage(self.node.helloMessage(self.role))
+        if self.outbound:
+            # The accepting side answers once it has read this HELLO (see
+            # Node.handshakeReceived).
+            self.sendMessage(self.node.helloMessage(self.role))
         self._timer = clock.callLater(
             self.node.config.handshakeTimeout, self._handshakeTimedOut)
         self.node.connectionMade(self)

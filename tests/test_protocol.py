@@ -50,12 +50,23 @@ def assertClosedWith(transport, reason):
 
 # -- connecting and the handshake -------------------------------------------------
 
-@pytest.mark.parametrize("outbound", [False, True])
-def test_hello_is_sent_first_on_connect(node, outbound):
-    connection, transport = connect(node, outbound=outbound)
+def test_the_dialer_says_hello_first(node):
+    connection, transport = connect(node, outbound=True)
     assert written(transport) == [Hello(node.nodeId, PROTOCOL_VERSION, 0, "me")]
-    assert connection.direction == (OUTBOUND if outbound else INBOUND)
+    assert connection.direction == OUTBOUND
     assert connection in node._connections
+    assert not transport.disconnecting
+
+
+def test_the_accepting_side_answers_hello_with_hello(node):
+    connection, transport = connect(node, outbound=False)
+    # Nothing until the dialer has said who it is and what it wants.
+    assert written(transport) == []
+    assert connection.direction == INBOUND
+    assert connection in node._connections
+    send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", "direct"))
+    assert written(transport)[0] == Hello(
+        node.nodeId, PROTOCOL_VERSION, 0, "me", "direct")
     assert not transport.disconnecting
 
 
@@ -64,6 +75,10 @@ def test_valid_hello_registers_the_peer(node, log, outbound, direction):
     connection, transport = connect(node, outbound=outbound)
     transport.clear()
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
+    if not outbound:
+        # Its answer to our HELLO.
+        assert written(transport) == [node.helloMessage()]
+        transport.clear()
 
     info = node.peers.get(BOB)
     assert info is not None
@@ -97,7 +112,8 @@ def test_new_peer_gets_the_other_peers_in_peers(node):
     bobTransport.clear()
     send(bob, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
 
-    (peers,) = written(bobTransport)
+    hello, peers = written(bobTransport)
+    assert hello == node.helloMessage()
     assert isinstance(peers, Peers)
     assert set(peers.peers) == {
         PeerAddress("a11ce" + "0" * 27, "127.0.0.1", 9001, "alice"),
@@ -114,6 +130,7 @@ def test_peer_not_on_loopback_is_not_told_of_loopback_peers(node):
     transport.clear()
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
     assert written(transport) == [
+        node.helloMessage(),
         Peers((PeerAddress(DAVE, "10.0.0.5", 9004, "dave"),))]
 
 
@@ -187,7 +204,8 @@ def test_handshake_timeout(node, log, outbound):
     clock = node.reactor
     connection, transport = connect(node, outbound=outbound)
     clock.advance(node.config.handshakeTimeout - 0.5)
-    assert written(transport) == [node.helloMessage()]
+    # The accepting side waits for the dialer's HELLO before its own.
+    assert written(transport) == ([node.helloMessage()] if outbound else [])
     assert not transport.disconnecting
 
     assert log.warnings() == []
