@@ -56,7 +56,7 @@ class EpidemicBroadcast:
                               node.reactor.seconds)
         self.eager: Set[str] = set()
         self.lazy: Set[str] = set()
-        # id -> (encoded line to relay, its size); the newest last.
+        # id -> the encoded line to relay; the newest last.
         self._payloads: "OrderedDict[str, bytes]" = OrderedDict()
         self._payloadBytes = 0
         # id -> node ids that announced it, in the order heard.

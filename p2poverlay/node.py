@@ -40,7 +40,8 @@ from p2poverlay.membership import Membership
 from p2poverlay.metrics import Metrics
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.registry import (
-    AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, parseAddress,
+    AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, matchIdOrName,
+    parseAddress,
 )
 from p2poverlay.seen import SeenCache
 from p2poverlay.store import NodeStore
@@ -306,8 +307,6 @@ class Node(ListensBeforeRunning, Service):
             else:
                 connection.close("connected to self", tellPeer=False)
             return
-        if not connection.outbound:
-            connection.role = hello.role
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
@@ -522,20 +521,12 @@ class Node(ListensBeforeRunning, Service):
 
         @raise AmbiguousPeer: if several match.
         """
-        entries = [e for e in self.membership.book.all() if e.port]
-        prefix = reference.lower()
-        for matches in (
-            [e for e in entries if e.node_id == reference],
-            [e for e in entries if e.node_id.startswith(prefix)]
-            if len(prefix) >= 4 else [],
-            [e for e in entries if e.name and e.name == reference],
-        ):
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise AmbiguousPeer(
-                    f"{reference!r} matches {len(matches)} known nodes")
-        return None
+        matches = matchIdOrName(
+            reference, [e for e in self.membership.book.all() if e.port])
+        if len(matches) > 1:
+            raise AmbiguousPeer(
+                f"{reference!r} matches {len(matches)} known nodes")
+        return matches[0] if matches else None
 
     def _sendTo(self, info: PeerInfo, body: str) -> "Deferred[PeerInfo]":
         connection = self.peers.connection(info.node_id)

@@ -13,7 +13,7 @@ import ipaddress
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from p2poverlay.message import NEIGHBOUR
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 # Records kept by the thousand are leaner without an instance dict.
 SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+_Node = TypeVar("_Node")
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -100,6 +101,24 @@ def parseAddress(text: str) -> Tuple[str, int]:
     return host, int(portText)
 
 
+def matchIdOrName(reference: str, nodes: Sequence[_Node]) -> List[_Node]:
+    """
+    The nodes (anything with C{node_id} and C{name}) that C{reference}
+    names: those with that node id, else those whose id starts with it (4
+    characters at least), else those with that name.
+    """
+    prefix = reference.lower()
+    for matches in (
+        [n for n in nodes if n.node_id == reference],
+        [n for n in nodes if n.node_id.startswith(prefix)]
+        if len(prefix) >= 4 else [],
+        [n for n in nodes if n.name and n.name == reference],
+    ):
+        if matches:
+            return matches
+    return []
+
+
 class AmbiguousPeer(LookupError):
     """A peer reference matches more than one peer."""
 
@@ -174,16 +193,9 @@ class PeerRegistry:
             for info in peers:
                 if info.host == host and info.port == port:
                     return info
-        for matches in (
-            [p for p in peers if p.node_id == reference],
-            [p for p in peers if p.node_id.startswith(reference.lower())]
-            if len(reference) >= 4 else [],
-            [p for p in peers if p.name and p.name == reference],
-        ):
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise AmbiguousPeer(
-                    f"{reference!r} matches {len(matches)} peers: "
-                    + ", ".join(p.describe() for p in matches))
-        return None
+        matches = matchIdOrName(reference, peers)
+        if len(matches) > 1:
+            raise AmbiguousPeer(
+                f"{reference!r} matches {len(matches)} peers: "
+                + ", ".join(p.describe() for p in matches))
+        return matches[0] if matches else None

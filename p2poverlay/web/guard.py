@@ -12,22 +12,18 @@ API through the browser.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from typing import Optional
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from p2poverlay.registry import isLoopback
 from p2poverlay.web.jsonapi import JSONError
 
 
 def isLoopbackHost(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """A loopback address, C{localhost}, or a name under C{.localhost}."""
+    return isLoopback(host) or host.endswith(".localhost")
 
 
 def hostName(hostHeader: str) -> str:
