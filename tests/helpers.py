@@ -91,6 +91,24 @@ class Overlay:
             consumeErrors=True)
 
 
+@inlineCallbacks
+def crash(node):
+    """
+    Stop C{node} the way a killed process stops: no BYE, listening port
+    gone, every connection cut, no more probes or redials.  C{node.running}
+    stays true: the fixture stops it again at the end.
+    """
+    node._stopping = True  # a dead process reacts to nothing any more
+    if node.port is not None:
+        yield node.port.stopListening()
+        node.port = None
+    for connection in list(node._connections):
+        connection.transport.abortConnection()
+    yield node.membership.stop()
+    yield waitFor(lambda: not node._connections, timeout=PROMPT,
+                  what=f"the connections of {node.shortId} to be cut")
+
+
 def address(node: Node) -> str:
     return f"127.0.0.1:{node.listenPort}"
 

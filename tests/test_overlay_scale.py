@@ -18,7 +18,7 @@ from twisted.internet.task import deferLater
 
 from p2poverlay.message import NEIGHBOUR
 from p2poverlay.node import Node
-from helpers import waitFor
+from helpers import crash, waitFor
 
 SIZE = 100
 # Graft only after a real loss, never because a loaded machine is slow.
@@ -26,13 +26,18 @@ SCALE = dict(minPeers=4, maxPeers=8, graftTimeout=2.0, pingInterval=0.5,
              peerTimeout=30.0, exchangeInterval=1.0)
 
 
+def alive(node: Node) -> bool:
+    """Started, and neither stopped nor crashed."""
+    return node.running and not node._stopping
+
+
 def neighbourGraph(nodes: List[Node]) -> Dict[str, Set[str]]:
     """Each running node's neighbours, by node id."""
-    running = {n.nodeId for n in nodes if n.running}
+    running = {n.nodeId for n in nodes if alive(n)}
     return {
         n.nodeId: {c.peer.node_id for c in n.topology.neighbours()
                    if c.peer.node_id in running}
-        for n in nodes if n.running
+        for n in nodes if alive(n)
     }
 
 
@@ -57,7 +62,7 @@ def settled(nodes: List[Node], minPeers: int) -> bool:
     graph = neighbourGraph(nodes)
     return all(len(peers) >= minPeers for peers in graph.values()) \
         and all(u in graph[v] for u, peers in graph.items() for v in peers) \
-        and not any(n.topology.dialing for n in nodes if n.running) \
+        and not any(n.topology.dialing for n in nodes if alive(n)) \
         and isConnected(graph)
 
 
@@ -69,7 +74,7 @@ def payloadsSent(nodes: List[Node]) -> int:
 def broadcastEverywhere(overlay, nodes: List[Node], origin: Node, body: str):
     """Broadcast from C{origin}; wait until every other running node has it."""
     origin.broadcast(body)
-    others = [n for n in nodes if n.running and n is not origin]
+    others = [n for n in nodes if alive(n) and n is not origin]
     yield waitFor(
         lambda: all(body in overlay.recorder(n).bodies("broadcast")
                     for n in others),
@@ -90,11 +95,11 @@ def startOverlay(overlay, size: int, **config):
 
 
 def assertDegreeBounds(nodes: List[Node], minPeers: int, maxPeers: int):
-    degrees = [len(n.topology.neighbours()) for n in nodes if n.running]
+    degrees = [len(n.topology.neighbours()) for n in nodes if alive(n)]
     assert min(degrees) >= minPeers
     assert max(degrees) <= maxPeers
     for node in nodes:
-        if node.running:
+        if alive(node):
             assert all(c.role == NEIGHBOUR for c in node.topology.neighbours())
 
 
@@ -150,7 +155,7 @@ def test_the_tree_repairs_itself_when_nodes_on_it_die(overlay):
     # Kill the nodes with most eager links: the inner nodes of the tree.
     inner = sorted(nodes[1:], key=lambda n: len(n.broadcaster.eager))[-4:]
     yield DeferredList([crash(n) for n in inner])
-    survivors = [n for n in nodes if n.running]
+    survivors = [n for n in nodes if alive(n)]
     for i in range(3):
         yield broadcastEverywhere(overlay, survivors, nodes[0], f"after {i}")
     for node in survivors:
@@ -167,14 +172,14 @@ def test_churn_keeps_the_overlay_connected_and_bounded(overlay):
     newcomers = []
     for i in range(10):
         newcomers.append((yield overlay.start(
-            join=rng.choice([n for n in nodes if n.running]),
+            join=rng.choice([n for n in nodes if alive(n)]),
             name=f"new{i}", **SCALE)))
-    alive = [n for n in nodes + newcomers if n.running]
-    yield waitFor(lambda: settled(alive, SCALE["minPeers"]), timeout=60,
+    living = [n for n in nodes + newcomers if alive(n)]
+    yield waitFor(lambda: settled(living, SCALE["minPeers"]), timeout=60,
                   what="the overlay settled after churn")
-    assertDegreeBounds(alive, SCALE["minPeers"], SCALE["maxPeers"])
-    yield broadcastEverywhere(overlay, alive, newcomers[-1], "after churn")
-    for node in alive:
+    assertDegreeBounds(living, SCALE["minPeers"], SCALE["maxPeers"])
+    yield broadcastEverywhere(overlay, living, newcomers[-1], "after churn")
+    for node in living:
         counts = Counter(overlay.recorder(node).bodies("broadcast"))
         assert counts["after churn"] == (0 if node is newcomers[-1] else 1)
 
@@ -208,11 +213,3 @@ def test_broadcasts_sent_while_nodes_join_and_crash_reach_every_stayer_once(
     for node in stayers:
         counts = Counter(overlay.recorder(node).bodies("broadcast"))
         assert all(count == 1 for count in counts.values()), node.name
-
-
-def crash(node: Node):
-    """Stop a node the way a killed process stops: no BYE."""
-    node._stopping = True
-    for connection in list(node._connections):
-        connection.transport.abortConnection()
-    return node.stopService()

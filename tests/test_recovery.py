@@ -6,26 +6,15 @@ loopback TCP, with short timings.
 import json
 
 import pytest_twisted
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import DeferredList
 
 from p2poverlay.addressbook import CONNECTED, LEFT, RECONNECTING
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.store import NodeStore
-from helpers import address, waitFor
+from helpers import address, crash, waitFor
 
 FAST = dict(pingInterval=0.1, peerTimeout=0.6, reconnectInitialDelay=0.05,
             reconnectMaxDelay=0.3, forgetAfter=1.5)
-
-
-@inlineCallbacks
-def crash(node):
-    """Stop a node the way a killed process stops: no BYE, port gone."""
-    node._stopping = True  # nothing more from this node
-    yield node.port.stopListening()
-    node.port = None
-    for connection in list(node._connections):
-        connection.transport.abortConnection()
-    yield node.membership.stop()
 
 
 def state(node, other):

@@ -31,7 +31,7 @@ from p2poverlay.message import (
     Hello, PeerAddress, Peers, Ping, newMessageId, newNodeId,
 )
 from p2poverlay.store import NodeStore
-from helpers import PROMPT, address, waitFor
+from helpers import PROMPT, address, crash, waitFor
 
 # Short timings so that failure detection, redialing and forgetting take
 # a second or two instead of minutes.
@@ -51,24 +51,6 @@ def state(node, other):
     """The state of C{other} in C{node}'s address book (None: not in it)."""
     entry = node.membership.book.get(other.nodeId)
     return entry.state if entry is not None else None
-
-
-@inlineCallbacks
-def crash(node):
-    """
-    Stop C{node} the way a killed process stops: no BYE, listening port
-    gone, every connection cut, no more probes or redials.  C{node.running}
-    stays true: the fixture stops it again at the end.
-    """
-    node._stopping = True  # a dead process reacts to nothing any more
-    if node.port is not None:
-        yield node.port.stopListening()
-        node.port = None
-    for connection in list(node._connections):
-        connection.transport.abortConnection()
-    yield node.membership.stop()
-    yield waitFor(lambda: not node._connections, timeout=PROMPT,
-                  what=f"the connections of {node.shortId} to be cut")
 
 
 def freePorts(count):
