@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from p2poverlay.message import MAX_IDS, Broadcast, Graft, IHave, Prune
 from p2poverlay.seen import SeenCache
@@ -253,7 +253,3 @@ class EpidemicBroadcast:
                 timer.cancel()
         self._graftTimers.clear()
         self._missing.clear()
-
-    def describe(self) -> Tuple[int, int]:
-        """(eager, lazy) neighbour counts."""
-        return len(self.eager), len(self.lazy)
