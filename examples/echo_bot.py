@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import react
 
 from p2poverlay.node import Node, NodeConfig, NodeObserver
-from p2poverlay.registry import parseAddress
+from p2poverlay.addresses import parseAddress
 
 
 class EchoBot(NodeObserver):

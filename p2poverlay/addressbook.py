@@ -10,36 +10,10 @@ restarts.  It belongs to the reactor thread.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, List, Optional
 
-from p2poverlay.registry import SLOTS
-
-KNOWN = "known"  # heard of (peer exchange, saved file), never connected here
-CONNECTED = "connected"
-RECONNECTING = "reconnecting"
-DEAD = "dead"
-LEFT = "left"
-
-
-@dataclass(frozen=True, **SLOTS)
-class KnownPeer:
-    """
-    One node of the address book.
-
-    @ivar lastSeen: POSIX time it was last connected (0: never).
-    @ivar since: POSIX time it entered its current state.
-    @ivar nextAttempt: for L{RECONNECTING}, POSIX time of the next dial.
-    """
-
-    node_id: str
-    host: str
-    port: int
-    name: str = ""
-    state: str = KNOWN
-    lastSeen: float = 0.0
-    since: float = 0.0
-    nextAttempt: Optional[float] = None
+from p2poverlay.records import CONNECTED, KNOWN, KnownPeer
 
 
 class AddressBook:
@@ -82,7 +56,7 @@ class AddressBook:
         now = self._now()
         old = self._peers.get(nodeId)
         since = old.since if old is not None and old.state == state else now
-        lastSeen = now if state == CONNECTED else (old.lastSeen if old else 0.0)
+        lastSeen = now if state == CONNECTED else (old.last_seen if old else 0.0)
         return self._put(KnownPeer(nodeId, host, port, name, state, lastSeen,
                                    since, nextAttempt))
 
@@ -92,11 +66,11 @@ class AddressBook:
         if old is None:
             return None
         since = old.since if old.state == state else self._now()
-        lastSeen = old.lastSeen
+        lastSeen = old.last_seen
         if old.state == CONNECTED:
             lastSeen = self._now()
-        entry = replace(old, state=state, since=since, lastSeen=lastSeen,
-                        nextAttempt=nextAttempt)
+        entry = replace(old, state=state, since=since, last_seen=lastSeen,
+                        next_attempt=nextAttempt)
         self._peers[nodeId] = entry
         return entry
 
@@ -116,5 +90,5 @@ class AddressBook:
         idle = [p for p in self._peers.values() if p.state != CONNECTED]
         if not idle:
             return None
-        return min(idle, key=lambda p: (p.lastSeen, p.since)).node_id
+        return min(idle, key=lambda p: (p.last_seen, p.since)).node_id
 

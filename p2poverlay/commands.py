@@ -22,11 +22,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
-from p2poverlay.addressbook import CONNECTED, KNOWN, RECONNECTING, KnownPeer
+from p2poverlay.records import CONNECTED, KNOWN, KnownPeer, RECONNECTING
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node
 from p2poverlay.message import DIRECT
-from p2poverlay.registry import PeerInfo, formatAddress
+from p2poverlay.addresses import formatAddress
+from p2poverlay.records import PeerInfo
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 
@@ -76,9 +77,9 @@ def formatPeer(peer: PeerInfo) -> str:
 
 def formatKnownPeer(peer: KnownPeer, now: float) -> str:
     """One line of the C{peers} listing for a peer that is not connected."""
-    if peer.state == RECONNECTING and peer.nextAttempt is not None:
+    if peer.state == RECONNECTING and peer.next_attempt is not None:
         state = (f"reconnecting, next try in "
-                 f"{max(0.0, peer.nextAttempt - now):.1f} s")
+                 f"{max(0.0, peer.next_attempt - now):.1f} s")
     elif peer.state == RECONNECTING:
         state = "reconnecting, dialing now"
     else:
@@ -90,7 +91,7 @@ def formatKnownPeer(peer: KnownPeer, now: float) -> str:
 def formatAddressBookEntry(peer: KnownPeer, now: float) -> str:
     """One line of the C{known} listing."""
     if peer.state in (KNOWN, CONNECTED):
-        seen = (f", last seen {_clock(peer.lastSeen)}" if peer.lastSeen
+        seen = (f", last seen {_clock(peer.last_seen)}" if peer.last_seen
                 and peer.state == KNOWN else "")
         return _columns(formatAddress(peer.host, peer.port), peer.node_id,
                         peer.name, "-") + f" {peer.state}{seen}"
@@ -111,8 +112,8 @@ def knownPeerJSON(peer: KnownPeer) -> Dict[str, Any]:
             "address": formatAddress(peer.host, peer.port),
             "host": peer.host, "port": peer.port, "name": peer.name,
             "direction": None, "state": peer.state, "since": peer.since,
-            "last_seen": peer.lastSeen or None,
-            "next_attempt": peer.nextAttempt}
+            "last_seen": peer.last_seen or None,
+            "next_attempt": peer.next_attempt}
 
 
 # -- replies --------------------------------------------------------------------
@@ -298,7 +299,7 @@ class CommandInterpreter:
         # Nodes this one was connected to; not those it only heard of.
         others = [known for known in self.node.membership.book.all()
                   if known.state not in (CONNECTED, KNOWN)
-                  and (known.lastSeen or known.state == RECONNECTING)]
+                  and (known.last_seen or known.state == RECONNECTING)]
         now = self.node.reactor.seconds()
         lines = [formatPeer(peer) for peer in connected]
         if not connected:
@@ -311,7 +312,7 @@ class CommandInterpreter:
     def do_known(self, args: str) -> Reply:
         book = self.node.membership.book.all()
         order = {CONNECTED: 0, RECONNECTING: 1, KNOWN: 2}
-        book.sort(key=lambda e: (order.get(e.state, 3), -e.lastSeen,
+        book.sort(key=lambda e: (order.get(e.state, 3), -e.last_seen,
                                  e.node_id))
         now = self.node.reactor.seconds()
         lines = [f"{len(book)} nodes known"]

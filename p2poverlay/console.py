@@ -27,7 +27,7 @@ from p2poverlay.commands import (
     HELP, CommandInterpreter, Reply, escape, formatKnownPeer, formatPeer,
 )
 from p2poverlay.node import Node
-from p2poverlay.registry import formatAddress
+from p2poverlay.addresses import formatAddress
 from p2poverlay.watch import NodeEvent, NodeWatcher
 
 __all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "escape",

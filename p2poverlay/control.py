@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from p2poverlay.commands import CommandInterpreter, Reply
 from p2poverlay.console import stopReactor
 from p2poverlay.errors import ListenError
+from p2poverlay.listening import listenError
 from p2poverlay.node import Node
 from p2poverlay.watch import NodeEvent, NodeWatcher
 
@@ -301,10 +302,7 @@ def listenControl(reactor, description: str, factory) -> IListeningPort:
         raise ListenError(f"cannot listen on {description}: the endpoint "
                           f"does not listen at once")
     if isinstance(outcome[0], Failure):
-        reason = outcome[0]
-        why = getattr(reason.value, "socketError", None)
-        why = getattr(why, "strerror", None) or reason.getErrorMessage()
-        raise ListenError(f"cannot listen on {description}: {why}")
+        raise listenError(description, outcome[0])
     return outcome[0]
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 from zope.interface import Interface
 
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 
 
 @dataclass(frozen=True)

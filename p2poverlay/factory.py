@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import ServerFactory
 
 from p2poverlay.message import NEIGHBOUR
@@ -47,7 +46,7 @@ class PeerConnectionFactory(ServerFactory):
 def dial(node: "Node", host: str, port: int,
          role: str = NEIGHBOUR) -> "Deferred[PeerConnection]":
     """Open a TCP connection to C{host:port} for C{node}."""
-    endpoint = HostnameEndpoint(
-        node.reactor, host, port, timeout=node.config.connectTimeout)
+    endpoint = node.network.clientEndpoint(host, port,
+                                           node.config.connectTimeout)
     return endpoint.connect(
         PeerConnectionFactory(node, outbound=True, role=role))

@@ -2,86 +2,147 @@
 Listening on a Twisted server endpoint before the reactor runs.
 
 A service that listens in C{startService} fails only once the reactor
-runs, leaving a process that serves nothing; the node and the web UI
-listen in C{privilegedStartService} instead, and stop the start-up with a
-one-line L{ListenError} when they cannot.
+runs, leaving a process that serves nothing.  Twisted's own
+L{StreamServerEndpointService} listens in C{privilegedStartService} and,
+with C{_raiseSynchronously} set (as C{twisted.application.strports.service}
+sets it), raises there when the endpoint fails at once.
+L{ListeningService} adds what the node and the web UI need on top: a
+one-line L{ListenError} instead of Twisted's own errors, the port once it
+is bound, and a Deferred that fires then.
 """
 
 from __future__ import annotations
 
-from typing import List
+from typing import Callable, Optional
 
-from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from p2poverlay.errors import ListenError
 
 
-def listenOn(reactor, description: str, factory, kind: str,
-             purpose: str = "") -> "Deferred[IListeningPort]":
+def listenError(description: str, reason: Failure,
+                purpose: str = "") -> ListenError:
     """
-    Listen at the server endpoint C{description}.
+    Why listening on C{description} failed, in one line.
 
+    @param purpose: follows "cannot listen" (e.g. " for the web UI").
+    """
+    # CannotListenError's own text repeats the address; its socket error
+    # says what went wrong ("Address already in use").
+    why = getattr(reason.value, "socketError", None)
+    why = getattr(why, "strerror", None) or reason.getErrorMessage()
+    return ListenError(f"cannot listen{purpose} on {description}: {why}")
+
+
+@implementer(IStreamServerEndpoint)
+class _DescribedEndpoint:
+    """
+    The endpoint of a description, made when it is first listened on; its
+    failures are L{ListenError}s.
+    """
+
+    def __init__(self, makeEndpoint: Callable[[str], IStreamServerEndpoint],
+                 description: str, kind: str, purpose: str,
+                 outcome: Deferred) -> None:
+        self.makeEndpoint = makeEndpoint
+        self.description = description
+        self.kind = kind
+        self.purpose = purpose
+        self.outcome = outcome
+
+    def listen(self, factory) -> "Deferred[IListeningPort]":
+        try:
+            endpoint = self.makeEndpoint(self.description)
+        except (ValueError, KeyError, TypeError) as e:
+            d = fail(ListenError(
+                f"bad {self.kind} endpoint {self.description!r}: {e}"))
+        else:
+            d = endpoint.listen(factory).addErrback(
+                lambda reason: Failure(listenError(
+                    self.description, reason, self.purpose)))
+        d.addBoth(self._report)
+        return d
+
+    def _report(self, result):
+        """Tell whoever waits on C{outcome}, and pass the result on."""
+        if isinstance(result, Failure):
+            self.outcome.errback(result)
+        else:
+            self.outcome.callback(result)
+        return result
+
+
+class ListeningService(StreamServerEndpointService):
+    """
+    Listens with C{factory} on the endpoint C{description} from
+    C{privilegedStartService}.
+
+    @ivar port: the listening port once bound, else L{None}.
+    @ivar listening: fires with the port, or fails with a L{ListenError}.
+    @param makeEndpoint: makes a server endpoint from a description
+        (L{p2poverlay.network.INetwork.serverEndpoint}).
     @param kind: names the endpoint in "bad I{kind} endpoint ...".
     @param purpose: follows "cannot listen" (e.g. " for the web UI").
-    @return: fires with the port, or fails with a L{ListenError} whose text
-        is one line.
+    @param onListening: called with the port once it is bound, before
+        L{listening} fires.
     """
-    try:
-        endpoint = serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
-        return fail(ListenError(f"bad {kind} endpoint {description!r}: {e}"))
 
-    def failed(reason: Failure) -> Failure:
-        # CannotListenError's own text repeats the address; its socket
-        # error says what went wrong ("Address already in use").
-        why = getattr(reason.value, "socketError", None)
-        why = getattr(why, "strerror", None) or reason.getErrorMessage()
-        return Failure(ListenError(
-            f"cannot listen{purpose} on {description}: {why}"))
-
-    return endpoint.listen(factory).addErrback(failed)
-
-
-def raiseIfFailed(listening: "Deferred[IListeningPort]") -> None:
-    """
-    From C{privilegedStartService}: if listening has already failed (as it
-    does at once for TCP and UNIX endpoints), raise its L{ListenError}.
-    """
-    if not listening.called:
-        return
-    failure: List[Failure] = []
-    listening.addErrback(failure.append)
-    if failure:
-        failure[0].raiseException()
-
-
-class ListensBeforeRunning:
-    """
-    Mixin for a L{twisted.application.service.Service} that listens in
-    C{privilegedStartService}.  The class provides C{reactor},
-    C{listening} (a Deferred), C{port} and C{_listenPending} (False), a
-    C{listenTarget()} giving the arguments of L{listenOn} after the
-    reactor, and a C{_listened(port)} that fires C{listening}.
-    """
+    def __init__(self, makeEndpoint: Callable[[str], IStreamServerEndpoint],
+                 description: str, factory, kind: str, purpose: str = "",
+                 onListening: Optional[Callable[[IListeningPort], None]] = None
+                 ) -> None:
+        self.description = description
+        self.port: Optional[IListeningPort] = None
+        self.listening: Deferred[IListeningPort] = Deferred()
+        self._onListening = onListening
+        bound: Deferred[IListeningPort] = Deferred()
+        bound.addCallback(self._listened)
+        bound.chainDeferred(self.listening)
+        super().__init__(
+            _DescribedEndpoint(makeEndpoint, description, kind, purpose,
+                               bound), factory)
+        self._raiseSynchronously = True
 
     def privilegedStartService(self) -> None:
         """
-        Listen before the reactor runs, so that a port in use stops the
-        program at start-up.
+        Listen now (once).
 
-        @raise ListenError: if the endpoint cannot listen.
+        @raise ListenError: if the endpoint fails at once, as TCP and UNIX
+            endpoints do; the raise is the report (L{listening} says no
+            more of it).
         """
-        super().privilegedStartService()  # type: ignore[misc]
-        self._listen()
-        raiseIfFailed(self.listening)
+        self._listenNow(raiseFailure=True)
 
-    def _listen(self) -> None:
-        if self.port is not None or self.listening.called \
-                or self._listenPending:
+    def startService(self) -> None:
+        """Listen, unless already listening; a failure goes to L{listening}."""
+        Service.startService(self)
+        self._listenNow(raiseFailure=False)
+
+    def _listenNow(self, raiseFailure: bool) -> None:
+        if self._waitingForPort is not None:
             return
-        self._listenPending = True
-        d = listenOn(self.reactor, *self.listenTarget())
-        d.addCallbacks(self._listened, self.listening.errback)
+        try:
+            StreamServerEndpointService.privilegedStartService(self)
+        except ListenError:
+            if raiseFailure:
+                self.listening.addErrback(lambda _: None)
+                raise
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        if self._onListening is not None:
+            self._onListening(port)
+        return port
+
+    def stopService(self) -> "Deferred[None]":
+        """Stop listening (or trying to)."""
+        self.port = None
+        if self._waitingForPort is None:
+            self.running = False
+            return succeed(None)
+        return super().stopService()

@@ -11,19 +11,22 @@ Which nodes become neighbours is the topology's business
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Dict, Optional
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from p2poverlay.addressbook import (
-    CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, AddressBook, KnownPeer,
+from p2poverlay.addressbook import AddressBook
+from p2poverlay.records import (
+    CONNECTED, DEAD, KNOWN, KnownPeer, LEFT, RECONNECTING,
 )
 from p2poverlay.message import DIRECT, Ping
 from p2poverlay.reconnect import PeerLink
-from p2poverlay.registry import PeerInfo, formatAddress
-from p2poverlay.store import NodeStore, SavedPeer
+from p2poverlay.addresses import formatAddress
+from p2poverlay.records import PeerInfo
+from p2poverlay.store import NodeStore
 from p2poverlay.topology import DUPLICATE_CONNECTION, isTurnedAway
 
 if TYPE_CHECKING:
@@ -210,8 +213,7 @@ class Membership:
         if self.store is None:
             return
         now = self.node.reactor.seconds()
-        peers = [SavedPeer(e.node_id, e.host, e.port, e.name,
-                           now if e.state == CONNECTED else e.lastSeen)
+        peers = [replace(e, last_seen=now) if e.state == CONNECTED else e
                  for e in self.book.all() if e.port]
         try:
             self.store.savePeers(peers)

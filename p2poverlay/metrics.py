@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Callable, DefaultDict, Dict, List, Tuple
 
-from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING
+from p2poverlay.records import PEER_STATES
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
-
-PEER_STATES = (KNOWN, CONNECTED, RECONNECTING, DEAD, LEFT)
 
 # Why connections close, as a small fixed set of labels.
 BYE = "bye"

@@ -20,7 +20,7 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from p2poverlay.addressbook import KnownPeer
+from p2poverlay.records import KnownPeer
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.errors import (
@@ -35,14 +35,14 @@ from p2poverlay.message import (
     IHave, P2PMessage, Peers, Prune, newMessageId, newNodeId,
 )
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.listening import ListensBeforeRunning
+from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
 from p2poverlay.metrics import Metrics
+from p2poverlay.network import INetwork, TCPNetwork
 from p2poverlay.protocol import PeerConnection
-from p2poverlay.registry import (
-    AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress, matchIdOrName,
-    parseAddress,
-)
+from p2poverlay.addresses import formatAddress, parseAddress
+from p2poverlay.records import PeerInfo, matchIdOrName
+from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
 from p2poverlay.store import NodeStore
 from p2poverlay.topology import DUPLICATE_CONNECTION, FULL, Topology
@@ -54,7 +54,7 @@ __all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
 STOP_GRACE = 1.5
 
 
-class Node(ListensBeforeRunning, Service):
+class Node(Service):
     """
     A member of the overlay.
 
@@ -66,14 +66,18 @@ class Node(ListensBeforeRunning, Service):
 
     def __init__(self, config: NodeConfig, reactor=None,
                  nodeId: Optional[str] = None,
-                 store: Optional[NodeStore] = None) -> None:
+                 store: Optional[NodeStore] = None,
+                 network: Optional[INetwork] = None) -> None:
         """
         @param store: an open data directory; the node takes its identity
             from it (creating one the first time) and saves its peers there.
+        @param network: where the node listens and dials; TCP through
+            C{reactor} by default.
         """
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
+        self.network = network if network is not None else TCPNetwork(reactor)
         self.config = config
         if nodeId is None and store is not None:
             nodeId = store.loadIdentity()
@@ -86,9 +90,10 @@ class Node(ListensBeforeRunning, Service):
         self.peers = PeerRegistry()
         self.stats = NodeStats()
         self.metrics = Metrics(self)
-        self.listening: Deferred[IListeningPort] = Deferred()
-        self.port: Optional[IListeningPort] = None
-        self._listenPending = False
+        self.listener = ListeningService(
+            self.network.serverEndpoint, config.listen,
+            PeerConnectionFactory(self), "listen", onListening=self._listened)
+        self.listening: Deferred[IListeningPort] = self.listener.listening
         self._observers: List[object] = []
         self._connections: Set[PeerConnection] = set()
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
@@ -107,6 +112,11 @@ class Node(ListensBeforeRunning, Service):
     @property
     def shortId(self) -> str:
         return self.nodeId[:8]
+
+    @property
+    def port(self) -> Optional[IListeningPort]:
+        """The listening port, once the node listens."""
+        return self.listener.port
 
     @property
     def listenPort(self) -> int:
@@ -136,21 +146,25 @@ class Node(ListensBeforeRunning, Service):
 
     # -- service life ---------------------------------------------------
 
-    def listenTarget(self):
-        return (self.config.listen, PeerConnectionFactory(self), "listen")
-
     def _listened(self, port: IListeningPort) -> None:
-        self._listenPending = False
-        self.port = port
         host = port.getHost()
         self.log.info("node {id} listening on {address}", id=self.nodeId,
                       address=formatAddress(host.host, host.port))
-        self.listening.callback(port)
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before the reactor runs, so that a port in use stops the
+        program at start-up.
+
+        @raise p2poverlay.errors.ListenError: if the node cannot listen.
+        """
+        Service.privilegedStartService(self)
+        self.listener.privilegedStartService()
 
     def startService(self) -> None:
         Service.startService(self)
         self._stopping = False
-        self._listen()
+        self.listener.startService()
         self.membership.start()
         self.topology.start()
         for host, port in self.config.join:
@@ -188,9 +202,7 @@ class Node(ListensBeforeRunning, Service):
         Service.stopService(self)
         self._stopping = True
         waits = []
-        if self.port is not None:
-            waits.append(maybeDeferred(self.port.stopListening))
-            self.port = None
+        waits.append(self.listener.stopService())
         lost = []
         for connection in list(self._connections):
             lost.append(connection.whenClosed())
@@ -204,6 +216,24 @@ class Node(ListensBeforeRunning, Service):
             allGone.addTimeout(STOP_GRACE, self.reactor)
             allGone.addErrback(self._abortRemaining)
             waits.append(allGone)
+        return DeferredList(waits).addCallback(lambda _: None)
+
+    def abort(self) -> "Deferred[None]":
+        """
+        Stop at once, as a killed process stops: no BYE to anyone, the
+        listening port closed, every connection cut, no more probes or
+        redials.
+
+        @return: fires once every connection is gone.
+        """
+        Service.stopService(self)
+        self._stopping = True
+        lost = [c.whenClosed() for c in self._connections]
+        for connection in list(self._connections):
+            connection.transport.abortConnection()
+        self.topology.stop()
+        self.broadcaster.stop()
+        waits = [self.listener.stopService(), self.membership.stop()] + lost
         return DeferredList(waits).addCallback(lambda _: None)
 
     def _abortRemaining(self, reason: Failure) -> None:

@@ -24,7 +24,8 @@ from p2poverlay.message import (
 )
 from p2poverlay.limits import TokenBucket
 from p2poverlay.outbox import Outbox
-from p2poverlay.registry import INBOUND, OUTBOUND, PeerInfo, formatAddress
+from p2poverlay.addresses import formatAddress
+from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node

@@ -15,7 +15,6 @@ import random
 from typing import TYPE_CHECKING, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.endpoints import HostnameEndpoint
 
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.protocol import PeerConnection
@@ -50,8 +49,8 @@ class PeerLink(ClientService):
             initialDelay=config.reconnectInitialDelay,
             maxDelay=config.reconnectMaxDelay, factor=2.0,
             jitter=lambda: random.uniform(0, config.reconnectInitialDelay))
-        endpoint = HostnameEndpoint(node.reactor, host, port,
-                                    timeout=config.connectTimeout)
+        endpoint = node.network.clientEndpoint(host, port,
+                                               config.connectTimeout)
         super().__init__(
             endpoint, PeerConnectionFactory(node, outbound=True, link=self),
             retryPolicy=self._retryDelay, clock=node.reactor)

@@ -8,116 +8,14 @@ snapshot of immutable L{PeerInfo} records.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
-import sys
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from p2poverlay.message import NEIGHBOUR
+from p2poverlay.addresses import parseAddress
+from p2poverlay.records import PeerInfo, matchIdOrName
 
 if TYPE_CHECKING:
     from p2poverlay.protocol import PeerConnection
-
-# Records kept by the thousand are leaner without an instance dict.
-SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
-_Node = TypeVar("_Node")
-
-INBOUND = "inbound"
-OUTBOUND = "outbound"
-
-
-@dataclass(frozen=True, **SLOTS)
-class PeerInfo:
-    """
-    What is known of one connected peer.
-
-    @ivar host: the address observed on the connection.
-    @ivar port: the listening port the peer announced (0: it listens nowhere).
-    @ivar direction: L{INBOUND} or L{OUTBOUND}, from this node's side.
-    @ivar since: POSIX time at which the handshake completed.
-    @ivar role: C{"neighbour"} (part of the overlay) or C{"direct"} (a
-        connection for direct messages only).
-    """
-
-    node_id: str
-    host: str
-    port: int
-    name: str
-    direction: str
-    since: float
-    role: str = NEIGHBOUR
-
-    @property
-    def address(self) -> str:
-        """``host:port``, with IPv6 hosts in brackets."""
-        return formatAddress(self.host, self.port)
-
-    @property
-    def shortId(self) -> str:
-        return self.node_id[:8]
-
-    def describe(self) -> str:
-        """A short human label: ``address (shortid "name")``."""
-        label = self.shortId
-        if self.name:
-            label += f" {self.name!r}"
-        return f"{self.address} ({label})"
-
-
-def formatAddress(host: str, port: int) -> str:
-    if ":" in host:
-        return f"[{host}]:{port}"
-    return f"{host}:{port}"
-
-
-@functools.lru_cache(maxsize=1024)
-def isLoopback(host: str) -> bool:
-    """Is C{host} a loopback address (or ``localhost``)?"""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def parseAddress(text: str) -> Tuple[str, int]:
-    """
-    Parse ``host:port`` or ``[v6host]:port``.
-
-    @raise ValueError: with a one-line reason.
-    """
-    host, sep, portText = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"put an IPv6 address in brackets: [{host}]:{portText}")
-    if not sep or not host:
-        raise ValueError(f"expected host:port, got {text!r}")
-    # isdigit() alone accepts non-ASCII digits such as "²" or "٣".
-    if not (portText.isascii() and portText.isdigit()) \
-            or not 1 <= int(portText) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
-    return host, int(portText)
-
-
-def matchIdOrName(reference: str, nodes: Sequence[_Node]) -> List[_Node]:
-    """
-    The nodes (anything with C{node_id} and C{name}) that C{reference}
-    names: those with that node id, else those whose id starts with it (4
-    characters at least), else those with that name.
-    """
-    prefix = reference.lower()
-    for matches in (
-        [n for n in nodes if n.node_id == reference],
-        [n for n in nodes if n.node_id.startswith(prefix)]
-        if len(prefix) >= 4 else [],
-        [n for n in nodes if n.name and n.name == reference],
-    ):
-        if matches:
-            return matches
-    return []
-
 
 class AmbiguousPeer(LookupError):
     """A peer reference matches more than one peer."""

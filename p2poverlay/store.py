@@ -15,12 +15,12 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
 from typing import IO, List, Optional
 
 from twisted.logger import Logger
 
 from p2poverlay.message import MessageError, PeerAddress, checkNodeId
+from p2poverlay.records import KnownPeer
 
 IDENTITY_FILE = "node.json"
 PEERS_FILE = "peers.json"
@@ -29,21 +29,6 @@ LOCK_FILE = "lock"
 
 class StoreLocked(Exception):
     """Another process is using the data directory."""
-
-
-@dataclass(frozen=True)
-class SavedPeer:
-    """A peer remembered across restarts."""
-
-    node_id: str
-    host: str
-    port: int
-    name: str
-    last_seen: float
-
-    @property
-    def address(self) -> PeerAddress:
-        return PeerAddress(self.node_id, self.host, self.port, self.name)
 
 
 def atomicWrite(path: str, data: bytes) -> None:
@@ -146,7 +131,7 @@ class NodeStore:
         atomicWrite(self._path(IDENTITY_FILE),
                     json.dumps({"node_id": nodeId}).encode("utf-8"))
 
-    def loadPeers(self) -> List[SavedPeer]:
+    def loadPeers(self) -> List[KnownPeer]:
         """The saved peers; entries that are not valid are skipped."""
         data = self._readJSON(PEERS_FILE, "the saved peers")
         if data is None:
@@ -163,11 +148,15 @@ class NodeStore:
                 lastSeen = _lastSeen(entry.get("last_seen", 0))
             except MessageError:
                 continue
-            peers.append(SavedPeer(address.node_id, address.host,
-                                   address.port, address.name, lastSeen))
+            peers.append(KnownPeer(address.node_id, address.host,
+                                   address.port, address.name,
+                                   last_seen=lastSeen))
         return peers
 
-    def savePeers(self, peers: List[SavedPeer]) -> None:
-        data = {"peers": [asdict(p) for p in peers]}
+    def savePeers(self, peers: List[KnownPeer]) -> None:
+        """Save where C{peers} listen and when each was last seen."""
+        data = {"peers": [{"node_id": p.node_id, "host": p.host,
+                           "port": p.port, "name": p.name,
+                           "last_seen": p.last_seen} for p in peers]}
         atomicWrite(self._path(PEERS_FILE),
                     json.dumps(data, indent=1).encode("utf-8"))

@@ -17,7 +17,7 @@ from p2poverlay.control import ControlService, defaultControlPath, unixDescripti
 from p2poverlay.errors import ListenError
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
 from p2poverlay.node import Node, NodeConfig
-from p2poverlay.registry import parseAddress
+from p2poverlay.addresses import parseAddress
 from p2poverlay.store import NodeStore, StoreLocked
 
 # twistd's own default; left as it is, it is replaced (see _adjustTwistd).

@@ -14,7 +14,7 @@ from typing import List, Tuple
 from twisted.internet.threads import blockingCallFromThread
 
 from p2poverlay.node import Node
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 
 
 class BlockingNode:

@@ -24,10 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, KnownPeer
+from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer
 from p2poverlay.errors import PeerFull, SelfConnection
-from p2poverlay.message import DIRECT, NEIGHBOUR, PeerAddress, Peers
-from p2poverlay.registry import PeerInfo, formatAddress, isLoopback
+from p2poverlay.message import DIRECT, NEIGHBOUR, Peers
+from p2poverlay.addresses import formatAddress, isLoopback
+from p2poverlay.records import PeerInfo
 
 if TYPE_CHECKING:
     from p2poverlay.node import Node
@@ -193,7 +194,7 @@ class Topology:
         self.random.shuffle(candidates)
         candidates.sort(key=lambda entry: (
             entry.node_id not in self._cooldown, entry.state == KNOWN,
-            entry.lastSeen > 0), reverse=True)
+            entry.last_seen > 0), reverse=True)
         fresh = [e for e in candidates[:wanted]
                  if e.node_id not in self._cooldown]
         if len(fresh) == wanted:
@@ -258,8 +259,7 @@ class Topology:
         if len(chosen) < size and len(picks) < len(book):
             chosen = [e for e in book if eligible(e)]
         chosen = self.random.sample(chosen, min(size, len(chosen)))
-        return Peers(tuple(PeerAddress(e.node_id, e.host, e.port, e.name)
-                           for e in chosen))
+        return Peers(tuple(e.peerAddress() for e in chosen))
 
     def exchange(self) -> None:
         """Send one neighbour, picked at random, a sample of known nodes."""

@@ -18,7 +18,7 @@ from twisted.python.threadable import isInIOThread
 from p2poverlay.commands import peerJSON
 from p2poverlay.events import NodeObserver, ReceivedMessage
 from p2poverlay.node import Node
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from p2poverlay.node import Node, NodeConfig, NodeObserver, ReceivedMessage
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 from p2poverlay.store import NodeStore
 
 # Generous bound for anything that should happen "promptly" on loopback.
@@ -91,22 +91,12 @@ class Overlay:
             consumeErrors=True)
 
 
-@inlineCallbacks
-def crash(node):
+def crash(node) -> Deferred:
     """
     Stop C{node} the way a killed process stops: no BYE, listening port
-    gone, every connection cut, no more probes or redials.  C{node.running}
-    stays true: the fixture stops it again at the end.
+    gone, every connection cut, no more probes or redials.
     """
-    node._stopping = True  # a dead process reacts to nothing any more
-    if node.port is not None:
-        yield node.port.stopListening()
-        node.port = None
-    for connection in list(node._connections):
-        connection.transport.abortConnection()
-    yield node.membership.stop()
-    yield waitFor(lambda: not node._connections, timeout=PROMPT,
-                  what=f"the connections of {node.shortId} to be cut")
+    return node.abort()
 
 
 def address(node: Node) -> str:

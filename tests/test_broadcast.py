@@ -17,7 +17,7 @@ from p2poverlay.events import NodeStats
 from p2poverlay.message import (
     MAX_IDS, Broadcast, Graft, IHave, P2PMessage, Prune, newMessageId,
 )
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 
 ME = "0" * 32
 ORIGIN = "f" * 32

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from p2poverlay.addressbook import CONNECTED, DEAD, KNOWN, RECONNECTING
+from p2poverlay.records import CONNECTED, DEAD, KNOWN, RECONNECTING
 from p2poverlay.commands import (
     HELP, CommandInterpreter, Reply, command, formatHelp,
 )

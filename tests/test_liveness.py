@@ -24,9 +24,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay import reconnect
-from p2poverlay.addressbook import (
-    CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, AddressBook,
-)
+from p2poverlay.addressbook import AddressBook
+from p2poverlay.records import CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING
 from p2poverlay.errors import DeliveryFailed
 from p2poverlay.message import (
     PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, Ping, Pong,
@@ -312,7 +311,7 @@ def test_silent_peer_is_aborted_and_redialed_at_its_listening_address(started):
     assert link.lostAt == reactor.seconds()
     entry = node.membership.book.get(BOB)
     assert (entry.state, entry.host, entry.port) == (RECONNECTING, *BOB_LISTENS)
-    assert entry.lastSeen == reactor.seconds()
+    assert entry.last_seen == reactor.seconds()
 
 
 def test_peer_that_does_not_read_is_aborted(started):
@@ -444,8 +443,8 @@ def test_redial_delays_grow_exponentially_up_to_the_cap(started, monkeypatch):
         entry = node.membership.book.get(BOB)
         assert entry.state == RECONNECTING
         assert entry.since == since
-        assert entry.nextAttempt == link.nextAttempt
-        assert entry.nextAttempt == pytest.approx(now + delay)
+        assert entry.next_attempt == link.nextAttempt
+        assert entry.next_attempt == pytest.approx(now + delay)
         # The next dial comes when announced, not before.
         reactor.advance(delay - 0.01)
         assert len(reactor.tcpClients) == attempt
@@ -466,7 +465,7 @@ def test_redial_delays_with_random_jitter_stay_in_bounds(started):
         failDial(reactor)
         delay = link.nextAttempt - reactor.seconds()
         assert base <= delay <= base + initial, (attempt, delay)
-        assert node.membership.book.get(BOB).nextAttempt == link.nextAttempt
+        assert node.membership.book.get(BOB).next_attempt == link.nextAttempt
         reactor.advance(delay + 0.01)
         assert len(reactor.tcpClients) == attempt + 1
 
@@ -537,7 +536,7 @@ def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
     entry = node.membership.book.get(BOB)
     assert entry.state == RECONNECTING
     assert link.nextAttempt == pytest.approx(now + 1.0)
-    assert entry.nextAttempt == link.nextAttempt
+    assert entry.next_attempt == link.nextAttempt
     reactor.advance(1.01)
     assert len(reactor.tcpClients) == 5
     assert dials(reactor)[-1] == BOB_LISTENS
@@ -564,7 +563,7 @@ def test_redial_whose_handshake_fails_keeps_backing_off(started, monkeypatch):
         assert link.nextAttempt - reactor.seconds() == pytest.approx(expected)
         entry = node.membership.book.get(BOB)
         assert entry.state == RECONNECTING
-        assert entry.nextAttempt == link.nextAttempt
+        assert entry.next_attempt == link.nextAttempt
         reactor.advance(expected + 0.01)
     assert node.recorder.connected[1:] == []
 
@@ -580,7 +579,7 @@ def test_stale_link_reports_are_ignored(started):
     node.membership.linkGaveUp(stale)
     assert node.membership.links[BOB] is link and link.running
     entry = node.membership.book.get(BOB)
-    assert entry.state == RECONNECTING and entry.nextAttempt != 12345.0
+    assert entry.state == RECONNECTING and entry.next_attempt != 12345.0
 
 
 def test_stopping_the_node_stops_its_links(started):
@@ -831,7 +830,7 @@ def test_learn_adds_a_known_entry():
     assert entry == book.get(BOB)
     assert (entry.host, entry.port, entry.name, entry.state) == (
         "10.0.0.5", 9000, "bob", KNOWN)
-    assert (entry.lastSeen, entry.since, entry.nextAttempt) == (3.0, 7.0, None)
+    assert (entry.last_seen, entry.since, entry.next_attempt) == (3.0, 7.0, None)
     assert BOB in book and len(book) == 1
 
 
@@ -858,19 +857,19 @@ def test_update_tracks_since_and_last_seen():
     book, clock = makeBook()
     clock.advance(10)
     entry = book.update(BOB, "10.0.0.5", 9000, "bob", CONNECTED)
-    assert (entry.state, entry.since, entry.lastSeen) == (CONNECTED, 10, 10)
+    assert (entry.state, entry.since, entry.last_seen) == (CONNECTED, 10, 10)
     clock.advance(5)
     # Still connected: since stays, lastSeen moves.
     entry = book.update(BOB, "10.0.0.5", 9000, "bob", CONNECTED)
-    assert (entry.since, entry.lastSeen) == (10, 15)
+    assert (entry.since, entry.last_seen) == (10, 15)
     clock.advance(5)
     entry = book.update(BOB, "10.0.0.5", 9000, "bob", RECONNECTING,
                         nextAttempt=22.0)
-    assert (entry.state, entry.since, entry.lastSeen, entry.nextAttempt) == (
+    assert (entry.state, entry.since, entry.last_seen, entry.next_attempt) == (
         RECONNECTING, 20, 15, 22.0)
     # Never connected: never seen.
     entry = book.update(CAROL, "10.0.0.7", 9003, "carol", DEAD)
-    assert (entry.since, entry.lastSeen) == (20, 0.0)
+    assert (entry.since, entry.last_seen) == (20, 0.0)
 
 
 def test_set_state_tracks_since_and_last_seen():
@@ -882,14 +881,14 @@ def test_set_state_tracks_since_and_last_seen():
     clock.advance(5)
     # Leaving CONNECTED: it was last seen now.
     entry = book.setState(BOB, RECONNECTING)
-    assert (entry.state, entry.since, entry.lastSeen, entry.nextAttempt) == (
+    assert (entry.state, entry.since, entry.last_seen, entry.next_attempt) == (
         RECONNECTING, 15, 15, None)
     clock.advance(2)
     entry = book.setState(BOB, RECONNECTING, nextAttempt=20.0)
-    assert (entry.since, entry.lastSeen, entry.nextAttempt) == (15, 15, 20.0)
+    assert (entry.since, entry.last_seen, entry.next_attempt) == (15, 15, 20.0)
     clock.advance(3)
     entry = book.setState(BOB, LEFT)
-    assert (entry.state, entry.since, entry.lastSeen, entry.nextAttempt) == (
+    assert (entry.state, entry.since, entry.last_seen, entry.next_attempt) == (
         LEFT, 20, 15, None)
     assert book.get(BOB) == entry
     assert (entry.host, entry.port, entry.name) == ("10.0.0.5", 9000, "bob")

@@ -17,10 +17,9 @@ from p2poverlay.message import (
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
     newMessageId, newNodeId,
 )
-from p2poverlay.registry import (
-    INBOUND, OUTBOUND, AmbiguousPeer, PeerInfo, PeerRegistry, formatAddress,
-    parseAddress,
-)
+from p2poverlay.addresses import formatAddress, parseAddress
+from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
+from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
 
 # Hypothesis examples are derived from each test, not from a random seed.

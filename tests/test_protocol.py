@@ -16,7 +16,7 @@ from p2poverlay.message import (
 )
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE
-from p2poverlay.registry import INBOUND, OUTBOUND
+from p2poverlay.records import INBOUND, OUTBOUND
 from helpers import Recorder
 from memory import (
     BOB, CAROL, connect, established, failureOf, lose, resultOf, send,

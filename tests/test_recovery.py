@@ -8,7 +8,7 @@ import json
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
-from p2poverlay.addressbook import CONNECTED, LEFT, RECONNECTING
+from p2poverlay.records import CONNECTED, LEFT, RECONNECTING
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.store import NodeStore
 from helpers import address, crash, waitFor
@@ -45,7 +45,7 @@ def test_a_crashed_peer_is_redialed_then_forgotten(overlay):
     b = yield overlay.start(join=a, **FAST)
     yield crash(b)
     yield waitFor(lambda: state(a, b) == RECONNECTING
-                  and a.membership.book.get(b.nodeId).nextAttempt is not None,
+                  and a.membership.book.get(b.nodeId).next_attempt is not None,
                   what="a to wait for its next try")
     assert b.nodeId in a.membership.links
     yield waitFor(lambda: state(a, b) is None, timeout=FAST["forgetAfter"] + 5,

@@ -25,7 +25,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall, deferLater
 
-from p2poverlay.addressbook import CONNECTED, DEAD, LEFT, RECONNECTING
+from p2poverlay.records import CONNECTED, DEAD, LEFT, RECONNECTING
 from p2poverlay.errors import DeliveryFailed, PeerUnreachable
 from p2poverlay.message import (
     Hello, PeerAddress, Peers, Ping, newMessageId, newNodeId,
@@ -149,12 +149,12 @@ def test_a_crashed_peer_is_reconnecting_then_forgotten(overlay):
     def waiting():
         entry = a.membership.book.get(b.nodeId)
         return (entry is not None and entry.state == RECONNECTING
-                and entry.nextAttempt is not None)
+                and entry.next_attempt is not None)
     yield waitFor(waiting, timeout=PROMPT, what="a to wait for its next try")
     entry = a.membership.book.get(b.nodeId)
     assert (entry.host, entry.port) == ("127.0.0.1", port)
-    assert entry.nextAttempt > crashedAt
-    assert entry.nextAttempt <= reactor.seconds() + FAST["reconnectMaxDelay"] \
+    assert entry.next_attempt > crashedAt
+    assert entry.next_attempt <= reactor.seconds() + FAST["reconnectMaxDelay"] \
         + FAST["reconnectInitialDelay"] + 0.1
     assert b.nodeId in a.membership.links
 

@@ -17,8 +17,9 @@ from twisted.logger import formatEvent
 import p2poverlay.store as store_module
 from p2poverlay.message import PeerAddress, newNodeId
 from p2poverlay.node import Node, NodeConfig
+from p2poverlay.records import KnownPeer
 from p2poverlay.store import (
-    IDENTITY_FILE, PEERS_FILE, NodeStore, SavedPeer, StoreLocked, atomicWrite,
+    IDENTITY_FILE, PEERS_FILE, NodeStore, StoreLocked, atomicWrite,
 )
 from processes import DEADLINE, childEnvironment
 
@@ -44,7 +45,7 @@ def opened(tmp_path):
 
 
 def peer(nodeId=BOB, host="127.0.0.1", port=9001, name="bob", lastSeen=1000.5):
-    return SavedPeer(nodeId, host, port, name, lastSeen)
+    return KnownPeer(nodeId, host, port, name, last_seen=lastSeen)
 
 
 def leftovers(directory):
@@ -295,7 +296,8 @@ def test_peers_survive_a_reopen(tmp_path):
 
 
 def test_a_saved_peer_knows_its_address():
-    assert peer().address == PeerAddress(BOB, "127.0.0.1", 9001, "bob")
+    assert peer().peerAddress() == PeerAddress(BOB, "127.0.0.1", 9001, "bob")
+    assert peer().address == "127.0.0.1:9001"
 
 
 def test_optional_fields_take_their_defaults(opened, tmp_path):
@@ -304,8 +306,8 @@ def test_optional_fields_take_their_defaults(opened, tmp_path):
         {"peers": [{"node_id": BOB, "host": "h", "port": 5},
                    {"node_id": CAROL, "host": "h", "port": 6, "last_seen": 7}]}))
     loaded = store.loadPeers()
-    assert loaded == [SavedPeer(BOB, "h", 5, "", 0.0),
-                      SavedPeer(CAROL, "h", 6, "", 7.0)]
+    assert loaded == [KnownPeer(BOB, "h", 5, "", last_seen=0.0),
+                      KnownPeer(CAROL, "h", 6, "", last_seen=7.0)]
     assert all(type(p.last_seen) is float for p in loaded)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from p2poverlay.addressbook import KNOWN
+from p2poverlay.records import KNOWN
 from p2poverlay.message import DIRECT, NEIGHBOUR
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.topology import FULL

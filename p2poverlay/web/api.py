@@ -11,11 +11,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from p2poverlay.addressbook import CONNECTED
+from p2poverlay.records import CONNECTED
 from p2poverlay.errors import OverlayError, UnknownPeer
 from p2poverlay.message import PROTOCOL_VERSION
 from p2poverlay.metrics import prometheusText
-from p2poverlay.registry import PeerInfo, formatAddress
+from p2poverlay.addresses import formatAddress
+from p2poverlay.records import PeerInfo
 from p2poverlay.web.feed import Feed, peerJSON
 from p2poverlay.web.jsonapi import (
     JSONResource, errorResponse, jsonResponse, readJSONObject, requireText,
@@ -52,8 +53,8 @@ def peersJSON(node) -> List[Dict[str, object]]:
             "address": formatAddress(entry.host, entry.port),
             "state": CONNECTED if info else entry.state,
             "since": info.since if info else entry.since,
-            "lastSeen": entry.lastSeen or None,
-            "nextAttempt": entry.nextAttempt,
+            "lastSeen": entry.last_seen or None,
+            "nextAttempt": entry.next_attempt,
             "direction": info.direction if info else None,
             "role": info.role if info else None,
         })

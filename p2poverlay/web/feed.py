@@ -14,7 +14,7 @@ from typing import Callable, Deque, Dict, List, Optional
 from twisted.logger import Logger
 
 from p2poverlay.events import NodeObserver, ReceivedMessage
-from p2poverlay.registry import PeerInfo
+from p2poverlay.records import PeerInfo
 
 # How many messages the feed remembers.
 FEED_SIZE = 200

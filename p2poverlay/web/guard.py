@@ -17,7 +17,7 @@ from typing import Optional
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-from p2poverlay.registry import isLoopback
+from p2poverlay.addresses import isLoopback
 from p2poverlay.web.jsonapi import JSONError
 
 

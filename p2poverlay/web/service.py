@@ -9,15 +9,16 @@ import re
 from typing import List, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.http import combinedLogFormatter
 from twisted.web.server import Site
 from twisted.web.resource import Resource
 
-from p2poverlay.listening import ListensBeforeRunning
-from p2poverlay.registry import formatAddress
+from p2poverlay.listening import ListeningService
+from p2poverlay.addresses import formatAddress
 from p2poverlay.web.api import APIResource, PrometheusResource
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.guard import Guard, isLoopbackHost
@@ -71,7 +72,7 @@ def redactedLogFormatter(timestamp: str, request) -> str:
                                combinedLogFormatter(timestamp, request))
 
 
-class WebService(ListensBeforeRunning, Service):
+class WebService(Service):
     """
     Serves the web UI of C{node} on a server endpoint.
 
@@ -92,20 +93,26 @@ class WebService(ListensBeforeRunning, Service):
         self.token = token or None
         self.reactor = reactor if reactor is not None else node.reactor
         self.feed = Feed(self.reactor.seconds)
-        self.port: Optional[IListeningPort] = None
-        self.listening: Deferred[IListeningPort] = Deferred()
-        self._listenPending = False
-        self.site: Optional[Site] = None
         self._exposed: Optional[str] = None
-        self.events: Optional[EventsResource] = None
+        self.events = EventsResource(self.feed, self.reactor)
         self._guards: List[Guard] = []
+        self.site = self.buildSite()
+        self.listener = ListeningService(
+            lambda description: serverFromString(self.reactor, description),
+            endpoint, self.site, "web", " for the web UI",
+            onListening=self._listened)
+        self.listening: Deferred[IListeningPort] = self.listener.listening
+
+    @property
+    def port(self) -> Optional[IListeningPort]:
+        """The listening port, once the web UI listens."""
+        return self.listener.port
 
     def buildSite(self) -> Site:
         """
         The page's files at the root, the API under C{/api/}, metrics at
         C{/metrics}; the last two behind L{Guard}s.
         """
-        self.events = EventsResource(self.feed, self.reactor)
         root = JSONResource()
         root.putChild(b"", StaticFile(os.path.join(STATIC, "index.html")))
         for name in sorted(os.listdir(STATIC)):
@@ -125,13 +132,7 @@ class WebService(ListensBeforeRunning, Service):
         site.displayTracebacks = False
         return site
 
-    def listenTarget(self):
-        self.site = self.buildSite()
-        return (self.endpoint, self.site, "web", " for the web UI")
-
     def _listened(self, port: IListeningPort) -> None:
-        self._listenPending = False
-        self.port = port
         address = port.getHost()
         host = getattr(address, "host", None)
         if host is None:
@@ -144,11 +145,20 @@ class WebService(ListensBeforeRunning, Service):
             if not loopback and self.token is None:
                 self._exposed = where
         self.log.info("web UI on http://{address}/", address=where)
-        self.listening.callback(port)
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before the reactor runs, so that a port in use stops the
+        program at start-up.
+
+        @raise p2poverlay.errors.ListenError: if it cannot listen.
+        """
+        Service.privilegedStartService(self)
+        self.listener.privilegedStartService()
 
     def startService(self) -> None:
         Service.startService(self)
-        self._listen()
+        self.listener.startService()
         if self._exposed is not None:
             # Here rather than when listening: the console, if any, has
             # started by now and shows it.
@@ -157,15 +167,10 @@ class WebService(ListensBeforeRunning, Service):
                 "and anyone who reaches it can send as this node: give "
                 "--web-token or listen on 127.0.0.1", address=self._exposed)
         self.node.addObserver(self.feed)
-        if self.events is not None:
-            self.events.start()
+        self.events.start()
 
     def stopService(self) -> "Deferred[None]":
         Service.stopService(self)
         self.node.removeObserver(self.feed)
-        if self.events is not None:
-            self.events.stop()
-        port, self.port = self.port, None
-        if port is None:
-            return maybeDeferred(lambda: None)
-        return maybeDeferred(port.stopListening)
+        self.events.stop()
+        return self.listener.stopService()

@@ -1,0 +1,120 @@
+"""
+The records of the overlay: a connected peer (L{PeerInfo}) and a node of
+the address book (L{KnownPeer}).  Both are immutable, so that any thread
+may hold one.  A node on the wire is a L{p2poverlay.message.PeerAddress}.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, TypeVar
+
+from p2poverlay.addresses import formatAddress
+from p2poverlay.message import NEIGHBOUR, PeerAddress
+
+# Records kept by the thousand are leaner without an instance dict.
+SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+_Node = TypeVar("_Node")
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+# What became of a node of the address book.
+KNOWN = "known"  # heard of (peer exchange, saved file), never connected here
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+DEAD = "dead"
+LEFT = "left"
+PEER_STATES = (KNOWN, CONNECTED, RECONNECTING, DEAD, LEFT)
+
+
+class _Labelled:
+    """What a record with C{node_id}, C{host}, C{port}, C{name} shows."""
+
+    __slots__ = ()
+    node_id: str
+    host: str
+    port: int
+    name: str
+
+    @property
+    def address(self) -> str:
+        """``host:port``, with IPv6 hosts in brackets."""
+        return formatAddress(self.host, self.port)
+
+    @property
+    def shortId(self) -> str:
+        return self.node_id[:8]
+
+    def describe(self) -> str:
+        """A short human label: ``address (shortid "name")``."""
+        label = self.shortId
+        if self.name:
+            label += f" {self.name!r}"
+        return f"{self.address} ({label})"
+
+
+@dataclass(frozen=True, **SLOTS)
+class PeerInfo(_Labelled):
+    """
+    What is known of one connected peer.
+
+    @ivar host: the address observed on the connection.
+    @ivar port: the listening port the peer announced (0: it listens nowhere).
+    @ivar direction: L{INBOUND} or L{OUTBOUND}, from this node's side.
+    @ivar since: POSIX time at which the handshake completed.
+    @ivar role: C{"neighbour"} (part of the overlay) or C{"direct"} (a
+        connection for direct messages only).
+    """
+
+    node_id: str
+    host: str
+    port: int
+    name: str
+    direction: str
+    since: float
+    role: str = NEIGHBOUR
+
+
+@dataclass(frozen=True, **SLOTS)
+class KnownPeer(_Labelled):
+    """
+    One node of the address book (and of the saved peers).
+
+    @ivar state: one of L{PEER_STATES}.
+    @ivar last_seen: POSIX time it was last connected (0: never).
+    @ivar since: POSIX time it entered its current state.
+    @ivar next_attempt: for L{RECONNECTING}, POSIX time of the next dial.
+    """
+
+    node_id: str
+    host: str
+    port: int
+    name: str = ""
+    state: str = KNOWN
+    last_seen: float = 0.0
+    since: float = 0.0
+    next_attempt: Optional[float] = None
+
+    def peerAddress(self) -> PeerAddress:
+        """This node as peer exchange sends it."""
+        return PeerAddress(self.node_id, self.host, self.port, self.name)
+
+
+def matchIdOrName(reference: str, nodes: Sequence[_Node]) -> List[_Node]:
+    """
+    The nodes (anything with C{node_id} and C{name}) that C{reference}
+    names: those with that node id, else those whose id starts with it (4
+    characters at least), else those with that name.
+    """
+    prefix = reference.lower()
+    for matches in (
+        [n for n in nodes if n.node_id == reference],
+        [n for n in nodes if n.node_id.startswith(prefix)]
+        if len(prefix) >= 4 else [],
+        [n for n in nodes if n.name and n.name == reference],
+    ):
+        if matches:
+            return matches
+    return []
