@@ -297,7 +297,7 @@ class CommandInterpreter:
     def do_peers(self, args: str) -> Reply:
         connected = self.node.peers.snapshot()
         # Nodes this one was connected to; not those it only heard of.
-        others = [known for known in self.node.membership.book.all()
+        others = [known for known in self.node.addressBook.all()
                   if known.state not in (CONNECTED, KNOWN)
                   and (known.last_seen or known.state == RECONNECTING)]
         now = self.node.reactor.seconds()
@@ -310,7 +310,7 @@ class CommandInterpreter:
 
     @command("known", "list the address book: every node known")
     def do_known(self, args: str) -> Reply:
-        book = self.node.membership.book.all()
+        book = self.node.addressBook.all()
         order = {CONNECTED: 0, RECONNECTING: 1, KNOWN: 2}
         book.sort(key=lambda e: (order.get(e.state, 3), -e.last_seen,
                                  e.node_id))

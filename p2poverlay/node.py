@@ -11,6 +11,7 @@ L{p2poverlay.threads} for use from other threads.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -20,6 +21,7 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from p2poverlay.addressbook import AddressBook
 from p2poverlay.records import KnownPeer
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
@@ -67,17 +69,21 @@ class Node(Service):
     def __init__(self, config: NodeConfig, reactor=None,
                  nodeId: Optional[str] = None,
                  store: Optional[NodeStore] = None,
-                 network: Optional[INetwork] = None) -> None:
+                 network: Optional[INetwork] = None,
+                 rng: Optional[random.Random] = None) -> None:
         """
         @param store: an open data directory; the node takes its identity
             from it (creating one the first time) and saves its peers there.
         @param network: where the node listens and dials; TCP through
             C{reactor} by default.
+        @param rng: the source of the node's random choices (neighbours,
+            samples, jitter); seed one to make a run repeatable.
         """
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.network = network if network is not None else TCPNetwork(reactor)
+        self.random = rng if rng is not None else random.Random()
         self.config = config
         if nodeId is None and store is not None:
             nodeId = store.loadIdentity()
@@ -102,7 +108,7 @@ class Node(Service):
             config.seenCacheSize, config.seenCacheTTL, reactor.seconds)
         self._stopping = False
         self.membership = Membership(self, store)
-        self.topology = Topology(self)
+        self.topology = Topology(self, self.random)
         self.broadcaster = EpidemicBroadcast(
             self, tree=config.broadcastMode == "tree")
         self.misbehaviour = Misbehaviour(
@@ -112,6 +118,11 @@ class Node(Service):
     @property
     def shortId(self) -> str:
         return self.nodeId[:8]
+
+    @property
+    def addressBook(self) -> AddressBook:
+        """Every node this node knows of (reactor thread only)."""
+        return self.membership.book
 
     @property
     def port(self) -> Optional[IListeningPort]:

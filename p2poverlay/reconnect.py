@@ -11,7 +11,6 @@ node's C{forgetAfter}.
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -48,7 +47,7 @@ class PeerLink(ClientService):
         self._delay = backoffPolicy(
             initialDelay=config.reconnectInitialDelay,
             maxDelay=config.reconnectMaxDelay, factor=2.0,
-            jitter=lambda: random.uniform(0, config.reconnectInitialDelay))
+            jitter=lambda: node.random.uniform(0, config.reconnectInitialDelay))
         endpoint = node.network.clientEndpoint(host, port,
                                                config.connectTimeout)
         super().__init__(

@@ -43,7 +43,7 @@ def peersJSON(node) -> List[Dict[str, object]]:
     """
     connected = {info.node_id: info for info in node.peers.snapshot()}
     peers = []
-    for entry in node.membership.book.all():
+    for entry in node.addressBook.all():
         info = connected.pop(entry.node_id, None)
         peers.append({
             "id": entry.node_id,
