@@ -23,7 +23,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2poverlay import reconnect
 from p2poverlay.addressbook import AddressBook
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING
 from p2poverlay.errors import DeliveryFailed
@@ -189,7 +188,7 @@ def started():
 
 
 class FixedJitter:
-    """Stands in for the random module of p2poverlay.reconnect."""
+    """Stands in for a node's source of random numbers (redial jitter)."""
 
     def __init__(self, pick=max):
         self.pick = pick
@@ -427,8 +426,8 @@ def test_stopping_the_node_stops_probing(started):
 
 def test_redial_delays_grow_exponentially_up_to_the_cap(started, monkeypatch):
     jitter = FixedJitter(pick=max)
-    monkeypatch.setattr(reconnect, "random", jitter)
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
+    node.random = jitter
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -471,9 +470,9 @@ def test_redial_delays_with_random_jitter_stay_in_bounds(started):
 
 
 def test_unreachable_peer_is_forgotten_after_forget_after(started, monkeypatch):
-    monkeypatch.setattr(reconnect, "random", FixedJitter(pick=min))
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=4.0,
                    forgetAfter=20.0)
+    node.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -505,8 +504,8 @@ def test_unreachable_peer_is_forgotten_after_forget_after(started, monkeypatch):
 
 
 def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
-    monkeypatch.setattr(reconnect, "random", FixedJitter(pick=min))
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
+    node.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -544,8 +543,8 @@ def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
 
 def test_redial_whose_handshake_fails_keeps_backing_off(started, monkeypatch):
     """A dial that connects but never completes a handshake is a failure too."""
-    monkeypatch.setattr(reconnect, "random", FixedJitter(pick=min))
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
+    node.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
