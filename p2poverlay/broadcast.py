@@ -20,40 +20,52 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set
 
-from p2poverlay.message import MAX_IDS, Broadcast, Graft, IHave, Prune
+from twisted.internet.interfaces import IDelayedCall
+
+from p2poverlay.config import NodeConfig
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.events import NodeStats, ReceivedMessage
+from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.message import (
+    MAX_IDS, NEIGHBOUR, Broadcast, Graft, IHave, P2PMessage, Prune,
+)
+from p2poverlay.protocol import PeerConnection
+from p2poverlay.reasons import CloseReason
+from p2poverlay.records import PeerInfo
+from p2poverlay.registry import PeerRegistry
 from p2poverlay.seen import SeenCache
-
-if TYPE_CHECKING:
-    from twisted.internet.interfaces import IDelayedCall
-
-    from p2poverlay.node import Node
-    from p2poverlay.protocol import PeerConnection
 
 # Payloads kept to answer GRAFTs: at most this many, and this many bytes.
 PAYLOAD_CACHE_SIZE = 1024
 PAYLOAD_CACHE_BYTES = 4 << 20
 
 
-class EpidemicBroadcast:
+class EpidemicBroadcast(ConnectionListener):
     """
-    The broadcast state of one node: eager and lazy neighbours, recent
-    payloads, and the ids announced but not yet received.
+    The broadcast state of the node C{nodeId}: eager and lazy neighbours,
+    recent payloads, and the ids announced but not yet received.
 
-    The node reports neighbours coming and going and hands over every
-    broadcast message; this object sends what the protocol calls for and
-    has the node deliver each new broadcast once.
+    It hears of neighbours coming and going from the node's connections
+    and handles every broadcast message; it sends what the protocol calls
+    for and calls C{deliver} once with each new broadcast.
     """
 
-    def __init__(self, node: "Node", tree: bool = True) -> None:
-        self.node = node
-        self.tree = tree
-        config = node.config
+    def __init__(self, nodeId: str, config: NodeConfig, clock,
+                 registry: PeerRegistry, dispatcher: Dispatcher,
+                 deliver: Callable[[ReceivedMessage], None],
+                 stats: NodeStats) -> None:
+        self.nodeId = nodeId
+        self.clock = clock
+        self.peers = registry
+        self.deliver = deliver
+        self.stats = stats
+        self.tree = config.broadcastMode == "tree"
         self.graftTimeout = config.graftTimeout
         self.lazyDelay = config.lazyDelay
         self.seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
-                              node.reactor.seconds)
+                              clock.seconds)
         self.eager: Set[str] = set()
         self.lazy: Set[str] = set()
         # id -> the encoded line to relay; the newest last.
@@ -65,8 +77,25 @@ class EpidemicBroadcast:
         # node id -> ids waiting to go out in one IHAVE.
         self._announce: Dict[str, List[str]] = {}
         self._flushCall: Optional["IDelayedCall"] = None
+        dispatcher.register(Broadcast, self.payloadReceived)
+        dispatcher.register(IHave, self.ihaveReceived)
+        dispatcher.register(Graft, self.graftReceived)
+        dispatcher.register(Prune, self.pruneReceived)
 
     # -- neighbours -----------------------------------------------------
+
+    def roleChanged(self, nodeId: str, old: Optional[str], new: str) -> None:
+        if old == new:
+            return
+        if new == NEIGHBOUR:
+            self.neighbourUp(nodeId)
+        elif old == NEIGHBOUR:
+            self.neighbourDown(nodeId)
+
+    def peerRemoved(self, info: PeerInfo, connection: PeerConnection,
+                    reason: CloseReason) -> None:
+        if connection.role == NEIGHBOUR:
+            self.neighbourDown(info.node_id)
 
     def neighbourUp(self, nodeId: str) -> None:
         self.lazy.discard(nodeId)
@@ -107,16 +136,20 @@ class EpidemicBroadcast:
                         message: Broadcast) -> None:
         sender = connection.peer.node_id
         if not self.seen.add(message.id):
-            self.node.stats.broadcastDuplicates += 1
+            self.stats.broadcastDuplicates += 1
             if self.tree and sender in self.eager:
                 self._makeLazy(sender)
                 self._sendControl(connection, Prune())
             return
         self._stopWaiting(message.id)
         self._makeEager(sender)
-        if message.origin == self.node.nodeId:
+        if message.origin == self.nodeId:
             return  # Our own, come back before its id was seen: not news.
-        self.node.deliverBroadcast(connection, message)
+        self.stats.broadcastsDelivered += 1
+        self.deliver(ReceivedMessage(
+            kind="broadcast", message_id=message.id, body=message.body,
+            sender_id=message.origin, sender_name=message.origin_name,
+            sender=self.peers.get(message.origin), via=connection.peer))
         if message.ttl > 1:
             line = replace(message, ttl=message.ttl - 1).encode()
             self._remember(message.id, line)
@@ -125,19 +158,20 @@ class EpidemicBroadcast:
     def _push(self, messageId: str, line: bytes,
               exclude: Optional[str]) -> int:
         told = 0
-        registry = self.node.peers
+        registry = self.peers
+        stats = self.stats
         for nodeId in list(self.eager):
             if nodeId == exclude:
                 continue
             connection = registry.connection(nodeId)
             if connection is None or connection.closing:
                 continue
-            if connection.sendEncoded(line):
+            if connection.sendEncoded(line, Broadcast.TYPE):
                 told += 1
-                self.node.stats.broadcastPayloadsSent += 1
-                self.node.stats.broadcastPayloadBytes += len(line) + 1
+                stats.broadcastPayloadsSent += 1
+                stats.broadcastPayloadBytes += len(line) + 1
             else:
-                self.node.stats.broadcastsDropped += 1
+                stats.broadcastsDropped += 1
         for nodeId in self.lazy:
             if nodeId != exclude:
                 self._announce.setdefault(nodeId, []).append(messageId)
@@ -164,7 +198,7 @@ class EpidemicBroadcast:
         if self.lazyDelay <= 0:
             self.flushAnnouncements()
         elif self._flushCall is None:
-            self._flushCall = self.node.reactor.callLater(
+            self._flushCall = self.clock.callLater(
                 self.lazyDelay, self.flushAnnouncements)
 
     def flushAnnouncements(self) -> None:
@@ -174,7 +208,7 @@ class EpidemicBroadcast:
         self._flushCall = None
         announce, self._announce = self._announce, {}
         for nodeId, ids in announce.items():
-            connection = self.node.peers.connection(nodeId)
+            connection = self.peers.connection(nodeId)
             if connection is None:
                 continue
             for start in range(0, len(ids), MAX_IDS):
@@ -191,7 +225,7 @@ class EpidemicBroadcast:
             if sender not in announcers:
                 announcers.append(sender)
             if messageId not in self._graftTimers:
-                self._graftTimers[messageId] = self.node.reactor.callLater(
+                self._graftTimers[messageId] = self.clock.callLater(
                     self.graftTimeout, self._graftTimedOut, messageId)
 
     def _graftTimedOut(self, messageId: str) -> None:
@@ -203,12 +237,12 @@ class EpidemicBroadcast:
         announcers = self._missing.get(messageId)
         while announcers:
             nodeId = announcers.pop(0)
-            connection = self.node.peers.connection(nodeId)
+            connection = self.peers.connection(nodeId)
             if connection is None or connection.closing:
                 continue
             self._makeEager(nodeId)
             self._sendControl(connection, Graft((messageId,)))
-            self._graftTimers[messageId] = self.node.reactor.callLater(
+            self._graftTimers[messageId] = self.clock.callLater(
                 self.graftTimeout / 2, self._graftTimedOut, messageId)
             return
         self._missing.pop(messageId, None)
@@ -227,21 +261,24 @@ class EpidemicBroadcast:
         self._makeEager(sender)
         for messageId in message.ids:
             line = self._payloads.get(messageId)
-            if line is not None and connection.sendEncoded(line):
-                self.node.stats.broadcastPayloadsSent += 1
-                self.node.stats.broadcastPayloadBytes += len(line) + 1
+            if line is not None and connection.sendEncoded(line,
+                                                           Broadcast.TYPE):
+                self.stats.broadcastPayloadsSent += 1
+                self.stats.broadcastPayloadBytes += len(line) + 1
 
-    def pruneReceived(self, connection: "PeerConnection") -> None:
+    def pruneReceived(self, connection: "PeerConnection",
+                      message: Prune) -> None:
         if self.tree:
             self._makeLazy(connection.peer.node_id)
 
-    def _sendControl(self, connection: "PeerConnection", message) -> None:
+    def _sendControl(self, connection: "PeerConnection",
+                     message: P2PMessage) -> None:
         line = message.encode()
         # Small, and the tree breaks if they go missing: queue them even
         # when the peer reads slowly.
         if connection.sendEncoded(line, message.TYPE, force=True):
-            self.node.stats.broadcastControlSent += 1
-            self.node.stats.broadcastControlBytes += len(line) + 1
+            self.stats.broadcastControlSent += 1
+            self.stats.broadcastControlBytes += len(line) + 1
 
     def stop(self) -> None:
         """Cancel every timer (the node is stopping)."""

@@ -1,9 +1,36 @@
-"""NodeConfig: every setting of a Node, with its default."""
+"""NodeConfig: every setting of a Node, with its default, and their checks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence, Tuple
+
+from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
+
+
+class ConfigError(ValueError):
+    """
+    A setting of a L{NodeConfig} is not valid; C{str()} of it is one line.
+
+    @ivar fields: the names of the settings at fault, as they appear in
+        the text (so that a front end can name its own options instead).
+    """
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+# Settings that count something: at least 1.
+_COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
+           "seenCacheSize", "maxPeersPerExchange", "addressBookSize",
+           "maxInbound", "maxOutbound", "maxSendBuffer")
+# Times and rates: more than 0.
+_POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
+             "seenCacheTTL", "directLinkIdle", "exchangeInterval",
+             "graftTimeout", "pingInterval", "peerTimeout",
+             "reconnectInitialDelay", "reconnectMaxDelay", "forgetAfter",
+             "messageRate", "messageBurst", "banThreshold", "banTime")
 
 
 @dataclass
@@ -59,3 +86,47 @@ class NodeConfig:
     messageBurst: float = 10000.0
     banThreshold: float = 100.0
     banTime: float = 60.0
+
+    def check(self) -> None:
+        """
+        Check every setting, and the settings against each other.
+
+        @raise ConfigError: for the first one that is not valid.
+        """
+        for field in _COUNTS:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or value < 1:
+                raise ConfigError(f"{field} must be a whole number, at least "
+                                  f"1, got {value!r}", field)
+        for field in _POSITIVE + ("lazyDelay",):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not (value > 0 or field == "lazyDelay" and value == 0):
+                raise ConfigError(f"{field} must be a number more than 0, "
+                                  f"got {value!r}", field)
+        if not isinstance(self.broadcastTTL, int) \
+                or not 1 <= self.broadcastTTL <= MAX_TTL:
+            raise ConfigError(f"broadcastTTL must be between 1 and {MAX_TTL}, "
+                              f"got {self.broadcastTTL!r}", "broadcastTTL")
+        if self.broadcastMode not in ("tree", "flood"):
+            raise ConfigError(f"broadcastMode must be 'tree' or 'flood', got "
+                              f"{self.broadcastMode!r}", "broadcastMode")
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME_LENGTH \
+                or not self.name.isprintable():
+            raise ConfigError(f"name must be at most {MAX_NAME_LENGTH} "
+                              f"printable characters", "name")
+        if not isinstance(self.listen, str) or not self.listen:
+            raise ConfigError("listen must be a server endpoint description",
+                              "listen")
+        for address in self.join:
+            if not (isinstance(address, tuple) and len(address) == 2
+                    and isinstance(address[0], str) and address[0]
+                    and isinstance(address[1], int)
+                    and 1 <= address[1] <= 65535):
+                raise ConfigError(f"join must hold (host, port) pairs, got "
+                                  f"{address!r}", "join")
+        if self.minPeers > self.maxPeers:
+            raise ConfigError(f"minPeers ({self.minPeers}) is more than "
+                              f"maxPeers ({self.maxPeers})",
+                              "minPeers", "maxPeers")

@@ -6,10 +6,12 @@ and go.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, List, Optional
 
+from twisted.logger import Logger
 from zope.interface import Interface
 
+from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.records import PeerInfo
 
 
@@ -84,3 +86,48 @@ class NodeStats:
     broadcastPayloadBytes: int = 0
     broadcastControlSent: int = 0
     broadcastControlBytes: int = 0
+
+
+class ObserverList(ConnectionListener):
+    """
+    The observers of one node.  Each is told what it has a method for; one
+    that raises is logged and the others are still told.  As a listener of
+    the node's connections, it tells them of peers that come and go.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._observers: List[object] = []
+
+    def add(self, observer: object) -> None:
+        self._observers.append(observer)
+
+    def remove(self, observer: object) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(list(self._observers))
+
+    def __contains__(self, observer: object) -> bool:
+        return observer in self._observers
+
+    def notify(self, method: str, *args: object) -> None:
+        """Call C{method(*args)} on every observer that has it."""
+        for observer in list(self._observers):
+            callback = getattr(observer, method, None)
+            if callback is None:
+                continue
+            try:
+                callback(*args)
+            except Exception:
+                self.log.failure("observer {observer!r} failed in {method}",
+                                 observer=observer, method=method)
+
+    def peerAdded(self, info: PeerInfo, connection: object) -> None:
+        self.notify("peerConnected", info)
+
+    def peerRemoved(self, info: PeerInfo, connection: object,
+                    reason: object) -> None:
+        self.notify("peerDisconnected", info, str(reason))

@@ -1,55 +1,75 @@
 """
 Membership: which nodes exist, and staying connected to them.
 
-The node tells its membership when a peer connects and when one is lost;
-the membership keeps the address book, detects silent peers (PING/PONG),
-redials lost neighbours through L{PeerLink}s, forgets peers that stay
-unreachable, and saves the address book to the node's data directory.
-Which nodes become neighbours is the topology's business
-(L{p2poverlay.topology}).
+The membership listens to the node's connections: it keeps the address
+book, detects silent peers (PING/PONG), redials lost neighbours through
+L{PeerLink}s, forgets peers that stay unreachable, and saves the address
+book to the node's data directory.  Which nodes become neighbours is the
+topology's business (L{p2poverlay.topology}).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import Dict, Optional
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from p2poverlay.addressbook import AddressBook
-from p2poverlay.records import (
-    CONNECTED, DEAD, KNOWN, KnownPeer, LEFT, RECONNECTING,
-)
-from p2poverlay.message import DIRECT, Ping
-from p2poverlay.reconnect import PeerLink
 from p2poverlay.addresses import formatAddress
-from p2poverlay.records import PeerInfo
+from p2poverlay.config import NodeConfig
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.interfaces import ConnectionListener, IPeerConnectionOwner
+from p2poverlay.message import Hello, Ping, Pong
+from p2poverlay.network import INetwork
+from p2poverlay.protocol import PeerConnection
+from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
+from p2poverlay.reconnect import PeerLink
+from p2poverlay.records import (
+    CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, KnownPeer, PeerInfo,
+)
+from p2poverlay.registry import PeerRegistry
 from p2poverlay.store import NodeStore
-from p2poverlay.topology import DUPLICATE_CONNECTION, isTurnedAway
-
-if TYPE_CHECKING:
-    from p2poverlay.node import Node
-    from p2poverlay.protocol import PeerConnection
 
 # How soon after a change the address book is written to disk.
 SAVE_DELAY = 1.0
 
 
-class Membership:
+class Membership(ConnectionListener):
+    """
+    The address book and the redial links of the node C{nodeId}.
+
+    @ivar random: the source of redial jitter.
+    """
+
     log = Logger()
 
-    def __init__(self, node: "Node", store: Optional[NodeStore]) -> None:
-        self.node = node
+    def __init__(self, nodeId: str, config: NodeConfig, clock,
+                 store: Optional[NodeStore], book: AddressBook,
+                 registry: PeerRegistry, network: INetwork,
+                 owner: IPeerConnectionOwner, dispatcher: Dispatcher,
+                 rng: random.Random) -> None:
+        self.nodeId = nodeId
+        self.config = config
+        self.clock = clock
         self.store = store
-        self.book = AddressBook(node.config.addressBookSize,
-                                node.reactor.seconds)
+        self.peers = registry
+        self.network = network
+        self.owner = owner
+        self.random = rng
+        self.book = book
         self.links: Dict[str, PeerLink] = {}
+        self.running = False
         self._liveness = LoopingCall(self._checkLiveness)
-        self._liveness.clock = node.reactor
+        self._liveness.clock = clock
         self._nonce = 0
         self._saveCall = None
+        dispatcher.register(Ping, self._pingReceived)
+        dispatcher.register(Pong, self._pongReceived)
 
     # -- life -------------------------------------------------------------
 
@@ -58,11 +78,11 @@ class Membership:
         Start failure detection and load the saved peers into the address
         book (the topology dials them).
         """
-        self._liveness.start(self.node.config.pingInterval, now=False)
+        self.running = True
+        self._liveness.start(self.config.pingInterval, now=False)
         if self.store is None:
             return
-        saved = [p for p in self.store.loadPeers()
-                 if p.node_id != self.node.nodeId]
+        saved = [p for p in self.store.loadPeers() if p.node_id != self.nodeId]
         # The most recently seen first: a full book keeps those.
         saved.sort(key=lambda p: p.last_seen, reverse=True)
         for peer in saved:
@@ -71,15 +91,16 @@ class Membership:
 
     def stop(self) -> Deferred:
         """Stop probing and redialing; save the address book."""
+        self.running = False
         if self._liveness.running:
             self._liveness.stop()
         links, self.links = list(self.links.values()), {}
         self.save()
         return DeferredList([link.stopService() for link in links])
 
-    # -- what the node reports ----------------------------------------------
+    # -- what the connections report --------------------------------------------
 
-    def connected(self, info: PeerInfo, connection: "PeerConnection") -> None:
+    def peerReached(self, info: PeerInfo, connection: PeerConnection) -> None:
         """C{connection} is now the one connection to C{info}'s node."""
         self.book.update(info.node_id, info.host, info.port, info.name,
                          CONNECTED)
@@ -95,33 +116,24 @@ class Membership:
                 self._stopLink(info.node_id)
         self._scheduleSave()
 
-    def lost(self, info: PeerInfo, connection: "PeerConnection") -> None:
+    def peerRemoved(self, info: PeerInfo, connection: PeerConnection,
+                    reason: CloseReason) -> None:
         """The connection to C{info}'s node closed; decide what comes next."""
-        if self.node._stopping:
+        if not self.running:
             return
         nodeId = info.node_id
         link = self.links.get(nodeId)
-        if connection.role == DIRECT:
-            # A direct link ends when it is no longer used; it is no loss.
+        gone = departure(reason, connection.role, info.port)
+        if gone is Departure.UNUSED:
             self.book.setState(nodeId, KNOWN)
-        elif isTurnedAway(connection.remoteReason) \
-                or isTurnedAway(connection.closeReason):
-            self.turnedAway(nodeId)
-        elif connection.remoteReason \
-                and connection.remoteReason != DUPLICATE_CONNECTION:
-            # It said BYE: it left on purpose.  Do not chase it.  (Closing
-            # a duplicate is no leave: the pair keeps its other connection
-            # if the peer still has it, else it is redialed below.)
+        elif gone is Departure.TURNED_AWAY:
+            self._turnedAway(nodeId)
+        elif gone in (Departure.LEFT, Departure.BANISHED):
             self._stopLink(nodeId)
-            self.book.setState(nodeId, LEFT)
-        elif connection.closeReason.startswith(("protocol error", "banned")) \
-                or not info.port:
-            self._stopLink(nodeId)
-            self.book.setState(nodeId, DEAD)
-            # Not to be dialed again until it is forgotten.
-            self.node.topology.avoid(nodeId, self.node.config.forgetAfter)
+            self.book.setState(nodeId, LEFT if gone is Departure.LEFT
+                               else DEAD)
         elif link is not None and connection.link is link:
-            link.lostAt = self.node.reactor.seconds()
+            link.lostAt = self.clock.seconds()
             self.book.setState(nodeId, RECONNECTING)
         else:
             entry = self.book.get(nodeId)
@@ -129,23 +141,47 @@ class Membership:
                 self._startLink(entry)
         self._scheduleSave()
 
-    def turnedAway(self, nodeId: str) -> None:
+    def peerTurnedAway(self, hello: Hello, host: str) -> None:
+        """This node had no room for the node that said C{hello}."""
+        self.book.learn(hello.node_id, host, hello.port, hello.name)
+        self._turnedAway(hello.node_id)
+
+    def _turnedAway(self, nodeId: str) -> None:
         """One of this node and C{nodeId} has no room for the other."""
         self._stopLink(nodeId)
         self.book.setState(nodeId, KNOWN)
-        self.node.topology.turnedAway(nodeId)
+
+    def connectionClosed(self, connection: PeerConnection,
+                         reason: CloseReason) -> None:
+        link = connection.link
+        if link is not None and link.connection is connection:
+            link.connection = None
 
     # -- links ----------------------------------------------------------------
 
-    def _startLink(self, entry: KnownPeer, lostAt: Optional[float] = None) -> None:
-        if entry.node_id in self.links or not self.node.running \
-                or self.node._stopping:
+    def _startLink(self, entry: KnownPeer) -> None:
+        if entry.node_id in self.links or not self.running:
             return
-        link = PeerLink(self.node, entry.node_id, entry.host, entry.port,
-                        lostAt)
+        link = self.makeLink(entry.node_id, entry.host, entry.port)
         self.links[entry.node_id] = link
         self.book.setState(entry.node_id, RECONNECTING)
         link.startService()
+
+    def makeLink(self, nodeId: str, host: str, port: int,
+                 lostAt: Optional[float] = None) -> PeerLink:
+        """A link (not started) that redials C{nodeId} at C{host:port}."""
+        config = self.config
+        return PeerLink(
+            nodeId, host, port, self.clock, config,
+            self.network.clientEndpoint(host, port, config.connectTimeout),
+            lambda link: PeerConnectionFactory(self.owner, outbound=True,
+                                               link=link),
+            jitter=lambda: self.random.uniform(0, config.reconnectInitialDelay),
+            waiting=self.linkWaiting, gaveUp=self.linkGaveUp, lostAt=lostAt)
+
+    def isLinked(self, nodeId: str) -> bool:
+        """Is C{nodeId} being redialed?"""
+        return nodeId in self.links
 
     def _stopLink(self, nodeId: str) -> None:
         link = self.links.pop(nodeId, None)
@@ -165,32 +201,39 @@ class Membership:
         self.book.forget(link.nodeId)
         self.log.info("forgetting {address} ({id}): unreachable for {after} s",
                       address=formatAddress(link.host, link.port),
-                      id=link.nodeId[:8], after=self.node.config.forgetAfter)
+                      id=link.nodeId[:8], after=self.config.forgetAfter)
         self._scheduleSave()
 
     # -- failure detection ----------------------------------------------------
+
+    def _pingReceived(self, connection: PeerConnection, ping: Ping) -> None:
+        connection.sendMessage(Pong(ping.nonce))
+
+    def _pongReceived(self, connection: PeerConnection, pong: Pong) -> None:
+        pass  # Hearing from the peer (lastHeard) is all a PONG is for.
 
     def _checkLiveness(self) -> None:
         """
         Probe every peer; drop those silent for longer than C{peerTimeout}
         or whose outgoing data has been stuck as long.
         """
-        config = self.node.config
-        now = self.node.reactor.seconds()
+        config = self.config
+        now = self.clock.seconds()
         self._nonce += 1
-        for connection in self.node.peers.connections():
+        for connection in self.peers.connections():
             silent = now - connection.lastHeard
             stalled = connection.outbox.pausedSince
             if silent >= config.peerTimeout:
                 self.log.info("peer {peer} silent for {silent:.1f} s: "
                               "dropping it", peer=connection.describe(),
                               silent=silent)
-                connection.abort(f"no response for {silent:.1f} s")
+                connection.abort(CloseReason(CloseKind.SILENT,
+                                             f"{silent:.1f} s"))
             elif stalled is not None and now - stalled >= config.peerTimeout:
                 self.log.warn("peer {peer} has not read for {stalled:.1f} s: "
                               "dropping it", peer=connection.describe(),
                               stalled=now - stalled)
-                connection.abort("not reading")
+                connection.abort(CloseReason(CloseKind.NOT_READING))
             else:
                 connection.sendMessage(Ping(self._nonce))
         for entry in self.book.all():
@@ -203,7 +246,7 @@ class Membership:
     def _scheduleSave(self) -> None:
         if self.store is None or self._saveCall is not None:
             return
-        self._saveCall = self.node.reactor.callLater(SAVE_DELAY, self.save)
+        self._saveCall = self.clock.callLater(SAVE_DELAY, self.save)
 
     def save(self) -> None:
         """Write the address book to the data directory now."""
@@ -212,7 +255,7 @@ class Membership:
         self._saveCall = None
         if self.store is None:
             return
-        now = self.node.reactor.seconds()
+        now = self.clock.seconds()
         peers = [replace(e, last_seen=now) if e.state == CONNECTED else e
                  for e in self.book.all() if e.port]
         try:

@@ -25,6 +25,7 @@ PROTOCOL_VERSION = 1
 MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 255
 MAX_REASON_LENGTH = 200
+MAX_CODE_LENGTH = 32
 MAX_TTL = 255
 MAX_IDS = 1000
 
@@ -372,13 +373,18 @@ class Pong(P2PMessage):
 
 @dataclass(frozen=True)
 class Bye(P2PMessage):
-    """The sender is closing this connection, with a reason."""
+    """
+    The sender is closing this connection: C{reason} for people, C{code}
+    (a L{p2poverlay.reasons.CloseKind} value) for the receiver to act on.
+    """
 
     TYPE: ClassVar[str] = "BYE"
     reason: str = ""
+    code: str = ""
 
     def validate(self) -> None:
         _checkLength(self.reason, "reason", MAX_REASON_LENGTH)
+        _checkLength(self.code, "code", MAX_CODE_LENGTH)
 
 
 # Field annotations are strings (from __future__ import annotations).

@@ -2,7 +2,7 @@
 Metrics: what a node has done and what it holds, as counters and gauges.
 
 The connections count every line they read and write here, by message
-type; the node reports every closed connection with its reason.  The rest
+type, and every closed connection by the label of its reason.  The rest
 (peers by state, broadcast counters, uptime) is read from the node when a
 snapshot is taken.  A snapshot is a plain dict (the JSON API serves it);
 L{prometheusText} renders one in the Prometheus text exposition format.
@@ -11,56 +11,13 @@ L{prometheusText} renders one in the Prometheus text exposition format.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Callable, DefaultDict, Dict, List, Tuple
+from typing import Callable, DefaultDict, Dict, List, Tuple
 
+from p2poverlay.addressbook import AddressBook
+from p2poverlay.events import NodeStats
+from p2poverlay.reasons import DISCONNECT_REASONS, CloseReason
 from p2poverlay.records import PEER_STATES
-
-if TYPE_CHECKING:
-    from p2poverlay.node import Node
-
-# Why connections close, as a small fixed set of labels.
-BYE = "bye"
-TIMEOUT = "timeout"
-PROTOCOL_ERROR = "protocol_error"
-BANNED = "banned"
-FULL = "full"
-DUPLICATE = "duplicate"
-SELF = "self"
-SHUTDOWN = "shutdown"
-LOST = "lost"
-OTHER = "other"
-DISCONNECT_REASONS = (BYE, TIMEOUT, PROTOCOL_ERROR, BANNED, FULL, DUPLICATE,
-                      SELF, SHUTDOWN, LOST, OTHER)
-
-# Prefixes of the reasons this node gives when it closes a connection.
-_LOCAL_REASONS: Tuple[Tuple[str, str], ...] = (
-    ("protocol error", PROTOCOL_ERROR),
-    ("banned", BANNED),
-    ("too many", FULL),
-    ("handshake timeout", TIMEOUT),
-    ("no response", TIMEOUT),
-    ("not reading", TIMEOUT),
-    ("node shutting down", SHUTDOWN),
-    ("duplicate connection", DUPLICATE),
-    ("connected to self", SELF),
-)
-
-
-def disconnectLabel(remoteReason: str, closeReason: str) -> str:
-    """
-    Reduce why a connection closed to one of L{DISCONNECT_REASONS}.
-
-    @param remoteReason: what the peer said in its BYE ("" if nothing).
-    @param closeReason: why this node closed it ("" if it did not).
-    """
-    if remoteReason:
-        return BYE
-    if not closeReason:
-        return LOST
-    for prefix, label in _LOCAL_REASONS:
-        if closeReason.startswith(prefix):
-            return label
-    return OTHER
+from p2poverlay.registry import PeerRegistry
 
 
 class Metrics:
@@ -71,12 +28,17 @@ class Metrics:
     @ivar bytesIn: bytes read (delimiters included), by message type.
     @ivar messagesOut: lines written (or queued), by message type.
     @ivar bytesOut: bytes written (or queued), by message type.
-    @ivar disconnects: closed connections, by L{disconnectLabel}.
+    @ivar disconnects: closed connections, by
+        L{p2poverlay.reasons.CloseReason.label}.
     """
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
-        self.created = node.reactor.seconds()
+    def __init__(self, clock, stats: NodeStats, registry: PeerRegistry,
+                 book: AddressBook) -> None:
+        self.clock = clock
+        self.stats = stats
+        self.peers = registry
+        self.book = book
+        self.created = clock.seconds()
         self.messagesIn: DefaultDict[str, int] = defaultdict(int)
         self.bytesIn: DefaultDict[str, int] = defaultdict(int)
         self.messagesOut: DefaultDict[str, int] = defaultdict(int)
@@ -93,29 +55,29 @@ class Metrics:
         self.messagesOut[messageType] += 1
         self.bytesOut[messageType] += size
 
-    def connectionClosed(self, remoteReason: str, closeReason: str) -> None:
-        self.disconnects[disconnectLabel(remoteReason, closeReason)] += 1
+    def connectionClosed(self, reason: CloseReason) -> None:
+        self.disconnects[reason.label] += 1
 
     # Reading.
 
     @property
     def uptime(self) -> float:
         """Seconds since the node was created."""
-        return max(0.0, self.node.reactor.seconds() - self.created)
+        return max(0.0, self.clock.seconds() - self.created)
 
     def peersByState(self) -> Dict[str, int]:
         counts = dict.fromkeys(PEER_STATES, 0)
-        for entry in self.node.membership.book.all():
+        for entry in self.book.all():
             if entry.state in counts:
                 counts[entry.state] += 1
         return counts
 
     def snapshot(self) -> Dict[str, object]:
         """Every counter and gauge, as a JSON-ready dict."""
-        stats = self.node.stats
+        stats = self.stats
         return {
             "uptime": self.uptime,
-            "peers": len(self.node.peers),
+            "peers": len(self.peers),
             "peersByState": self.peersByState(),
             "messagesIn": dict(self.messagesIn),
             "bytesIn": dict(self.bytesIn),

@@ -1,40 +1,40 @@
 """
 PeerConnection: one TCP connection to another node.
 
-The protocol frames lines, decodes them, runs the HELLO handshake and
-keeps the per-connection state (delivery confirmations, timers).  What a
-message means for the overlay is the L{Node}'s business.
+The protocol frames lines, decodes them, throttles a peer that sends too
+fast, and runs its own life cycle as a state machine (L{PeerConnection}'s
+states: C{handshaking}, C{ready}, C{closingDown}, C{closed}).  Everything
+a line means for the overlay is its owner's business: an
+L{IPeerConnectionOwner}, in practice L{p2poverlay.connections.Connections}.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Optional
+from typing import List, Optional
 
+from automat import MethodicalMachine
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from p2poverlay.errors import DeliveryFailed, HandshakeFailed
-from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello,
-    MessageError, P2PMessage, Ping, Pong,
-)
-from p2poverlay.limits import TokenBucket
-from p2poverlay.outbox import Outbox
 from p2poverlay.addresses import formatAddress
+from p2poverlay.errors import HandshakeFailed
+from p2poverlay.interfaces import IPeerConnectionOwner
+from p2poverlay.limits import TokenBucket
+from p2poverlay.message import (
+    NEIGHBOUR, PROTOCOL_VERSION, Bye, Hello, MessageError, P2PMessage,
+)
+from p2poverlay.outbox import Outbox
+from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
-
-if TYPE_CHECKING:
-    from p2poverlay.node import Node
 
 # How long a closing connection may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
 # How long reading stops when a peer sends faster than its rate limit.
 THROTTLE_PAUSE = 0.1
-# Misbehaviour points (see Node.penalize; 100 bans by default).
+# Misbehaviour points (100 ban by default).
 PROTOCOL_ERROR_POINTS = 60
 THROTTLE_POINTS = 1
 
@@ -47,25 +47,28 @@ class PeerConnection(LineReceiver):
         done, else L{None}.
     @ivar handshake: fires with the remote L{PeerInfo} of the node this
         connection reached, or fails with L{HandshakeFailed}.
+    @ivar closing: whether the connection is closing or closed.
+    @ivar closeReason: why it closes (a L{CloseReason}), once it does.
     """
 
     delimiter = b"\n"
     log = Logger()
+    _machine = MethodicalMachine()
 
-    def __init__(self, node: "Node", outbound: bool,
+    def __init__(self, owner: IPeerConnectionOwner, outbound: bool,
                  role: str = NEIGHBOUR) -> None:
-        self.node = node
+        self.owner = owner
         self.outbound = outbound
         # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
         self.role = role
         self.lastUsed = 0.0  # when a direct message last went either way
-        self.MAX_LENGTH = node.config.maxLineLength
-        self.metrics = node.metrics
+        self.MAX_LENGTH = owner.config.maxLineLength
+        self.clock = owner.clock
+        self.metrics = owner.metrics
         self.peer: Optional[PeerInfo] = None
         self.version = PROTOCOL_VERSION
         self.closing = False
-        self.closeReason = ""
-        self.remoteReason = ""
+        self.closeReason: Optional[CloseReason] = None
         self.lastHeard = 0.0
         self.link = None  # the PeerLink that dialed this connection, if any
         self.outbox: Optional[Outbox] = None
@@ -74,10 +77,9 @@ class PeerConnection(LineReceiver):
             # Nobody waits on an inbound handshake; its failure is logged
             # where it happens.
             self.handshake.addErrback(lambda _: None)
-        self._pending: "OrderedDict[str, tuple[Data, Deferred[PeerInfo], IDelayedCall]]" = OrderedDict()
         self._timer: Optional[IDelayedCall] = None
         self._throttled: Optional[IDelayedCall] = None
-        self._closedWaiters: "list[Deferred[None]]" = []
+        self._closedWaiters: List[Deferred[None]] = []
 
     @property
     def direction(self) -> str:
@@ -99,97 +101,190 @@ class PeerConnection(LineReceiver):
             return self.peer.describe()
         return self.remoteAddress
 
-    # -- connection life ------------------------------------------------
-
-    def connectionMade(self) -> None:
-        clock = self.node.reactor
-        self.lastHeard = self.lastUsed = clock.seconds()
-        # Lines are small and often answered (ACK, PONG, replies): without
-        # this, Nagle's algorithm and delayed ACKs hold a line back ~40 ms.
-        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
-        if setNoDelay is not None:
-            setNoDelay(True)
-        config = self.node.config
-        self.outbox = Outbox(self.transport, config.maxSendBuffer,
-                             clock.seconds, self.delimiter)
-        self.bucket = TokenBucket(config.messageRate, config.messageBurst,
-                                  clock.seconds)
-        if self.outbound:
-            # The accepting side answers once it has read this HELLO (see
-            # Node.handshakeReceived).
-            self.sendMessage(self.node.helloMessage(self.role))
-        self._timer = clock.callLater(
-            self.node.config.handshakeTimeout, self._handshakeTimedOut)
-        self.node.connectionMade(self)
-
-    def _handshakeTimedOut(self) -> None:
-        self._timer = None
-        self.log.warn("closing connection with {peer}: {reason}",
-                      peer=self.describe(), reason="handshake timeout")
-        self.close("handshake timeout")
-
-    def connectionLost(self, reason: Failure = None) -> None:
-        self.closing = True
-        self._cancelTimer()
-        if self._throttled is not None and self._throttled.active():
-            self._throttled.cancel()
-        if not self.handshake.called:
-            why = self.closeReason or self.remoteReason or "connection lost"
-            self.handshake.errback(HandshakeFailed(why))
-        pending, self._pending = self._pending, OrderedDict()
-        self.node.connectionLost(self, pending)
-        waiters, self._closedWaiters = self._closedWaiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
     def whenClosed(self) -> "Deferred[None]":
         """A Deferred that fires once this connection has closed."""
         waiter: Deferred[None] = Deferred()
         self._closedWaiters.append(waiter)
         return waiter
 
+    # -- the life cycle ---------------------------------------------------
+
+    @_machine.state(initial=True)
+    def handshaking(self) -> None:
+        """Connected; the HELLO handshake is not done."""
+
+    @_machine.state()
+    def ready(self) -> None:
+        """The owner accepted the handshake: the connection carries messages."""
+
+    @_machine.state()
+    def closingDown(self) -> None:
+        """BYE said (or not), flushing what is written, then closing."""
+
+    @_machine.state()
+    def closed(self) -> None:
+        """The transport is gone."""
+
+    @_machine.input()
+    def established(self, info: PeerInfo) -> None:
+        """The owner accepted the handshake and registered this connection."""
+
+    @_machine.input()
+    def rejected(self, reason: CloseReason, peer: Optional[PeerInfo] = None,
+                 error: type = HandshakeFailed) -> None:
+        """
+        The owner will not use this connection.  If it already has a
+        connection to the same peer, C{peer} names it and the handshake
+        succeeds with it: whoever waited for this dial reached that peer.
+        Otherwise the handshake fails with C{error}.
+        """
+
+    def close(self, reason: CloseReason, tellPeer: bool = True) -> None:
+        """
+        Close this connection, telling the peer why in a BYE first (unless
+        C{tellPeer} is false).  What is already written is flushed; a peer
+        that does not read it within L{CLOSE_GRACE} seconds is cut off.
+        """
+        if tellPeer:
+            self._closeTelling(reason)
+        else:
+            self._closeQuietly(reason)
+
+    @_machine.input()
+    def _closeTelling(self, reason: CloseReason) -> None:
+        """Close, with a BYE."""
+
+    @_machine.input()
+    def _closeQuietly(self, reason: CloseReason) -> None:
+        """Close, without a BYE (the peer said BYE, or is this node)."""
+
+    @_machine.input()
+    def abort(self, reason: CloseReason) -> None:
+        """Drop this connection at once, unsent data and all."""
+
+    @_machine.input()
+    def _transportGone(self) -> None:
+        """The transport has closed."""
+
+    @_machine.output()
+    def _accept(self, info: PeerInfo) -> None:
+        self._cancelTimer()
+        self.peer = info
+        self.handshake.callback(info)
+
+    @_machine.output()
+    def _beginClosing(self, reason: CloseReason) -> None:
+        self.closing = True
+        self.closeReason = reason
+        self._cancelTimer()
+
+    @_machine.output()
+    def _flush(self) -> None:
+        self.outbox.flush()
+
+    @_machine.output()
+    def _sayBye(self, reason: CloseReason) -> None:
+        self._write(reason.bye().encode(), Bye.TYPE, force=True)
+
+    @_machine.output()
+    def _loseConnection(self) -> None:
+        # A registered producer would hold the connection open.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+        self._timer = self.clock.callLater(
+            CLOSE_GRACE, self.transport.abortConnection)
+
+    @_machine.output()
+    def _cut(self) -> None:
+        self.transport.abortConnection()
+
+    @_machine.output()
+    def _settleHandshake(self, peer: Optional[PeerInfo] = None,
+                         error: type = HandshakeFailed) -> None:
+        if self.handshake.called:
+            return
+        if peer is not None:
+            self.handshake.callback(peer)
+        else:
+            self.handshake.errback(error(self.closeReason.text))
+
+    @_machine.output()
+    def _finish(self) -> None:
+        self.closing = True
+        if self.closeReason is None:
+            self.closeReason = LOST_CONNECTION
+        self._cancelTimer()
+        if self._throttled is not None and self._throttled.active():
+            self._throttled.cancel()
+        if not self.handshake.called:
+            self.handshake.errback(HandshakeFailed(self.closeReason.text))
+        self.owner.connectionLost(self)
+        waiters, self._closedWaiters = self._closedWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    handshaking.upon(established, enter=ready, outputs=[_accept])
+    for _open in (handshaking, ready):
+        _open.upon(rejected, enter=closingDown, outputs=[
+            _beginClosing, _flush, _sayBye, _loseConnection,
+            _settleHandshake])
+        _open.upon(_closeTelling, enter=closingDown, outputs=[
+            _beginClosing, _flush, _sayBye, _loseConnection])
+        _open.upon(_closeQuietly, enter=closingDown, outputs=[
+            _beginClosing, _flush, _loseConnection])
+        _open.upon(abort, enter=closingDown, outputs=[_beginClosing, _cut])
+        _open.upon(_transportGone, enter=closed, outputs=[_finish])
+    # Closing already: the first reason stands.
+    closingDown.upon(rejected, enter=closingDown, outputs=[_settleHandshake])
+    closingDown.upon(_transportGone, enter=closed, outputs=[_finish])
+    for _input in (_closeTelling, _closeQuietly, abort):
+        closingDown.upon(_input, enter=closingDown, outputs=[])
+    for _input in (rejected, _closeTelling, _closeQuietly, abort):
+        closed.upon(_input, enter=closed, outputs=[])
+    del _open, _input
+
     def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
 
-    def close(self, reason: str, tellPeer: bool = True) -> None:
-        """
-        Close this connection, telling the peer why in a BYE first.  What
-        is already written is flushed; a peer that does not read it within
-        L{CLOSE_GRACE} seconds is cut off.
-        """
-        if not self._beginClosing(reason):
-            return
-        self.outbox.flush()
-        if tellPeer:
-            self._write(Bye(reason[:200]).encode(), Bye.TYPE, force=True)
-        # A registered producer would hold the connection open.
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-        self._timer = self.node.reactor.callLater(
-            CLOSE_GRACE, self.transport.abortConnection)
+    # -- Twisted's protocol calls -------------------------------------------
 
-    def abort(self, reason: str) -> None:
-        """Drop this connection at once, unsent data and all."""
-        if self._beginClosing(reason):
-            self.transport.abortConnection()
+    def connectionMade(self) -> None:
+        self.lastHeard = self.lastUsed = self.clock.seconds()
+        # Lines are small and often answered (ACK, PONG, replies): without
+        # this, Nagle's algorithm and delayed ACKs hold a line back ~40 ms.
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
+        config = self.owner.config
+        self.outbox = Outbox(self.transport, config.maxSendBuffer,
+                             self.clock.seconds, self.delimiter)
+        self.bucket = TokenBucket(config.messageRate, config.messageBurst,
+                                  self.clock.seconds)
+        if self.outbound:
+            # The accepting side answers once it has read this HELLO.
+            self.sendMessage(self.owner.helloFor(self.role))
+        self._timer = self.clock.callLater(config.handshakeTimeout,
+                                           self._handshakeTimedOut)
+        self.owner.connectionMade(self)
 
-    def _beginClosing(self, reason: str) -> bool:
-        """Mark this connection closing; False if it already was."""
-        if self.closing:
-            return False
-        self.closing = True
-        self.closeReason = reason
-        self._cancelTimer()
-        return True
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._transportGone()
+
+    def _handshakeTimedOut(self) -> None:
+        self._timer = None
+        self.log.warn("closing connection with {peer}: {reason}",
+                      peer=self.describe(), reason="handshake timeout")
+        self.close(CloseReason(CloseKind.HANDSHAKE_TIMEOUT))
 
     def protocolError(self, reason: str) -> None:
         """The peer sent something invalid: log it, close, count it."""
         self.log.warn("closing connection with {peer}: {reason}",
                       peer=self.describe(), reason=reason)
-        self.close(f"protocol error: {reason}")
-        self.node.penalize(self, PROTOCOL_ERROR_POINTS, f"protocol error: {reason}")
+        why = CloseReason(CloseKind.PROTOCOL_ERROR, reason)
+        self.close(why)
+        self.owner.misbehaved(self, PROTOCOL_ERROR_POINTS, why.text)
 
     def _throttle(self) -> None:
         """
@@ -197,16 +292,18 @@ class PeerConnection(LineReceiver):
         slows the sender down; nothing is lost) and count it against it.
         """
         self.pauseProducing()
-        self._throttled = self.node.reactor.callLater(
-            THROTTLE_PAUSE, self._unthrottle)
-        self.node.penalize(
+        self._throttled = self.clock.callLater(THROTTLE_PAUSE,
+                                               self._unthrottle)
+        self.owner.misbehaved(
             self, THROTTLE_POINTS,
-            f"more than {self.node.config.messageRate:g} messages/s")
+            f"more than {self.owner.config.messageRate:g} messages/s")
 
     def _unthrottle(self) -> None:
         self._throttled = None
         if not self.closing:
             self.resumeProducing()
+
+    # -- receiving ------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -250,12 +347,10 @@ class PeerConnection(LineReceiver):
             return
         self.protocolError(f"line longer than {self.MAX_LENGTH} bytes")
 
-    # -- receiving ------------------------------------------------------
-
     def lineReceived(self, line: bytes) -> None:
         if self.closing:
             return
-        self.lastHeard = self.node.reactor.seconds()
+        self.lastHeard = self.clock.seconds()
         if not self.bucket.take() and self._throttled is None:
             self._throttle()
             if self.closing:
@@ -270,43 +365,14 @@ class PeerConnection(LineReceiver):
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
                 return
-            self._cancelTimer()
             self.version = min(self.version, message.version)
-            self.node.handshakeReceived(self, message)
+            self.owner.helloReceived(self, message)
         elif isinstance(message, Hello):
             self.protocolError("HELLO sent twice")
-        elif isinstance(message, Ping):
-            self.sendMessage(Pong(message.nonce))
-        elif isinstance(message, Pong):
-            pass  # lastHeard is all a PONG is for.
-        elif isinstance(message, Ack):
-            self._ackReceived(message)
         elif isinstance(message, Bye):
-            self.remoteReason = message.reason or "peer left"
-            self.close(self.remoteReason, tellPeer=False)
+            self.close(CloseReason.fromBye(message), tellPeer=False)
         else:
-            self.node.messageReceived(self, message)
-
-    def established(self, info: PeerInfo) -> None:
-        """The node accepted the handshake and registered this connection."""
-        self.peer = info
-        self.handshake.callback(info)
-
-    def rejected(self, reason: str, peer: Optional[PeerInfo] = None,
-                 error: type = HandshakeFailed) -> None:
-        """
-        The node will not use this connection.  If it already has a
-        connection to the same peer, C{peer} names it and the handshake
-        succeeds with it: whoever waited for this dial reached that peer.
-        Otherwise the handshake fails with C{error}.
-        """
-        self.close(reason)
-        if self.handshake.called:
-            return
-        if peer is not None:
-            self.handshake.callback(peer)
-        else:
-            self.handshake.errback(error(reason))
+            self.owner.messageReceived(self, message)
 
     # -- sending --------------------------------------------------------
 
@@ -315,10 +381,11 @@ class PeerConnection(LineReceiver):
         if not self.closing:
             self._write(message.encode(), message.TYPE, force=True)
 
-    def sendEncoded(self, line: bytes, messageType: str = Broadcast.TYPE,
+    def sendEncoded(self, line: bytes, messageType: str,
                     force: bool = False) -> bool:
         """
-        Send a message that was encoded once for several connections.
+        Send a message that is already encoded (once, for several
+        connections).
 
         @param messageType: the C{TYPE} of the encoded message.
         @param force: queue it even when the send buffer is full (for small
@@ -335,44 +402,3 @@ class PeerConnection(LineReceiver):
             self.metrics.sent(messageType, len(line) + 1)
             return True
         return False
-
-    @property
-    def awaitingAcks(self) -> bool:
-        """Are direct messages sent here still waiting for their ACK?"""
-        return bool(self._pending)
-
-    def sendData(self, message: Data) -> "Deferred[PeerInfo]":
-        """
-        Send a direct message; the result fires with this peer's info once
-        the peer confirms delivery, or fails with L{DeliveryFailed}.
-        """
-        done: Deferred[PeerInfo] = Deferred()
-        self.lastUsed = self.node.reactor.seconds()
-        if self.closing:
-            done.errback(DeliveryFailed(
-                f"connection to {self.describe()} is closing"))
-            return done
-        if not self._write(message.encode(), Data.TYPE):
-            done.errback(DeliveryFailed(
-                f"send buffer to {self.describe()} is full: it reads too "
-                f"slowly"))
-            return done
-        timeout = self.node.reactor.callLater(
-            self.node.config.ackTimeout, self._ackTimedOut, message.id)
-        self._pending[message.id] = (message, done, timeout)
-        return done
-
-    def _ackReceived(self, ack: Ack) -> None:
-        entry = self._pending.pop(ack.id, None)
-        if entry is None:
-            return  # Late or duplicate: the sender already gave up or knows.
-        _, done, timeout = entry
-        timeout.cancel()
-        done.callback(self.peer)
-
-    def _ackTimedOut(self, messageId: str) -> None:
-        entry = self._pending.pop(messageId, None)
-        if entry is not None:
-            entry[1].errback(DeliveryFailed(
-                f"{self.describe()} did not confirm delivery within "
-                f"{self.node.config.ackTimeout:g} s"))

@@ -11,48 +11,56 @@ node's C{forgetAfter}.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Callable, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.interfaces import IStreamClientEndpoint
 
-from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.config import NodeConfig
 from p2poverlay.protocol import PeerConnection
-
-if TYPE_CHECKING:
-    from p2poverlay.node import Node
 
 
 class PeerLink(ClientService):
     """
-    Keeps dialing C{nodeId} at C{host:port} for C{node}.
+    Keeps dialing C{nodeId} at C{host:port} through C{endpoint}.
 
     @ivar lostAt: when the peer was last lost; the link gives up once it
         has failed to reach the peer for C{forgetAfter} seconds after that.
     @ivar nextAttempt: when the next dial is due, while waiting.
+    @ivar connection: the link's latest connection, if any.
+    @param makeFactory: makes the factory of the link's connections, given
+        the link.
+    @param jitter: a random extra delay, in seconds, for each wait.
+    @param waiting: called with the link when a dial failed and it waits.
+    @param gaveUp: called with the link (on a later turn of the clock) when
+        it has failed for C{forgetAfter} seconds.
     """
 
-    def __init__(self, node: "Node", nodeId: str, host: str, port: int,
+    def __init__(self, nodeId: str, host: str, port: int, clock,
+                 config: NodeConfig, endpoint: IStreamClientEndpoint,
+                 makeFactory: Callable[["PeerLink"], object],
+                 jitter: Callable[[], float],
+                 waiting: Callable[["PeerLink"], None],
+                 gaveUp: Callable[["PeerLink"], None],
                  lostAt: Optional[float] = None) -> None:
-        self.node = node
         self.nodeId = nodeId
         self.host = host
         self.port = port
-        self.lostAt = node.reactor.seconds() if lostAt is None else lostAt
+        self.config = config
+        self.lostAt = clock.seconds() if lostAt is None else lostAt
         self.nextAttempt: Optional[float] = None
         self.connection: Optional[PeerConnection] = None
         # Tries since the link last reached its peer.  ClientService counts
         # failed TCP connects only; a refused handshake counts here too.
         self.attempts = 0
-        config = node.config
+        self._clock = clock
+        self._waiting = waiting
+        self._gaveUp = gaveUp
         self._delay = backoffPolicy(
             initialDelay=config.reconnectInitialDelay,
-            maxDelay=config.reconnectMaxDelay, factor=2.0,
-            jitter=lambda: node.random.uniform(0, config.reconnectInitialDelay))
-        endpoint = node.network.clientEndpoint(host, port,
-                                               config.connectTimeout)
-        super().__init__(
-            endpoint, PeerConnectionFactory(node, outbound=True, link=self),
-            retryPolicy=self._retryDelay, clock=node.reactor)
+            maxDelay=config.reconnectMaxDelay, factor=2.0, jitter=jitter)
+        super().__init__(endpoint, makeFactory(self),
+                         retryPolicy=self._retryDelay, clock=clock)
 
     @property
     def handshaking(self) -> bool:
@@ -66,15 +74,15 @@ class PeerLink(ClientService):
         self.attempts = 0
 
     def _retryDelay(self, failedAttempts: int) -> float:
-        now = self.node.reactor.seconds()
+        now = self._clock.seconds()
         self.attempts += 1
         delay = self._delay(self.attempts - 1)
-        if now - self.lostAt >= self.node.config.forgetAfter:
+        if now - self.lostAt >= self.config.forgetAfter:
             # Stopping from inside the retry machinery is not allowed:
-            # the node stops the link on the next turn of the reactor.
-            self.node.reactor.callLater(0, self.node.membership.linkGaveUp, self)
+            # the owner stops the link on the next turn of the clock.
+            self._clock.callLater(0, self._gaveUp, self)
         self.nextAttempt = now + delay
-        self.node.membership.linkWaiting(self)
+        self._waiting(self)
         return delay
 
     def __repr__(self) -> str:

@@ -16,7 +16,8 @@ from p2poverlay.console import ConsoleService, stdinIsNull
 from p2poverlay.control import ControlService, defaultControlPath, unixDescription
 from p2poverlay.errors import ListenError
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay.config import ConfigError, NodeConfig
+from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
 from p2poverlay.store import NodeStore, StoreLocked
 
@@ -247,14 +248,10 @@ class Options(usage.Options):
         self["control-default"] = self["control"] is None
         self["control"] = controlDescription(self["control"], self["data-dir"])
         self._webOptions()
-        name = self["name"]
-        if len(name) > MAX_NAME_LENGTH or not name.isprintable():
-            raise usage.UsageError(
-                f"--name must be at most {MAX_NAME_LENGTH} printable characters")
-        if self["min-peers"] > self["max-peers"]:
-            raise usage.UsageError(
-                f"--min-peers ({self['min-peers']}) is more than --max-peers "
-                f"({self['max-peers']})")
+        try:
+            nodeConfig(self).check()
+        except ConfigError as e:
+            raise usage.UsageError(optionNames(e))
         self._adjustTwistd()
 
     def _webOptions(self) -> None:
@@ -354,12 +351,30 @@ def openStore(directory: str) -> NodeStore:
     return store
 
 
-def makeService(options: Options) -> IService:
-    config = NodeConfig(
+def nodeConfig(options: Options) -> NodeConfig:
+    """The node's settings, from the parsed options."""
+    return NodeConfig(
         listen=options["listen"],
         name=options["name"],
         join=tuple(options["join"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
+
+
+_OPTION_OF = dict({field: option for option, field, _, _ in _NODE_SETTINGS},
+                  name="name", join="join", listen="port")
+
+
+def optionNames(error: ConfigError) -> str:
+    """The text of C{error}, naming the options instead of the settings."""
+    text = str(error)
+    for field in error.fields:
+        text = re.sub(rf"\b{field}\b", f"--{_OPTION_OF.get(field, field)}",
+                      text)
+    return text
+
+
+def makeService(options: Options) -> IService:
+    config = nodeConfig(options)
     store = openStore(options["data-dir"]) if options["data-dir"] else None
     node = Node(config, store=store)
     service = P2PService(node, options.get("foreground", False),

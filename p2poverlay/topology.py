@@ -18,20 +18,27 @@ closed after C{directLinkIdle} seconds without a direct message.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer
-from p2poverlay.errors import PeerFull, SelfConnection
-from p2poverlay.message import DIRECT, NEIGHBOUR, Peers
+from p2poverlay.addressbook import AddressBook
 from p2poverlay.addresses import formatAddress, isLoopback
-from p2poverlay.records import PeerInfo
+from p2poverlay.config import NodeConfig
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.errors import PeerFull, SelfConnection
+from p2poverlay.interfaces import ConnectionListener, IAdmission
+from p2poverlay.limits import Misbehaviour
+from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
+from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
+from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
+from p2poverlay.registry import PeerRegistry
 
 if TYPE_CHECKING:
-    from p2poverlay.node import Node
+    from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
 # Addresses sent in one PEERS message (within maxPeersPerExchange).
@@ -41,45 +48,63 @@ EXCHANGE_SAMPLE = 32
 FULL_COOLDOWN = 30.0
 # Addresses joined through that are kept to join through again.
 MAX_SEEDS = 16
-# Close reason of the one of two connections between a pair that goes.
-DUPLICATE_CONNECTION = "duplicate connection"
-# Close reason of a connection turned away for want of room.
-FULL = "full"
 
 
-def isTurnedAway(reason: str) -> bool:
-    """Does this close reason mean "no room now", not "gone"?"""
-    return reason == FULL or reason.startswith("too many ")
+@implementer(IAdmission)
+class Topology(ConnectionListener):
+    """
+    The neighbours of the node C{nodeId}: dials them, admits them, and
+    exchanges addresses with them.
 
+    @param isLinked: whether a node is being redialed already (the
+        membership's links).
+    @param awaitingAcks: whether a connection still waits for ACKs (the
+        direct messages'); such a direct link is not closed.
+    """
 
-class Topology:
     log = Logger()
 
-    def __init__(self, node: "Node", rng: Optional[random.Random] = None) -> None:
-        self.node = node
-        self.config = node.config
-        self.random = rng or random.Random()
+    def __init__(self, nodeId: str, config: NodeConfig, clock,
+                 rng: random.Random, registry: PeerRegistry,
+                 book: AddressBook, connections: "Connections",
+                 misbehaviour: Misbehaviour, dispatcher: Dispatcher,
+                 isLinked: Callable[[str], bool],
+                 awaitingAcks: Callable[["PeerConnection"], bool]) -> None:
+        self.nodeId = nodeId
+        self.config = config
+        self.clock = clock
+        self.random = rng
+        self.peers = registry
+        self.book = book
+        self.connections = connections
+        self.misbehaviour = misbehaviour
+        self.isLinked = isLinked
+        self.awaitingAcks = awaitingAcks
+        self.running = False
         self._dialing: Set[str] = set()
         # Where to join again when alone: --join, and every join() since.
-        self.seeds: List[Tuple[str, int]] = [tuple(s) for s in node.config.join]
+        self.seeds: List[Tuple[str, int]] = [tuple(s) for s in config.join]
         self._rejoinAt = 0.0
         self._rejoinCount = 0
-        self._rejoinDelay = node.config.reconnectInitialDelay
+        self._rejoinDelay = config.reconnectInitialDelay
         self._cooldown: Dict[str, float] = {}
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
-        self._tick.clock = node.reactor
+        self._tick.clock = clock
         self._exchange = LoopingCall(self.exchange)
-        self._exchange.clock = node.reactor
+        self._exchange.clock = clock
+        dispatcher.register(Peers, self.peersReceived)
 
     # -- life -------------------------------------------------------------
 
     def start(self) -> None:
+        self.running = True
         self._tick.start(self.config.pingInterval, now=False)
         self._exchange.start(self.config.exchangeInterval, now=False)
         self.schedule()
 
     def stop(self) -> None:
+        self.running = False
         for loop in (self._tick, self._exchange):
             if loop.running:
                 loop.stop()
@@ -94,11 +119,10 @@ class Topology:
     # -- counting -----------------------------------------------------------
 
     def neighbours(self) -> List["PeerConnection"]:
-        return [c for c in self.node.peers.connections()
-                if c.role == NEIGHBOUR]
+        return [c for c in self.peers.connections() if c.role == NEIGHBOUR]
 
     def directLinks(self) -> List["PeerConnection"]:
-        return [c for c in self.node.peers.connections() if c.role == DIRECT]
+        return [c for c in self.peers.connections() if c.role == DIRECT]
 
     @property
     def dialing(self) -> int:
@@ -115,16 +139,15 @@ class Topology:
 
     def schedule(self) -> None:
         """Look for neighbours soon (once, however often it is asked)."""
-        if self._maintainCall is None and self.node.running:
-            self._maintainCall = self.node.reactor.callLater(0, self.maintain)
+        if self._maintainCall is None and self.running:
+            self._maintainCall = self.clock.callLater(0, self.maintain)
 
     def maintain(self) -> None:
         """Dial random known nodes while there are fewer than C{minPeers}."""
         if self._maintainCall is not None and self._maintainCall.active():
             self._maintainCall.cancel()
         self._maintainCall = None
-        node = self.node
-        if not self.config.autoConnect or node._stopping or not node.running:
+        if not self.config.autoConnect or not self.running:
             return
         neighbours = len(self.neighbours())
         if neighbours:
@@ -135,7 +158,7 @@ class Topology:
         candidates = self._candidates(missing)
         for entry in candidates:
             self._dial(entry)
-        if not (candidates or neighbours or node._dials):
+        if not (candidates or neighbours or self.connections.dialsInFlight):
             self._rejoin()
 
     def addSeed(self, host: str, port: int) -> None:
@@ -150,10 +173,9 @@ class Topology:
         node learned is gone): try the addresses joined through again, in
         turn, with a wait that doubles up to C{reconnectMaxDelay}.
         """
-        node = self.node
         seeds = [seed for seed in self.seeds
-                 if seed not in node._selfAddresses]
-        now = node.reactor.seconds()
+                 if not self.connections.isSelf(*seed)]
+        now = self.clock.seconds()
         if not seeds or now < self._rejoinAt:
             return
         host, port = seeds[self._rejoinCount % len(seeds)]
@@ -163,7 +185,7 @@ class Topology:
                                 self.config.reconnectMaxDelay)
         self.log.info("no neighbours: joining again through {address}",
                       address=formatAddress(host, port))
-        d = node.connect(host, port)
+        d = self.connections.connect(host, port)
         d.addErrback(lambda reason: self.log.info(
             "could not join through {address}: {why}",
             address=formatAddress(host, port), why=reason.getErrorMessage()))
@@ -175,21 +197,20 @@ class Topology:
         neighbours again), then nodes that did not answer last.  Nodes that
         turned this one away recently come only when nothing else is left.
         """
-        node = self.node
-        now = node.reactor.seconds()
+        now = self.clock.seconds()
         for nodeId, until in list(self._cooldown.items()):
             if until <= now:
                 del self._cooldown[nodeId]
         retryDead = now - self.config.reconnectMaxDelay
         candidates = [
-            entry for entry in node.membership.book.all()
+            entry for entry in self.book.all()
             if (entry.state == KNOWN
                 or entry.state == DEAD and entry.since <= retryDead)
             and entry.port
             and entry.node_id not in self._dialing
-            and entry.node_id not in node.peers
-            and entry.node_id not in node.membership.links
-            and not node.misbehaviour.isBanned(entry.host)
+            and entry.node_id not in self.peers
+            and not self.isLinked(entry.node_id)
+            and not self.misbehaviour.isBanned(entry.host)
         ]
         self.random.shuffle(candidates)
         candidates.sort(key=lambda entry: (
@@ -208,12 +229,12 @@ class Topology:
 
     def _dial(self, entry: KnownPeer) -> None:
         self._dialing.add(entry.node_id)
-        d = self.node.connect(entry.host, entry.port)
+        d = self.connections.connect(entry.host, entry.port)
         d.addErrback(self._dialFailed, entry)
         d.addBoth(self._dialEnded, entry.node_id)
 
     def _dialFailed(self, reason: Failure, entry: KnownPeer) -> None:
-        book = self.node.membership.book
+        book = self.book
         if reason.check(SelfConnection):
             book.forget(entry.node_id)
         elif reason.check(PeerFull):
@@ -237,7 +258,7 @@ class Topology:
 
     def avoid(self, nodeId: str, seconds: float) -> None:
         """Do not dial C{nodeId} as a neighbour for C{seconds}."""
-        self._cooldown[nodeId] = self.node.reactor.seconds() + seconds
+        self._cooldown[nodeId] = self.clock.seconds() + seconds
 
     # -- peer exchange --------------------------------------------------------
 
@@ -251,7 +272,7 @@ class Topology:
                     and (recipientIsLoopback or not isLoopback(e.host)))
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
-        book = self.node.membership.book.all()
+        book = self.book.all()
         # Most of the book is eligible: look at a few random entries
         # rather than all of them (this runs for every new neighbour).
         picks = self.random.sample(book, min(len(book), 4 * size))
@@ -279,11 +300,11 @@ class Topology:
     # -- direct links ---------------------------------------------------------
 
     def closeIdleDirectLinks(self) -> None:
-        now = self.node.reactor.seconds()
+        now = self.clock.seconds()
         for connection in self.directLinks():
             if now - connection.lastUsed >= self.config.directLinkIdle \
-                    and not connection.awaitingAcks:
-                connection.close("idle direct link")
+                    and not self.awaitingAcks(connection):
+                connection.close(CloseReason(CloseKind.IDLE))
 
     def makeRoomForDirectLink(self) -> None:
         """Close the least recently used direct links beyond the bound."""
@@ -291,7 +312,47 @@ class Topology:
         excess = len(links) - self.config.maxDirectLinks
         if excess <= 0:
             return
-        idle = sorted((c for c in links if not c.awaitingAcks),
+        idle = sorted((c for c in links if not self.awaitingAcks(c)),
                       key=lambda c: c.lastUsed)
         for connection in idle[:excess]:
-            connection.close("too many direct links")
+            connection.close(CloseReason(CloseKind.DIRECT_LIMIT))
+
+    # -- what the connections report -----------------------------------------
+
+    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
+        """The addresses a newcomer turned away is sent instead."""
+        return self.sample(nodeId, host)
+
+    def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
+        if connection.role == NEIGHBOUR:
+            self.sendSample(connection, info)
+
+    def roleChanged(self, nodeId: str, old: Optional[str], new: str) -> None:
+        if old != new and new == DIRECT:
+            self.makeRoomForDirectLink()
+
+    def peerTurnedAway(self, hello: Hello, host: str) -> None:
+        self.turnedAway(hello.node_id)
+
+    def peerRemoved(self, info: PeerInfo, connection: "PeerConnection",
+                    reason: CloseReason) -> None:
+        if not self.running:
+            return
+        gone = departure(reason, connection.role, info.port)
+        if gone is Departure.TURNED_AWAY:
+            self.turnedAway(info.node_id)
+        elif gone is Departure.BANISHED:
+            # Not to be dialed again until it is forgotten.
+            self.avoid(info.node_id, self.config.forgetAfter)
+        self.schedule()
+
+    def peersReceived(self, connection: "PeerConnection",
+                      message: Peers) -> None:
+        """Peer exchange: remember the nodes a neighbour told of."""
+        if not self.running:
+            return
+        for entry in message.peers[:self.config.maxPeersPerExchange]:
+            if entry.node_id != self.nodeId and entry.node_id not in self.peers:
+                self.book.learn(entry.node_id, entry.host, entry.port,
+                                entry.name)
+        self.schedule()

@@ -26,7 +26,8 @@ PEER = IPv4Address("TCP", "127.0.0.1", 5555)
 def connect(node: Node, outbound: bool = False, peer: IPv4Address = PEER
             ) -> Tuple[PeerConnection, StringTransport]:
     """A new connection of C{node}'s, from (or to) C{peer}."""
-    connection = PeerConnectionFactory(node, outbound=outbound).buildProtocol(None)
+    connection = PeerConnectionFactory(node.connections,
+                                       outbound=outbound).buildProtocol(None)
     transport = StringTransport(peerAddress=peer)
     connection.makeConnection(transport)
     return connection, transport

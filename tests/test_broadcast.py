@@ -13,7 +13,8 @@ from twisted.internet.task import Clock
 from p2poverlay import broadcast as broadcastModule
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
-from p2poverlay.events import NodeStats
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.message import (
     MAX_IDS, Broadcast, Graft, IHave, P2PMessage, Prune, newMessageId,
 )
@@ -52,25 +53,35 @@ class FakeRegistry:
     def connection(self, nodeId: str):
         return self.byId.get(nodeId)
 
+    def get(self, nodeId: str):
+        connection = self.byId.get(nodeId)
+        return connection.peer if connection is not None else None
+
 
 class FakeNode:
+    """What EpidemicBroadcast is given by its node, and what it delivers."""
+
     def __init__(self, **config) -> None:
         self.nodeId = ME
         self.reactor = Clock()
         self.config = NodeConfig(**config)
         self.stats = NodeStats()
         self.peers = FakeRegistry()
-        self.delivered: List[Broadcast] = []
+        self.delivered: List[ReceivedMessage] = []
 
-    def deliverBroadcast(self, connection, message: Broadcast) -> None:
-        self.delivered.append(message)
+    @property
+    def deliveredIds(self) -> List[str]:
+        return [received.message_id for received in self.delivered]
 
 
 def make(tree: bool = True, neighbours=(A, B, C), **config):
     config.setdefault("lazyDelay", 0.05)
     config.setdefault("graftTimeout", 0.5)
+    config["broadcastMode"] = "tree" if tree else "flood"
     node = FakeNode(**config)
-    machine = EpidemicBroadcast(node, tree=tree)
+    machine = EpidemicBroadcast(node.nodeId, node.config, node.reactor,
+                                node.peers, Dispatcher(),
+                                node.delivered.append, node.stats)
     connections = {}
     for nodeId in neighbours:
         connections[nodeId] = node.peers.byId[nodeId] = FakeConnection(nodeId)
@@ -91,7 +102,7 @@ def test_a_new_payload_is_delivered_and_pushed_to_the_other_eager_neighbours():
     node, machine, conns = make()
     m = message(ttl=5)
     machine.payloadReceived(conns[A], m)
-    assert node.delivered == [m]
+    assert node.deliveredIds == [m.id]
     relayed = Broadcast(m.id, ORIGIN, 4, "hi", "origin")
     assert conns[B].take() == [relayed] and conns[C].take() == [relayed]
     assert conns[A].take() == []
@@ -105,7 +116,7 @@ def test_a_duplicate_prunes_the_link_it_came_over():
     machine.payloadReceived(conns[A], m)
     conns[B].take()
     machine.payloadReceived(conns[B], m)
-    assert node.delivered == [m]
+    assert node.deliveredIds == [m.id]
     assert conns[B].take() == [Prune()]
     assert machine.lazy == {B} and machine.eager == {A, C}
     assert node.stats.broadcastDuplicates == 1
@@ -127,14 +138,14 @@ def test_flooding_never_prunes():
     m = message()
     machine.payloadReceived(conns[A], m)
     machine.payloadReceived(conns[B], m)
-    machine.pruneReceived(conns[C])
+    machine.pruneReceived(conns[C], Prune())
     assert machine.eager == {A, B, C} and machine.lazy == set()
     assert Prune() not in conns[B].take()
 
 
 def test_prune_received_turns_the_link_lazy_and_ids_go_there_in_one_batch():
     node, machine, conns = make()
-    machine.pruneReceived(conns[C])
+    machine.pruneReceived(conns[C], Prune())
     first, second = message(), message()
     machine.payloadReceived(conns[A], first)
     machine.payloadReceived(conns[A], second)
@@ -146,7 +157,7 @@ def test_prune_received_turns_the_link_lazy_and_ids_go_there_in_one_batch():
 
 def test_announcements_are_split_into_batches_of_at_most_max_ids():
     node, machine, conns = make(neighbours=(A, B))
-    machine.pruneReceived(conns[B])
+    machine.pruneReceived(conns[B], Prune())
     ids = []
     for _ in range(MAX_IDS + 3):
         m = message()
@@ -160,7 +171,7 @@ def test_announcements_are_split_into_batches_of_at_most_max_ids():
 
 def test_zero_lazy_delay_announces_at_once():
     node, machine, conns = make(lazyDelay=0)
-    machine.pruneReceived(conns[B])
+    machine.pruneReceived(conns[B], Prune())
     m = message()
     machine.payloadReceived(conns[A], m)
     assert conns[B].take() == [IHave((m.id,))]
@@ -169,7 +180,7 @@ def test_zero_lazy_delay_announces_at_once():
 def test_an_announced_payload_that_does_not_come_is_grafted():
     node, machine, conns = make()
     m = message()
-    machine.pruneReceived(conns[B])
+    machine.pruneReceived(conns[B], Prune())
     machine.ihaveReceived(conns[B], IHave((m.id,)))
     node.reactor.advance(0.49)
     assert conns[B].take() == []
@@ -240,18 +251,18 @@ def test_own_broadcasts_are_kept_for_grafts_and_never_delivered_back():
     for conn in conns.values():
         assert conn.take() == [m]
     machine.payloadReceived(conns[A], Broadcast(m.id, ME, 3, "mine", ""))
-    assert node.delivered == []
+    assert node.deliveredIds == []
     machine.graftReceived(conns[A], Graft((m.id,)))
     assert conns[A].take()[-1] == m
 
 
 def test_a_payload_at_its_last_hop_is_delivered_and_not_relayed():
     node, machine, conns = make()
-    machine.pruneReceived(conns[C])
+    machine.pruneReceived(conns[C], Prune())
     m = message(ttl=1)
     machine.payloadReceived(conns[A], m)
     node.reactor.advance(1)
-    assert node.delivered == [m]
+    assert node.deliveredIds == [m.id]
     assert conns[B].take() == [] and conns[C].take() == []
 
 
@@ -281,7 +292,7 @@ def test_the_payload_cache_is_bounded(monkeypatch):
 
 def test_stop_cancels_every_timer():
     node, machine, conns = make()
-    machine.pruneReceived(conns[B])
+    machine.pruneReceived(conns[B], Prune())
     machine.payloadReceived(conns[A], message())
     machine.ihaveReceived(conns[C], IHave((newMessageId(),)))
     assert node.reactor.getDelayedCalls()
@@ -297,6 +308,6 @@ def test_payloads_from_a_non_neighbour_are_delivered_without_joining_the_tree(
     m = message()
     machine.payloadReceived(stranger, m)
     machine.payloadReceived(stranger, m)
-    assert node.delivered == [m]
+    assert node.deliveredIds == [m.id]
     assert "d" * 32 not in machine.eager | machine.lazy
     assert stranger.take() == []

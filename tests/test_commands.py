@@ -300,4 +300,4 @@ def test_watcher_reports_messages_peers_and_warnings(node):
     node.log.warn("unseen")
     receive(connection, Data(newMessageId(), "unseen"))
     assert events == []
-    assert watcher not in node._observers
+    assert watcher not in node.observers

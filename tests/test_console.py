@@ -89,7 +89,8 @@ def console(node, consoles):
 def addPeer(node, nodeId=BOB, port=9000, name="bob", outbound=False,
             host="127.0.0.1"):
     """A peer that completed its handshake; returns its connection and transport."""
-    connection = PeerConnectionFactory(node, outbound=outbound).buildProtocol(None)
+    connection = PeerConnectionFactory(node.connections,
+                                       outbound=outbound).buildProtocol(None)
     transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000 + port % 1000))
     connection.makeConnection(transport)
     connection.dataReceived(Hello(nodeId, PROTOCOL_VERSION, port, name).encode() + b"\n")
@@ -293,7 +294,7 @@ def test_detached_console_prints_nothing_more(node, console):
     receive(connection, Data(newMessageId(), "unseen"))
     connection.dataReceived(b"garbage\n")  # A warning, no longer shown.
     assert console.transport.value() == b""
-    assert console.protocol.watcher not in node._observers
+    assert console.protocol.watcher not in node.observers
 
 
 # -- what the node reports ---------------------------------------------------------

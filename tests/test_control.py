@@ -253,7 +253,7 @@ def test_disconnected_client_is_forgotten(node, client):
     assert protocol in client.factory.clients
     client.disconnect()
     assert protocol not in client.factory.clients
-    assert protocol.watcher not in node._observers
+    assert protocol.watcher not in node.observers
     addPeer(node, BOB, 9000, "bob")
     assert client.received()[-1]["type"] == "hello"
 

@@ -30,7 +30,8 @@ from p2poverlay.message import (
     PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, Ping, Pong,
     newMessageId,
 )
-from p2poverlay.node import STOP_GRACE, Node, NodeConfig
+from p2poverlay.connections import STOP_GRACE
+from p2poverlay.node import Node, NodeConfig
 from p2poverlay.outbox import Outbox
 from p2poverlay.reconnect import PeerLink
 import memory
@@ -158,7 +159,7 @@ def stopNode(node):
     """Stop a started node; every Deferred of the stop settles."""
     d = node.stopService()
     # StringTransports never report their closing: do it for them.
-    for connection in list(node._connections):
+    for connection in list(node.connections):
         lose(connection)
     node.reactor.advance(STOP_GRACE)
     assert resultOf(d) is None
@@ -204,7 +205,7 @@ def silentPeerLost(node, connection):
     reactor = node.reactor
     while not connection.closing:
         reactor.advance(node.config.pingInterval)
-    assert connection.closeReason.startswith("no response")
+    assert connection.closeReason.text.startswith("no response")
     lose(connection)
 
 
@@ -275,7 +276,7 @@ def test_peer_heard_just_within_the_timeout_stays(started):
     assert not connection.closing
     reactor.advance(1)
     assert connection.closing
-    assert connection.closeReason == "no response for 5.0 s"
+    assert connection.closeReason.text == "no response for 5.0 s"
 
 
 def test_silent_peer_is_aborted_and_redialed_at_its_listening_address(started):
@@ -293,8 +294,8 @@ def test_silent_peer_is_aborted_and_redialed_at_its_listening_address(started):
     # Aborted (not closed politely: no BYE to a peer that does not read).
     assert transport.disconnected
     assert connection.closing
-    assert connection.closeReason.startswith("no response")
-    assert connection.closeReason == "no response for 5.0 s"
+    assert connection.closeReason.text.startswith("no response")
+    assert connection.closeReason.text == "no response for 5.0 s"
     assert written(transport) == []
     # Nothing redials a peer before its connection is gone.
     assert reactor.tcpClients == []
@@ -328,7 +329,7 @@ def test_peer_that_does_not_read_is_aborted(started):
         len(Ping(n).encode()) + 1 for n in range(1, 5))
     reactor.advance(1)
     assert transport.disconnected
-    assert connection.closeReason == "not reading"
+    assert connection.closeReason.text == "not reading"
     info = connection.peer
     lose(connection)
     assert node.recorder.disconnected == [(info, "not reading")]
@@ -383,9 +384,9 @@ def test_peer_dropped_for_a_protocol_error_is_dead_and_not_redialed(started):
     connection, transport = established(node)
     info = connection.peer
     connection.dataReceived(b"this is not json\n")
-    assert connection.closeReason.startswith("protocol error")
+    assert connection.closeReason.text.startswith("protocol error")
     lose(connection)
-    assert node.recorder.disconnected == [(info, connection.closeReason)]
+    assert node.recorder.disconnected == [(info, connection.closeReason.text)]
     assert node.membership.book.get(BOB).state == DEAD
     assert node.membership.links == {}
     reactor.advance(19)
@@ -413,7 +414,7 @@ def test_stopping_the_node_stops_probing(started):
     lose(connection)
     reactor.advance(STOP_GRACE)
     assert resultOf(d) is None
-    assert written(transport) == [Bye("node shutting down")]
+    assert written(transport) == [Bye("node shutting down", "shutdown")]
     transport.clear()
     reactor.advance(30)
     assert written(transport) == []
@@ -427,7 +428,7 @@ def test_stopping_the_node_stops_probing(started):
 def test_redial_delays_grow_exponentially_up_to_the_cap(started, monkeypatch):
     jitter = FixedJitter(pick=max)
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
-    node.random = jitter
+    node.membership.random = jitter
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -472,7 +473,7 @@ def test_redial_delays_with_random_jitter_stay_in_bounds(started):
 def test_unreachable_peer_is_forgotten_after_forget_after(started, monkeypatch):
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=4.0,
                    forgetAfter=20.0)
-    node.random = FixedJitter(pick=min)
+    node.membership.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -505,7 +506,7 @@ def test_unreachable_peer_is_forgotten_after_forget_after(started, monkeypatch):
 
 def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
-    node.random = FixedJitter(pick=min)
+    node.membership.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -544,7 +545,7 @@ def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
 def test_redial_whose_handshake_fails_keeps_backing_off(started, monkeypatch):
     """A dial that connects but never completes a handshake is a failure too."""
     node = started(reconnectInitialDelay=1.0, reconnectMaxDelay=8.0)
-    node.random = FixedJitter(pick=min)
+    node.membership.random = FixedJitter(pick=min)
     reactor = node.reactor
     connection, _ = established(node)
     silentPeerLost(node, connection)
@@ -572,7 +573,7 @@ def test_stale_link_reports_are_ignored(started):
     connection, _ = established(node)
     silentPeerLost(node, connection)
     link = node.membership.links[BOB]
-    stale = PeerLink(node, BOB, *BOB_LISTENS)
+    stale = node.membership.makeLink(BOB, *BOB_LISTENS)
     stale.nextAttempt = 12345.0
     node.membership.linkWaiting(stale)
     node.membership.linkGaveUp(stale)
@@ -777,15 +778,15 @@ def test_send_data_fails_when_the_send_buffer_is_full(smallBufferNode):
     connection.outbox.pauseProducing()
     # A small message still fits in the queue.
     small = Data(newMessageId(), "hi")
-    fits = connection.sendData(small)
+    fits = node.direct.sendData(connection, small)
     assert not fits.called
-    big = connection.sendData(Data(newMessageId(), "x" * 300))
+    big = node.direct.sendData(connection, Data(newMessageId(), "x" * 300))
     error = failureOf(big)
     assert error.check(DeliveryFailed)
     assert "send buffer" in str(error.value)
     assert BOB[:8] in str(error.value)
     # Only the small one waits for an ACK.
-    assert list(connection._pending) == [small.id]
+    assert list(node.direct.unconfirmed(connection)) == [small.id]
     assert len(node.reactor.getDelayedCalls()) == 1
     connection.outbox.resumeProducing()
     assert written(transport) == [small]

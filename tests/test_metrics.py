@@ -16,30 +16,40 @@ from twisted.internet.protocol import Protocol
 
 from p2poverlay import metrics
 from p2poverlay.metrics import (
-    DISCONNECT_REASONS, PEER_STATES, disconnectLabel, escapeLabelValue,
+    PEER_STATES, escapeLabelValue,
     prometheusText,
 )
+from p2poverlay.reasons import DISCONNECT_REASONS, CloseKind, CloseReason
 from helpers import address, waitFor
 
 
-@pytest.mark.parametrize("remote, local, label", [
-    ("node shutting down", "node shutting down", "bye"),
-    ("protocol error: not valid JSON", "protocol error: not valid JSON", "bye"),
-    ("", "", "lost"),
-    ("", "protocol error: expected HELLO, got DATA", "protocol_error"),
-    ("", "banned: protocol error: not valid JSON", "banned"),
-    ("", "too many inbound connections", "full"),
-    ("", "handshake timeout", "timeout"),
-    ("", "no response for 5.0 s", "timeout"),
-    ("", "not reading", "timeout"),
-    ("", "node shutting down", "shutdown"),
-    ("", "duplicate connection", "duplicate"),
-    ("", "connected to self", "self"),
-    ("", "something nobody foresaw", "other"),
+@pytest.mark.parametrize("reason, label", [
+    (CloseReason(CloseKind.SHUTDOWN, "node shutting down", remote=True), "bye"),
+    (CloseReason(CloseKind.PROTOCOL_ERROR, "protocol error: not valid JSON",
+                 remote=True), "bye"),
+    (CloseReason(CloseKind.LOST), "lost"),
+    (CloseReason(CloseKind.PROTOCOL_ERROR, "expected HELLO, got DATA"),
+     "protocol_error"),
+    (CloseReason(CloseKind.BANNED, "protocol error: not valid JSON"), "banned"),
+    (CloseReason(CloseKind.TOO_MANY, "inbound"), "full"),
+    (CloseReason(CloseKind.FULL), "full"),
+    (CloseReason(CloseKind.HANDSHAKE_TIMEOUT), "timeout"),
+    (CloseReason(CloseKind.SILENT, "5.0 s"), "timeout"),
+    (CloseReason(CloseKind.NOT_READING), "timeout"),
+    (CloseReason(CloseKind.SHUTDOWN), "shutdown"),
+    (CloseReason(CloseKind.DUPLICATE), "duplicate"),
+    (CloseReason(CloseKind.SELF), "self"),
+    (CloseReason(CloseKind.IDLE), "other"),
 ])
-def test_disconnect_labels(remote, local, label):
-    assert disconnectLabel(remote, local) == label
+def test_disconnect_labels(reason, label):
+    assert reason.label == label
     assert label in DISCONNECT_REASONS
+
+
+@pytest.mark.parametrize("kind", list(CloseKind))
+def test_every_close_kind_has_a_label(kind):
+    assert CloseReason(kind).label in DISCONNECT_REASONS
+    assert CloseReason(kind, remote=True).label == "bye"
 
 
 def quiet(**config):

@@ -123,7 +123,7 @@ def test_simultaneous_dials_leave_one_connection(overlay):
         a.connect("127.0.0.1", b.listenPort),
         b.connect("127.0.0.1", a.listenPort)], consumeErrors=True)
     assert all(ok for ok, _ in results)
-    yield waitFor(lambda: len(a._connections) == 1 and len(b._connections) == 1,
+    yield waitFor(lambda: len(a.connections) == 1 and len(b.connections) == 1,
                   what="the duplicate connection to close")
     kept = a.peers.connection(b.nodeId)
     dialer = a.nodeId if kept.outbound else b.nodeId
@@ -152,7 +152,7 @@ def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
     # Another name for the same address makes a second connection.
     peer = yield b.connect("localhost", a.listenPort)
     assert peer.node_id == a.nodeId
-    yield waitFor(lambda: len(a._connections) == 1 and len(b._connections) == 1,
+    yield waitFor(lambda: len(a.connections) == 1 and len(b.connections) == 1,
                   what="the second connection to close")
     assert b.peers.connection(a.nodeId) is first
     assert overlay.recorder(a).disconnected == []

@@ -28,7 +28,7 @@ SCALE = dict(minPeers=4, maxPeers=8, graftTimeout=2.0, pingInterval=0.5,
 
 def alive(node: Node) -> bool:
     """Started, and neither stopped nor crashed."""
-    return node.running and not node._stopping
+    return node.running
 
 
 def neighbourGraph(nodes: List[Node]) -> Dict[str, Set[str]]:

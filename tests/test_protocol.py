@@ -3,6 +3,7 @@ Unit tests of L{PeerConnection}: a Node on a MemoryReactorClock (never
 started) and connections over StringTransports, driven by hand.
 """
 
+from dataclasses import dataclass
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -11,11 +12,12 @@ from twisted.logger import LogLevel, formatEvent
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed, SelfConnection
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello,
+    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, P2PMessage,
     PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
 )
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE
+from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND
 from helpers import Recorder
 from memory import (
@@ -28,6 +30,16 @@ MAX_LINE = 256
 
 
 # -- harness --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unhandled(P2PMessage):
+    """A message type that no part of the node registered for."""
+
+
+# Named only now: a TYPE given in the class body would make it a wire type.
+Unhandled.TYPE = "UNHANDLED"
+
 
 @pytest.fixture
 def node():
@@ -42,9 +54,9 @@ def node():
 def assertClosedWith(transport, reason):
     """The last message written is the only BYE, with C{reason}."""
     messages = written(transport)
-    byes = [msg for msg in messages if isinstance(msg, Bye)]
-    assert byes == [Bye(reason)], messages
-    assert messages[-1] == Bye(reason)
+    byes = [msg.reason for msg in messages if isinstance(msg, Bye)]
+    assert byes == [reason], messages
+    assert isinstance(messages[-1], Bye) and messages[-1].reason == reason
     assert transport.disconnecting
 
 
@@ -54,7 +66,7 @@ def test_the_dialer_says_hello_first(node):
     connection, transport = connect(node, outbound=True)
     assert written(transport) == [Hello(node.nodeId, PROTOCOL_VERSION, 0, "me")]
     assert connection.direction == OUTBOUND
-    assert connection in node._connections
+    assert connection in node.connections
     assert not transport.disconnecting
 
 
@@ -63,7 +75,7 @@ def test_the_accepting_side_answers_hello_with_hello(node):
     # Nothing until the dialer has said who it is and what it wants.
     assert written(transport) == []
     assert connection.direction == INBOUND
-    assert connection in node._connections
+    assert connection in node.connections
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", "direct"))
     assert written(transport)[0] == Hello(
         node.nodeId, PROTOCOL_VERSION, 0, "me", "direct")
@@ -226,7 +238,7 @@ def test_handshake_timeout(node, log, outbound):
         assert error.check(HandshakeFailed)
         assert str(error.value) == "handshake timeout"
     assert clock.getDelayedCalls() == []
-    assert node._connections == set()
+    assert len(node.connections) == 0
     log.assertNoTracebacks()
 
 
@@ -251,7 +263,7 @@ def test_lost_connection_leaves_no_timers(node):
     lose(connection)
     assert node.reactor.getDelayedCalls() == []
     closing, _ = connect(node)
-    closing.close("test")
+    closing.close(SHUTTING_DOWN)
     lose(closing)
     assert node.reactor.getDelayedCalls() == []
 
@@ -361,14 +373,15 @@ def test_hello_after_a_bad_line_in_the_same_chunk_is_not_processed(node):
         b"{}\n" + Hello(BOB, PROTOCOL_VERSION, 9000).encode() + b"\n")
     assert len(node.peers) == 0
     assert node.recorder.connected == []
-    assert written(transport)[-1] == Bye("protocol error: missing or non-string 'type'")
+    assert written(transport)[-1].reason == \
+        "protocol error: missing or non-string 'type'"
 
 
 def test_unexpected_message_type_after_the_handshake_is_a_protocol_error(node, log):
     """A message the node does not handle is a protocol error, not a crash."""
     connection, transport = established(node)
-    node.messageReceived(connection, Pong(1))
-    assertClosedWith(transport, "protocol error: unexpected PONG")
+    node.connections.messageReceived(connection, Unhandled())
+    assertClosedWith(transport, "protocol error: unexpected UNHANDLED")
 
 
 # -- messages on an established connection -----------------------------------------
@@ -438,7 +451,7 @@ def test_broadcast_is_delivered_once_and_relayed(node):
 def test_send_data_fires_on_ack(node, log):
     connection, transport = established(node)
     message = Data(newMessageId(), "hello")
-    d = connection.sendData(message)
+    d = node.direct.sendData(connection, message)
     assert written(transport) == [message]
     assert not d.called
     send(connection, Ack(newMessageId()))  # Someone else's: ignored.
@@ -455,7 +468,7 @@ def test_send_data_fires_on_ack(node, log):
 def test_send_data_fails_after_the_ack_timeout(node, log):
     connection, transport = established(node)
     message = Data(newMessageId(), "hello")
-    d = connection.sendData(message)
+    d = node.direct.sendData(connection, message)
     node.reactor.advance(node.config.ackTimeout - 0.5)
     assert not d.called
     node.reactor.advance(0.5)
@@ -471,8 +484,8 @@ def test_send_data_fails_after_the_ack_timeout(node, log):
 
 def test_send_data_fails_when_the_connection_is_lost(node, log):
     connection, transport = established(node)
-    first = connection.sendData(Data(newMessageId(), "one"))
-    second = connection.sendData(Data(newMessageId(), "two"))
+    first = node.direct.sendData(connection, Data(newMessageId(), "one"))
+    second = node.direct.sendData(connection, Data(newMessageId(), "two"))
     lose(connection)
     for d in (first, second):
         error = failureOf(d)
@@ -486,7 +499,7 @@ def test_send_data_fails_when_the_connection_is_lost(node, log):
 
 def test_send_data_fails_with_the_peers_reason_when_it_says_bye(node):
     connection, transport = established(node)
-    d = connection.sendData(Data(newMessageId(), "one"))
+    d = node.direct.sendData(connection, Data(newMessageId(), "one"))
     send(connection, Bye("going away"))
     lose(connection)
     assert "(going away)" in str(failureOf(d).value)
@@ -494,9 +507,9 @@ def test_send_data_fails_with_the_peers_reason_when_it_says_bye(node):
 
 def test_send_data_on_a_closing_connection_fails_at_once(node):
     connection, transport = established(node)
-    connection.close("test over")
+    connection.close(SHUTTING_DOWN)
     transport.clear()
-    error = failureOf(connection.sendData(Data(newMessageId(), "late")))
+    error = failureOf(node.direct.sendData(connection, Data(newMessageId(), "late")))
     assert error.check(DeliveryFailed)
     assert "is closing" in str(error.value)
     assert written(transport) == []
@@ -526,24 +539,24 @@ def test_bye_without_a_reason_reports_peer_left(node):
 
 def test_our_close_reason_is_reported_on_disconnect(node):
     connection, transport = established(node)
-    connection.close("node shutting down")
-    assert written(transport) == [Bye("node shutting down")]
+    connection.close(SHUTTING_DOWN)
+    assert written(transport) == [Bye("node shutting down", "shutdown")]
     lose(connection)
     assert node.recorder.disconnected == [(connection.peer, "node shutting down")]
 
 
 def test_close_truncates_a_long_reason_to_a_valid_bye(node):
     connection, transport = established(node)
-    connection.close("r" * 500)
+    connection.close(CloseReason(CloseKind.PROTOCOL_ERROR, "r" * 500))
     (bye,) = written(transport)  # written() decodes, so the BYE is valid.
-    assert bye == Bye("r" * 200)
+    assert bye == Bye(("protocol error: " + "r" * 500)[:200], "protocol_error")
 
 
 def test_connection_lost_without_bye(node):
     connection, transport = established(node)
     lose(connection)
     assert node.recorder.disconnected == [(connection.peer, "connection lost")]
-    assert connection not in node._connections
+    assert connection not in node.connections
 
 
 def test_when_closed_fires_on_connection_lost(node):

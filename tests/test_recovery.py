@@ -35,7 +35,7 @@ def test_an_aborted_connection_is_redialed(overlay):
     peer = yield a.send(b.nodeId, "after the reconnect")
     assert peer.node_id == b.nodeId
     # Exactly one connection each, and no link left running.
-    yield waitFor(lambda: len(a._connections) == len(b._connections) == 1)
+    yield waitFor(lambda: len(a.connections) == len(b.connections) == 1)
     assert overlay.recorder(b).bodies() == ["after the reconnect"]
 
 

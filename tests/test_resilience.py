@@ -126,7 +126,7 @@ def test_an_aborted_connection_is_reconnected(overlay):
     assert a.peers.connection(b.nodeId) is not old
     assert state(a, b) == state(b, a) == CONNECTED
     # The duplicate dials (both ends redial) settle on one connection.
-    yield waitFor(lambda: len(a._connections) == len(b._connections) == 1,
+    yield waitFor(lambda: len(a.connections) == len(b.connections) == 1,
                   timeout=PROMPT, what="one connection each")
     peer = yield a.send(b.nodeId, "after the reconnect")
     assert peer.node_id == b.nodeId
@@ -400,7 +400,7 @@ def test_ten_thousand_direct_messages_arrive_once_and_in_order(overlay):
         f"{i:05d}" for i in range(count)]
     assert b.stats.directDelivered == count
     # Same connection throughout, and nobody was banned for it.
-    assert len(a._connections) == len(b._connections) == 1
+    assert len(a.connections) == len(b.connections) == 1
     assert not b.misbehaviour.isBanned("127.0.0.1")
     assert elapsed < 15, f"10,000 messages took {elapsed:.1f} s"
 
@@ -413,7 +413,7 @@ def test_max_inbound_turns_away_the_extra_connection(overlay, raw):
     first = []
     for _ in range(3):
         first.append((yield raw(t)))
-    yield waitFor(lambda: len(t._connections) == 3, timeout=PROMPT,
+    yield waitFor(lambda: len(t.connections) == 3, timeout=PROMPT,
                   what="three connections accepted")
     extra = yield raw(t)
     yield waitFor(lambda: extra.closed, timeout=PROMPT,
@@ -426,14 +426,14 @@ def test_max_inbound_turns_away_the_extra_connection(overlay, raw):
     assert [c.types() for c in first] == [[]] * 3
     # The bound is on connections open now: one goes, another may come.
     first[0].close()
-    yield waitFor(lambda: len(t._connections) == 2, timeout=PROMPT,
+    yield waitFor(lambda: len(t.connections) == 2, timeout=PROMPT,
                   what="the node to see one go")
     late = yield raw(t)
     late.send(Hello(newNodeId(), 1, 0, "late"))
     yield waitFor(lambda: late.received, timeout=PROMPT, what="HELLO")
     yield pause(0.1)
     assert not late.closed and late.types() == ["HELLO"]
-    assert len(t._connections) == 3
+    assert len(t.connections) == 3
 
 
 @pytest_twisted.inlineCallbacks

@@ -11,7 +11,7 @@ import pytest_twisted
 from p2poverlay.records import KNOWN
 from p2poverlay.message import DIRECT, NEIGHBOUR
 from p2poverlay.node import Node, NodeConfig
-from p2poverlay.topology import FULL
+from p2poverlay.reasons import CloseKind, CloseReason
 from helpers import address, waitFor
 
 
@@ -49,7 +49,7 @@ def test_a_full_node_turns_a_newcomer_away_with_other_addresses(overlay):
     assert neighbourIds(hub) == {first.nodeId, second.nodeId}
     reasons = [r for p, r in overlay.recorder(newcomer).disconnected
                if p.node_id == hub.nodeId]
-    assert reasons == [FULL]
+    assert reasons == [CloseReason(CloseKind.FULL).text]
     # The hub is still a known, live node: only not dialed for a while.
     assert newcomer.membership.book.get(hub.nodeId).state == KNOWN
     assert hub.nodeId in newcomer.topology._cooldown
@@ -147,7 +147,7 @@ def test_a_node_left_alone_joins_again_through_its_join_address(overlay):
     overlay.nodes.append(lonely)
     lonely.startService()
     yield lonely.listening
-    yield waitFor(lambda: not lonely._dials, what="the first join failed")
+    yield waitFor(lambda: not lonely.connections.dialsInFlight, what="the first join failed")
     assert not lonely.peers
     seed = yield overlay.start(listen=f"tcp:{port}:interface=127.0.0.1")
     yield waitFor(lambda: seed.nodeId in neighbourIds(lonely),
@@ -165,7 +165,7 @@ def test_a_node_turned_away_for_too_many_connections_is_not_taken_as_gone(
     except Exception:
         pass  # Refused before or after its handshake, by timing.
     yield waitFor(lambda: hub.nodeId not in newcomer.peers
-                  and not newcomer._dials, what="the newcomer turned away")
+                  and not newcomer.connections.dialsInFlight, what="the newcomer turned away")
     entry = newcomer.membership.book.get(hub.nodeId)
     assert entry is None or entry.state == KNOWN
     assert ("127.0.0.1", hub.listenPort) in newcomer.topology.seeds

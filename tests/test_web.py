@@ -388,7 +388,7 @@ def test_live_feed_ends_when_the_service_stops(overlay, web):
     yield waitFor(lambda: service.events.streams, what="the stream")
     yield service.stopService()
     assert not service.events.streams
-    assert a._observers == [overlay.recorder(a)]
+    assert list(a.observers) == [overlay.recorder(a)]
     reader.close()
 
 

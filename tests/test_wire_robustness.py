@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 
 from p2poverlay.message import Data, Hello, newMessageId, newNodeId
 from p2poverlay.node import Node, NodeConfig
+from p2poverlay.reasons import CloseKind
 from p2poverlay.protocol import CLOSE_GRACE, PeerConnection
 from helpers import PROMPT, capturedLog, connectRaw, waitFor
 
@@ -46,7 +47,7 @@ def startTrio(overlay, **targetConfig):
                                  autoConnect=False, **targetConfig)
     a = yield overlay.start(join=target, name="a", autoConnect=False)
     b = yield overlay.start(join=target, name="b", autoConnect=False)
-    yield waitFor(lambda: len(target.peers) == 2 and len(target._connections) == 2,
+    yield waitFor(lambda: len(target.peers) == 2 and len(target.connections) == 2,
                   timeout=PROMPT, what="A and B connected to the target")
     assert len(a.peers) == len(b.peers) == 1
     return target, a, b
@@ -201,7 +202,7 @@ def test_bad_input_closes_only_the_offending_connection(overlay, raw, payload,
         # (2) ... after telling the client why.
         bye = assertByeThenClosed(client, target, "protocol error: ")
         assert bye == f"protocol error: {reason}"[:200]
-        yield waitFor(lambda: len(target._connections) == 2,
+        yield waitFor(lambda: len(target.connections) == 2,
                       timeout=PROMPT, what="the target to drop the client")
         # (4) Everyone else is still served.
         yield assertOthersStillServed(overlay, target, a, b, before)
@@ -229,7 +230,7 @@ def test_silent_client_is_closed_by_the_handshake_timeout(overlay, raw):
         assert [line["type"] for line in lines] == ["BYE"]
         assert lines[0]["reason"] == "handshake timeout"
         assert not client.closedByUs
-        yield waitFor(lambda: len(target._connections) == 2,
+        yield waitFor(lambda: len(target.connections) == 2,
                       timeout=PROMPT, what="the target to drop the client")
         yield assertOthersStillServed(overlay, target, a, b, before)
     assert log.failures() == [], log.describeFailures()
@@ -275,7 +276,7 @@ def test_hundreds_of_idle_sockets_are_all_closed(overlay):
                         clients.append(r)
                 assert failed == [], failed[0]
                 yield waitFor(
-                    lambda: sum(1 for c in target._connections
+                    lambda: sum(1 for c in target.connections
                                 if c.peer is None) >= len(clients),
                     timeout=PROMPT, what="the node to accept a batch")
             assert len(clients) == count
@@ -290,7 +291,7 @@ def test_hundreds_of_idle_sockets_are_all_closed(overlay):
                 # The node never said HELLO to a client that did not.
                 assert [line["type"] for line in lines] == ["BYE"]
                 assert lines[0]["reason"] == "handshake timeout"
-            yield waitFor(lambda: len(target._connections) == 2,
+            yield waitFor(lambda: len(target.connections) == 2,
                           timeout=PROMPT, what="the target to drop them all")
             yield assertOthersStillServed(overlay, target, a, b, before)
         finally:
@@ -348,7 +349,7 @@ def test_arbitrary_bytes_never_raise(chunks, maxLineLength):
         clock = MemoryReactorClock()
         node = Node(NodeConfig(maxLineLength=maxLineLength, handshakeTimeout=5.0),
                     reactor=clock)
-        connection = PeerConnection(node, outbound=False)
+        connection = PeerConnection(node.connections, outbound=False)
         transport = StringTransport()
         connection.makeConnection(transport)
         for chunk in chunks:
@@ -362,22 +363,22 @@ def test_arbitrary_bytes_never_raise(chunks, maxLineLength):
         byes = [line for line in written if line["type"] == "BYE"]
         if connection.closing or transport.disconnecting:
             assert connection.closing and transport.disconnecting
-            if connection.remoteReason:
+            if connection.closeReason.remote:
                 # The peer said BYE itself; no need to answer it.
                 assert byes == []
             else:
                 assert len(byes) == 1 and written[-1] is byes[0], written
                 assert byes[0]["reason"].startswith("protocol error: ")
-                assert byes[0]["reason"] == connection.closeReason[:200]
+                assert byes[0]["reason"] == connection.closeReason.text[:200]
         else:
             assert byes == []
 
         # The timers and the end of the connection do not raise either.
         clock.advance(node.config.handshakeTimeout + CLOSE_GRACE + 1)
         connection.connectionLost(Failure(ConnectionDone()))
-        assert node._connections == set()
+        assert len(node.connections) == 0
         assert len(node.peers) == 0
     assert log.failures() == [], log.describeFailures()
-    if connection.closeReason.startswith("protocol error: "):
-        reason = connection.closeReason[len("protocol error: "):]
+    if connection.closeReason.kind is CloseKind.PROTOCOL_ERROR:
+        reason = connection.closeReason.detail
         assert any(e.get("reason") == reason for e in log.warnings())

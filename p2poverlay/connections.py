@@ -1,0 +1,317 @@
+"""
+Connections: every connection of one node, from dial or accept to close.
+
+L{Connections} admits new connections (bans, per-direction limits), dials
+(one dial per address at a time, whoever asks), runs the accepting side of
+the HELLO handshake, keeps one connection per pair of nodes when both
+dialed, asks its admission policy (the topology) whether a new neighbour
+fits, registers peers in the L{PeerRegistry} and hands every message of an
+established connection to its handler in the L{Dispatcher}.  The
+components that care about peers coming and going are its
+L{IConnectionListener}s.  Each connection runs its own life cycle
+(L{p2poverlay.protocol.PeerConnection}).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from p2poverlay.addresses import formatAddress
+from p2poverlay.config import NodeConfig
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
+from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.interfaces import (
+    IAdmission, IConnectionListener, IPeerConnectionOwner,
+)
+from p2poverlay.limits import Misbehaviour
+from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage
+from p2poverlay.metrics import Metrics
+from p2poverlay.network import INetwork
+from p2poverlay.protocol import PeerConnection
+from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
+from p2poverlay.records import PeerInfo
+from p2poverlay.registry import PeerRegistry
+
+# How long closeAll waits for peers to take their BYE before cutting.
+STOP_GRACE = 1.5
+
+
+@implementer(IPeerConnectionOwner)
+class Connections:
+    """
+    The connections of the node C{nodeId}.
+
+    @ivar admission: decides whether a new neighbour fits (L{IAdmission}).
+    @ivar listeners: L{IConnectionListener}s, told in this order.
+    """
+
+    log = Logger()
+
+    def __init__(self, nodeId: str, config: NodeConfig, clock,
+                 network: INetwork, registry: PeerRegistry,
+                 misbehaviour: Misbehaviour, metrics: Metrics,
+                 dispatcher: Dispatcher,
+                 hello: Callable[[str], Hello]) -> None:
+        self.nodeId = nodeId
+        self.config = config
+        self.clock = clock
+        self.network = network
+        self.peers = registry
+        self.misbehaviour = misbehaviour
+        self.metrics = metrics
+        self.dispatcher = dispatcher
+        self._hello = hello
+        self.admission: Optional[IAdmission] = None
+        self.listeners: List[IConnectionListener] = []
+        self.factory = PeerConnectionFactory(self)
+        self.stopping = False
+        self._connections: Set[PeerConnection] = set()
+        self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
+        self._selfAddresses: Set[Tuple[str, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self) -> Iterator[PeerConnection]:
+        return iter(list(self._connections))
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._connections
+
+    @property
+    def dialsInFlight(self) -> int:
+        """How many addresses are being dialed now."""
+        return len(self._dials)
+
+    def isSelf(self, host: str, port: int) -> bool:
+        """Did dialing C{host:port} reach this node itself?"""
+        return (host, port) in self._selfAddresses
+
+    def _emit(self, event: str, *args: object) -> None:
+        for listener in self.listeners:
+            getattr(listener, event)(*args)
+
+    # -- IPeerConnectionOwner ----------------------------------------------
+
+    def helloFor(self, role: str) -> Hello:
+        return self._hello(role)
+
+    def connectionMade(self, connection: PeerConnection) -> None:
+        self._connections.add(connection)
+        host = connection.remoteHost
+        if self.stopping:
+            connection.close(SHUTTING_DOWN)
+        elif self.misbehaviour.isBanned(host):
+            connection.close(CloseReason(
+                CloseKind.BANNED, self.misbehaviour.banReason(host)))
+        elif self._count(connection.outbound) > (
+                self.config.maxOutbound if connection.outbound
+                else self.config.maxInbound):
+            connection.close(CloseReason(CloseKind.TOO_MANY,
+                                         connection.direction))
+
+    def _count(self, outbound: bool) -> int:
+        return sum(1 for c in self._connections if c.outbound == outbound)
+
+    def misbehaved(self, connection: PeerConnection, points: float,
+                   reason: str) -> None:
+        """
+        Count misbehaviour against the connection's address; past the
+        threshold the address is banned for C{banTime} and disconnected.
+        """
+        host = connection.remoteHost
+        if self.misbehaviour.penalize(host, points, reason):
+            self.log.warn("banning {host} for {time:g} s: {reason}",
+                          host=host, time=self.config.banTime, reason=reason)
+            banned = CloseReason(CloseKind.BANNED, reason)
+            for other in list(self._connections):
+                if other.remoteHost == host:
+                    other.close(banned)
+
+    def messageReceived(self, connection: PeerConnection,
+                        message: P2PMessage) -> None:
+        handler = self.dispatcher.handler(message)
+        if handler is None:
+            connection.protocolError(f"unexpected {message.TYPE}")
+        else:
+            handler(connection, message)
+
+    # -- dialing ------------------------------------------------------------
+
+    def connect(self, host: str, port: int,
+                role: str = NEIGHBOUR) -> "Deferred[PeerInfo]":
+        """
+        Make sure this node is connected to the node listening at
+        C{host:port}; the result is that node's L{PeerInfo}.  Dials to one
+        address are made once, whoever asks.
+
+        @param role: what a new connection is for: C{"neighbour"} (part of
+            the overlay) or C{"direct"} (direct messages only).
+        """
+        known = self.peers.byAddress(host, port)
+        if known is not None:
+            return succeed(known)
+        key = (host, port)
+        if key in self._selfAddresses:
+            return fail(SelfConnection(
+                f"{formatAddress(host, port)} is this node itself"))
+        if self.misbehaviour.isBanned(host):
+            return fail(PeerUnreachable(
+                f"{host} is banned: {self.misbehaviour.banReason(host)}"))
+        if key not in self._dials and \
+                self._count(True) >= self.config.maxOutbound:
+            return fail(PeerUnreachable(
+                f"cannot dial {formatAddress(host, port)}: "
+                f"{self.config.maxOutbound} outbound connections already"))
+        waiter: Deferred[PeerInfo] = Deferred()
+        if key in self._dials:
+            self._dials[key].append(waiter)
+            return waiter
+        self._dials[key] = [waiter]
+        endpoint = self.network.clientEndpoint(host, port,
+                                               self.config.connectTimeout)
+        d = endpoint.connect(PeerConnectionFactory(self, outbound=True,
+                                                   role=role))
+        d.addCallback(lambda connection: connection.handshake)
+        d.addBoth(self._dialDone, key)
+        return waiter
+
+    def _dialDone(self, result, key: Tuple[str, int]) -> None:
+        if isinstance(result, Failure) and not result.check(PeerUnreachable):
+            result = Failure(PeerUnreachable(
+                f"cannot reach {formatAddress(*key)}: "
+                f"{result.getErrorMessage()}"))
+        if isinstance(result, Failure) and result.check(SelfConnection):
+            self._selfAddresses.add(key)
+        for waiter in self._dials.pop(key, []):
+            if isinstance(result, Failure):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+
+    # -- the handshake --------------------------------------------------------
+
+    def helloReceived(self, connection: PeerConnection, hello: Hello) -> None:
+        if not connection.outbound:
+            # Our HELLO only now, followed at once by whatever comes of
+            # theirs (BYE for a self-connection, a duplicate, no room): the
+            # dialer never counts a connection the node turns away.
+            connection.role = hello.role
+            connection.sendMessage(self.helloFor(hello.role))
+        if hello.node_id == self.nodeId:
+            # Both ends are this node: the dialing end reports it, the
+            # accepting end closes quietly.
+            selfConnection = CloseReason(CloseKind.SELF)
+            if connection.outbound:
+                connection.rejected(selfConnection, error=SelfConnection)
+            else:
+                connection.close(selfConnection, tellPeer=False)
+            return
+        info = PeerInfo(
+            node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
+            name=hello.name, direction=connection.direction,
+            since=time.time(), role=connection.role)
+        existing = self.peers.connection(hello.node_id)
+        if existing is not None:
+            self._settleDuplicate(connection, existing, info)
+        elif not self.admission.hasRoomFor(connection):
+            self._turnAway(connection, hello)
+        else:
+            self.peers.add(info, connection)
+            self._emit("roleChanged", hello.node_id, None, connection.role)
+            self._emit("peerReached", info, connection)
+            self.log.info("peer connected: {peer}", peer=info.describe())
+            self._emit("peerAdded", info, connection)
+            # Last: whoever waits on this dial sees the peer fully settled.
+            connection.established(info)
+
+    def _settleDuplicate(self, new: PeerConnection, existing: PeerConnection,
+                         info: PeerInfo) -> None:
+        """Two connections to one peer: keep one, close the other."""
+        duplicate = CloseReason(CloseKind.DUPLICATE)
+        # Close the loser first: then the listeners see which of the two
+        # connections is settled as the peer's.
+        if self._prefer(new, existing, info.node_id):
+            self.peers.add(info, new)
+            existing.rejected(duplicate)
+            self._emit("roleChanged", info.node_id, existing.role, new.role)
+            self._emit("peerReached", info, new)
+            new.established(info)
+        else:
+            kept = self.peers.get(info.node_id)
+            new.rejected(duplicate, peer=kept)
+            self._emit("peerReached", kept, existing)
+
+    def _prefer(self, new: PeerConnection, old: PeerConnection,
+                remoteId: str) -> bool:
+        """
+        Of two connections to one peer, both sides keep the one dialed by
+        the node with the lower id.  If one node dialed both, the older one
+        stays: a HELLO that merely repeats a connected node's id cannot
+        push that node off.
+        """
+        preferredDialer = min(self.nodeId, remoteId)
+
+        def dialer(connection: PeerConnection) -> str:
+            return self.nodeId if connection.outbound else remoteId
+
+        if dialer(new) == dialer(old):
+            return False
+        return dialer(new) == preferredDialer
+
+    def _turnAway(self, connection: PeerConnection, hello: Hello) -> None:
+        """
+        This node has no room for another neighbour: tell the newcomer of
+        other nodes, and say goodbye.
+        """
+        self._emit("peerTurnedAway", hello, connection.remoteHost)
+        if not connection.outbound:
+            sample = self.admission.turnAwaySample(hello.node_id,
+                                                   connection.remoteHost)
+            if sample.peers:
+                connection.sendMessage(sample)
+        connection.rejected(CloseReason(CloseKind.FULL), error=PeerFull)
+
+    # -- closing --------------------------------------------------------------
+
+    def connectionLost(self, connection: PeerConnection) -> None:
+        self._connections.discard(connection)
+        reason = connection.closeReason
+        self.metrics.connectionClosed(reason)
+        info = connection.peer
+        if info is not None and self.peers.remove(info.node_id, connection):
+            self.log.info("peer disconnected: {peer} ({reason})",
+                          peer=info.describe(), reason=reason.text)
+            self._emit("peerRemoved", info, connection, reason)
+        self._emit("connectionClosed", connection, reason)
+
+    def closeAll(self) -> "Deferred[None]":
+        """
+        Say BYE on every connection and refuse new ones; fires once they
+        are gone, or after L{STOP_GRACE} seconds, when the rest are cut.
+        """
+        self.stopping = True
+        lost = [connection.whenClosed() for connection in self]
+        for connection in self:
+            connection.close(SHUTTING_DOWN)
+        if not lost:
+            return succeed(None)
+        allGone = DeferredList(lost)
+        allGone.addTimeout(STOP_GRACE, self.clock)
+        allGone.addErrback(lambda _: self.abortAll())
+        return allGone.addCallback(lambda _: None)
+
+    def abortAll(self) -> "Deferred[None]":
+        """Cut every connection at once, saying nothing; refuse new ones."""
+        self.stopping = True
+        lost = [connection.whenClosed() for connection in self]
+        for connection in self:
+            connection.transport.abortConnection()
+        return DeferredList(lost).addCallback(lambda _: None)
