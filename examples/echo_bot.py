@@ -15,8 +15,7 @@ import argparse
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import react
 
-from p2poverlay.node import Node, NodeConfig, NodeObserver
-from p2poverlay.addresses import parseAddress
+from p2poverlay import Node, NodeConfig, NodeObserver, parseAddress
 
 
 class EchoBot(NodeObserver):

@@ -1,7 +1,7 @@
 """
 PeerConnection: one TCP connection to another node.
 
-The protocol frames lines, decodes them, throttles a peer that sends too
+The protocol frames lines (L{LineFraming}), decodes them, throttles a peer that sends too
 fast, and runs its own life cycle as a state machine (L{PeerConnection}'s
 states: C{handshaking}, C{ready}, C{closingDown}, C{closed}).  Everything
 a line means for the overlay is its owner's business: an
@@ -16,11 +16,11 @@ from automat import MethodicalMachine
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2poverlay.addresses import formatAddress
 from p2poverlay.errors import HandshakeFailed
+from p2poverlay.framing import LineFraming
 from p2poverlay.interfaces import IPeerConnectionOwner
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
@@ -39,7 +39,7 @@ PROTOCOL_ERROR_POINTS = 60
 THROTTLE_POINTS = 1
 
 
-class PeerConnection(LineReceiver):
+class PeerConnection(LineFraming):
     """
     A connection to another node, in either direction.
 
@@ -304,42 +304,6 @@ class PeerConnection(LineReceiver):
             self.resumeProducing()
 
     # -- receiving ------------------------------------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Frame lines: split everything that arrived at once and keep the
-        unfinished tail.  (L{LineReceiver}'s own loop splits the rest of the
-        buffer again for every line: quadratic in the lines of one read.)
-        """
-        if self._busyReceiving:
-            # From inside lineReceived (a resume): the running loop sees it.
-            self._buffer += data
-            return
-        self._busyReceiving = True
-        try:
-            buffered = self._buffer + data if self._buffer else data
-            while not self.closing:
-                lines = buffered.split(self.delimiter)
-                self._buffer = lines.pop()
-                for index, line in enumerate(lines):
-                    if self.paused or self.closing:
-                        # Throttled: keep the rest for resumeProducing.
-                        self._buffer = self.delimiter.join(
-                            lines[index:] + [self._buffer])
-                        return
-                    if len(line) > self.MAX_LENGTH:
-                        self.lineLengthExceeded(line)
-                        return
-                    self.lineReceived(line)
-                if len(self._buffer) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(self._buffer)
-                    return
-                # Data that arrived while lines were handled, if any.
-                if self.delimiter not in self._buffer or self.paused:
-                    return
-                buffered = self._buffer
-        finally:
-            self._busyReceiving = False
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
