@@ -19,7 +19,7 @@ from benchmarks.nodes import (
     neighbourGraph, setBroadcastMode, sleep, startNode, stopNodes, waitUntil)
 from benchmarks.report import Figure, Results
 from p2poverlay.events import NodeObserver
-from p2poverlay.node import Node
+from p2poverlay import Node
 
 BODY = "b" * 100
 WAVE = 25  # nodes joining at the same time

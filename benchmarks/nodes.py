@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import deferLater
 
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 
 # Settings every benchmark node gets: liveness probes and timeouts relaxed
 # so that a loaded reactor does not take busy peers for dead.

@@ -1,14 +1,12 @@
 """
 Node: one member of the overlay, as a Twisted service.
 
-The node is a facade over its parts, each in its own module: its
-connections (L{p2poverlay.connections}), who its neighbours are
-(L{p2poverlay.topology}), the address book, failure detection and redials
+A facade over its parts: connections (L{p2poverlay.connections}),
+neighbours (L{p2poverlay.topology}), the address book and redials
 (L{p2poverlay.membership}), direct messages (L{p2poverlay.direct}) and
-broadcast along a spanning tree (L{p2poverlay.broadcast}).  It builds and
-wires them, starts and stops them, and offers what an application uses:
-join, send, broadcast and observers.  All of its state belongs to the
-reactor thread; see L{p2poverlay.threads} for use from other threads.
+broadcast (L{p2poverlay.broadcast}).  It wires, starts and stops them, and
+offers join, send, broadcast and observers.  Its state belongs to the
+reactor thread; see L{p2poverlay.threads} for other threads.
 """
 
 from __future__ import annotations
@@ -30,9 +28,7 @@ from p2poverlay.connections import Connections
 from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import SelfConnection
-from p2poverlay.events import (
-    INodeObserver, NodeObserver, NodeStats, ObserverList, ReceivedMessage,
-)
+from p2poverlay.events import NodeStats, ObserverList, ReceivedMessage
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
@@ -45,10 +41,6 @@ from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.store import NodeStore
 from p2poverlay.topology import Topology
-
-__all__ = ["INodeObserver", "Node", "NodeConfig", "NodeObserver",
-           "ReceivedMessage"]
-
 
 class Node(Service):
     """
@@ -252,20 +244,15 @@ class Node(Service):
     def connect(self, host: str, port: int,
                 role: str = NEIGHBOUR) -> "Deferred[PeerInfo]":
         """
-        Make sure this node is connected to the node listening at
-        C{host:port}; the result is that node's L{PeerInfo}.
-
-        @param role: what a new connection is for: C{"neighbour"} (part of
-            the overlay) or C{"direct"} (direct messages only).
+        Be connected to the node at C{host:port}; fires with its
+        L{PeerInfo}.  See L{Connections.connect}.
         """
         return self.connections.connect(host, port, role)
 
     def send(self, target: str, body: str) -> "Deferred[PeerInfo]":
         """
-        Send C{body} to one node: C{target} is ``host:port``, a node id or a
-        unique prefix of one, or a node's name.  A node that is not
-        connected is dialed first (a I{direct} connection, not a
-        neighbour), by its address or from the address book.
+        Send C{body} to one node: C{target} is ``host:port``, a node id or
+        a unique prefix of one, or a name (see L{DirectMessages.send}).
 
         @return: fires with the recipient's L{PeerInfo} once it confirms
             delivery; fails with an L{p2poverlay.errors.OverlayError}.

@@ -14,7 +14,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-from p2poverlay.node import Node, NodeConfig, NodeObserver, ReceivedMessage
+from p2poverlay import Node, NodeConfig, NodeObserver, ReceivedMessage
 from p2poverlay.records import PeerInfo
 from p2poverlay.store import NodeStore
 

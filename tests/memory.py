@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.message import PROTOCOL_VERSION, Hello, P2PMessage
-from p2poverlay.node import Node
+from p2poverlay import Node
 from p2poverlay.protocol import PeerConnection
 
 BOB = "b0b" + "0" * 29

@@ -31,7 +31,7 @@ from p2poverlay.message import (
     newMessageId,
 )
 from p2poverlay.connections import STOP_GRACE
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.outbox import Outbox
 from p2poverlay.reconnect import PeerLink
 import memory

@@ -17,7 +17,7 @@ from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 
 from p2poverlay.message import NEIGHBOUR
-from p2poverlay.node import Node
+from p2poverlay import Node
 from helpers import crash, waitFor
 
 SIZE = 100

@@ -15,7 +15,7 @@ from p2poverlay.message import (
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, P2PMessage,
     PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
 )
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND

@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList
 
 from p2poverlay.records import CONNECTED, LEFT, RECONNECTING
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.store import NodeStore
 from helpers import address, crash, waitFor
 

@@ -16,7 +16,7 @@ from twisted.logger import formatEvent
 
 import p2poverlay.store as store_module
 from p2poverlay.message import PeerAddress, newNodeId
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.records import KnownPeer
 from p2poverlay.store import (
     IDENTITY_FILE, PEERS_FILE, NodeStore, StoreLocked, atomicWrite,

@@ -17,7 +17,7 @@ from twisted.scripts.twistd import ServerOptions
 from p2poverlay import tap
 from p2poverlay.console import ConsoleService
 from p2poverlay.message import MAX_NAME_LENGTH
-from p2poverlay.node import Node
+from p2poverlay import Node
 
 from processes import DEADLINE, LOOPBACK_ENDPOINT, runTwistd, waitUntil
 

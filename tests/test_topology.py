@@ -10,7 +10,7 @@ import pytest_twisted
 
 from p2poverlay.records import KNOWN
 from p2poverlay.message import DIRECT, NEIGHBOUR
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.reasons import CloseKind, CloseReason
 from helpers import address, waitFor
 

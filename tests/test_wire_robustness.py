@@ -25,7 +25,7 @@ from twisted.logger import formatEvent
 from twisted.python.failure import Failure
 
 from p2poverlay.message import Data, Hello, newMessageId, newNodeId
-from p2poverlay.node import Node, NodeConfig
+from p2poverlay import Node, NodeConfig
 from p2poverlay.reasons import CloseKind
 from p2poverlay.protocol import CLOSE_GRACE, PeerConnection
 from helpers import PROMPT, capturedLog, connectRaw, waitFor
