@@ -51,8 +51,9 @@ class AddressBook:
                                    lastSeen, self._now()))
 
     def update(self, nodeId: str, host: str, port: int, name: str,
-               state: str, nextAttempt: Optional[float] = None) -> KnownPeer:
-        """Record what is now true of a node."""
+               state: str, nextAttempt: Optional[float] = None
+               ) -> Optional[KnownPeer]:
+        """Record what is now true of a node (L{None} if it made no room)."""
         now = self._now()
         old = self._peers.get(nodeId)
         since = old.since if old is not None and old.state == state else now

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Tuple
+from typing import Any, Tuple
+
+
+def addressOf(port: Any) -> str:
+    """``host:port`` of a listening port (its C{getHost()})."""
+    host = port.getHost()
+    return formatAddress(getattr(host, "host", "?"), getattr(host, "port", 0))
 
 
 def formatAddress(host: str, port: int) -> str:

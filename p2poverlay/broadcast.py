@@ -134,7 +134,7 @@ class EpidemicBroadcast(ConnectionListener):
 
     def payloadReceived(self, connection: "PeerConnection",
                         message: Broadcast) -> None:
-        sender = connection.peer.node_id
+        sender = connection.info.node_id
         if not self.seen.add(message.id):
             self.stats.broadcastDuplicates += 1
             if self.tree and sender in self.eager:
@@ -149,7 +149,7 @@ class EpidemicBroadcast(ConnectionListener):
         self.deliver(ReceivedMessage(
             kind="broadcast", message_id=message.id, body=message.body,
             sender_id=message.origin, sender_name=message.origin_name,
-            sender=self.peers.get(message.origin), via=connection.peer))
+            sender=self.peers.get(message.origin), via=connection.info))
         if message.ttl > 1:
             line = replace(message, ttl=message.ttl - 1).encode()
             self._remember(message.id, line)
@@ -217,7 +217,7 @@ class EpidemicBroadcast(ConnectionListener):
 
     def ihaveReceived(self, connection: "PeerConnection",
                       message: IHave) -> None:
-        sender = connection.peer.node_id
+        sender = connection.info.node_id
         for messageId in message.ids:
             if messageId in self.seen:
                 continue
@@ -257,7 +257,7 @@ class EpidemicBroadcast(ConnectionListener):
 
     def graftReceived(self, connection: "PeerConnection",
                       message: Graft) -> None:
-        sender = connection.peer.node_id
+        sender = connection.info.node_id
         self._makeEager(sender)
         for messageId in message.ids:
             line = self._payloads.get(messageId)
@@ -269,7 +269,7 @@ class EpidemicBroadcast(ConnectionListener):
     def pruneReceived(self, connection: "PeerConnection",
                       message: Prune) -> None:
         if self.tree:
-            self._makeLazy(connection.peer.node_id)
+            self._makeLazy(connection.info.node_id)
 
     def _sendControl(self, connection: "PeerConnection",
                      message: P2PMessage) -> None:

@@ -15,7 +15,7 @@ L{IConnectionListener}s.  Each connection runs its own life cycle
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
@@ -31,7 +31,7 @@ from p2poverlay.interfaces import (
     IAdmission, IConnectionListener, IPeerConnectionOwner,
 )
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage
+from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage, Peers
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.protocol import PeerConnection
@@ -41,6 +41,21 @@ from p2poverlay.registry import PeerRegistry
 
 # How long closeAll waits for peers to take their BYE before cutting.
 STOP_GRACE = 1.5
+
+
+def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
+    return connection.handshake
+
+
+@implementer(IAdmission)
+class OpenAdmission:
+    """Admits every neighbour, and has no other nodes to tell of."""
+
+    def hasRoomFor(self, connection: PeerConnection) -> bool:
+        return True
+
+    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
+        return Peers(())
 
 
 @implementer(IPeerConnectionOwner)
@@ -68,7 +83,7 @@ class Connections:
         self.metrics = metrics
         self.dispatcher = dispatcher
         self._hello = hello
-        self.admission: Optional[IAdmission] = None
+        self.admission: IAdmission = OpenAdmission()
         self.listeners: List[IConnectionListener] = []
         self.factory = PeerConnectionFactory(self)
         self.stopping = False
@@ -110,7 +125,7 @@ class Connections:
             connection.close(SHUTTING_DOWN)
         elif self.misbehaviour.isBanned(host):
             connection.close(CloseReason(
-                CloseKind.BANNED, self.misbehaviour.banReason(host)))
+                CloseKind.BANNED, self.misbehaviour.banReason(host) or ""))
         elif self._count(connection.outbound) > (
                 self.config.maxOutbound if connection.outbound
                 else self.config.maxInbound):
@@ -179,7 +194,7 @@ class Connections:
                                                self.config.connectTimeout)
         d = endpoint.connect(PeerConnectionFactory(self, outbound=True,
                                                    role=role))
-        d.addCallback(lambda connection: connection.handshake)
+        d.addCallback(_handshakeOf)
         d.addBoth(self._dialDone, key)
         return waiter
 
@@ -281,9 +296,9 @@ class Connections:
 
     # -- closing --------------------------------------------------------------
 
-    def connectionLost(self, connection: PeerConnection) -> None:
+    def connectionLost(self, connection: PeerConnection,
+                       reason: CloseReason) -> None:
         self._connections.discard(connection)
-        reason = connection.closeReason
         self.metrics.connectionClosed(reason)
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):

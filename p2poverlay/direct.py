@@ -161,7 +161,7 @@ class DirectMessages(ConnectionListener):
             return  # Late or duplicate: the sender already gave up or knows.
         _, done, timeout = entry
         timeout.cancel()
-        done.callback(connection.peer)
+        done.callback(connection.info)
 
     def _ackTimedOut(self, connection: PeerConnection, messageId: str) -> None:
         entry = self._take(connection, messageId)
@@ -197,7 +197,7 @@ class DirectMessages(ConnectionListener):
         connection.lastUsed = self.clock.seconds()
         if self._seen.add(message.id):
             self.stats.directDelivered += 1
-            via = connection.peer
+            via = connection.info
             self.deliver(ReceivedMessage(
                 kind="direct", message_id=message.id, body=message.body,
                 sender_id=via.node_id, sender_name=via.name, sender=via,

@@ -10,7 +10,7 @@ L{IConnectionListener}s of it.
 
 from __future__ import annotations
 
-from zope.interface import Attribute, Interface
+from zope.interface import Attribute, Interface, implementer
 
 
 class IPeerConnectionOwner(Interface):
@@ -32,8 +32,8 @@ class IPeerConnectionOwner(Interface):
     def messageReceived(connection, message) -> None:
         """An established connection read C{message}."""
 
-    def connectionLost(connection) -> None:
-        """C{connection} has closed; its C{closeReason} says why."""
+    def connectionLost(connection, reason) -> None:
+        """C{connection} has closed for C{reason} (a L{CloseReason})."""
 
     def misbehaved(connection, points: float, reason: str) -> None:
         """The peer of C{connection} broke the rules: count it against it."""
@@ -84,6 +84,7 @@ class IConnectionListener(Interface):
         """Any connection closed (after L{peerRemoved}, if it was a peer's)."""
 
 
+@implementer(IConnectionListener)
 class ConnectionListener:
     """An L{IConnectionListener} that ignores everything."""
 

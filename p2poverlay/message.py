@@ -169,7 +169,7 @@ def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
     specs = _SPECS.get(cls)
     if specs is None:
         specs = _SPECS[cls] = tuple(
-            (f.name, _FIELD_TYPES[f.type],
+            (f.name, _FIELD_TYPES[str(f.type)],
              f.default is dataclasses.MISSING
              and f.default_factory is dataclasses.MISSING)
             for f in dataclasses.fields(cls))

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2poverlay.addressbook import AddressBook
-from p2poverlay.addresses import formatAddress
+from p2poverlay.addresses import addressOf, formatAddress
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.connections import Connections
@@ -77,13 +77,15 @@ class Node(Service):
         self.network = network if network is not None else TCPNetwork(reactor)
         self.random = rng if rng is not None else random.Random()
         if nodeId is None and store is not None:
-            nodeId = store.loadIdentity()
-            if nodeId is None:
-                nodeId = newNodeId()
-                store.saveIdentity(nodeId)
-        self.nodeId = nodeId or newNodeId()
+            saved = store.loadIdentity()
+            if saved is None:
+                saved = newNodeId()
+                store.saveIdentity(saved)
+            nodeId = saved
+        self.nodeId: str = nodeId or newNodeId()
         self.store = store
-        self.name = config.name
+        # Service.name too: a parent MultiService finds the node by it.
+        self.name = config.name  # type: ignore[assignment]
         self.peers = PeerRegistry()
         self.stats = NodeStats()
         self.observers = ObserverList()
@@ -142,12 +144,13 @@ class Node(Service):
     @property
     def listenPort(self) -> int:
         """The port this node listens on, 0 before it listens."""
-        return self.port.getHost().port if self.port is not None else 0
+        port = self.port
+        return getattr(port.getHost(), "port", 0) if port is not None else 0
 
     def helloMessage(self, role: str = NEIGHBOUR) -> Hello:
         """The C{HELLO} this node says on a connection of C{role}."""
-        return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort, self.name,
-                     role)
+        return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort,
+                     self.config.name, role)
 
     # -- observers ------------------------------------------------------
 
@@ -164,9 +167,8 @@ class Node(Service):
     # -- service life ---------------------------------------------------
 
     def _listened(self, port: IListeningPort) -> None:
-        host = port.getHost()
         self.log.info("node {id} listening on {address}", id=self.nodeId,
-                      address=formatAddress(host.host, host.port))
+                      address=addressOf(port))
 
     def privilegedStartService(self) -> None:
         """
@@ -266,5 +268,5 @@ class Node(Service):
         @return: the message id and the number of neighbours told of it.
         """
         message = Broadcast(newMessageId(), self.nodeId,
-                            self.config.broadcastTTL, body, self.name)
+                            self.config.broadcastTTL, body, self.config.name)
         return message.id, self.broadcaster.originate(message)

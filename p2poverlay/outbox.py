@@ -63,10 +63,10 @@ class Outbox:
     def flush(self) -> None:
         """Hand everything queued to the transport (when closing)."""
         while self._queue:
-            self._writeQueued()
+            self._writeQueued(self._queue)
 
-    def _writeQueued(self) -> None:
-        line = self._queue.popleft()
+    def _writeQueued(self, queue: Deque[bytes]) -> None:
+        line = queue.popleft()
         self.queuedBytes -= len(line) + len(self.delimiter)
         self.transport.writeSequence((line, self.delimiter))
 
@@ -80,7 +80,7 @@ class Outbox:
         self.pausedSince = None
         # Writing may pause us again at once: stop there.
         while self._queue and self.pausedSince is None:
-            self._writeQueued()
+            self._writeQueued(self._queue)
 
     def stopProducing(self) -> None:
         self._queue = None

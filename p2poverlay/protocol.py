@@ -10,7 +10,7 @@ L{IPeerConnectionOwner}, in practice L{p2poverlay.connections.Connections}.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from automat import MethodicalMachine
 from twisted.internet.defer import Deferred
@@ -54,6 +54,12 @@ class PeerConnection(LineFraming):
     delimiter = b"\n"
     log = Logger()
     _machine = MethodicalMachine()
+    # A TCP transport, or one like it (in memory, in tests): a consumer
+    # with getPeer, loseConnection and abortConnection.
+    transport: Any
+    # Made once connected, with the transport it writes to.
+    outbox: Outbox
+    bucket: TokenBucket
 
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool,
                  role: str = NEIGHBOUR) -> None:
@@ -71,7 +77,6 @@ class PeerConnection(LineFraming):
         self.closeReason: Optional[CloseReason] = None
         self.lastHeard = 0.0
         self.link = None  # the PeerLink that dialed this connection, if any
-        self.outbox: Optional[Outbox] = None
         self.handshake: Deferred[PeerInfo] = Deferred()
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged
@@ -95,6 +100,19 @@ class PeerConnection(LineFraming):
         """The observed remote address, ``host:port``."""
         return formatAddress(self.remoteHost,
                              getattr(self.transport.getPeer(), "port", 0))
+
+    @property
+    def info(self) -> PeerInfo:
+        """
+        The peer's L{PeerInfo}, on a connection through its handshake
+        (those whose messages are dispatched).
+
+        @raise HandshakeFailed: on one that is not.
+        """
+        if self.peer is None:
+            raise HandshakeFailed(f"{self.remoteAddress} has not completed "
+                                  f"its handshake")
+        return self.peer
 
     def describe(self) -> str:
         if self.peer is not None:
@@ -206,19 +224,19 @@ class PeerConnection(LineFraming):
         if peer is not None:
             self.handshake.callback(peer)
         else:
-            self.handshake.errback(error(self.closeReason.text))
+            self.handshake.errback(error(str(self.closeReason)))
 
     @_machine.output()
     def _finish(self) -> None:
         self.closing = True
-        if self.closeReason is None:
-            self.closeReason = LOST_CONNECTION
+        reason = self.closeReason or LOST_CONNECTION
+        self.closeReason = reason
         self._cancelTimer()
         if self._throttled is not None and self._throttled.active():
             self._throttled.cancel()
         if not self.handshake.called:
-            self.handshake.errback(HandshakeFailed(self.closeReason.text))
-        self.owner.connectionLost(self)
+            self.handshake.errback(HandshakeFailed(reason.text))
+        self.owner.connectionLost(self, reason)
         waiters, self._closedWaiters = self._closedWaiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -269,7 +287,7 @@ class PeerConnection(LineFraming):
                                            self._handshakeTimedOut)
         self.owner.connectionMade(self)
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self._transportGone()
 
     def _handshakeTimedOut(self) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IProtocolFactory, IStreamClientEndpoint,
+)
 
 from p2poverlay.config import NodeConfig
 from p2poverlay.protocol import PeerConnection
@@ -38,7 +40,7 @@ class PeerLink(ClientService):
 
     def __init__(self, nodeId: str, host: str, port: int, clock,
                  config: NodeConfig, endpoint: IStreamClientEndpoint,
-                 makeFactory: Callable[["PeerLink"], object],
+                 makeFactory: Callable[["PeerLink"], IProtocolFactory],
                  jitter: Callable[[], float],
                  waiting: Callable[["PeerLink"], None],
                  gaveUp: Callable[["PeerLink"], None],

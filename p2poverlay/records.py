@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, TypeVar
+from typing import List, Optional, Protocol, Sequence, TypeVar
 
 from p2poverlay.addresses import formatAddress
 from p2poverlay.message import NEIGHBOUR, PeerAddress
 
 # Records kept by the thousand are leaner without an instance dict.
 SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
-_Node = TypeVar("_Node")
+
+
+class _Named(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+_Node = TypeVar("_Node", bound=_Named)
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"

@@ -228,7 +228,7 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        self["join"]: List[Tuple[str, int]] = []
+        self["join"] = []  # (host, port) pairs
 
     def opt_join(self, address: str) -> None:
         """Join the overlay through the member at HOST:PORT (repeatable; IPv6 as [::1]:9000)."""

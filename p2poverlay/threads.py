@@ -37,7 +37,10 @@ class BlockingNode:
 
         @raise p2poverlay.errors.OverlayError: if it was not delivered.
         """
-        return blockingCallFromThread(self.reactor, self.node.send, target, body)
+        # (Its stub cannot tell the type a Deferred-returning call gives.)
+        return blockingCallFromThread(
+            self.reactor, self.node.send,  # type: ignore[arg-type]
+            target, body)
 
     def broadcast(self, body: str) -> Tuple[str, int]:
         """Broadcast C{body}; return its message id and neighbour count."""

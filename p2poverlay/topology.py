@@ -83,7 +83,8 @@ class Topology(ConnectionListener):
         self.running = False
         self._dialing: Set[str] = set()
         # Where to join again when alone: --join, and every join() since.
-        self.seeds: List[Tuple[str, int]] = [tuple(s) for s in config.join]
+        self.seeds: List[Tuple[str, int]] = [(host, port)
+                                             for host, port in config.join]
         self._rejoinAt = 0.0
         self._rejoinCount = 0
         self._rejoinDelay = config.reconnectInitialDelay
@@ -267,7 +268,7 @@ class Topology(ConnectionListener):
         recipientIsLoopback = isLoopback(recipientHost)
 
         def eligible(e: KnownPeer) -> bool:
-            return (e.state in (CONNECTED, KNOWN) and e.port
+            return bool(e.state in (CONNECTED, KNOWN) and e.port
                     and e.node_id != recipient
                     and (recipientIsLoopback or not isLoopback(e.host)))
 
@@ -292,7 +293,7 @@ class Topology(ConnectionListener):
     def sendSample(self, connection: "PeerConnection",
                    peer: Optional[PeerInfo] = None) -> None:
         """Send a sample of known nodes to C{peer} over C{connection}."""
-        peer = peer or connection.peer
+        peer = peer or connection.info
         message = self.sample(peer.node_id, peer.host)
         if message.peers:
             connection.sendMessage(message)

@@ -32,6 +32,10 @@ class FakeConnection:
         self.accepts = accepts
         self.sent: List[P2PMessage] = []
 
+    @property
+    def info(self) -> PeerInfo:
+        return self.peer
+
     def sendEncoded(self, line: bytes, messageType: str = "BROADCAST",
                     force: bool = False) -> bool:
         if not (self.accepts or force):

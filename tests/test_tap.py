@@ -300,7 +300,10 @@ def test_port_in_use_daemon(tmp_path, busyPort):
     assert result.returncode == 1, output
     assert "Traceback" not in output
     assert "cannot listen" in output
-    assert not (tmp_path / f"p2p-{busyPort}.pid").exists()
+    # The daemon reports to its parent before it exits and removes its pid
+    # file: the parent may be gone first.
+    pidFile = tmp_path / f"p2p-{busyPort}.pid"
+    waitUntil(lambda: not pidFile.exists(), f"{pidFile.name} removed")
     # A daemon logs to p2p-PORT.log, not to twistd.log shared with others;
     # it may still be writing when the parent has exited.
     log = tmp_path / f"p2p-{busyPort}.log"
