@@ -12,7 +12,7 @@ setup(
     + ["twisted.plugins"],
     package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
                                      "static/*.css"]},
-    install_requires=["twisted>=23.8", "zope.interface"],
+    install_requires=["twisted[tls]>=23.8", "zope.interface", "automat"],
     entry_points={
         "console_scripts": ["p2p-console = p2poverlay.client:main"],
     },
@@ -21,7 +21,9 @@ setup(
         "test": ["pytest", "pytest-twisted", "hypothesis",
                  # Parse /metrics, drive the browser test, build the
                  # package offline.
-                 "prometheus_client", "selenium", "setuptools"],
+                 "prometheus_client", "selenium", "setuptools",
+                 # Lint, types and coverage (README.rst, "Checks").
+                 "ruff", "mypy", "mypy-zope", "pytest-cov"],
     },
     classifiers=[
         "Framework :: Twisted",
