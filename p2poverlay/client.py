@@ -33,8 +33,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2poverlay.commands import escape
 from p2poverlay.control import CONTROL_SOCKET
+from p2poverlay.text import escape
 
 PROG = "p2p-console"
 CONNECT_TIMEOUT = 5.0

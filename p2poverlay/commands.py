@@ -9,13 +9,12 @@ control endpoint both use it, so they accept the same commands and print
 the same lines.  A new command is one method decorated with L{command}.
 
 Lines are plain text: whoever prints them to a terminal passes them
-through L{escape} first.
+through L{p2poverlay.text.escape} first.
 """
 
 from __future__ import annotations
 
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -28,32 +27,6 @@ from p2poverlay.node import Node
 from p2poverlay.message import DIRECT
 from p2poverlay.addresses import formatAddress
 from p2poverlay.records import PeerInfo
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-
-
-def escape(text: str) -> str:
-    """
-    Make C{text} safe to print as part of one terminal line: backslashes,
-    control, format and line-separator characters become escapes.
-    """
-    if text.isprintable() and "\\" not in text:
-        return text
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch == " " or unicodedata.category(ch) not in (
-                "Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out)
-
 
 # -- formatting ---------------------------------------------------------------
 
