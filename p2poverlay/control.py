@@ -34,6 +34,7 @@ from p2poverlay.controlwire import (
 from p2poverlay.errors import ListenError
 from p2poverlay.listening import listenError
 from p2poverlay.node import Node
+from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
 
 # The paths and endpoint descriptions of the control socket are the wire
@@ -86,10 +87,8 @@ class ControlProtocol(LineReceiver):
         self.transport.registerProducer(self, True)
         self.watcher.start()
         node = self.node
-        name = f" {node.name!r}" if node.name else ""
-        self.send(helloMessage(
-            node.nodeId, node.name, node.listenPort,
-            f"node {node.nodeId}{name} listening on port {node.listenPort}"))
+        self.send(helloMessage(node.nodeId, node.name, node.listenPort,
+                               describeNode(node)))
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.closing = True

@@ -102,7 +102,8 @@ def test_request_and_reply(node, client):
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
-                               "port": 0, "peers": 0}
+                               "address": None, "port": 0, "uptime": 0.0,
+                               "protocol_version": 1, "peers": 0}
 
 
 def test_the_same_commands_as_the_console(client):
