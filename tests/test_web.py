@@ -294,9 +294,9 @@ def test_metrics_as_json_and_prometheus_text(overlay, web):
     service = web.start(a)
     status, snapshot = yield getJSON(service, "/api/metrics")
     assert status == 200
-    assert snapshot["messagesOut"]["DATA"] == 1
-    assert snapshot["messagesIn"]["ACK"] == 1
-    assert snapshot["peersByState"]["connected"] == 1
+    assert snapshot["messages_out"]["DATA"] == 1
+    assert snapshot["messages_in"]["ACK"] == 1
+    assert snapshot["peers_by_state"]["connected"] == 1
     assert snapshot["disconnects"]["bye"] == 0
 
     status, headers, data = yield http("GET", baseURL(service) + "/metrics")
