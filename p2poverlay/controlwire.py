@@ -109,7 +109,8 @@ def parseRequest(line: bytes) -> Tuple[RequestId, str, bool]:
 
 # -- node to client ------------------------------------------------------------
 
-def helloMessage(nodeId: str, name: str, port: int, line: str) -> Message:
+def helloMessage(nodeId: str, name: Optional[str], port: int,
+                 line: str) -> Message:
     """
     What a node says first to every client.
 
