@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 JSON = Dict[str, Any]
 
 __all__ = [
-    "addressBook", "broadcastView", "describeNode", "describeSender",
+    "broadcastView", "describeNode", "describeSender",
     "formatAddressBookEntry", "formatKnownPeer", "formatMessage",
-    "formatPeer", "knownLines", "knownPeerView", "knownView", "lostPeers",
-    "messageView", "metricsView", "nodeView", "peerView", "peersLines",
-    "peersView",
+    "formatPeer", "knownLines", "knownNodes", "knownPeerView", "knownView",
+    "lostPeers", "messageView", "metricsView", "nodeView", "peerView",
+    "peersLines", "peersView",
 ]
 
 
@@ -56,7 +56,7 @@ def _asKnown(peer: PeerInfo) -> KnownPeer:
                      CONNECTED, 0.0, peer.since)
 
 
-def addressBook(node: "Node") -> List[Tuple[KnownPeer, Optional[PeerInfo]]]:
+def knownNodes(node: "Node") -> List[Tuple[KnownPeer, Optional[PeerInfo]]]:
     """
     Every node C{node} knows, each with its connection if it is connected:
     connected nodes first, then reconnecting, known, and the others; most
@@ -117,8 +117,8 @@ def peersView(node: "Node") -> List[JSON]:
 
 
 def knownView(node: "Node") -> List[JSON]:
-    """What the console's C{known} lists: L{addressBook}, as JSON."""
-    return [knownPeerView(known, peer) for known, peer in addressBook(node)]
+    """What the console's C{known} lists: L{knownNodes}, as JSON."""
+    return [knownPeerView(known, peer) for known, peer in knownNodes(node)]
 
 
 def nodeView(node: "Node") -> JSON:
@@ -218,7 +218,7 @@ def peersLines(node: "Node") -> List[str]:
 
 def knownLines(node: "Node") -> List[str]:
     """The lines of the console's C{known}, for the records of L{knownView}."""
-    book = addressBook(node)
+    book = knownNodes(node)
     now = node.reactor.seconds()
     return [f"{len(book)} nodes known"] + [
         formatAddressBookEntry(known, now) for known, _ in book]
