@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -33,8 +32,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2poverlay.commands import escape
-from p2poverlay.control import CONTROL_SOCKET
+from p2poverlay.controlwire import (
+    CLOSING, CONTROL_SOCKET, EVENT, HELLO, REPLY, decode, defaultControlPath,
+    encode, replyMessage, requestMessage,
+)
+from p2poverlay.text import escape
 
 PROG = "p2p-console"
 CONNECT_TIMEOUT = 5.0
@@ -76,9 +78,8 @@ class ControlClientProtocol(LineReceiver):
         self._nextId += 1
         d: Deferred[dict] = Deferred()
         self._pending[self._nextId] = d
-        self.transport.write(json.dumps(
-            {"id": self._nextId, "command": command, "json": wantJSON}
-        ).encode("ascii") + b"\n")
+        self.transport.write(encode(
+            requestMessage(self._nextId, command, wantJSON)))
         return d
 
     def pending(self) -> List[Deferred]:
@@ -86,21 +87,21 @@ class ControlClientProtocol(LineReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         try:
-            message = json.loads(line)
-            kind = message["type"]
-        except (ValueError, TypeError, KeyError):
+            message = decode(line)
+        except ValueError:
             self._broken("the answer is not the control protocol")
             return
-        if kind == "hello":
+        kind = message["type"]
+        if kind == HELLO:
             if not self.hello.called:
                 self.hello.callback(message)
-        elif kind == "reply":
+        elif kind == REPLY:
             self.onReply(message)
             d = self._pending.pop(message.get("id"), None)
             if d is not None:
                 d.callback(message)
-        elif kind == "event":
-            if message.get("event") == "closing":
+        elif kind == EVENT:
+            if message.get("event") == CLOSING:
                 self.stopping = True
             self.onEvent(message)
 
@@ -170,7 +171,7 @@ def controlEndpoint(reactor, options: argparse.Namespace):
     else:
         port = DEFAULT_PORT if options.port is None else options.port
         directory = f"p2p-{port}"
-    path = os.path.join(directory, CONTROL_SOCKET)
+    path = defaultControlPath(directory)
     return UNIXClientEndpoint(reactor, path, timeout=CONNECT_TIMEOUT), path
 
 
@@ -306,8 +307,7 @@ class AttachedConsole(LineReceiver):
     def _notice(self, text: str) -> None:
         """Answer a line the client handles itself, as the node would."""
         if self.wantJSON:
-            self._showJSON({"type": "reply", "id": None, "ok": False,
-                            "lines": [text], "error": text})
+            self._showJSON(replyMessage(None, [text], error=text))
         else:
             self.say(text)
 

@@ -1,119 +1,33 @@
 """
-The commands a person (or a script) gives a running node, and how their
-answers read.
+The commands a person (or a script) gives a running node, and their
+answers.
 
 L{CommandInterpreter} parses one command line and runs it against a
 L{Node}; every command answers with a L{Reply}: the lines a console prints
 and a structured, JSON-able result for scripts.  The stdio console and the
 control endpoint both use it, so they accept the same commands and print
 the same lines.  A new command is one method decorated with L{command}.
+How each record reads, as a line and as JSON, is L{p2poverlay.views}'s.
 
 Lines are plain text: whoever prints them to a terminal passes them
-through L{escape} first.
+through L{p2poverlay.text.escape} first.
 """
 
 from __future__ import annotations
 
-import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
-from p2poverlay.records import CONNECTED, KNOWN, KnownPeer, RECONNECTING
 from p2poverlay.errors import OverlayError
 from p2poverlay.node import Node
-from p2poverlay.message import DIRECT
-from p2poverlay.addresses import formatAddress
 from p2poverlay.records import PeerInfo
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
-
-
-def escape(text: str) -> str:
-    """
-    Make C{text} safe to print as part of one terminal line: backslashes,
-    control, format and line-separator characters become escapes.
-    """
-    if text.isprintable() and "\\" not in text:
-        return text
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch == " " or unicodedata.category(ch) not in (
-                "Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out)
-
-
-# -- formatting ---------------------------------------------------------------
-
-def _clock(when: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
-
-
-def _columns(address: str, nodeId: str, name: str, direction: str) -> str:
-    name = repr(name) if name else "-"
-    return f"{address:<22} {nodeId} {name:<12} {direction:<8}"
-
-
-def formatPeer(peer: PeerInfo) -> str:
-    """One line of the C{peers} listing for a connected peer."""
-    line = (_columns(peer.address, peer.node_id, peer.name, peer.direction)
-            + f" connected since {_clock(peer.since)}")
-    if peer.role == DIRECT:
-        line += " (direct link, not a neighbour)"
-    return line
-
-
-def formatKnownPeer(peer: KnownPeer, now: float) -> str:
-    """One line of the C{peers} listing for a peer that is not connected."""
-    if peer.state == RECONNECTING and peer.next_attempt is not None:
-        state = (f"reconnecting, next try in "
-                 f"{max(0.0, peer.next_attempt - now):.1f} s")
-    elif peer.state == RECONNECTING:
-        state = "reconnecting, dialing now"
-    else:
-        state = f"{peer.state} since {_clock(peer.since)}"
-    return _columns(formatAddress(peer.host, peer.port), peer.node_id,
-                    peer.name, "-") + " " + state
-
-
-def formatAddressBookEntry(peer: KnownPeer, now: float) -> str:
-    """One line of the C{known} listing."""
-    if peer.state in (KNOWN, CONNECTED):
-        seen = (f", last seen {_clock(peer.last_seen)}" if peer.last_seen
-                and peer.state == KNOWN else "")
-        return _columns(formatAddress(peer.host, peer.port), peer.node_id,
-                        peer.name, "-") + f" {peer.state}{seen}"
-    return formatKnownPeer(peer, now)
-
-
-def peerJSON(peer: PeerInfo) -> Dict[str, Any]:
-    """A connected peer as a JSON object."""
-    return {"node_id": peer.node_id, "address": peer.address,
-            "host": peer.host, "port": peer.port, "name": peer.name,
-            "direction": peer.direction, "state": CONNECTED,
-            "since": peer.since, "role": peer.role}
-
-
-def knownPeerJSON(peer: KnownPeer) -> Dict[str, Any]:
-    """A node of the address book as a JSON object."""
-    return {"node_id": peer.node_id,
-            "address": formatAddress(peer.host, peer.port),
-            "host": peer.host, "port": peer.port, "name": peer.name,
-            "direction": None, "state": peer.state, "since": peer.since,
-            "last_seen": peer.last_seen or None,
-            "next_attempt": peer.next_attempt}
+from p2poverlay.views import (
+    broadcastView, describeNode, knownLines, knownView, nodeView,
+    peersLines, peersView, peerView,
+)
 
 
 # -- replies --------------------------------------------------------------------
@@ -267,7 +181,7 @@ class CommandInterpreter:
 
         def delivered(peer: PeerInfo) -> Reply:
             return Reply([f"delivered to {peer.describe()}"],
-                         {"delivered_to": peerJSON(peer)})
+                         {"delivered_to": peerView(peer)})
 
         def failed(reason: Failure) -> Reply:
             if reason.check(OverlayError):
@@ -291,43 +205,21 @@ class CommandInterpreter:
         plural = "s" if neighbours != 1 else ""
         return Reply(
             [f"broadcast {messageId[:8]} sent to {neighbours} neighbour{plural}"],
-            {"message_id": messageId, "neighbours": neighbours})
+            broadcastView(messageId, neighbours))
 
     @command("peers", "list neighbours, direct links and lost peers")
     def do_peers(self, args: str) -> Reply:
-        connected = self.node.peers.snapshot()
-        # Nodes this one was connected to; not those it only heard of.
-        others = [known for known in self.node.addressBook.all()
-                  if known.state not in (CONNECTED, KNOWN)
-                  and (known.last_seen or known.state == RECONNECTING)]
-        now = self.node.reactor.seconds()
-        lines = [formatPeer(peer) for peer in connected]
-        if not connected:
-            lines.insert(0, "no peers connected")
-        lines += [formatKnownPeer(known, now) for known in others]
-        return Reply(lines, {"peers": [peerJSON(peer) for peer in connected]
-                             + [knownPeerJSON(known) for known in others]})
+        return Reply(peersLines(self.node), {"peers": peersView(self.node)})
 
     @command("known", "list the address book: every node known")
     def do_known(self, args: str) -> Reply:
-        book = self.node.addressBook.all()
-        order = {CONNECTED: 0, RECONNECTING: 1, KNOWN: 2}
-        book.sort(key=lambda e: (order.get(e.state, 3), -e.last_seen,
-                                 e.node_id))
-        now = self.node.reactor.seconds()
-        lines = [f"{len(book)} nodes known"]
-        lines += [formatAddressBookEntry(entry, now) for entry in book]
-        return Reply(lines, {"known": [knownPeerJSON(e) for e in book]})
+        return Reply(knownLines(self.node), {"known": knownView(self.node)})
 
     @command("info", "show this node's id and address")
     def do_info(self, args: str) -> Reply:
         node = self.node
-        name = f" {node.name!r}" if node.name else ""
-        return Reply(
-            [f"node {node.nodeId}{name} listening on port {node.listenPort}, "
-             f"{len(node.peers)} peers"],
-            {"node_id": node.nodeId, "name": node.name,
-             "port": node.listenPort, "peers": len(node.peers)})
+        return Reply([f"{describeNode(node)}, {len(node.peers)} peers"],
+                     nodeView(node))
 
     @command("help", "show this help")
     def do_help(self, args: str) -> Reply:

@@ -23,15 +23,14 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from p2poverlay.commands import (
-    HELP, CommandInterpreter, Reply, escape, formatKnownPeer, formatPeer,
-)
-from p2poverlay.node import Node
 from p2poverlay.addresses import formatAddress
+from p2poverlay.commands import HELP, CommandInterpreter, Reply
+from p2poverlay.node import Node
+from p2poverlay.text import escape
 from p2poverlay.watch import NodeEvent, NodeWatcher
 
-__all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "escape",
-           "formatKnownPeer", "formatPeer", "stdinIsNull", "stopReactor"]
+__all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "stdinIsNull",
+           "stopReactor"]
 
 
 class ConsoleProtocol(LineReceiver):

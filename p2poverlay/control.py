@@ -10,11 +10,10 @@ in C{docs/control.rst}.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
-from typing import Any, Callable, Optional, Set
+from typing import Callable, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -28,70 +27,31 @@ from twisted.python.failure import Failure
 
 from p2poverlay.commands import CommandInterpreter, Reply
 from p2poverlay.console import stopReactor
+from p2poverlay.controlwire import (
+    BadRequest, RequestId, closingMessage, defaultControlPath, encode,
+    eventMessage, helloMessage, parseRequest, replyMessage, unixDescription,
+)
 from p2poverlay.errors import ListenError
 from p2poverlay.listening import listenError
 from p2poverlay.node import Node
+from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
 
-CONTROL_PROTOCOL_VERSION = 1
-CONTROL_SOCKET = "control.sock"
+# The paths and endpoint descriptions of the control socket are the wire
+# module's; they are part of this module's API too.
+__all__ = [
+    "ControlFactory", "ControlProtocol", "ControlService",
+    "defaultControlPath", "listenControl", "listenUNIXPrivately",
+    "removeStaleSocket", "unixDescription",
+]
+
 SOCKET_MODE = 0o600
 
 
-def defaultControlPath(dataDir: str) -> str:
-    """Where a node with data directory C{dataDir} listens for control."""
-    return os.path.join(dataDir, CONTROL_SOCKET)
-
-
-def unixDescription(path: str) -> str:
-    """A server or client endpoint description of the UNIX socket C{path}."""
-    return "unix:" + path.replace("\\", "\\\\").replace(":", "\\:")
-
-
-def encode(message: dict) -> bytes:
-    """One line of the control protocol."""
-    return json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n"
-
-
-class BadRequest(ValueError):
-    """A control request that cannot be understood."""
-
-
-def parseRequest(line: bytes):
-    """
-    Read one request line.
-
-    @return: C{(id, command, wantJSON)}.
-    @raise BadRequest: with a one-line reason, if the line is not a request.
-    """
-    try:
-        request = json.loads(line)
-    except ValueError:
-        raise BadRequest("not a JSON object")
-    if not isinstance(request, dict):
-        raise BadRequest("not a JSON object")
-    requestId = request.get("id")
-    if requestId is not None and (
-            isinstance(requestId, bool)
-            or not isinstance(requestId, (int, str))):
-        raise BadRequest("'id' must be a string or a number")
-    command = request.get("command")
-    if not isinstance(command, str):
-        raise BadRequest("'command' must be a string")
-    wantJSON = request.get("json", False)
-    if not isinstance(wantJSON, bool):
-        raise BadRequest("'json' must be true or false")
-    return requestId, command, wantJSON
-
-
-def replyMessage(requestId: Any, reply: Reply, wantJSON: bool) -> dict:
-    message = {"type": "reply", "id": requestId, "ok": reply.ok,
-               "lines": reply.lines}
-    if wantJSON:
-        message["result"] = reply.result
-    if not reply.ok:
-        message["error"] = reply.error
-    return message
+def replyTo(requestId: RequestId, reply: Reply, wantJSON: bool) -> dict:
+    """The control protocol's reply to request C{requestId}."""
+    return replyMessage(requestId, reply.lines, reply.result, reply.error,
+                        wantJSON)
 
 
 class ControlProtocol(LineReceiver):
@@ -127,12 +87,8 @@ class ControlProtocol(LineReceiver):
         self.transport.registerProducer(self, True)
         self.watcher.start()
         node = self.node
-        name = f" {node.name!r}" if node.name else ""
-        self.send({"type": "hello", "version": CONTROL_PROTOCOL_VERSION,
-                   "node_id": node.nodeId, "name": node.name,
-                   "port": node.listenPort,
-                   "line": f"node {node.nodeId}{name} listening on port "
-                           f"{node.listenPort}"})
+        self.send(helloMessage(node.nodeId, node.name, node.listenPort,
+                               describeNode(node)))
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.closing = True
@@ -144,8 +100,7 @@ class ControlProtocol(LineReceiver):
     def close(self, why: str) -> None:
         """Say C{why} to the client, then hang up once it is all sent."""
         if not self.closing:
-            self.send({"type": "event", "event": "closing", "line": why,
-                       "data": {"reason": why}})
+            self.send(closingMessage(why))
             self.closing = True
             self.transport.loseConnection()
 
@@ -171,8 +126,7 @@ class ControlProtocol(LineReceiver):
         if self.writesPaused:
             self.droppedEvents += 1
             return
-        self.send({"type": "event", "event": event.kind, "line": event.line,
-                   "data": event.data})
+        self.send(eventMessage(event.kind, event.line, event.data))
 
     # -- requests -------------------------------------------------------------
 
@@ -185,18 +139,17 @@ class ControlProtocol(LineReceiver):
             requestId, command, wantJSON = parseRequest(line)
         except BadRequest as e:
             self.log.info("bad control request: {why}", why=str(e))
-            self.send(replyMessage(
-                None, Reply.failed(f"bad request: {e}"), False))
+            self.send(replyTo(None, Reply.failed(f"bad request: {e}"), False))
             return
         d = self.interpreter.execute(command)
         if d is None:
             d = succeed(Reply([], None, "empty command"))
         d.addCallback(
-            lambda reply: self.send(replyMessage(requestId, reply, wantJSON)))
+            lambda reply: self.send(replyTo(requestId, reply, wantJSON)))
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
-        self.send(replyMessage(None, Reply.failed(
+        self.send(replyTo(None, Reply.failed(
             f"bad request: line longer than {self.MAX_LENGTH} bytes"), False))
 
 

@@ -34,14 +34,6 @@ class ReceivedMessage:
     sender: Optional[PeerInfo]
     via: PeerInfo
 
-    def describeSender(self) -> str:
-        if self.sender is not None:
-            return self.sender.describe()
-        label = self.sender_id[:8]
-        if self.sender_name:
-            label += f" {self.sender_name!r}"
-        return f"{label}, via {self.via.address}"
-
 
 class INodeObserver(Interface):
     """

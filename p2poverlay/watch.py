@@ -15,10 +15,10 @@ from twisted.logger import (
 )
 from twisted.python.threadable import isInIOThread
 
-from p2poverlay.commands import peerJSON
 from p2poverlay.events import NodeObserver, ReceivedMessage
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
+from p2poverlay.views import formatMessage, messageView, peerView
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,8 @@ class NodeEvent:
 
 
 def messageEvent(message: ReceivedMessage) -> NodeEvent:
-    return NodeEvent(
-        "message",
-        f"[{message.kind}] {message.describeSender()}: {message.body}",
-        {"kind": message.kind, "message_id": message.message_id,
-         "body": message.body, "sender_id": message.sender_id,
-         "sender_name": message.sender_name,
-         "sender": peerJSON(message.sender) if message.sender else None,
-         "via": peerJSON(message.via)})
+    """The event of a message delivered to the node."""
+    return NodeEvent("message", formatMessage(message), messageView(message))
 
 
 class NodeWatcher(NodeObserver):
@@ -97,9 +91,9 @@ class NodeWatcher(NodeObserver):
 
     def peerConnected(self, peer: PeerInfo) -> None:
         self._deliver(NodeEvent("connected", f"* connected: {peer.describe()}",
-                                {"peer": peerJSON(peer)}))
+                                {"peer": peerView(peer)}))
 
     def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
         self._deliver(NodeEvent(
             "disconnected", f"* disconnected: {peer.describe()} ({reason})",
-            {"peer": peerJSON(peer), "reason": reason}))
+            {"peer": peerView(peer), "reason": reason}))

@@ -14,7 +14,9 @@ from p2poverlay.records import CONNECTED, DEAD, KNOWN, RECONNECTING
 from p2poverlay.commands import (
     HELP, CommandInterpreter, Reply, command, formatHelp,
 )
-from p2poverlay.message import DIRECT, Ack, Broadcast, Data, newMessageId
+from p2poverlay.message import (
+    DIRECT, PROTOCOL_VERSION, Ack, Broadcast, Data, newMessageId,
+)
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.watch import NodeWatcher
 
@@ -75,8 +77,9 @@ def test_info(node, run):
     reply = run("info")
     assert reply.ok
     assert reply.lines == [f"node {node.nodeId} 'me' listening on port 0, 1 peers"]
-    assert reply.result == {"node_id": node.nodeId, "name": "me", "port": 0,
-                            "peers": 1}
+    assert reply.result == {"node_id": node.nodeId, "name": "me",
+                            "address": None, "port": 0, "uptime": 0.0,
+                            "protocol_version": PROTOCOL_VERSION, "peers": 1}
     assertJSONable(reply)
 
 
@@ -100,7 +103,7 @@ def test_peers_structured(node, run):
 
 
 def test_peers_lists_nodes_not_connected(node, run):
-    book = node.membership.book
+    book = node.addressBook
     book.learn(DAVE, "10.0.0.4", 9004, "dave")
     book.setState(DAVE, RECONNECTING, node.reactor.seconds() + 2.5)
     book.learn(CAROL, "10.0.0.3", 9003, "", lastSeen=500.0)  # Was a peer.
@@ -194,7 +197,7 @@ def test_exit_stops_once_and_quit_is_exit(node):
 
 def test_known_lists_the_whole_address_book(node, run):
     assert run("known").lines == ["0 nodes known"]
-    book = node.membership.book
+    book = node.addressBook
     addPeer(node, BOB, 9000, "bob")
     book.update(BOB, "127.0.0.1", 9000, "bob", CONNECTED)
     book.learn(CAROL, "10.0.0.3", 9003, "carol", lastSeen=1000.0)

@@ -15,12 +15,13 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from p2poverlay.console import HELP, ConsoleProtocol, escape
+from p2poverlay.console import HELP, ConsoleProtocol
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.message import (
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, P2PMessage, newMessageId,
 )
 from p2poverlay.node import Node, NodeConfig
+from p2poverlay.text import escape
 
 BOB = "b0b" + "0" * 29
 CAROL = "ca201" + "0" * 27

@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 import pytest_twisted
@@ -19,6 +21,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+import p2poverlay
 from p2poverlay import tap
 from p2poverlay.client import (
     ClientError, ControlClientProtocol, connectionProblem, controlEndpoint,
@@ -27,8 +30,9 @@ from p2poverlay.client import (
 from p2poverlay.commands import HELP
 from p2poverlay.control import (
     ControlFactory, ControlProtocol, ControlService, listenControl,
-    listenUNIXPrivately, parseRequest, BadRequest, unixDescription,
+    listenUNIXPrivately,
 )
+from p2poverlay.controlwire import BadRequest, parseRequest, unixDescription
 from p2poverlay.errors import ListenError
 from p2poverlay.message import Ack, Data, newMessageId
 from p2poverlay.node import Node, NodeConfig
@@ -98,7 +102,8 @@ def test_request_and_reply(node, client):
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
-                               "port": 0, "peers": 0}
+                               "address": None, "port": 0, "uptime": 0.0,
+                               "protocol_version": 1, "peers": 0}
 
 
 def test_the_same_commands_as_the_console(client):
@@ -520,6 +525,18 @@ def test_client_bad_control_endpoint():
 
 def test_connectionProblem():
     assert connectionProblem(Failure(ConnectionRefusedError())) == "connection refused"
+
+
+def test_client_imports_nothing_of_the_node():
+    """p2p-console loads the wire format and escaping, not the server."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(p2poverlay.__file__)))
+    script = ("import sys, p2poverlay.client; print(' '.join(sorted("
+              "m for m in sys.modules if m.startswith('p2poverlay'))))")
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True,
+        check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root)).stdout
+    assert loaded.split() == ["p2poverlay", "p2poverlay.client",
+                              "p2poverlay.controlwire", "p2poverlay.text"]
 
 
 # -- the --control option -------------------------------------------------------------

@@ -76,10 +76,11 @@ def test_each_line_is_counted_once_in_each_direction(overlay):
     assert ma.bytesOut["BROADCAST"] == a.stats.broadcastPayloadBytes
     snapshot = ma.snapshot()
     assert snapshot["peers"] == 1
-    assert snapshot["peersByState"]["connected"] == 1
-    assert set(snapshot["peersByState"]) == set(PEER_STATES)
-    assert mb.snapshot()["broadcastsDelivered"] == 1
-    assert mb.snapshot()["directDelivered"] == 1
+    assert snapshot["peers_by_state"]["connected"] == 1
+    assert set(snapshot["peers_by_state"]) == set(PEER_STATES)
+    assert all(re.fullmatch("[a-z_]+", key) for key in snapshot)
+    assert mb.snapshot()["broadcasts_delivered"] == 1
+    assert mb.snapshot()["direct_delivered"] == 1
 
 
 @pytest_twisted.inlineCallbacks
@@ -117,7 +118,7 @@ def test_dropped_broadcasts_are_counted(overlay):
         a.broadcast("x" * 100)
     finally:
         connection.outbox.resumeProducing()
-    assert a.metrics.snapshot()["broadcastsDropped"] == 1
+    assert a.metrics.snapshot()["broadcasts_dropped"] == 1
     assert "BROADCAST" not in a.metrics.messagesOut
 
 

@@ -22,6 +22,8 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from p2poverlay.errors import ListenError
+from p2poverlay.message import PROTOCOL_VERSION
+from p2poverlay.views import knownView, peersView
 from p2poverlay.web import WebService
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.stream import MAX_QUEUED, EventStream
@@ -119,9 +121,10 @@ def test_node_info(overlay, web):
     service = web.start(a)
     status, info = yield getJSON(service, "/api/node")
     assert status == 200
-    assert info["id"] == a.nodeId and info["name"] == "alice"
+    assert info["node_id"] == a.nodeId and info["name"] == "alice"
     assert info["address"] == address(a) and info["port"] == a.listenPort
     assert info["uptime"] >= 0 and info["peers"] == 0
+    assert info["protocol_version"] == PROTOCOL_VERSION
 
 
 @pytest_twisted.inlineCallbacks
@@ -130,21 +133,28 @@ def test_peers_with_their_states(overlay, web):
     b = yield overlay.start(join=a, name="b")
     c = yield overlay.start(join=a, name="c")
     yield waitFor(lambda: len(a.peers) == 2, what="a's two peers")
-    a.membership.book.learn("f" * 32, "127.0.0.1", 1, "heard-of")
+    a.addressBook.learn("f" * 32, "127.0.0.1", 1, "heard-of")
     service = web.start(a)
     yield c.stopService()
     yield waitFor(lambda: len(a.peers) == 1, what="c gone")
+    status, body = yield getJSON(service, "/api/known")
+    assert status == 200
+    known = {p["node_id"]: p for p in body["known"]}
+    assert known[b.nodeId]["state"] == "connected"
+    assert known[b.nodeId]["address"] == address(b)
+    assert known[b.nodeId]["name"] == "b"
+    assert known[b.nodeId]["direction"] == "inbound"
+    assert known[c.nodeId]["state"] == "left"
+    assert known[c.nodeId]["direction"] is None
+    assert known["f" * 32]["state"] == "known"
+    assert known["f" * 32]["name"] == "heard-of"
+    assert body == {"known": knownView(a)}
+    # The peers: what the console's 'peers' lists, not those only heard of.
     status, body = yield getJSON(service, "/api/peers")
     assert status == 200
-    peers = {p["id"]: p for p in body["peers"]}
-    assert peers[b.nodeId]["state"] == "connected"
-    assert peers[b.nodeId]["address"] == address(b)
-    assert peers[b.nodeId]["name"] == "b"
-    assert peers[b.nodeId]["direction"] == "inbound"
-    assert peers[c.nodeId]["state"] == "left"
-    assert peers[c.nodeId]["direction"] is None
-    assert peers["f" * 32]["state"] == "known"
-    assert peers["f" * 32]["name"] == "heard-of"
+    assert [(p["node_id"], p["state"]) for p in body["peers"]] == [
+        (b.nodeId, "connected"), (c.nodeId, "left")]
+    assert body == {"peers": peersView(a)}
 
 
 @pytest_twisted.inlineCallbacks
@@ -161,11 +171,14 @@ def test_messages_received_and_sent_are_listed(overlay, web):
     received, sent = listing["messages"]
     assert received["direction"] == "in" and received["kind"] == "direct"
     assert received["body"] == body
-    assert received["from"]["id"] == b.nodeId
-    assert received["from"]["address"] == address(b)
+    assert received["sender_id"] == b.nodeId
+    assert received["sender"]["address"] == address(b)
     assert sent["direction"] == "out" and sent["kind"] == "broadcast"
-    assert sent["id"] == result["id"] and sent["body"] == "all"
+    assert sent["message_id"] == result["message_id"]
+    assert sent["body"] == "all"
     assert received["seq"] < sent["seq"]
+    assert received["via"]["node_id"] == b.nodeId
+    assert "id" not in received and "id" not in sent
 
 
 def test_feed_is_a_bounded_ring():
@@ -189,7 +202,7 @@ def test_send_answers_once_delivered(overlay, web):
                                         {"peer": peer, "body": f"to {peer}"})
         assert status == 200, result
         assert result["delivered"] is True
-        assert result["peer"]["id"] == b.nodeId
+        assert result["peer"]["node_id"] == b.nodeId
     # Confirmed means the recipient already has it.
     assert overlay.recorder(b).bodies("direct") == [
         "to b", f"to {address(b)}", f"to {b.nodeId[:8]}"]
@@ -281,6 +294,7 @@ def test_unknown_resources_and_methods(overlay, web):
     assert status == 405
     status, result = yield getJSON(service, "/api/")
     assert status == 200 and "/api/send" in result["resources"]
+    assert "/api/known" in result["resources"]
 
 
 # -- metrics ------------------------------------------------------------------
@@ -294,9 +308,9 @@ def test_metrics_as_json_and_prometheus_text(overlay, web):
     service = web.start(a)
     status, snapshot = yield getJSON(service, "/api/metrics")
     assert status == 200
-    assert snapshot["messagesOut"]["DATA"] == 1
-    assert snapshot["messagesIn"]["ACK"] == 1
-    assert snapshot["peersByState"]["connected"] == 1
+    assert snapshot["messages_out"]["DATA"] == 1
+    assert snapshot["messages_in"]["ACK"] == 1
+    assert snapshot["peers_by_state"]["connected"] == 1
     assert snapshot["disconnects"]["bye"] == 0
 
     status, headers, data = yield http("GET", baseURL(service) + "/metrics")
@@ -368,7 +382,7 @@ def test_live_feed_delivers_messages_and_peer_changes(overlay, web):
                       == ["peer", "message", "message", "peer"],
                       what="four events on the stream")
         up, direct, broadcast, down = [e for _, e in reader.events()]
-        assert up["change"] == "up" and up["peer"]["id"] == b.nodeId
+        assert up["change"] == "up" and up["peer"]["node_id"] == b.nodeId
         assert direct["kind"] == "direct"
         assert direct["body"] == "<b>not bold</b>"
         assert broadcast["kind"] == "broadcast"
@@ -455,7 +469,7 @@ def test_token_is_required_when_set(overlay, web):
     assert status == 401
     status, result = yield getJSON(service, "/api/node",
                                    Authorization="Bearer s3cret")
-    assert status == 200 and result["id"] == a.nodeId
+    assert status == 200 and result["node_id"] == a.nodeId
     status, result = yield getJSON(service, "/api/node?token=s3cret")
     assert status == 200
     status, result = yield postJSON(service, "/api/broadcast", {"body": "x"})

@@ -107,7 +107,7 @@ def test_twistd_serves_the_api(processes, tmp_path):
     assert status == 401 and "token" in body["error"]
     status, body = fetch(url, token="tok")
     assert status == 200
-    assert body["id"] == node.nodeId and body["port"] == node.port
+    assert body["node_id"] == node.nodeId and body["port"] == node.port
 
 
 def test_console_shows_the_exposure_warning(processes):

@@ -1,68 +1,27 @@
 """
-The JSON API of a node: what it is, its peers, recent messages, sending,
-broadcasting and metrics.  See docs/web.rst for each resource.
+The JSON API of a node: what it is, its peers and every node it knows,
+recent messages, sending, broadcasting and metrics.  Each record is shown
+as L{p2poverlay.views} makes it.  See docs/web.rst for each resource.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import List
 
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from p2poverlay.records import CONNECTED
 from p2poverlay.errors import OverlayError, UnknownPeer
-from p2poverlay.message import PROTOCOL_VERSION
 from p2poverlay.metrics import prometheusText
-from p2poverlay.addresses import formatAddress
 from p2poverlay.records import PeerInfo
-from p2poverlay.web.feed import Feed, peerJSON
+from p2poverlay.views import (
+    broadcastView, knownView, metricsView, nodeView, peersView, peerView,
+)
+from p2poverlay.web.feed import Feed
 from p2poverlay.web.jsonapi import (
     JSONResource, errorResponse, jsonResponse, readJSONObject, requireText,
 )
-
-
-def nodeJSON(node) -> Dict[str, object]:
-    host = node.port.getHost() if node.port is not None else None
-    return {
-        "id": node.nodeId,
-        "name": node.name,
-        "address": formatAddress(host.host, host.port) if host else None,
-        "port": node.listenPort,
-        "uptime": node.metrics.uptime,
-        "protocolVersion": PROTOCOL_VERSION,
-        "peers": len(node.peers),
-    }
-
-
-def peersJSON(node) -> List[Dict[str, object]]:
-    """
-    Every node this node knows: the address book, with the live
-    connection's details for those connected.
-    """
-    connected = {info.node_id: info for info in node.peers.snapshot()}
-    peers = []
-    for entry in node.addressBook.all():
-        info = connected.pop(entry.node_id, None)
-        peers.append({
-            "id": entry.node_id,
-            "name": info.name if info else entry.name,
-            "host": entry.host,
-            "port": entry.port,
-            "address": formatAddress(entry.host, entry.port),
-            "state": CONNECTED if info else entry.state,
-            "since": info.since if info else entry.since,
-            "lastSeen": entry.last_seen or None,
-            "nextAttempt": entry.next_attempt,
-            "direction": info.direction if info else None,
-            "role": info.role if info else None,
-        })
-    for info in connected.values():
-        # Connected, but not (or no longer) in the bounded address book.
-        peers.append(dict(peerJSON(info), state=CONNECTED, lastSeen=None,
-                          nextAttempt=None))
-    return peers
 
 
 class NodeResource(JSONResource):
@@ -75,11 +34,14 @@ class NodeResource(JSONResource):
         self.node = node
 
     def render_GET(self, request: Request) -> bytes:
-        return jsonResponse(request, nodeJSON(self.node))
+        return jsonResponse(request, nodeView(self.node))
 
 
 class PeersResource(JSONResource):
-    """``GET /api/peers``"""
+    """
+    ``GET /api/peers``: what the console's C{peers} lists, the connected
+    peers and those lost.
+    """
 
     isLeaf = True
 
@@ -88,7 +50,23 @@ class PeersResource(JSONResource):
         self.node = node
 
     def render_GET(self, request: Request) -> bytes:
-        return jsonResponse(request, {"peers": peersJSON(self.node)})
+        return jsonResponse(request, {"peers": peersView(self.node)})
+
+
+class KnownResource(JSONResource):
+    """
+    ``GET /api/known``: what the console's C{known} lists, every node
+    known.
+    """
+
+    isLeaf = True
+
+    def __init__(self, node) -> None:
+        super().__init__()
+        self.node = node
+
+    def render_GET(self, request: Request) -> bytes:
+        return jsonResponse(request, {"known": knownView(self.node)})
 
 
 class MessagesResource(JSONResource):
@@ -114,7 +92,7 @@ class MetricsJSONResource(JSONResource):
         self.node = node
 
     def render_GET(self, request: Request) -> bytes:
-        return jsonResponse(request, self.node.metrics.snapshot())
+        return jsonResponse(request, metricsView(self.node))
 
 
 class BroadcastResource(JSONResource):
@@ -132,8 +110,7 @@ class BroadcastResource(JSONResource):
             readJSONObject(request, self.node.config.maxLineLength), "body")
         messageId, neighbours = self.node.broadcast(body)
         self.feed.broadcastSent(messageId, body, neighbours)
-        return jsonResponse(request, {"id": messageId,
-                                      "neighbours": neighbours})
+        return jsonResponse(request, broadcastView(messageId, neighbours))
 
 
 class SendResource(JSONResource):
@@ -159,7 +136,7 @@ class SendResource(JSONResource):
         def delivered(info: PeerInfo) -> None:
             self.feed.directSent(info, body)
             answer(jsonResponse(request, {"delivered": True,
-                                          "peer": peerJSON(info)}))
+                                          "peer": peerView(info)}))
 
         def failed(reason: Failure) -> None:
             if reason.check(UnknownPeer):
@@ -194,8 +171,8 @@ class PrometheusResource(JSONResource):
     def render_GET(self, request: Request) -> bytes:
         node = self.node
         info = {"node_id": node.nodeId, "name": node.name,
-                "address": nodeJSON(node)["address"] or ""}
-        text = prometheusText(node.metrics.snapshot(), info)
+                "address": nodeView(node)["address"] or ""}
+        text = prometheusText(metricsView(node), info)
         request.setHeader(b"content-type",
                           b"text/plain; version=0.0.4; charset=utf-8")
         return text.encode("utf-8")
@@ -208,6 +185,7 @@ class APIResource(JSONResource):
         super().__init__()
         self.putChild(b"node", NodeResource(node))
         self.putChild(b"peers", PeersResource(node))
+        self.putChild(b"known", KnownResource(node))
         self.putChild(b"messages", MessagesResource(feed))
         self.putChild(b"metrics", MetricsJSONResource(node))
         self.putChild(b"send", SendResource(node, feed))

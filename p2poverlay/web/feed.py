@@ -9,33 +9,18 @@ sent through the web API) in a bounded ring buffer and hands every event
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List
 
 from twisted.logger import Logger
 
 from p2poverlay.events import NodeObserver, ReceivedMessage
 from p2poverlay.records import PeerInfo
+from p2poverlay.views import broadcastView, messageView, peerView
 
 # How many messages the feed remembers.
 FEED_SIZE = 200
 
 Event = Dict[str, object]
-
-
-def peerJSON(peer: Optional[PeerInfo]) -> Optional[Dict[str, object]]:
-    """A connected peer as JSON, or None."""
-    if peer is None:
-        return None
-    return {
-        "id": peer.node_id,
-        "name": peer.name,
-        "host": peer.host,
-        "port": peer.port,
-        "address": peer.address,
-        "direction": peer.direction,
-        "role": peer.role,
-        "since": peer.since,
-    }
 
 
 class Feed(NodeObserver):
@@ -89,23 +74,14 @@ class Feed(NodeObserver):
     # -- what the node reports ------------------------------------------
 
     def messageReceived(self, message: ReceivedMessage) -> None:
-        self._addMessage({
-            "direction": "in",
-            "kind": message.kind,
-            "id": message.message_id,
-            "body": message.body,
-            "from": {"id": message.sender_id, "name": message.sender_name,
-                     "address": message.sender.address
-                     if message.sender is not None else None},
-            "via": peerJSON(message.via),
-        })
+        self._addMessage({"direction": "in", **messageView(message)})
 
     def peerConnected(self, peer: PeerInfo) -> None:
-        self._publish("peer", {"change": "up", "peer": peerJSON(peer),
+        self._publish("peer", {"change": "up", "peer": peerView(peer),
                                "time": self._now()})
 
     def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
-        self._publish("peer", {"change": "down", "peer": peerJSON(peer),
+        self._publish("peer", {"change": "down", "peer": peerView(peer),
                                "reason": reason, "time": self._now()})
 
     # -- what the web API sends -----------------------------------------
@@ -113,12 +89,10 @@ class Feed(NodeObserver):
     def broadcastSent(self, messageId: str, body: str,
                       neighbours: int) -> Event:
         return self._addMessage({
-            "direction": "out", "kind": "broadcast", "id": messageId,
-            "body": body, "neighbours": neighbours,
-        })
+            "direction": "out", "kind": "broadcast", "body": body,
+            **broadcastView(messageId, neighbours)})
 
     def directSent(self, peer: PeerInfo, body: str) -> Event:
         return self._addMessage({
-            "direction": "out", "kind": "direct", "id": None, "body": body,
-            "to": peerJSON(peer),
-        })
+            "direction": "out", "kind": "direct", "body": body,
+            "message_id": None, "to": peerView(peer)})

@@ -58,22 +58,24 @@
     return (h ? h + " h " : "") + (h || m ? m + " min " : "") + s + " s";
   }
 
+  // A node as "address (shortid name)"; every record of the API that
+  // names a node has node_id, name and address.
   function label(peer) {
     if (!peer) return "?";
-    let text = peer.address || shortId(peer.id);
-    text += " (" + shortId(peer.id) + (peer.name ? " " + peer.name : "") + ")";
+    let text = peer.address || shortId(peer.node_id);
+    text += " (" + shortId(peer.node_id) + (peer.name ? " " + peer.name : "") + ")";
     return text;
   }
 
   // -- node -------------------------------------------------------------
 
   function showNode(node) {
-    nodeId = node.id;
+    nodeId = node.node_id;
     $("node-name").textContent = node.name ? node.name : "";
-    $("node-id").textContent = node.id;
+    $("node-id").textContent = node.node_id;
     $("node-address").textContent = node.address || "not listening";
     $("node-uptime").textContent = duration(node.uptime);
-    document.title = "p2poverlay " + (node.name || shortId(node.id));
+    document.title = "p2poverlay " + (node.name || shortId(node.node_id));
   }
 
   // -- peers ------------------------------------------------------------
@@ -91,10 +93,10 @@
     let connected = 0;
     peers.forEach(function (peer) {
       const row = document.createElement("tr");
-      row.dataset.id = peer.id;
+      row.dataset.id = peer.node_id;
       row.appendChild(element("td", peer.address, "address"));
-      const id = element("td", shortId(peer.id), "id");
-      id.title = peer.id;
+      const id = element("td", shortId(peer.node_id), "id");
+      id.title = peer.node_id;
       row.appendChild(id);
       row.appendChild(element("td", peer.name));
       const shown = peer.role === "direct" ? "connected (direct link)" : peer.state;
@@ -152,7 +154,7 @@
         dot.appendChild(svg("title", {}, label(peer) + ": " + peer.state));
         nodes.appendChild(dot);
         nodes.appendChild(svg("text", { x: x, y: Number(y) + 21, "class": kind },
-                              peer.name || shortId(peer.id)));
+                              peer.name || shortId(peer.node_id)));
       });
     });
     const me = svg("circle", { cx: 0, cy: 0, r: 14, "class": "me" });
@@ -182,10 +184,12 @@
         ? "sent to " + message.neighbours + " neighbour(s)"
         : "sent to " + label(message.to);
     } else {
-      const from = message.from || {};
-      who = "from " + (from.address || shortId(from.id)) + " (" +
-        shortId(from.id) + (from.name ? " " + from.name : "") + ")";
-      if (message.kind === "broadcast" && message.via && message.via.id !== from.id) {
+      // sender is null when the node that wrote it is not a peer.
+      who = "from " + label({ node_id: message.sender_id,
+                              name: message.sender_name,
+                              address: message.sender && message.sender.address });
+      if (message.kind === "broadcast" && message.via &&
+          message.via.node_id !== message.sender_id) {
         who += " via " + label(message.via);
       }
     }
@@ -210,7 +214,7 @@
 
   function refresh() {
     return Promise.all([api("api/node").then(showNode),
-                        api("api/peers").then(function (d) { showPeers(d.peers); })])
+                        api("api/known").then(function (d) { showPeers(d.known); })])
       .catch(function (error) { status(error.message, true); });
   }
 
