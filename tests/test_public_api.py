@@ -26,7 +26,7 @@ def test_an_unknown_name_is_an_attribute_error():
         p2poverlay.Nope  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["p2poverlay"])
+@pytest.mark.parametrize("module", ["p2poverlay", "p2poverlay.client"])
 def test_importing_the_package_or_the_client_loads_no_node(module):
     code = (f"import sys, {module}; "
             "print(sorted(m for m in sys.modules if m.startswith("
