@@ -125,7 +125,8 @@ async def runMode(nodes: List[Node], mode: str, arrivals: Arrivals,
         start = time.perf_counter()
         messageId, _ = origin.broadcast(BODY)
         try:
-            await waitUntil(lambda: len(arrivals.times[messageId]) >= n - 1,
+            await waitUntil(lambda messageId=messageId:
+                            len(arrivals.times[messageId]) >= n - 1,
                             30.0, "broadcast delivery", 0.001)
         except TimeoutError:
             pass

@@ -104,10 +104,10 @@ async def throughput(results: Results, sizes, count: int) -> None:
             for measured in (False, True):
                 n = count if measured else max(100, count // 10)
                 nodeTime = await pipelined(
-                    lambda: sender.send(target, body), n,
+                    lambda body=body: sender.send(target, body), n,
                     lambda: counter.count)
                 bareTime = await pipelined(
-                    lambda: pair.client.sendData(body), n,
+                    lambda body=body: pair.client.sendData(body), n,
                     lambda: bareCount["n"])
             results.add(Figure(
                 "direct", f"direct messages, {size} B body",

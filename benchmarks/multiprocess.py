@@ -80,7 +80,7 @@ class Child:
                         return index, self.lines[index][0], match
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.proc.poll() is not None:
-                    tail = "\n".join(l for _, l in self.lines[-20:])
+                    tail = "\n".join(line for _, line in self.lines[-20:])
                     raise RuntimeError(
                         f"{self.name}: no line matching {regex.pattern!r}"
                         f"\n{tail}")

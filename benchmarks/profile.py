@@ -27,7 +27,10 @@ async def profileDirect(profiler: cProfile.Profile, count: int) -> str:
     try:
         await sender.join("127.0.0.1", receiver.listenPort)
         body = "x" * 100
-        send = lambda: sender.send(receiver.nodeId, body)
+
+        def send():
+            return sender.send(receiver.nodeId, body)
+
         await direct.pipelined(send, count // 10, lambda: counter.count)
         profiler.enable()
         elapsed = await direct.pipelined(send, count, lambda: counter.count)

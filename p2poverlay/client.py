@@ -60,6 +60,9 @@ class ControlClientProtocol(LineReceiver):
     replies to them by id, and hands every event to C{onEvent}.
     """
 
+    # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
+    transport: Any
+
     delimiter = b"\n"
     MAX_LENGTH = 1 << 24
 
@@ -97,7 +100,9 @@ class ControlClientProtocol(LineReceiver):
                 self.hello.callback(message)
         elif kind == REPLY:
             self.onReply(message)
-            d = self._pending.pop(message.get("id"), None)
+            requestId = message.get("id")
+            d = self._pending.pop(requestId, None) \
+                if isinstance(requestId, int) else None
             if d is not None:
                 d.callback(message)
         elif kind == EVENT:
@@ -113,7 +118,7 @@ class ControlClientProtocol(LineReceiver):
             self.problem = why
         self.transport.loseConnection()
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         why = self.problem or "the node closed the connection"
         pending, self._pending = self._pending, {}
         for d in pending.values():
@@ -165,7 +170,7 @@ def controlEndpoint(reactor, options: argparse.Namespace):
             return clientFromString(reactor, options.control), options.control
         except (ValueError, KeyError, TypeError) as e:
             raise ClientError(
-                f"--control {options.control!r}: not a client endpoint ({e})")
+                f"--control {options.control!r}: not a client endpoint ({e})") from None
     if options.data_dir is not None:
         directory = options.data_dir
     else:
@@ -197,15 +202,15 @@ async def connect(reactor, options) -> ControlClientProtocol:
         await connectProtocol(endpoint, protocol)
     except Exception:
         raise ClientError(
-            f"no node answers at {where} ({connectionProblem(Failure())})")
+            f"no node answers at {where} ({connectionProblem(Failure())})") from None
     try:
         await protocol.hello.addTimeout(options.timeout, reactor)
     except TimeoutError:
         protocol.transport.abortConnection()
         raise ClientError(f"no answer from {where}: is it a node's control "
-                          f"endpoint?")
+                          f"endpoint?") from None
     except ClientError as e:
-        raise ClientError(f"no node answers at {where} ({e})")
+        raise ClientError(f"no node answers at {where} ({e})") from None
     return protocol
 
 
@@ -232,7 +237,7 @@ async def runOnce(reactor, options) -> int:
         message = await protocol.request(command, options.json).addTimeout(
             options.timeout, reactor)
     except TimeoutError:
-        raise ClientError(f"no answer within {options.timeout:g} s")
+        raise ClientError(f"no answer within {options.timeout:g} s") from None
     finally:
         protocol.transport.loseConnection()
     ok = bool(message.get("ok"))
@@ -253,6 +258,9 @@ class AttachedConsole(LineReceiver):
     Standard input and output of an attached client.  The end of input
     detaches, once the answers still to come have been printed.
     """
+
+    # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
+    transport: Any
 
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
@@ -296,9 +304,12 @@ class AttachedConsole(LineReceiver):
             return
         d = self.client.request(text, self.wantJSON)
         if not self.wantJSON:
-            d.addCallback(lambda message: [
-                self.say(line) for line in replyText(message)])
+            d.addCallback(self._showReply)
         d.addErrback(lambda _: None)  # The connection went: _finish says so.
+
+    def _showReply(self, message: dict) -> None:
+        for line in replyText(message):
+            self.say(line)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.clearLineBuffer()
@@ -324,7 +335,7 @@ class AttachedConsole(LineReceiver):
     def writeConnectionLost(self) -> None:
         self._detach()  # Nobody reads what we print any more.
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self._detach()
         self.closed.callback(None)
 
@@ -390,7 +401,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ensureDeferred(_run(reactor, options)).addBoth(finished)
 
     reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=True)
+    reactor.run()
     if not outcome:
         return 130  # Interrupted (Ctrl-C) before it was done.
     result = outcome[0]

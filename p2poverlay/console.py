@@ -68,7 +68,7 @@ class ConsoleProtocol(LineReceiver):
                  "; type 'help' for commands")
         return port
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.watcher.stop()
         if self.exitOnEOF and not self.interpreter.exiting:
             self.interpreter.do_exit("")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from typing import Callable, Optional, Set
+from typing import Any, Callable, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -64,6 +64,9 @@ class ControlProtocol(LineReceiver):
     the node hold an unbounded amount of output.
     """
 
+    # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
+    transport: Any
+
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
 
@@ -90,7 +93,7 @@ class ControlProtocol(LineReceiver):
         self.send(helloMessage(node.nodeId, node.name, node.listenPort,
                                describeNode(node)))
 
-    def connectionLost(self, reason: Failure = None) -> None:
+    def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.closing = True
         self.watcher.stop()
         factory = getattr(self, "factory", None)
@@ -183,7 +186,7 @@ def removeStaleSocket(path: str) -> None:
     except FileNotFoundError:
         return
     except OSError as e:
-        raise ListenError(f"cannot listen on {path}: {e.strerror}")
+        raise ListenError(f"cannot listen on {path}: {e.strerror}") from None
     if not stat.S_ISSOCK(mode):
         raise ListenError(
             f"cannot listen on {path}: the file exists and is not a socket")
@@ -194,7 +197,7 @@ def removeStaleSocket(path: str) -> None:
     except (ConnectionRefusedError, FileNotFoundError):
         pass  # Stale: nobody listens.
     except OSError as e:
-        raise ListenError(f"cannot listen on {path}: {e.strerror or e}")
+        raise ListenError(f"cannot listen on {path}: {e.strerror or e}") from None
     else:
         raise ListenError(f"cannot listen on {path}: another process "
                           f"listens there")
@@ -224,7 +227,7 @@ def listenUNIXPrivately(reactor, path: str, factory,
                                   mode=SOCKET_MODE, wantPID=False)
     except CannotListenError as e:
         why = getattr(e.socketError, "strerror", None) or str(e.socketError)
-        raise ListenError(f"cannot listen on {path}: {why}")
+        raise ListenError(f"cannot listen on {path}: {why}") from None
     finally:
         os.umask(oldMask)
     actual = stat.S_IMODE(os.stat(path).st_mode)
@@ -245,7 +248,7 @@ def listenControl(reactor, description: str, factory) -> IListeningPort:
     try:
         endpoint = serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError) as e:
-        raise ListenError(f"bad control endpoint {description!r}: {e}")
+        raise ListenError(f"bad control endpoint {description!r}: {e}") from None
     if isinstance(endpoint, UNIXServerEndpoint):
         return listenUNIXPrivately(reactor, endpoint._address, factory,
                                    backlog=endpoint._backlog)

@@ -90,7 +90,7 @@ def parseRequest(line: bytes) -> Tuple[RequestId, str, bool]:
     try:
         request = json.loads(line)
     except ValueError:
-        raise BadRequest("not a JSON object")
+        raise BadRequest("not a JSON object") from None
     if not isinstance(request, dict):
         raise BadRequest("not a JSON object")
     requestId = request.get("id")

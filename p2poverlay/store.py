@@ -89,7 +89,7 @@ class NodeStore:
         except BlockingIOError:
             lock.close()
             raise StoreLocked(
-                f"data directory {self.directory} is in use by another node")
+                f"data directory {self.directory} is in use by another node") from None
         self._lock = lock
 
     def close(self) -> None:

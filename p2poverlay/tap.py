@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import List, Tuple
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -133,7 +132,7 @@ def _endpointDescription(option: str, value: str, bareNumber: str) -> str:
         serverFromString(reactor, value)
     except Exception as e:
         raise usage.UsageError(
-            f"--{option} {value!r}: not a port number or server endpoint ({e})")
+            f"--{option} {value!r}: not a port number or server endpoint ({e})") from None
     return value
 
 
@@ -181,7 +180,7 @@ def controlDescription(control, dataDir: str) -> str:
         serverFromString(reactor, control)
     except Exception as e:
         raise usage.UsageError(
-            f"--control {control!r}: not a server endpoint or 'none' ({e})")
+            f"--control {control!r}: not a server endpoint or 'none' ({e})") from None
     return control
 
 
@@ -235,7 +234,7 @@ class Options(usage.Options):
         try:
             self["join"].append(parseAddress(address))
         except ValueError as e:
-            raise usage.UsageError(f"--join: {e}")
+            raise usage.UsageError(f"--join: {e}") from None
 
     def postOptions(self) -> None:
         self["listen"] = listenDescription(self["port"])
@@ -251,7 +250,7 @@ class Options(usage.Options):
         try:
             nodeConfig(self).check()
         except ConfigError as e:
-            raise usage.UsageError(optionNames(e))
+            raise usage.UsageError(optionNames(e)) from None
         self._adjustTwistd()
 
     def _webOptions(self) -> None:
@@ -266,7 +265,7 @@ class Options(usage.Options):
                 with open(tokenFile, encoding="utf-8") as f:
                     self["web-token"] = f.read().strip()
             except (OSError, UnicodeDecodeError) as e:
-                raise usage.UsageError(f"--web-token-file: {e}")
+                raise usage.UsageError(f"--web-token-file: {e}") from None
         token = self["web-token"]
         if token is not None and (not token or not token.isprintable()
                                   or " " in token):
@@ -337,7 +336,7 @@ class P2PService(MultiService):
                 # twistd has sent sys.stderr to its log, which is a file
                 # when there is a console: tell the terminal itself.
                 print(f"p2p: {e}", file=sys.__stderr__, flush=True)
-                raise SystemExit(1)
+                raise SystemExit(1) from None
             raise
 
 
@@ -347,7 +346,7 @@ def openStore(directory: str) -> NodeStore:
     try:
         store.open()
     except (StoreLocked, OSError) as e:
-        raise SystemExit(f"p2p: {e}")
+        raise SystemExit(f"p2p: {e}") from None
     return store
 
 

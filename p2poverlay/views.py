@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from p2poverlay.addresses import formatAddress
+from p2poverlay.addresses import addressOf
 from p2poverlay.events import ReceivedMessage
 from p2poverlay.message import DIRECT, PROTOCOL_VERSION
 from p2poverlay.records import (
@@ -127,9 +127,8 @@ def nodeView(node: "Node") -> JSON:
     C{None}), C{port}, C{uptime}, C{protocol_version} and C{peers} (how many
     are connected).
     """
-    host = node.port.getHost() if node.port is not None else None
     return {"node_id": node.nodeId, "name": node.name,
-            "address": formatAddress(host.host, host.port) if host else None,
+            "address": addressOf(node.port) if node.port is not None else None,
             "port": node.listenPort, "uptime": node.metrics.uptime,
             "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers)}
 

@@ -7,11 +7,11 @@ the line a console prints and a JSON-able form for scripts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, cast
 
 from twisted.logger import (
-    FilteringLogObserver, LogLevel, LogLevelFilterPredicate, formatEvent,
-    globalLogPublisher,
+    FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate,
+    formatEvent, globalLogPublisher,
 )
 from twisted.python.threadable import isInIOThread
 
@@ -49,7 +49,7 @@ class NodeWatcher(NodeObserver):
         self.node = node
         self.deliver = deliver
         self._logObserver = FilteringLogObserver(
-            self._logEvent,
+            cast(ILogObserver, self._logEvent),
             [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)])
         self.watching = False
 

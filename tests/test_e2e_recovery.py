@@ -126,4 +126,4 @@ def test_a_data_directory_serves_one_node_at_a_time(processes, tmp_path):
     output = result.stdout + result.stderr
     assert "is in use by another node" in output
     assert "Traceback" not in output
-    assert len([l for l in output.splitlines() if l.strip()]) == 1, output
+    assert len([line for line in output.splitlines() if line.strip()]) == 1, output

@@ -343,12 +343,12 @@ def test_peer_that_reads_again_in_time_is_kept(started):
     reactor = node.reactor
     connection, transport = established(node)
     connection.outbox.pauseProducing()
-    for second in range(1, 5):
+    for _ in range(1, 5):
         reactor.advance(1)
         send(connection, Pong(0))
     connection.outbox.resumeProducing()
     assert written(transport) == [Ping(1), Ping(2), Ping(3), Ping(4)]
-    for second in range(5, 12):
+    for _ in range(5, 12):
         reactor.advance(1)
         send(connection, Pong(0))
     assert not transport.disconnecting

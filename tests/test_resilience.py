@@ -580,7 +580,7 @@ def test_two_protocol_errors_in_a_row_ban_an_address(overlay, raw, log):
     for attempt in range(2):
         client = yield raw(t, OTHER_HOST)
         client.transport.write(b"garbage\n")
-        yield waitFor(lambda: client.closed, timeout=PROMPT,
+        yield waitFor(lambda client=client: client.closed, timeout=PROMPT,
                       what=f"garbage connection {attempt + 1} to be closed")
         assertByeLast(client, t, "protocol error: not valid JSON")
     # The second error, a moment after the first, reaches the threshold.

@@ -97,7 +97,7 @@ FEED_BODIES = ("return Array.from(document.querySelectorAll('#feed .body'))"
 
 
 @pytest_twisted.inlineCallbacks
-def test_broadcast_and_receive_in_the_page(overlay, web, browser, tmp_path):
+def test_broadcast_and_receive_in_the_page(overlay, web, browser, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
 
     a = yield overlay.start(name="alice")

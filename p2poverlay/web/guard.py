@@ -58,7 +58,7 @@ class Guard(Resource):
         scheme, _, credentials = authorization.partition(b" ")
         if scheme.lower() == b"bearer":
             given = credentials.strip()
-        elif b"token" in request.args:
+        elif request.args and b"token" in request.args:
             given = request.args[b"token"][0]
         if given and hmac.compare_digest(given, self.token):
             return None

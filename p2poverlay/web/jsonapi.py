@@ -10,7 +10,7 @@ send.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -47,7 +47,7 @@ def readJSONObject(request: Request, maxSize: int) -> Dict[str, Any]:
     contentType = (request.getHeader(b"content-type") or b"").split(b";")[0]
     if contentType.strip().lower() != b"application/json":
         raise BadRequest(415, "send the body as Content-Type: application/json")
-    data = request.content.read(maxSize + 1)
+    data = request.content.read(maxSize + 1) if request.content else b""
     if len(data) > maxSize:
         raise BadRequest(413, f"request body larger than {maxSize} bytes")
     try:
@@ -120,7 +120,7 @@ class JSONError(Resource):
     isLeaf = True
 
     def __init__(self, status: int, message: str,
-                 headers: Dict[bytes, bytes] = None) -> None:
+                 headers: Optional[Dict[bytes, bytes]] = None) -> None:
         super().__init__()
         self.status = status
         self.message = message

@@ -18,7 +18,7 @@ from twisted.web.server import Site
 from twisted.web.resource import Resource
 
 from p2poverlay.listening import ListeningService
-from p2poverlay.addresses import formatAddress
+from p2poverlay.addresses import addressOf
 from p2poverlay.web.api import APIResource, PrometheusResource
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.guard import Guard, isLoopbackHost
@@ -138,7 +138,7 @@ class WebService(Service):
         if host is None:
             where = str(getattr(address, "name", address))
         else:
-            where = formatAddress(host, address.port)
+            where = addressOf(port)
             loopback = isLoopbackHost(host)
             for guard in self._guards:
                 guard.loopbackOnly = loopback
