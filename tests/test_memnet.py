@@ -1,16 +1,31 @@
 """
-The clock and delay models of the memory network, L{p2poverlay.memnet}.
+The memory network, L{p2poverlay.memnet}: its clock, its transports and
+faults.  Every test moves a virtual clock on; nothing opens a socket and
+nothing sleeps.
 """
 
 from __future__ import annotations
 
 import random
+from typing import List, Optional
 
 import pytest
+from twisted.internet.error import (
+    CannotListenError, ConnectionAborted, ConnectionDone, ConnectionLost,
+    ConnectionRefusedError, TimeoutError,
+)
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from p2poverlay.memnet import (
-    FixedDelay, Livelock, LogNormalDelay, SimulationClock, UniformDelay,
+    FixedDelay, Livelock, LogNormalDelay, MemoryNetwork, SimulationClock,
+    UniformDelay,
 )
+from p2poverlay.network import INetwork
 
 
 # -- the clock ---------------------------------------------------------------
@@ -71,3 +86,291 @@ def test_delayModelsStayInTheirBounds():
     tail = [LogNormalDelay(0.005, 0.04, 0.5).draw(rng) for _ in range(1000)]
     assert all(0.005 <= d <= 0.5 for d in tail)
     assert FixedDelay(0.02).draw(rng) == 0.02
+
+
+def test_linkDelayDependsOnSeedAndPairOnly():
+    one = MemoryNetwork(Clock(), seed=5)
+    other = MemoryNetwork(Clock(), seed=5)
+    pairs = [("10.0.0.1", "10.0.0.2"), ("10.0.0.3", "10.0.0.1"),
+             ("10.0.0.2", "10.0.0.3")]
+    first = [one.delayBetween(a, b) for a, b in pairs]
+    second = [other.delayBetween(b, a) for a, b in reversed(pairs)][::-1]
+    assert first == second
+    assert len(set(first)) == 3
+    assert MemoryNetwork(Clock(), seed=6).delayBetween(*pairs[0]) != first[0]
+
+
+# -- transports ------------------------------------------------------------
+
+
+class Recording(Protocol):
+    """Records what arrives, when, and how the connection ended."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.chunks: List[tuple] = []
+        self.made: Optional[float] = None
+        self.lost: Optional[Failure] = None
+
+    def connectionMade(self) -> None:
+        self.made = self.clock.seconds()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append((self.clock.seconds(), data))
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.lost = reason
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(chunk for _, chunk in self.chunks)
+
+
+class Pair:
+    """Two hosts of a memory network; B listens on port 9000."""
+
+    def __init__(self, delay=FixedDelay(0.05), **kw) -> None:
+        self.clock = SimulationClock()
+        self.network = MemoryNetwork(self.clock, seed=1, delay=delay, **kw)
+        self.a = self.network.host("10.0.0.1")
+        self.b = self.network.host("10.0.0.2")
+        self.accepted: List[Recording] = []
+        factory = Factory.forProtocol(lambda: Recording(self.clock))
+        factory.buildProtocol = self._accept
+        endpoint = self.b.serverEndpoint("tcp:9000")
+        self.port = self._result(endpoint.listen(factory))
+
+    def _accept(self, addr):
+        protocol = Recording(self.clock)
+        protocol.addr = addr
+        self.accepted.append(protocol)
+        return protocol
+
+    def dial(self, host="10.0.0.2", port=9000, timeout=10.0):
+        results = []
+        endpoint = self.a.clientEndpoint(host, port, timeout)
+        endpoint.connect(Factory.forProtocol(
+            lambda: Recording(self.clock))).addBoth(results.append)
+        return results
+
+    def connect(self):
+        results = self.dial()
+        self.clock.advance(1)
+        (client,) = results
+        assert isinstance(client, Recording), client
+        return client, self.accepted[-1]
+
+    @staticmethod
+    def _result(deferred):
+        results = []
+        deferred.addBoth(results.append)
+        return results[0]
+
+
+def test_hostsAreNetworks():
+    pair = Pair()
+    assert verifyObject(INetwork, pair.a)
+    assert pair.network.host("10.0.0.1") is pair.a
+
+
+def test_connectionTakesOneDelayEachWay():
+    pair = Pair()
+    results = pair.dial()
+    pair.clock.advance(0.099)
+    assert results == [] and pair.accepted[0].made == pytest.approx(0.05)
+    pair.clock.advance(0.002)
+    client, server = results[0], pair.accepted[0]
+    assert client.made == pytest.approx(0.1)
+    assert server.addr.host == "10.0.0.1"
+    assert server.transport.getPeer() == client.transport.getHost()
+    assert client.transport.getPeer().port == 9000
+    assert pair.port.getHost().port == 9000
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_writesArriveInOrderAfterTheDelayWhateverTheJitter(seed):
+    pair = Pair(delay=FixedDelay(0.05), jitter=UniformDelay(0, 0.3))
+    pair.network.seed = seed
+    client, server = pair.connect()
+    rng = random.Random(seed)
+    sent = []
+    for index in range(200):
+        chunk = b"%d," % index
+        sent.append((pair.clock.seconds(), chunk))
+        client.transport.write(chunk)
+        pair.clock.advance(rng.choice([0, 0, 0.001, 0.01, 0.1]))
+    pair.clock.advance(5)
+    assert server.data == b"".join(chunk for _, chunk in sent)
+    # No byte comes before its write plus the link delay.
+    offset = 0
+    arrivals = []
+    for when, chunk in server.chunks:
+        arrivals += [when] * len(chunk)
+    for when, chunk in sent:
+        assert arrivals[offset] >= when + 0.05
+        offset += len(chunk)
+    assert len({when for when, _ in server.chunks}) > 20
+
+
+def test_loseConnectionDeliversWhatWasWrittenThenClosesBoth():
+    pair = Pair()
+    client, server = pair.connect()
+    client.transport.write(b"last words")
+    client.transport.loseConnection()
+    pair.clock.advance(0.049)
+    assert server.data == b"" and server.lost is None
+    pair.clock.advance(0.002)
+    assert server.data == b"last words"
+    assert server.lost.check(ConnectionDone)
+    assert client.lost.check(ConnectionDone)
+    assert pair.network.connections() == []
+
+
+def test_abortDropsWhatWasNotDeliveredAndResetsBoth():
+    pair = Pair()
+    client, server = pair.connect()
+    server.transport.write(b"never read")
+    client.transport.write(b"never sent")
+    client.transport.abortConnection()
+    pair.clock.advance(1)
+    assert server.data == b"" and client.data == b""
+    assert client.lost.check(ConnectionAborted)
+    assert server.lost.check(ConnectionLost)
+    assert not server.lost.check(ConnectionDone)
+    assert pair.network.connections() == []
+
+
+def test_noListenerRefusesAfterARoundTrip():
+    pair = Pair()
+    results = pair.dial(port=9001)
+    pair.clock.advance(0.099)
+    assert results == []
+    pair.clock.advance(0.002)
+    assert results[0].check(ConnectionRefusedError)
+
+
+def test_unknownOrDownHostTimesOut():
+    pair = Pair()
+    nobody = pair.dial(host="10.0.0.99", timeout=3)
+    pair.network.takeDown("10.0.0.2")
+    down = pair.dial(timeout=3)
+    pair.clock.advance(2.99)
+    assert nobody == [] and down == []
+    pair.clock.advance(0.02)
+    assert nobody[0].check(TimeoutError) and down[0].check(TimeoutError)
+
+
+def test_pausedReaderReceivesNothingUntilResumed():
+    pair = Pair()
+    client, server = pair.connect()
+    server.transport.pauseProducing()
+    client.transport.write(b"one,")
+    client.transport.write(b"two")
+    pair.clock.advance(1)
+    assert server.data == b""
+    server.transport.resumeProducing()
+    pair.clock.advance(0)
+    assert server.data == b"one,two"
+
+
+@implementer(IPushProducer)
+class Producer:
+    def __init__(self) -> None:
+        self.events: List[str] = []
+
+    def pauseProducing(self) -> None:
+        self.events.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.events.append("resume")
+
+    def stopProducing(self) -> None:
+        self.events.append("stop")
+
+
+def test_unreadDataPastTheSendBufferPausesTheProducer():
+    pair = Pair(sendBuffer=1000)
+    client, server = pair.connect()
+    producer = Producer()
+    client.transport.registerProducer(producer, True)
+    server.transport.pauseProducing()
+    client.transport.write(b"x" * 900)
+    assert producer.events == []
+    client.transport.write(b"x" * 200)
+    assert producer.events == ["pause"]
+    pair.clock.advance(5)
+    assert producer.events == ["pause"]
+    server.transport.resumeProducing()
+    pair.clock.advance(0)
+    assert len(server.data) == 1100
+    assert producer.events == ["pause", "resume"]
+    client.transport.loseConnection()
+    pair.clock.advance(1)
+    assert producer.events == ["pause", "resume", "stop"]
+
+
+def test_partitionSilencesALinkUntilHealed():
+    pair = Pair()
+    client, server = pair.connect()
+    pair.network.partition(["10.0.0.1"], ["10.0.0.2"])
+    client.transport.write(b"held")
+    blocked = pair.dial(timeout=5)
+    pair.clock.advance(10)
+    assert server.data == b"" and server.lost is None
+    assert blocked[0].check(TimeoutError)
+    pair.network.heal()
+    pair.clock.advance(0.049)
+    assert server.data == b""
+    pair.clock.advance(0.002)
+    assert server.data == b"held"
+
+
+def test_aDialGetsThroughIfThePartitionHealsInTime():
+    pair = Pair()
+    pair.network.partition(["10.0.0.1"], ["10.0.0.2"])
+    results = pair.dial(timeout=10)
+    pair.clock.advance(2.5)
+    pair.network.heal()
+    pair.clock.advance(2)
+    assert isinstance(results[0], Recording)
+
+
+def test_aHostBackUpResetsConnectionsItForgot():
+    pair = Pair()
+    client, server = pair.connect()
+    # A power cut: the host goes quiet, and its side of the connection is
+    # gone without a word.
+    pair.network.takeDown("10.0.0.2")
+    server.transport.abortConnection()
+    client.transport.write(b"lost")
+    pair.clock.advance(10)
+    assert client.lost is None and server.data == b""
+    pair.network.bringUp("10.0.0.2")
+    client.transport.write(b"answered with a reset")
+    pair.clock.advance(1)
+    assert client.lost.check(ConnectionLost)
+    assert not client.lost.check(ConnectionDone)
+
+
+def test_listenDescriptions():
+    clock = Clock()
+    host = MemoryNetwork(clock).host("10.0.0.1")
+    factory = Factory.forProtocol(Protocol)
+
+    def listen(description):
+        results = []
+        endpoint = host.serverEndpoint(description)
+        endpoint.listen(factory).addBoth(results.append)
+        return results[0]
+
+    first, second = listen("tcp:0"), listen("tcp:port=0")
+    assert first.getHost().port != second.getHost().port
+    port = listen("tcp:9000:interface=10.0.0.1")
+    assert port.getHost().host == "10.0.0.1"
+    assert listen("tcp:9000").check(CannotListenError)
+    assert listen("tcp:9001:interface=10.9.9.9").check(CannotListenError)
+    port.stopListening()
+    assert listen("tcp:9000").getHost().port == 9000
+    for bad in ("unix:/tmp/x", "tcp", "tcp:99999", "tcp:9000:colour=red"):
+        with pytest.raises(ValueError):
+            host.serverEndpoint(bad)
