@@ -1,7 +1,7 @@
 """
-The memory network, L{p2poverlay.memnet}: its clock, its transports and
-faults.  Every test moves a virtual clock on; nothing opens a socket and
-nothing sleeps.
+The memory overlay, L{p2poverlay.memnet}: its clock, its transports and
+faults, and real Nodes over it.  Every test moves a virtual clock on;
+nothing opens a socket and nothing sleeps.
 """
 
 from __future__ import annotations
@@ -21,11 +21,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from p2poverlay.config import NodeConfig
 from p2poverlay.memnet import (
-    FixedDelay, Livelock, LogNormalDelay, MemoryNetwork, SimulationClock,
-    UniformDelay,
+    FixedDelay, Livelock, LogNormalDelay, MemoryNetwork, MemoryOverlay,
+    NotReached, SimulationClock, UniformDelay, components, hostAddress,
 )
 from p2poverlay.network import INetwork
+from p2poverlay.records import LEFT, RECONNECTING
+
+# Small bounds, and peer exchange often enough that every node finds room
+# within seconds.
+SMALL = NodeConfig(minPeers=3, maxPeers=6, exchangeInterval=1.0)
 
 
 # -- the clock ---------------------------------------------------------------
@@ -374,3 +380,234 @@ def test_listenDescriptions():
     for bad in ("unix:/tmp/x", "tcp", "tcp:99999", "tcp:9000:colour=red"):
         with pytest.raises(ValueError):
             host.serverEndpoint(bad)
+
+
+# -- nodes in memory -------------------------------------------------------
+
+
+def settled(overlay: MemoryOverlay, config: NodeConfig = SMALL):
+    """Connected, and every node within its degree bounds."""
+    def check():
+        degrees = overlay.degrees().values()
+        return overlay.isConnected() and all(
+            config.minPeers <= d <= config.maxPeers for d in degrees)
+    return check
+
+
+def test_hostAddresses():
+    assert hostAddress(0) == "10.0.0.1"
+    assert hostAddress(249) == "10.0.0.250"
+    assert hostAddress(250) == "10.0.1.1"
+    assert len({hostAddress(i) for i in range(10_000)}) == 10_000
+
+
+def test_aNodeJoinsThroughAnother():
+    overlay = MemoryOverlay(seed=1, config=SMALL)
+    first = overlay.addNode()
+    second = overlay.addNode(start=False)
+    second.startService()
+    joined = []
+    second.join(overlay.host("n0"), 9000).addBoth(joined.append)
+    overlay.runUntil(lambda: joined, 5, "the join")
+    assert joined[0].node_id == first.nodeId
+    overlay.runUntil(lambda: overlay.neighbours("n0") == {"n1"}, 5,
+                     "n0 sees n1")
+    assert overlay.neighbours("n1") == {"n0"}
+    assert [name for _, name in overlay.records["n0"].peersUp] == ["n1"]
+    assert [name for _, name in overlay.records["n1"].peersUp] == ["n0"]
+    assert second.peers.snapshot()[0].host == overlay.host("n0")
+    assert first.peers.snapshot()[0].host == overlay.host("n1")
+
+
+def test_threeNodesDiscoverEachOtherByPeerExchange():
+    overlay = MemoryOverlay(seed=2, config=SMALL)
+    overlay.addNode()
+    overlay.addNode(join="n0")
+    overlay.addNode(join="n0")
+    overlay.runUntil(lambda: overlay.neighbours("n1") == {"n0", "n2"}, 10,
+                     "n1 and n2 meet")
+    assert overlay.graph() == {"n0": {"n1", "n2"}, "n1": {"n0", "n2"},
+                               "n2": {"n0", "n1"}}
+    assert overlay.node("n2").config.join == ((overlay.host("n0"), 9000),)
+
+
+def test_twentyNodesFormABoundedConnectedOverlayAndBroadcastOnce():
+    overlay = MemoryOverlay(seed=3, config=SMALL)
+    overlay.addNodes(20, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    for origin in ("n0", "n13"):
+        messageId = overlay.broadcast(origin, f"from {origin}")
+        overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
+        overlay.run(5)
+        reach = overlay.reach(messageId)
+        assert reach.complete, reach
+        assert len(reach.counts) == 19
+        assert overlay.records[origin].count(messageId) == 0
+
+
+def test_aDirectMessageByIdIsDeliveredAndConfirmed():
+    overlay = MemoryOverlay(seed=4, config=SMALL)
+    overlay.addNodes(10, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    book = overlay.node("n0").addressBook
+    overlay.runUntil(lambda: len(book) == 9, 10, "n0 learns of everyone")
+    far = next(name for name in overlay.names[1:]
+               if name not in overlay.neighbours("n0"))
+    confirmed = []
+    overlay.send("n0", far, "psst").addBoth(confirmed.append)
+    overlay.runUntil(lambda: confirmed, 5, "the confirmation")
+    assert confirmed[0].node_id == overlay.node(far).nodeId
+    (delivery,) = [m for m in overlay.records[far].messages
+                   if m.kind == "direct"]
+    assert (delivery.body, delivery.sender) == ("psst", "n0")
+    assert far not in overlay.neighbours("n0")
+
+
+def test_aSilentCrashIsDetectedRedialedAndHealedByARestart():
+    overlay = MemoryOverlay(seed=5, config=SMALL)
+    overlay.addNodes(8, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    victim = overlay.node("n2")
+    peers = sorted(overlay.neighbours("n2"))
+    crashedAt = overlay.now
+    overlay.crash("n2", silent=True)
+    overlay.runUntil(
+        lambda: all("n2" not in overlay.neighbours(p) for p in peers), 30,
+        "the peers notice the crash")
+    # Nothing told them: their failure detection had to.
+    timeout = SMALL.peerTimeout
+    for peer in peers:
+        (down,) = [d for d in overlay.records[peer].peersDown if d[1] == "n2"]
+        assert down[0] - crashedAt > timeout - 2 * SMALL.pingInterval
+        assert down[2].startswith("no response")
+        entry = overlay.node(peer).addressBook.get(victim.nodeId)
+        assert entry.state == RECONNECTING
+    overlay.run(20)
+    reborn = overlay.restart("n2")
+    assert reborn is not victim and reborn.nodeId == victim.nodeId
+    overlay.runUntil(
+        lambda: all("n2" in overlay.neighbours(p) for p in peers), 60,
+        "the peers reconnect")
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+
+
+def test_aThirdCrashingAtOnceLeavesTheRestWhole():
+    overlay = MemoryOverlay(seed=6, config=SMALL)
+    overlay.addNodes(30, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    crashed = overlay.crashFraction(0.3)
+    assert len(crashed) == 9 and len(overlay.running) == 21
+    overlay.runUntil(settled(overlay), 60, "the survivors settle")
+    messageId = overlay.broadcast(overlay.running[0], "still here")
+    overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
+    overlay.run(5)
+    assert overlay.reach(messageId).complete
+
+
+def test_aPartitionSplitsTheOverlayAndHealingMendsIt():
+    overlay = MemoryOverlay(seed=7, config=SMALL)
+    overlay.addNodes(16, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    left, right = set(overlay.names[:8]), set(overlay.names[8:])
+    overlay.partition(left, right)
+
+    def split():
+        return all(overlay.neighbours(n) <= left for n in left) \
+            and all(overlay.neighbours(n) <= right for n in right)
+
+    overlay.runUntil(split, 30, "the split")
+    during = overlay.broadcast("n0", "during")
+    overlay.run(5)
+    assert set(overlay.reach(during).missing) == right
+    overlay.heal()
+    overlay.runUntil(overlay.isConnected, 60, "the overlay mends")
+    after = overlay.broadcast("n0", "after")
+    overlay.runUntil(overlay.everyoneGot(after), 10, "the broadcast")
+    overlay.run(5)
+    assert overlay.reach(after).complete
+
+
+def test_aGracefulStopSaysBye():
+    overlay = MemoryOverlay(seed=8, config=SMALL)
+    overlay.addNodes(6, every=0.1)
+    overlay.runUntil(settled(overlay), 30, "a settled overlay")
+    leaver = overlay.node("n1")
+    peers = overlay.neighbours("n1")
+    stopped = []
+    overlay.stop("n1").addBoth(stopped.append)
+    overlay.run(1)
+    assert stopped == [None]
+    for peer in peers:
+        (down,) = [d for d in overlay.records[peer].peersDown if d[1] == "n1"]
+        assert down[2] == "node shutting down"
+        assert overlay.node(peer).addressBook.get(leaver.nodeId).state == LEFT
+    for name in overlay.running:
+        overlay.stop(name)
+    overlay.run(5)
+    assert overlay.network.connections() == []
+    assert overlay.clock.getDelayedCalls() == []
+
+
+def scenario(seed: int):
+    """A run with joins, broadcasts, a crash, a stop and a partition."""
+    overlay = MemoryOverlay(seed=seed, config=SMALL)
+    overlay.addNodes(16, every=0.05)
+    overlay.run(10)
+    overlay.broadcast("n3", "one")
+    overlay.crash("n5")
+    overlay.stop("n9")
+    overlay.partition(overlay.names[:4], overlay.names[4:])
+    overlay.run(8)
+    overlay.heal()
+    overlay.send("n1", "n12", "direct")
+    overlay.broadcast("n1", "two")
+    overlay.run(8)
+    return overlay
+
+
+def test_theSameSeedGivesTheSameRun():
+    first, second = scenario(11), scenario(11)
+    assert len(first.log) > 100
+    assert first.log == second.log
+    assert first.graph() == second.graph()
+    assert first.now == second.now
+
+
+def test_anotherSeedGivesAnotherOverlay():
+    assert scenario(11).graph() != scenario(12).graph()
+
+
+def test_twoHundredNodes():
+    config = NodeConfig(minPeers=4, maxPeers=8, exchangeInterval=1.0,
+                        pingInterval=5.0, peerTimeout=15.0)
+    overlay = MemoryOverlay(seed=13, config=config)
+    overlay.addNodes(200, every=0.05)
+    overlay.runUntil(settled(overlay, config), 60, "a settled overlay",
+                     step=0.1)
+    messageId = overlay.broadcast("n0", "to all")
+    overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
+    overlay.run(2)
+    assert overlay.reach(messageId).complete
+
+
+def test_aPlainClockWillDo():
+    overlay = MemoryOverlay(seed=9, config=SMALL, clock=Clock())
+    overlay.addNodes(3, via="n0")
+    overlay.runUntil(lambda: len(overlay.graph()["n1"]) == 2, 10,
+                     "a triangle")
+    assert overlay.graph()["n1"] == {"n0", "n2"}
+
+
+def test_runUntilSaysWhatWasNotReached():
+    overlay = MemoryOverlay(seed=1)
+    overlay.addNode()
+    expected = "a second node: not reached within 2 s"
+    with pytest.raises(NotReached, match=expected):
+        overlay.runUntil(lambda: len(overlay.running) > 1, 2,
+                         "a second node")
+    assert overlay.now == pytest.approx(2)
+
+
+def test_componentsOfAGraph():
+    graph = {"a": {"b"}, "b": {"a"}, "c": set(), "d": {"e"}, "e": {"d"}}
+    assert components(graph) == [{"a", "b"}, {"d", "e"}, {"c"}]
