@@ -607,7 +607,8 @@ def test_twoHundredNodes():
 
 def test_aPlainClockWillDo():
     overlay = MemoryOverlay(seed=9, config=SMALL, clock=Clock())
-    overlay.addNodes(3, via="n0")
+    overlay.addNode()
+    overlay.addNodes(2, via="n0")
     overlay.runUntil(lambda: len(overlay.graph()["n1"]) == 2, 10,
                      "a triangle")
     assert overlay.graph()["n1"] == {"n0", "n2"}

@@ -9,6 +9,7 @@ own host.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from typing import (
@@ -340,5 +341,15 @@ def advanceTo(clock: IReactorTime, when: float) -> None:
         if sameInstant > MAX_ADVANCES_PER_INSTANT:
             raise Livelock(f"calls keep falling due at t={due:.6f}")
         last = due
-        clock.advance(max(0.0, due - clock.seconds()))
-    clock.advance(max(0.0, when - clock.seconds()))
+        clock.advance(_toReach(clock.seconds(), due))
+    clock.advance(_toReach(clock.seconds(), when))
+
+
+def _toReach(now: float, when: float) -> float:
+    """The smallest step from C{now} that gets a float clock to C{when}."""
+    if when <= now:
+        return 0.0
+    step = when - now
+    while now + step < when:
+        step = math.nextafter(step, math.inf)
+    return step
