@@ -12,6 +12,15 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Delay(Protocol):
+    """A delay model."""
+
+    def draw(self, rng: random.Random) -> float:
+        """A one-way delay, in seconds, drawn from C{rng}."""
+        ...
 
 
 @dataclass(frozen=True)

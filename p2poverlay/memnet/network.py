@@ -37,9 +37,10 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import implementer
 
+from p2poverlay.memnet.clock import Deliveries
 from p2poverlay.memnet.delays import WAN
 from p2poverlay.memnet.transport import (
-    CONNECT, RST, Deliveries, MemoryConnection, MemoryTransport, Pipe,
+    CONNECT, RST, MemoryConnection, MemoryTransport, Pipe,
 )
 from p2poverlay.network import INetwork
 

@@ -17,7 +17,6 @@ from typing import (
 )
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from p2poverlay.config import NodeConfig
@@ -323,7 +322,7 @@ class MemoryOverlay:
         return lambda: not self.reach(messageId).missing
 
 
-def advanceTo(clock: IReactorTime, when: float) -> None:
+def advanceTo(clock: Clock, when: float) -> None:
     """
     Run C{clock}'s calls due by C{when}, each at its own time, and set the
     time to C{when}; a L{SimulationClock} does it itself.

@@ -14,11 +14,10 @@ more than C{sendBuffer} bytes written have not been read by the peer.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import random
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Protocol
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
@@ -31,46 +30,34 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-if TYPE_CHECKING:
-    from p2poverlay.memnet.network import MemoryNetwork
+from p2poverlay.memnet.clock import Deliveries
+from p2poverlay.memnet.delays import Delay
+
+
+
+class Network(Protocol):
+    """What a connection needs of its L{p2poverlay.memnet.MemoryNetwork}."""
+
+    clock: IReactorTime
+    seed: object
+    jitter: Optional[Delay]
+    deliveries: Deliveries
+    DOWN: str
+    CUT: str
+
+    def delayBetween(self, a: str, b: str) -> float: ...
+
+    def linkState(self, a: str, b: str) -> str: ...
+
+    def stall(self, pipe: "Pipe") -> None: ...
+
+    def closed(self, connection: "MemoryConnection") -> None: ...
 
 # Segment kinds.
 DATA = 0
 CONNECT = 1  # the accepting side's answer: the dialer is now connected
 FIN = 2
 RST = 3
-
-
-class Deliveries:
-    """
-    Runs the network's events at their time.  Events due at the same
-    time run in the order of their keys, not in the order they were
-    scheduled, so that a run does not depend on the order in which a node
-    happens to walk its connections.
-    """
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        self._slots: Dict[float, List[Tuple[tuple, Callable[[], None]]]] = {}
-
-    def at(self, when: float, key: tuple, func: Callable[[], None]) -> None:
-        """
-        Call C{func} at time C{when} (or now, if that is past).
-
-        @param key: orders the events of one instant; unique per event.
-        """
-        slot = self._slots.get(when)
-        if slot is None:
-            slot = self._slots[when] = []
-            self.clock.callLater(max(0.0, when - self.clock.seconds()),
-                                 self._run, when)
-        heapq.heappush(slot, (key, func))
-
-    def _run(self, when: float) -> None:
-        slot = self._slots.pop(when)
-        while slot:
-            _, func = heapq.heappop(slot)
-            func()
 
 
 class Pipe:
@@ -106,7 +93,7 @@ class Pipe:
     def send(self, kind: int, data: bytes = b"") -> None:
         """Put a segment on its way."""
         arrival = self._clock.seconds() + self.delay
-        if self._rng is not None:
+        if self._rng is not None and self._jitter is not None:
             arrival += self._jitter.draw(self._rng)
         if arrival < self._lastArrival:
             arrival = self._lastArrival
@@ -202,7 +189,7 @@ class MemoryConnection:
     @ivar delay: the one-way delay between the two hosts.
     """
 
-    def __init__(self, network: "MemoryNetwork", serial: int,
+    def __init__(self, network: Network, serial: int,
                  client: IPv4Address, server: IPv4Address,
                  sendBuffer: Optional[int]) -> None:
         self.network = network
@@ -248,7 +235,7 @@ class MemoryTransport:
         self.host = host
         self.peer = peer
         self.sendBuffer = sendBuffer
-        self.protocol = None
+        self.protocol: Any = None
         self.outgoing: Pipe
         self.incoming: Pipe
         self.connected = False
@@ -257,7 +244,7 @@ class MemoryTransport:
         self.readingPaused = False
         self.noDelay = False
         self.keepAlive = False
-        self.producer = None
+        self.producer: Any = None
         self.producerPaused = False
         self.onConnected: Optional[Callable[["MemoryTransport"], None]] = None
         self._closePending = False
@@ -381,7 +368,8 @@ class MemoryTransport:
     def segmentReceived(self, kind: int) -> None:
         """A control segment came through the pipe from the peer."""
         if kind == CONNECT:
-            self.onConnected(self)
+            if self.onConnected is not None:
+                self.onConnected(self)
         elif not self.disconnected:
             self.outgoing.drop()
             self._lose(ConnectionDone() if kind == FIN else ConnectionLost())
