@@ -14,7 +14,6 @@ L{IConnectionListener}s.  Each connection runs its own life cycle
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -87,7 +86,8 @@ class Connections:
         self.listeners: List[IConnectionListener] = []
         self.factory = PeerConnectionFactory(self)
         self.stopping = False
-        self._connections: Set[PeerConnection] = set()
+        # A dict, not a set: walked in the order connections came.
+        self._connections: Dict[PeerConnection, None] = {}
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
         self._selfAddresses: Set[Tuple[str, int]] = set()
 
@@ -119,7 +119,7 @@ class Connections:
         return self._hello(role)
 
     def connectionMade(self, connection: PeerConnection) -> None:
-        self._connections.add(connection)
+        self._connections[connection] = None
         host = connection.remoteHost
         if self.stopping:
             connection.close(SHUTTING_DOWN)
@@ -232,7 +232,7 @@ class Connections:
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
-            since=time.time(), role=connection.role)
+            since=self.clock.seconds(), role=connection.role)
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             self._settleDuplicate(connection, existing, info)
@@ -298,7 +298,7 @@ class Connections:
 
     def connectionLost(self, connection: PeerConnection,
                        reason: CloseReason) -> None:
-        self._connections.discard(connection)
+        self._connections.pop(connection, None)
         self.metrics.connectionClosed(reason)
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):
