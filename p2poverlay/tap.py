@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import List, Optional
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -14,101 +15,66 @@ from twisted.python import usage
 from p2poverlay.console import ConsoleService, stdinIsNull
 from p2poverlay.control import ControlService, defaultControlPath, unixDescription
 from p2poverlay.errors import ListenError
-from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
+from p2poverlay.message import MAX_NAME_LENGTH
 from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
 from p2poverlay.store import NodeStore, StoreLocked
+from p2poverlay.taphelp import (
+    BYTES, COUNT, HOPS, MODE, RATE, SECONDS, SYNOPSIS, formatHelp,
+)
 
 # twistd's own default; left as it is, it is replaced (see _adjustTwistd).
 _TWISTD_DEFAULT_PIDFILE = "twistd.pid"
 _DEFAULTS = NodeConfig()
 
 
-def _positiveInt(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"must be at least 1, got {number}")
-    return number
-
-
-def _positiveFloat(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(f"must be positive, got {value}")
-    return number
-
-
-def _positiveNumber(value: str) -> float:
-    return _positiveFloat(value)
-
-
-def _ttl(value: str) -> int:
-    number = int(value)
-    if not 1 <= number <= MAX_TTL:
-        raise ValueError(f"must be between 1 and {MAX_TTL}, got {number}")
-    return number
-
-
-def _broadcastMode(value: str) -> str:
-    if value not in ("tree", "flood"):
-        raise ValueError(f"must be 'tree' or 'flood', got {value!r}")
-    return value
-
-
-_broadcastMode.coerceDoc = "tree or flood."  # type: ignore[attr-defined]
-_positiveInt.coerceDoc = "A whole number, at least 1."  # type: ignore[attr-defined]
-_positiveFloat.coerceDoc = "Seconds, more than 0."  # type: ignore[attr-defined]
-_positiveNumber.coerceDoc = "A number, more than 0."  # type: ignore[attr-defined]
-_ttl.coerceDoc = f"A whole number from 1 to {MAX_TTL}."  # type: ignore[attr-defined]
-
-
-# Options that set a NodeConfig field: (option, field, coerce, help).
+# Options that set a NodeConfig field: (option, field, kind, help).
 _NODE_SETTINGS = [
-    ("min-peers", "minPeers", _positiveInt,
+    ("min-peers", "minPeers", COUNT,
      "Neighbours this node dials until it has at least this many."),
-    ("max-peers", "maxPeers", _positiveInt,
+    ("max-peers", "maxPeers", COUNT,
      "Most neighbours; beyond it, newcomers are sent other addresses."),
-    ("max-direct-links", "maxDirectLinks", _positiveInt,
+    ("max-direct-links", "maxDirectLinks", COUNT,
      "Most extra connections kept for direct messages to nodes that are "
      "not neighbours (closed after a minute unused)."),
-    ("broadcast", "broadcastMode", _broadcastMode,
+    ("broadcast", "broadcastMode", MODE,
      "How broadcasts spread: 'tree' (payload along a spanning tree, ids to "
      "the other neighbours) or 'flood' (payload to every neighbour)."),
-    ("max-line-length", "maxLineLength", _positiveInt,
+    ("max-line-length", "maxLineLength", BYTES,
      "Largest message accepted from a peer, in bytes; a peer that sends a "
      "longer one is disconnected."),
-    ("handshake-timeout", "handshakeTimeout", _positiveFloat,
+    ("handshake-timeout", "handshakeTimeout", SECONDS,
      "Seconds a new connection has to complete its HELLO handshake."),
-    ("broadcast-ttl", "broadcastTTL", _ttl,
+    ("broadcast-ttl", "broadcastTTL", HOPS,
      "How many hops a broadcast travels at most."),
-    ("ping-interval", "pingInterval", _positiveFloat,
+    ("ping-interval", "pingInterval", SECONDS,
      "Seconds between liveness probes (PING) to each peer."),
-    ("peer-timeout", "peerTimeout", _positiveFloat,
+    ("peer-timeout", "peerTimeout", SECONDS,
      "Seconds of silence after which a peer is taken for dead and dropped."),
-    ("reconnect-max-delay", "reconnectMaxDelay", _positiveFloat,
+    ("reconnect-max-delay", "reconnectMaxDelay", SECONDS,
      "Longest wait, in seconds, between two tries to redial a lost peer "
      "(the wait doubles from half a second, plus jitter)."),
-    ("forget-after", "forgetAfter", _positiveFloat,
+    ("forget-after", "forgetAfter", SECONDS,
      "Seconds a lost peer may stay unreachable before it is forgotten."),
-    ("max-inbound", "maxInbound", _positiveInt,
+    ("max-inbound", "maxInbound", COUNT,
      "Most connections accepted from other nodes."),
-    ("max-outbound", "maxOutbound", _positiveInt,
+    ("max-outbound", "maxOutbound", COUNT,
      "Most connections this node dials."),
-    ("max-peers-per-exchange", "maxPeersPerExchange", _positiveInt,
+    ("max-peers-per-exchange", "maxPeersPerExchange", COUNT,
      "Most addresses read from one PEERS message."),
-    ("address-book-size", "addressBookSize", _positiveInt,
+    ("address-book-size", "addressBookSize", COUNT,
      "Most nodes remembered in the address book."),
-    ("seen-cache-size", "seenCacheSize", _positiveInt,
+    ("seen-cache-size", "seenCacheSize", COUNT,
      "Most broadcast ids remembered for duplicate suppression."),
-    ("rate-limit", "messageRate", _positiveNumber,
+    ("rate-limit", "messageRate", RATE,
      "Messages per second a peer may send; beyond it, reading from the "
      "peer pauses, and one that keeps it up is banned."),
-    ("rate-burst", "messageBurst", _positiveNumber,
+    ("rate-burst", "messageBurst", RATE,
      "Messages a peer may send at once, beyond the rate limit."),
-    ("ban-time", "banTime", _positiveFloat,
+    ("ban-time", "banTime", SECONDS,
      "Seconds an address that misbehaves is banned."),
-    ("max-send-buffer", "maxSendBuffer", _positiveInt,
+    ("max-send-buffer", "maxSendBuffer", BYTES,
      "Bytes queued for a peer that reads slowly; beyond it broadcasts to it "
      "are dropped and direct messages fail."),
 ]
@@ -217,8 +183,9 @@ class Options(usage.Options):
         ["web-token-file", None, None,
          "Read the web token from this file (keeps it out of the process "
          "list)."],
-    ] + [[option, None, getattr(_DEFAULTS, field), help, coerce]
-         for option, field, coerce, help in _NODE_SETTINGS]
+    ] + [[option, None, getattr(_DEFAULTS, field), help,
+          kind.forOption(option)]
+         for option, field, kind, help in _NODE_SETTINGS]
     optFlags = [
         ["no-console", None,
          "Do not read commands from standard input (there is never a "
@@ -228,6 +195,26 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["join"] = []  # (host, port) pairs
+
+    def getSynopsis(self) -> str:
+        return SYNOPSIS
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        return formatHelp(self, width or 79)
+
+    def parseOptions(self, options: Optional[List[str]] = None) -> None:
+        """
+        Parse the options; under twistd, a bad one stops the program with
+        one line naming it and a hint, not the whole usage.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            print(f"twistd p2p: {e}\nsee 'twistd p2p --help'",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
     def opt_join(self, address: str) -> None:
         """Join the overlay through the member at HOST:PORT (repeatable; IPv6 as [::1]:9000)."""

@@ -111,17 +111,22 @@ def test_bad_name(name):
 @pytest.mark.parametrize("option, value, message", [
     ("--max-line-length", "0", "must be at least 1, got 0"),
     ("--max-line-length", "-5", "must be at least 1"),
-    ("--max-line-length", "big", "invalid literal"),
-    ("--handshake-timeout", "0", "must be positive"),
-    ("--handshake-timeout", "nan", "must be positive"),
+    ("--max-line-length", "big", "must be a whole number, got 'big'"),
+    ("--handshake-timeout", "0", "must be more than 0, got 0"),
+    ("--handshake-timeout", "nan", "must be more than 0, got nan"),
+    ("--handshake-timeout", "soon", "must be a number, got 'soon'"),
     ("--broadcast-ttl", "0", "must be between 1 and"),
     ("--broadcast-ttl", "256", "must be between 1 and"),
     ("--min-peers", "0", "must be at least 1"),
     ("--broadcast", "gossip", "must be 'tree' or 'flood', got 'gossip'"),
 ])
 def test_bad_numbers(option, value, message):
-    with pytest.raises(usage.UsageError, match=re.escape(message)):
+    with pytest.raises(usage.UsageError) as e:
         parse(option, value)
+    # The error names the option, in one line.
+    assert str(e.value) == f"{option}: {message}" or \
+        str(e.value).startswith(f"{option}: {message}")
+    assert "\n" not in str(e.value)
 
 
 def test_numbers():
