@@ -50,8 +50,12 @@ def parseArgs(argv):
                         help="run only this benchmark (repeatable): "
                              + ", ".join(BENCHMARKS))
     parser.add_argument("--plot", metavar="PNG",
-                        help="write the broadcast plot here [default: "
-                             "docs/performance.png for a full run]")
+                        help="write the broadcast plot here (none by "
+                             "default; docs/performance.png is the one "
+                             "the docs show)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 2 if a figure misses its "
+                             "target")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every figure as JSON")
     parser.add_argument("--rst", metavar="PATH",
@@ -175,20 +179,27 @@ def main(argv=None) -> int:
             results.merge(got)
     results.facts["machine"] = info
     summary(results, info, time.perf_counter() - started)
-    plotPath = args.plot or (None if args.quick or args.smoke
-                             else os.path.join("docs", "performance.png"))
-    if plotPath:
+    if args.plot:
         from benchmarks.plot import plot
-        plot(results, plotPath)
+        plot(results, args.plot)
     if args.json:
         results.dump(args.json)
     if args.rst:
         from benchmarks.report import rstTable
         with open(args.rst, "w", encoding="utf-8") as f:
             f.write(rstTable(results.figures))
+    return exitStatus(results, failed, args.strict)
+
+
+def exitStatus(results, failed, strict: bool) -> int:
+    """1 if a benchmark failed to run; 2 if strict and a target was missed."""
     if failed:
         print(f"failed: {', '.join(failed)}")
         return 1
+    missed = [f.name for f in results.figures if f.met is False]
+    if missed and strict:
+        print(f"missed {len(missed)} target(s): {'; '.join(missed)}")
+        return 2
     return 0
 
 

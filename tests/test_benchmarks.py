@@ -54,3 +54,18 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
         assert "not written" in out
     else:
         assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_strict_exits_2_on_a_missed_target_and_failed_runs_1(capsys):
+    from benchmarks.__main__ import exitStatus
+    from benchmarks.report import Figure, Results
+    met = Figure("direct", "fast", 2.0, "msg/s", "bare", 1.0, minRatio=0.5)
+    missed = Figure("direct", "slow", 0.1, "msg/s", "bare", 1.0, minRatio=0.5)
+    results = Results()
+    results.add(met)
+    assert exitStatus(results, [], strict=True) == 0
+    results.add(missed)
+    assert exitStatus(results, [], strict=False) == 0
+    assert exitStatus(results, [], strict=True) == 2
+    assert "missed 1 target(s): slow" in capsys.readouterr().out
+    assert exitStatus(results, ["overlay"], strict=True) == 1
