@@ -13,12 +13,14 @@ is bound, and a Deferred that fires then.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -37,6 +39,28 @@ def listenError(description: str, reason: Failure,
     why = getattr(reason.value, "socketError", None)
     why = getattr(why, "strerror", None) or reason.getErrorMessage()
     return ListenError(f"cannot listen{purpose} on {description}: {why}")
+
+
+def probe(reactor, description: str, kind: str, purpose: str = "") -> None:
+    """
+    Listen on C{description} and close again at once, before the reactor
+    runs: whether a daemon, which listens only once it has left the
+    terminal, will be able to.
+
+    @raise ListenError: if it cannot, in one line.
+    """
+    outcome: List[object] = []
+    endpoint = _DescribedEndpoint(
+        lambda text: serverFromString(reactor, text), description, kind,
+        purpose, Deferred().addErrback(lambda _: None))
+    endpoint.listen(Factory()).addBoth(outcome.append)
+    if outcome and isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    if outcome:
+        outcome[0].stopListening()  # type: ignore[attr-defined]
+        # A port closes its socket on the reactor's next turn: take that
+        # turn now, so that the daemon finds the port free.
+        reactor.runUntilCurrent()
 
 
 @implementer(IStreamServerEndpoint)

@@ -15,6 +15,7 @@ from twisted.python import usage
 from p2poverlay.console import ConsoleService, stdinIsNull
 from p2poverlay.control import ControlService, defaultControlPath, unixDescription
 from p2poverlay.errors import ListenError
+from p2poverlay.listening import probe
 from p2poverlay.message import MAX_NAME_LENGTH
 from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
@@ -359,7 +360,24 @@ def optionNames(error: ConfigError) -> str:
     return text
 
 
+def checkListening(options: Options) -> None:
+    """
+    Before twistd leaves the terminal: stop with one line there if the node
+    or its web UI cannot listen (a daemon would only log it).
+    """
+    from twisted.internet import reactor
+    try:
+        probe(reactor, options["listen"], "listen")
+        if options.get("web"):
+            probe(reactor, options["web"], "web", " for the web UI")
+    except ListenError as e:
+        print(f"p2p: {e}", file=sys.__stderr__, flush=True)
+        raise SystemExit(1) from None
+
+
 def makeService(options: Options) -> IService:
+    if options.parent is not None and not options.get("foreground", False):
+        checkListening(options)
     config = nodeConfig(options)
     store = openStore(options["data-dir"]) if options["data-dir"] else None
     node = Node(config, store=store)

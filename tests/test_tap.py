@@ -5,7 +5,9 @@ C{twistd} command reports bad input and start-up failures.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 
@@ -301,17 +303,42 @@ def test_port_in_use_daemon(tmp_path, busyPort):
     result = runTwistd(
         ["p2p", "--port", LOOPBACK_ENDPOINT.format(busyPort)],
         cwd=tmp_path, timeout=DEADLINE + 5)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output
-    assert "Traceback" not in output
-    assert "cannot listen" in output
-    # The daemon reports to its parent before it exits and removes its pid
-    # file: the parent may be gone first.
-    pidFile = tmp_path / f"p2p-{busyPort}.pid"
-    waitUntil(lambda: not pidFile.exists(), f"{pidFile.name} removed")
-    # A daemon logs to p2p-PORT.log, not to twistd.log shared with others;
-    # it may still be writing when the parent has exited.
-    log = tmp_path / f"p2p-{busyPort}.log"
-    waitUntil(lambda: log.exists() and "cannot listen" in log.read_text(),
-              f"the error in {log.name}")
-    assert not (tmp_path / "twistd.log").exists()
+    assert result.returncode == 1, result.stdout + result.stderr
+    # Told at the terminal, in one line, before twistd leaves it: no daemon
+    # starts, so no pid file, no log and no data directory are left.
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"p2p: cannot listen on {LOOPBACK_ENDPOINT.format(busyPort)}: "
+        f"Address already in use"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_web_port_in_use_daemon(tmp_path, busyPort):
+    result = runTwistd(
+        ["p2p", "--port", "tcp:0:interface=127.0.0.1", "--web", str(busyPort)],
+        cwd=tmp_path, timeout=DEADLINE + 5)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"p2p: cannot listen for the web UI on tcp:{busyPort}:interface="
+        f"127.0.0.1: Address already in use"]
+
+
+def test_a_daemon_still_gets_its_port_after_the_check(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runTwistd(["p2p", "--port", LOOPBACK_ENDPOINT.format(port)],
+                       cwd=tmp_path, timeout=DEADLINE + 5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pidFile = tmp_path / f"p2p-{port}.pid"
+    log = tmp_path / f"p2p-{port}.log"
+    try:
+        waitUntil(lambda: log.exists() and "listening on" in log.read_text(),
+                  "the daemon listening")
+        # A daemon logs to p2p-PORT.log, not to twistd.log shared with others.
+        assert not (tmp_path / "twistd.log").exists()
+        assert "Traceback" not in log.read_text()
+    finally:
+        waitUntil(pidFile.exists, "the pid file")
+        os.kill(int(pidFile.read_text()), signal.SIGTERM)
+        waitUntil(lambda: not pidFile.exists(), "the daemon gone")
