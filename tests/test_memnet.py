@@ -133,10 +133,13 @@ class Recording(Protocol):
         return b"".join(chunk for _, chunk in self.chunks)
 
 
+FIFTY_MS = FixedDelay(0.05)
+
+
 class Pair:
     """Two hosts of a memory network; B listens on port 9000."""
 
-    def __init__(self, delay=FixedDelay(0.05), **kw) -> None:
+    def __init__(self, delay=FIFTY_MS, **kw) -> None:
         self.clock = SimulationClock()
         self.network = MemoryNetwork(self.clock, seed=1, delay=delay, **kw)
         self.a = self.network.host("10.0.0.1")
