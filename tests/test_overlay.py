@@ -1,18 +1,28 @@
 """
 Integration over the wire: several Nodes in one reactor over real loopback
-TCP.  Join and peer exchange, direct messages, one broadcast, and duplicate
-connections keep the TCP path covered end to end; the rest
+TCP.  Join and peer exchange, direct messages, one broadcast, duplicate
+connections and a redial keep the TCP path covered end to end; the rest
 of the overlay's behaviour is tested in memory (C{*_memory.py}).
 """
 
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
-from helpers import address, waitFor
+from p2poverlay import Node, NodeConfig
+from p2poverlay.records import CONNECTED, RECONNECTING
+from helpers import address, crash, waitFor
+
+FAST = dict(pingInterval=0.1, peerTimeout=0.6, reconnectInitialDelay=0.05,
+            reconnectMaxDelay=0.3, forgetAfter=1.5)
 
 
 def connectedIds(node):
     return {p.node_id for p in node.peers.snapshot()}
+
+
+def state(node, other):
+    entry = node.membership.book.get(other.nodeId)
+    return entry.state if entry else None
 
 
 @pytest_twisted.inlineCallbacks
@@ -96,3 +106,19 @@ def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
     assert overlay.recorder(a).disconnected == []
     assert overlay.recorder(b).disconnected == []
 
+
+@pytest_twisted.inlineCallbacks
+def test_a_crashed_peer_back_on_its_port_is_reconnected(overlay):
+    a = yield overlay.start(**FAST)
+    b = yield overlay.start(join=a, **FAST)
+    port = b.listenPort
+    yield crash(b)
+    yield waitFor(lambda: state(a, b) == RECONNECTING)
+    again = Node(NodeConfig(listen=f"tcp:{port}:interface=127.0.0.1", **FAST),
+                 nodeId=b.nodeId)
+    overlay.nodes.append(again)
+    again.startService()
+    yield again.listening
+    yield waitFor(lambda: again.nodeId in a.peers, what="a to redial b")
+    assert state(a, again) == CONNECTED
+    assert a.membership.links.get(b.nodeId) is not None  # the link owns it
