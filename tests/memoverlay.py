@@ -14,8 +14,8 @@ from twisted.python.failure import Failure
 from p2poverlay import Node, NodeConfig
 from p2poverlay.memnet import MemoryOverlay, UniformDelay
 
-# A local network: 0.5 to 5 ms one way, about what loopback TCP gives a
-# loaded machine.
+# A local network: 0.5 to 5 ms one way, short beside the tests' timings
+# (a PING every 0.1 s at the most).
 LAN = UniformDelay(0.0005, 0.005)
 # Virtual seconds for anything that should happen "promptly".
 PROMPT = 5.0
@@ -66,9 +66,9 @@ def connectedCount(overlay: MemoryOverlay, node: Node) -> int:
 def start(overlay: MemoryOverlay, join: Optional[Node] = None,
           **settings) -> Node:
     """
-    Add a node with L{NodeConfig} C{settings} and, as
+    Add a node (C{settings} as for L{MemoryOverlay.addNode}) and, as
     L{helpers.Overlay.start} does, have it join C{join} (not through its
-    configuration) and wait until it has.
+    configuration) and run until it has.
     """
     node = overlay.addNode(**settings)
     if join is not None:
