@@ -6,7 +6,7 @@ peers, restarts from a data directory and the bound on outbound dials.
 A crash is L{p2poverlay.node.Node.abort}: no BYE, the listening port
 gone, every connection reset and the membership (liveness probes, redial
 links) stopped, as if the process had been killed.  The tests of hostile
-peers and of the wire stay on loopback TCP, in C{test_resilience.py}.
+peers and of the wire run over loopback TCP, in C{test_resilience.py}.
 """
 
 import json
