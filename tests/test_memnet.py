@@ -28,6 +28,7 @@ from p2poverlay.memnet import (
 )
 from p2poverlay.network import INetwork
 from p2poverlay.records import LEFT, RECONNECTING
+from p2poverlay.store import NodeStore
 
 # Small bounds, and peer exchange often enough that every node finds room
 # within seconds.
@@ -549,6 +550,35 @@ def test_aGracefulStopSaysBye():
     overlay.run(5)
     assert overlay.network.connections() == []
     assert overlay.clock.getDelayedCalls() == []
+
+
+def test_aNodeWithADataDirectoryKeepsItsIdAndRedialsItsSavedPeers(tmp_path):
+    overlay = MemoryOverlay(seed=10, config=SMALL)
+    overlay.addNode()
+    overlay.addNode(join="n0")
+    store = NodeStore(str(tmp_path))
+    store.open()
+    first = overlay.addNode(join="n0", store=store)
+    # The store had no identity: it is given the overlay's id for the node.
+    assert store.loadIdentity() == first.nodeId
+    assert overlay.nameOf(first.nodeId) == "n2"
+    overlay.runUntil(lambda: overlay.neighbours("n2") == {"n0", "n1"}, 10,
+                     "n2 meets n0 and n1")
+    overlay.stop("n2")
+    overlay.run(1)
+    store.close()
+
+    store = NodeStore(str(tmp_path))
+    store.open()
+    again = overlay.restart("n2", store=store, join=())
+    assert again.nodeId == first.nodeId
+    assert {p.node_id for p in again.addressBook.all()} == {
+        overlay.node("n0").nodeId, overlay.node("n1").nodeId}
+    overlay.runUntil(lambda: overlay.neighbours("n2") == {"n0", "n1"}, 10,
+                     "n2 redials its saved peers")
+    overlay.stop("n2")
+    overlay.run(1)
+    store.close()
 
 
 @pytest.mark.xfail(strict=True, reason=(

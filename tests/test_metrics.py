@@ -1,6 +1,8 @@
 """
 Metrics: what the connections count, disconnect reasons, and the
-Prometheus text format.
+Prometheus text format.  The nodes run in a memory overlay, but for the
+disconnect counts: those run over loopback TCP, where a client writes a
+line that is not a message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from p2poverlay.metrics import (
     prometheusText,
 )
 from p2poverlay.reasons import DISCONNECT_REASONS, CloseKind, CloseReason
-from helpers import address, waitFor
+from helpers import waitFor
+from memoverlay import address, bodies, memoryOverlay, outcome, start
 
 
 @pytest.mark.parametrize("reason, label", [
@@ -57,17 +60,17 @@ def quiet(**config):
     return dict(pingInterval=1000.0, peerTimeout=1000.0, **config)
 
 
-@pytest_twisted.inlineCallbacks
-def test_each_line_is_counted_once_in_each_direction(overlay):
-    a = yield overlay.start(**quiet(name="a"))
-    b = yield overlay.start(join=a, **quiet(name="b"))
-    yield a.send(address(b), "direct")
+def test_each_line_is_counted_once_in_each_direction():
+    overlay = memoryOverlay(seed=1)
+    a = start(overlay, **quiet(name="a"))
+    b = start(overlay, join=a, **quiet(name="b"))
+    outcome(overlay, a.send(address(overlay, b), "direct"))
     a.broadcast("to all")
-    yield waitFor(lambda: overlay.recorder(b).bodies("broadcast") == ["to all"],
-                  what="the broadcast at b")
+    overlay.runUntil(lambda: bodies(overlay, b, "broadcast") == ["to all"],
+                     10, "the broadcast at b")
     ma, mb = a.metrics, b.metrics
-    yield waitFor(lambda: ma.messagesIn == mb.messagesOut
-                  and mb.messagesIn == ma.messagesOut, what="quiet links")
+    overlay.runUntil(lambda: ma.messagesIn == mb.messagesOut
+                     and mb.messagesIn == ma.messagesOut, 10, "quiet links")
     # b joined a; nothing else was said.
     assert dict(mb.messagesOut) == {"HELLO": 1, "ACK": 1}
     assert dict(ma.messagesOut) == {"HELLO": 1, "DATA": 1, "BROADCAST": 1}
@@ -108,10 +111,10 @@ def test_disconnects_by_reason(overlay):
         client.transport.abortConnection()
 
 
-@pytest_twisted.inlineCallbacks
-def test_dropped_broadcasts_are_counted(overlay):
-    a = yield overlay.start(**quiet(maxSendBuffer=1))
-    b = yield overlay.start(join=a, **quiet())
+def test_dropped_broadcasts_are_counted():
+    overlay = memoryOverlay(seed=2)
+    a = start(overlay, **quiet(maxSendBuffer=1))
+    b = start(overlay, join=a, **quiet())
     connection = a.peers.connection(b.nodeId)
     connection.outbox.pauseProducing()  # as if b stopped reading
     try:
@@ -137,11 +140,11 @@ def test_label_escaping():
     assert escapeLabelValue('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
 
 
-@pytest_twisted.inlineCallbacks
-def test_prometheus_text_parses(overlay):
-    a = yield overlay.start(**quiet())
-    b = yield overlay.start(join=a, **quiet())
-    yield a.send(address(b), "hi")
+def test_prometheus_text_parses():
+    overlay = memoryOverlay(seed=3)
+    a = start(overlay, **quiet())
+    b = start(overlay, join=a, **quiet())
+    outcome(overlay, a.send(address(overlay, b), "hi"))
     tricky = 'quote " backslash \\ newline \n end'
     text = prometheusText(a.metrics.snapshot(),
                           {"node_id": a.nodeId, "name": tricky})

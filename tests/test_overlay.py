@@ -1,15 +1,28 @@
-"""Integration: several Nodes in one reactor over real loopback TCP."""
+"""
+Integration over the wire: several Nodes in one reactor over real loopback
+TCP.  Join and peer exchange, direct messages, one broadcast, duplicate
+connections and a redial keep the TCP path covered end to end; the rest
+of the overlay's behaviour is tested in memory (C{*_memory.py}).
+"""
 
-import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList
 
-from p2poverlay.errors import PeerUnreachable, SelfConnection, UnknownPeer
-from helpers import address, waitFor
+from p2poverlay import Node, NodeConfig
+from p2poverlay.records import CONNECTED, RECONNECTING
+from helpers import address, crash, waitFor
+
+FAST = dict(pingInterval=0.1, peerTimeout=0.6, reconnectInitialDelay=0.05,
+            reconnectMaxDelay=0.3, forgetAfter=1.5)
 
 
 def connectedIds(node):
     return {p.node_id for p in node.peers.snapshot()}
+
+
+def state(node, other):
+    entry = node.membership.book.get(other.nodeId)
+    return entry.state if entry else None
 
 
 @pytest_twisted.inlineCallbacks
@@ -41,60 +54,6 @@ def test_direct_message_by_address_id_and_name(overlay):
     message = recorder.messages[0]
     assert message.sender_id == a.nodeId
     assert message.sender.port == a.listenPort
-
-
-@pytest_twisted.inlineCallbacks
-def test_send_dials_an_unconnected_address(overlay):
-    a = yield overlay.start(autoConnect=False)
-    b = yield overlay.start(autoConnect=False)
-    assert len(a.peers) == 0
-    peer = yield a.send(address(b), "hello")
-    assert peer.node_id == b.nodeId
-    assert overlay.recorder(b).bodies() == ["hello"]
-    assert connectedIds(a) == {b.nodeId}
-
-
-@pytest_twisted.inlineCallbacks
-def test_send_errors(overlay):
-    a = yield overlay.start()
-    with pytest.raises(UnknownPeer):
-        yield a.send("nobody", "x")
-    # A port nobody listens on: the listening port of a stopped node.
-    gone = yield overlay.start()
-    port = gone.listenPort
-    yield gone.stopService()
-    with pytest.raises(PeerUnreachable) as info:
-        yield a.send(f"127.0.0.1:{port}", "x")
-    assert "cannot reach" in str(info.value)
-
-
-@pytest_twisted.inlineCallbacks
-def test_join_own_address_is_ignored(overlay):
-    a = yield overlay.start()
-    with pytest.raises(SelfConnection):
-        yield a.join("127.0.0.1", a.listenPort)
-    assert len(a.peers) == 0
-    with pytest.raises(SelfConnection):
-        yield a.send(address(a), "me?")
-
-
-@pytest_twisted.inlineCallbacks
-def test_broadcast_reaches_every_node_of_a_line_exactly_once(overlay):
-    # A line of 6 nodes without discovery: messages need up to 5 hops.
-    nodes = [(yield overlay.start(autoConnect=False))]
-    for _ in range(5):
-        nodes.append((yield overlay.start(join=nodes[-1], autoConnect=False)))
-    assert [len(n.peers) for n in nodes] == [1, 2, 2, 2, 2, 1]
-    for origin in (nodes[0], nodes[3]):
-        messageId, neighbours = origin.broadcast(f"from {origin.shortId}")
-    yield waitFor(lambda: all(
-        len(overlay.recorder(n).messages) == 2 for n in nodes
-        if n not in (nodes[0], nodes[3])), what="broadcasts everywhere")
-    for n in nodes:
-        bodies = overlay.recorder(n).bodies("broadcast")
-        expected = {f"from {o.shortId}" for o in (nodes[0], nodes[3]) if o is not n}
-        assert sorted(bodies) == sorted(expected)
-        assert len(bodies) == len(set(bodies))
 
 
 @pytest_twisted.inlineCallbacks
@@ -134,17 +93,6 @@ def test_simultaneous_dials_leave_one_connection(overlay):
 
 
 @pytest_twisted.inlineCallbacks
-def test_leaving_node_says_bye(overlay):
-    a = yield overlay.start()
-    b = yield overlay.start(join=a)
-    yield b.stopService()
-    yield waitFor(lambda: len(a.peers) == 0, what="a to drop b")
-    (peer, reason), = overlay.recorder(a).disconnected
-    assert peer.node_id == b.nodeId
-    assert reason == "node shutting down"
-
-
-@pytest_twisted.inlineCallbacks
 def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
     a = yield overlay.start(autoConnect=False)
     b = yield overlay.start(join=a, autoConnect=False)
@@ -157,3 +105,20 @@ def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
     assert b.peers.connection(a.nodeId) is first
     assert overlay.recorder(a).disconnected == []
     assert overlay.recorder(b).disconnected == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_crashed_peer_back_on_its_port_is_reconnected(overlay):
+    a = yield overlay.start(**FAST)
+    b = yield overlay.start(join=a, **FAST)
+    port = b.listenPort
+    yield crash(b)
+    yield waitFor(lambda: state(a, b) == RECONNECTING)
+    again = Node(NodeConfig(listen=f"tcp:{port}:interface=127.0.0.1", **FAST),
+                 nodeId=b.nodeId)
+    overlay.nodes.append(again)
+    again.startService()
+    yield again.listening
+    yield waitFor(lambda: again.nodeId in a.peers, what="a to redial b")
+    assert state(a, again) == CONNECTED
+    assert a.membership.links.get(b.nodeId) is not None  # the link owns it

@@ -1,40 +1,32 @@
 """
-Resilience of the overlay: several Nodes in one reactor over real loopback
-TCP, with short timings, facing lost connections, crashed and leaving
-peers, restarts from a data directory, floods, slow readers and the
-resource bounds of L{p2poverlay.node.NodeConfig}.
-
-A crash is simulated without any BYE: the node's listening port goes away,
-every one of its TCP connections is aborted and its membership (liveness
-probes, redial links) stops, as if the process had been killed.  The
-crashed node is left to the C{overlay} fixture, whose C{stopService} must
-cope with a node in that state.
+Resilience of the overlay on the wire: several Nodes in one reactor over
+real loopback TCP, facing a long stream of direct messages, floods, bad
+input, slow readers and the resource bounds of
+L{p2poverlay.node.NodeConfig}, from hand-written clients.  Lost
+connections, crashed and leaving peers and restarts from a data directory
+are tested in memory, in C{test_resilience_memory.py}.
 
 Raw clients are plain Twisted protocols that speak the wire protocol by
 hand, some of them from 127.0.0.2 so that bans of that address can be told
 apart from the well-behaved nodes on 127.0.0.1.
 """
 
-import json
 import socket
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
-from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall, deferLater
 
-from p2poverlay.records import CONNECTED, DEAD, LEFT, RECONNECTING
-from p2poverlay.errors import DeliveryFailed, PeerUnreachable
+from p2poverlay.records import CONNECTED, DEAD
+from p2poverlay.errors import DeliveryFailed
 from p2poverlay.message import (
     Hello, PeerAddress, Peers, Ping, newMessageId, newNodeId,
 )
-from p2poverlay.store import NodeStore
-from helpers import PROMPT, address, crash, waitFor
+from helpers import PROMPT, waitFor
 
-# Short timings so that failure detection, redialing and forgetting take
-# a second or two instead of minutes.
+# Short timings: probes, redials and forgetting within a second or two.
 FAST = dict(pingInterval=0.2, peerTimeout=1.0, reconnectInitialDelay=0.1,
             reconnectMaxDelay=0.5, forgetAfter=2.0)
 # A second loopback address: traffic from it is told apart from 127.0.0.1.
@@ -45,12 +37,6 @@ OTHER_HOST = "127.0.0.2"
 
 def pause(seconds):
     return deferLater(reactor, seconds, lambda: None)
-
-
-def state(node, other):
-    """The state of C{other} in C{node}'s address book (None: not in it)."""
-    entry = node.membership.book.get(other.nodeId)
-    return entry.state if entry is not None else None
 
 
 def freePorts(count):
@@ -101,284 +87,7 @@ def assertMessagesFlow(overlay, a, b):
                   timeout=PROMPT, what="the broadcast to arrive")
 
 
-# -- 1. a lost connection is redialed ------------------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_an_aborted_connection_is_reconnected(overlay):
-    a = yield overlay.start(name="a", **FAST)
-    b = yield overlay.start(join=a, name="b", **FAST)
-    yield waitFor(lambda: state(a, b) == state(b, a) == CONNECTED,
-                  timeout=PROMPT, what="a and b to record each other")
-    old = a.peers.connection(b.nodeId)
-
-    lostAt = reactor.seconds()
-    old.transport.abortConnection()
-    yield waitFor(lambda: overlay.recorder(a).disconnected
-                  and overlay.recorder(b).disconnected,
-                  timeout=PROMPT, what="both ends to notice the loss")
-    # Both nodes are back within a few redial delays.
-    yield waitFor(
-        lambda: b.nodeId in a.peers and a.nodeId in b.peers
-        and len(overlay.recorder(a).connected) == 2
-        and len(overlay.recorder(b).connected) == 2,
-        timeout=PROMPT, what="a and b to reconnect")
-    assert reactor.seconds() - lostAt < PROMPT
-    assert a.peers.connection(b.nodeId) is not old
-    assert state(a, b) == state(b, a) == CONNECTED
-    # The duplicate dials (both ends redial) settle on one connection.
-    yield waitFor(lambda: len(a.connections) == len(b.connections) == 1,
-                  timeout=PROMPT, what="one connection each")
-    peer = yield a.send(b.nodeId, "after the reconnect")
-    assert peer.node_id == b.nodeId
-    assert overlay.recorder(b).bodies("direct") == ["after the reconnect"]
-    yield assertMessagesFlow(overlay, a, b)
-
-
-# -- 2. a crashed peer is redialed, then forgotten -------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_a_crashed_peer_is_reconnecting_then_forgotten(overlay):
-    a = yield overlay.start(**FAST)
-    b = yield overlay.start(join=a, **FAST)
-    port = b.listenPort
-    crashedAt = reactor.seconds()
-    yield crash(b)
-    yield waitFor(lambda: b.nodeId not in a.peers, timeout=PROMPT,
-                  what="a to lose b")
-
-    def waiting():
-        entry = a.membership.book.get(b.nodeId)
-        return (entry is not None and entry.state == RECONNECTING
-                and entry.next_attempt is not None)
-    yield waitFor(waiting, timeout=PROMPT, what="a to wait for its next try")
-    entry = a.membership.book.get(b.nodeId)
-    assert (entry.host, entry.port) == ("127.0.0.1", port)
-    assert entry.next_attempt > crashedAt
-    assert entry.next_attempt <= reactor.seconds() + FAST["reconnectMaxDelay"] \
-        + FAST["reconnectInitialDelay"] + 0.1
-    assert b.nodeId in a.membership.links
-
-    forgetAfter = FAST["forgetAfter"]
-    yield waitFor(lambda: a.membership.book.get(b.nodeId) is None,
-                  timeout=forgetAfter + FAST["reconnectMaxDelay"] + PROMPT,
-                  what="a to forget b")
-    assert reactor.seconds() - crashedAt >= forgetAfter - 0.1
-    assert a.membership.links == {}
-    # Forgotten for good: no link comes back for it.
-    yield pause(3 * FAST["reconnectMaxDelay"])
-    assert a.membership.book.get(b.nodeId) is None
-    assert a.membership.links == {}
-    assert len(a.peers) == 0
-
-
-# -- 3. a crashed peer back on its port is redialed ------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_a_crashed_peer_back_on_its_port_is_redialed(overlay):
-    a = yield overlay.start(name="a", **FAST)
-    b = yield overlay.start(join=a, name="b", **FAST)
-    port = b.listenPort
-    yield crash(b)
-    yield waitFor(lambda: state(a, b) == RECONNECTING
-                  and b.nodeId in a.membership.links,
-                  timeout=PROMPT, what="a to redial b")
-
-    # The same node (same id, same port) restarts; it joins nobody.
-    again = yield overlay.start(nodeId=b.nodeId, name="b",
-                            listen=f"tcp:{port}:interface=127.0.0.1", **FAST)
-    assert again.config.join == ()
-    yield waitFor(lambda: b.nodeId in a.peers and a.nodeId in again.peers,
-                  timeout=FAST["reconnectMaxDelay"] + PROMPT,
-                  what="a's link to reach b again")
-    assert state(a, again) == CONNECTED
-    # a dialed: the connection is its link's.
-    connection = a.peers.connection(b.nodeId)
-    assert connection.outbound
-    assert connection.link is a.membership.links.get(b.nodeId)
-    assert not again.peers.connection(a.nodeId).outbound
-    yield assertMessagesFlow(overlay, a, again)
-
-
-# -- 4. a peer that leaves is not chased, and is welcome back --------------------------
-
-class CountingFactory(ServerFactory):
-    """Counts the connections made to a port."""
-
-    def __init__(self):
-        self.count = 0
-
-    def buildProtocol(self, addr):
-        self.count += 1
-        return Protocol()
-
-
-@pytest_twisted.inlineCallbacks
-def test_a_leaving_peer_is_not_redialed_and_is_welcomed_back(overlay):
-    a = yield overlay.start(name="a", **FAST)
-    b = yield overlay.start(join=a, name="b", **FAST)
-    port = b.listenPort
-    yield b.stopService()
-    yield waitFor(lambda: state(a, b) == LEFT, timeout=PROMPT,
-                  what="a to see b leave")
-    assert b.nodeId not in a.peers
-    assert a.membership.links == {}
-    (peer, reason), = overlay.recorder(a).disconnected
-    assert peer.node_id == b.nodeId and reason == "node shutting down"
-
-    # Nobody dials b's old address for many redial delays.
-    sentinel = CountingFactory()
-    listening = reactor.listenTCP(port, sentinel, interface="127.0.0.1")
-    try:
-        for _ in range(10):
-            yield pause(FAST["reconnectMaxDelay"] / 5)
-            assert a.membership.links == {}
-            assert state(a, b) in (LEFT, None)
-    finally:
-        yield listening.stopListening()
-    assert sentinel.count == 0
-
-    # b restarts with the same id and joins a: a takes it back.
-    again = yield overlay.start(nodeId=b.nodeId, name="b", join=a,
-                            listen=f"tcp:{port}:interface=127.0.0.1", **FAST)
-    assert b.nodeId in a.peers and a.nodeId in again.peers
-    # (join() fires as the handshake completes, a moment before the
-    # joining node records the peer in its address book.)
-    yield waitFor(lambda: state(a, again) == state(again, a) == CONNECTED,
-                  timeout=PROMPT, what="a and b to record each other")
-    yield assertMessagesFlow(overlay, a, again)
-
-
-# -- 5. persistence ---------------------------------------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_a_restarted_node_keeps_its_id_and_redials_its_saved_peers(
-        overlay, tmp_path):
-    q = yield overlay.start(name="q", **FAST)
-    r = yield overlay.start(join=q, name="r", **FAST)
-    directory = tmp_path / "p"
-    store = NodeStore(str(directory))
-    store.open()
-    try:
-        p = yield overlay.start(store=store, join=q, name="p", **FAST)
-        # It learns r from q and connects to it.
-        yield waitFor(lambda: {q.nodeId, r.nodeId} <= set(
-            i.node_id for i in p.peers.snapshot()), timeout=PROMPT,
-            what="p to meet q and r")
-        yield p.stopService()
-    finally:
-        store.close()
-    yield waitFor(lambda: state(q, p) == LEFT and state(r, p) == LEFT,
-                  timeout=PROMPT, what="q and r to see p leave")
-    saved = json.loads((directory / "peers.json").read_text())
-    assert {(e["node_id"], e["host"], e["port"]) for e in saved["peers"]} == {
-        (q.nodeId, "127.0.0.1", q.listenPort),
-        (r.nodeId, "127.0.0.1", r.listenPort)}
-
-    store = NodeStore(str(directory))
-    store.open()
-    try:
-        p2 = yield overlay.start(store=store, name="p", **FAST)
-        assert p2.config.join == ()
-        assert p2.nodeId == p.nodeId
-        yield waitFor(lambda: q.nodeId in p2.peers and r.nodeId in p2.peers
-                      and p2.nodeId in q.peers and p2.nodeId in r.peers,
-                      timeout=PROMPT, what="p2 to redial its saved peers")
-        assert state(q, p2) == state(r, p2) == CONNECTED
-        assert state(p2, q) == state(p2, r) == CONNECTED
-        assert p2.peers.connection(q.nodeId).outbound
-        assert p2.peers.connection(r.nodeId).outbound
-        yield assertMessagesFlow(overlay, p2, q)
-        yield p2.stopService()
-    finally:
-        store.close()
-
-
-@pytest.mark.parametrize("content", [
-    b"\x00{not json",
-    b'{"peers": ',
-    b'{"peers": 5}',
-    b"[1, 2, 3]",
-    "\u00e9t\u00e9".encode("latin-1"),
-], ids=["binary", "truncated", "peers-not-a-list", "not-an-object",
-        "not-utf8"])
-@pytest_twisted.inlineCallbacks
-def test_corrupt_saved_peers_give_a_fresh_start(overlay, tmp_path, log,
-                                                 content):
-    directory = tmp_path / "c"
-    directory.mkdir()
-    (directory / "peers.json").write_bytes(content)
-    store = NodeStore(str(directory))
-    store.open()
-    try:
-        node = yield overlay.start(store=store, **FAST)
-        assert node.running and node.listenPort
-        assert len(node.membership.book) == 0
-        assert node.membership.links == {}
-        warnings = [w for w in log.warningTexts() if "peers.json" in w]
-        assert len(warnings) == 1, log.warningTexts()
-        assert log.failures() == [], log.describeFailures()
-        # It serves as usual, and saves a good file over the bad one.
-        other = yield overlay.start(join=node, **FAST)
-        assert other.nodeId in node.peers
-        yield node.stopService()
-    finally:
-        store.close()
-    saved = json.loads((directory / "peers.json").read_text())
-    assert [e["node_id"] for e in saved["peers"]] == [other.nodeId]
-
-
-# -- 6. three of ten crash ----------------------------------------------------------------
-
-@pytest_twisted.inlineCallbacks
-def test_broadcasts_reach_every_survivor_exactly_once_when_3_of_10_crash(
-        overlay):
-    # minPeers=9: every node a neighbour of every other.
-    first = yield overlay.start(name="n0", minPeers=9, **FAST)
-    nodes = [first]
-    for i in range(1, 10):
-        nodes.append((yield overlay.start(join=first, name=f"n{i}",
-                                          minPeers=9, **FAST)))
-    yield waitFor(lambda: all(len(n.peers) == 9 for n in nodes),
-                  timeout=15, what="a full mesh of 10")
-    # The node everyone joined through is one of the dead.
-    dead = [nodes[0], nodes[4], nodes[7]]
-    survivors = [n for n in nodes if n not in dead]
-    deadIds = {n.nodeId for n in dead}
-    crashedAt = reactor.seconds()
-    yield DeferredList([crash(n) for n in dead])
-    deadline = FAST["peerTimeout"] + 2 * FAST["pingInterval"] + 1.0
-    yield waitFor(lambda: all(
-        not deadIds & {p.node_id for p in n.peers.snapshot()}
-        for n in survivors), timeout=deadline,
-        what="the survivors to drop the dead")
-    assert reactor.seconds() - crashedAt <= deadline + 0.5
-    for n in survivors:
-        assert len(n.peers) == len(survivors) - 1
-
-    for origin in survivors:
-        origin.broadcast(f"from {origin.name}")
-    expected = {n: sorted(f"from {o.name}" for o in survivors if o is not n)
-                for n in survivors}
-    yield waitFor(lambda: all(
-        sorted(overlay.recorder(n).bodies("broadcast")) == expected[n]
-        for n in survivors), timeout=PROMPT, what="every broadcast everywhere")
-    # Let the flood's duplicates arrive, then check none was delivered.
-    yield pause(0.5)
-    for n in survivors:
-        assert sorted(overlay.recorder(n).bodies("broadcast")) == expected[n]
-    for n in dead:
-        assert not any(body.startswith("from ")
-                       for body in overlay.recorder(n).bodies("broadcast"))
-
-    # The dead are forgotten after forgetAfter, and no links remain.
-    yield waitFor(lambda: all(
-        not any(n.membership.book.get(i) for i in deadIds)
-        and not deadIds & set(n.membership.links) for n in survivors),
-        timeout=FAST["forgetAfter"] + FAST["reconnectMaxDelay"] + PROMPT,
-        what="the survivors to forget the dead")
-
-
-# -- 7. ten thousand direct messages ---------------------------------------------------------
+# -- 1. ten thousand direct messages ---------------------------------------------------------
 
 @pytest_twisted.inlineCallbacks
 def test_ten_thousand_direct_messages_arrive_once_and_in_order(overlay):
@@ -405,7 +114,7 @@ def test_ten_thousand_direct_messages_arrive_once_and_in_order(overlay):
     assert elapsed < 15, f"10,000 messages took {elapsed:.1f} s"
 
 
-# -- 8. bounds ---------------------------------------------------------------------------------
+# -- 2. bounds ---------------------------------------------------------------------------------
 
 @pytest_twisted.inlineCallbacks
 def test_max_inbound_turns_away_the_extra_connection(overlay, raw):
@@ -434,25 +143,6 @@ def test_max_inbound_turns_away_the_extra_connection(overlay, raw):
     yield pause(0.1)
     assert not late.closed and late.types() == ["HELLO"]
     assert len(t.connections) == 3
-
-
-@pytest_twisted.inlineCallbacks
-def test_max_outbound_refuses_a_second_dial(overlay):
-    n = yield overlay.start(maxOutbound=1, autoConnect=False)
-    x = yield overlay.start(autoConnect=False)
-    y = yield overlay.start(autoConnect=False)
-    peer = yield n.connect("127.0.0.1", x.listenPort)
-    assert peer.node_id == x.nodeId
-    with pytest.raises(PeerUnreachable) as info:
-        yield n.connect("127.0.0.1", y.listenPort)
-    assert "outbound" in str(info.value)
-    with pytest.raises(PeerUnreachable):
-        yield n.send(address(y), "through a dial")
-    assert {p.node_id for p in n.peers.snapshot()} == {x.nodeId}
-    # Inbound connections are counted apart: y may still dial n.
-    peer = yield y.connect("127.0.0.1", n.listenPort)
-    assert peer.node_id == n.nodeId
-    assert {p.node_id for p in n.peers.snapshot()} == {x.nodeId, y.nodeId}
 
 
 def peersMessage(count):
@@ -517,7 +207,7 @@ def test_the_address_book_never_exceeds_its_size(overlay, raw):
         assert book.get(nodeId).state == CONNECTED
 
 
-# -- 9. rate limits and bans ------------------------------------------------------------------
+# -- 3. rate limits and bans ------------------------------------------------------------------
 
 @pytest_twisted.inlineCallbacks
 def test_a_flooding_address_is_banned_and_others_are_served(overlay, raw,
@@ -596,7 +286,7 @@ def test_two_protocol_errors_in_a_row_ban_an_address(overlay, raw, log):
     yield assertMessagesFlow(overlay, a, t)
 
 
-# -- 10. a slow reader ------------------------------------------------------------------------
+# -- 4. a slow reader -------------------------------------------------------------------------
 
 @pytest_twisted.inlineCallbacks
 def test_a_peer_that_stops_reading_is_bounded_then_dropped(overlay, raw, log):

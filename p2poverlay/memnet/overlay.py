@@ -27,6 +27,7 @@ from p2poverlay.memnet.record import Reach, Recorder, components, mutualLinks
 from p2poverlay.message import NEIGHBOUR
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
+from p2poverlay.store import NodeStore
 
 NodeRef = Union[str, Node]
 # How far runUntil moves the clock between two looks at its predicate.
@@ -91,11 +92,15 @@ class MemoryOverlay:
 
     def addNode(self, join: Iterable[Union[NodeRef, Tuple[str, int]]] = (),
                 name: Optional[str] = None, start: bool = True,
-                **settings) -> Node:
+                store: Optional[NodeStore] = None, **settings) -> Node:
         """
         Make a node on a new host and (unless C{start} is false) start it.
 
         @param join: nodes (or addresses) it joins through at start.
+        @param store: an open L{NodeStore}: the node takes its id from it,
+            as a node with a data directory does, and saves its peers
+            there.  A store with no identity yet is given the overlay's id
+            for the node first, so that the run stays the seed's.
         @param settings: L{NodeConfig} fields that differ for this node.
         """
         if isinstance(join, (str, Node)):
@@ -110,7 +115,7 @@ class MemoryOverlay:
         config = replace(self.config, name=name, listen=f"tcp:{self.port}",
                          join=tuple(self._address(j) for j in join),
                          **settings)
-        return self._incarnate(name, nodeId, config, start)
+        return self._incarnate(name, nodeId, config, start, store)
 
     def addNodes(self, count: int, via: Optional[NodeRef] = None,
                  every: float = 0.0, **settings) -> List[Node]:
@@ -135,12 +140,17 @@ class MemoryOverlay:
         return added
 
     def _incarnate(self, name: str, nodeId: str, config: NodeConfig,
-                   start: bool) -> Node:
+                   start: bool, store: Optional[NodeStore] = None) -> Node:
+        """Make (and unless C{start} is false, start) a node of that name."""
         incarnation = self._incarnations.get(name, -1) + 1
         self._incarnations[name] = incarnation
         rng = random.Random(f"{self.seed}|node|{name}|{incarnation}")
-        node = Node(config, reactor=self.clock, nodeId=nodeId,
+        if store is not None and store.loadIdentity() is None:
+            store.saveIdentity(nodeId)
+        node = Node(config, reactor=self.clock,
+                    nodeId=nodeId if store is None else None, store=store,
                     network=self.network.host(self._hosts[name]), rng=rng)
+        self._names[node.nodeId] = name
         node.addObserver(self.records[name])
         self._nodes[name] = node
         if start:
@@ -222,10 +232,16 @@ class MemoryOverlay:
         self.crash(*victims, silent=silent)
         return sorted(victims, key=self.names.index)
 
-    def restart(self, node: NodeRef, **settings) -> Node:
+    def restart(self, node: NodeRef, store: Optional[NodeStore] = None,
+                **settings) -> Node:
         """
         Start a new node in place of a stopped one: same name, id, host and
         port, its host up again, but nothing remembered.
+
+        @param store: an open L{NodeStore}: the new node takes its id and
+            its saved peers from it (see L{addNode}).
+        @param settings: L{NodeConfig} fields that differ from the old
+            node's.
         """
         name = self._name(node)
         old = self._nodes[name]
@@ -233,7 +249,7 @@ class MemoryOverlay:
             raise ValueError(f"{name} is still running")
         self.network.bringUp(self._hosts[name])
         return self._incarnate(name, old.nodeId,
-                               replace(old.config, **settings), True)
+                               replace(old.config, **settings), True, store)
 
     def stop(self, node: NodeRef) -> "Deferred[None]":
         """Stop a node gracefully: it says BYE to its peers."""

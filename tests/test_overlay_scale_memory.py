@@ -1,5 +1,5 @@
 """
-Bounded degree and tree broadcast on overlays of 100 nodes over loopback TCP.
+Bounded degree and tree broadcast on memory overlays of 100 nodes.
 
 These tests assert properties (degree bounds, connectivity, exactly-once
 delivery, payload transmissions per delivery), never how long anything took.
@@ -11,14 +11,11 @@ import random
 from collections import Counter, deque
 from typing import Dict, List, Set
 
-import pytest_twisted
-from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
-from twisted.internet.task import deferLater
 
 from p2poverlay.message import NEIGHBOUR
 from p2poverlay import Node
-from helpers import crash, waitFor
+from memoverlay import bodies, memoryOverlay, outcome, start
 
 SIZE = 100
 # Graft only after a real loss, never because a loaded machine is slow.
@@ -70,28 +67,28 @@ def payloadsSent(nodes: List[Node]) -> int:
     return sum(n.stats.broadcastPayloadsSent for n in nodes)
 
 
-@pytest_twisted.inlineCallbacks
 def broadcastEverywhere(overlay, nodes: List[Node], origin: Node, body: str):
-    """Broadcast from C{origin}; wait until every other running node has it."""
+    """Broadcast from C{origin}; run until every other running node has it."""
     origin.broadcast(body)
     others = [n for n in nodes if alive(n) and n is not origin]
-    yield waitFor(
-        lambda: all(body in overlay.recorder(n).bodies("broadcast")
-                    for n in others),
-        timeout=30, what=f"{body!r} at every node")
+    overlay.runUntil(
+        lambda: all(body in bodies(overlay, n, "broadcast") for n in others),
+        30, f"{body!r} at every node")
     return others
 
 
-@pytest_twisted.inlineCallbacks
-def startOverlay(overlay, size: int, **config):
-    seed = yield overlay.start(name="n0", **config)
-    nodes = [seed]
+def startOverlay(seed: int, size: int, **config):
+    """A memory overlay of C{size} nodes, all joined through the first."""
+    overlay = memoryOverlay(seed, **config)
+    first = start(overlay, name="n0")
+    nodes = [first]
     for i in range(1, size):
-        nodes.append((yield overlay.start(join=seed, name=f"n{i}", **config)))
+        nodes.append(start(overlay, join=first, name=f"n{i}"))
     minPeers = config.get("minPeers", 8)
-    yield waitFor(lambda: settled(nodes, minPeers), timeout=60,
-                  what=f"every node with {minPeers} neighbours, connected")
-    return nodes
+    overlay.runUntil(lambda: settled(nodes, minPeers), 60,
+                     f"every node with {minPeers} neighbours, connected",
+                     step=0.1)
+    return overlay, nodes
 
 
 def assertDegreeBounds(nodes: List[Node], minPeers: int, maxPeers: int):
@@ -103,9 +100,8 @@ def assertDegreeBounds(nodes: List[Node], minPeers: int, maxPeers: int):
             assert all(c.role == NEIGHBOUR for c in node.topology.neighbours())
 
 
-@pytest_twisted.inlineCallbacks
-def test_a_hundred_nodes_form_a_bounded_connected_overlay(overlay):
-    nodes = yield startOverlay(overlay, SIZE, **SCALE)
+def test_a_hundred_nodes_form_a_bounded_connected_overlay():
+    overlay, nodes = startOverlay(1, SIZE, **SCALE)
     assertDegreeBounds(nodes, SCALE["minPeers"], SCALE["maxPeers"])
     # No hub: the seed everyone joined through holds no more than anyone.
     assert len(nodes[0].topology.neighbours()) <= SCALE["maxPeers"]
@@ -113,82 +109,74 @@ def test_a_hundred_nodes_form_a_bounded_connected_overlay(overlay):
     assert all(len(n.membership.book) > SCALE["maxPeers"] for n in nodes)
 
 
-@pytest_twisted.inlineCallbacks
-def test_tree_broadcast_delivers_exactly_once_at_one_payload_per_delivery(
-        overlay):
-    nodes = yield startOverlay(overlay, SIZE, **SCALE)
+def test_tree_broadcast_delivers_exactly_once_at_one_payload_per_delivery():
+    overlay, nodes = startOverlay(2, SIZE, **SCALE)
     rng = random.Random(5)
     # The first broadcasts shape the tree: duplicates prune links.
     for i in range(3):
-        yield broadcastEverywhere(overlay, nodes, rng.choice(nodes), f"warm {i}")
+        broadcastEverywhere(overlay, nodes, rng.choice(nodes), f"warm {i}")
     before = payloadsSent(nodes)
     rounds = 10
     for i in range(rounds):
-        yield broadcastEverywhere(overlay, nodes, rng.choice(nodes), f"steady {i}")
+        broadcastEverywhere(overlay, nodes, rng.choice(nodes), f"steady {i}")
     deliveries = rounds * (SIZE - 1)
     assert (payloadsSent(nodes) - before) / deliveries <= 1.2
     for node in nodes:
-        bodies = overlay.recorder(node).bodies("broadcast")
-        counts = Counter(bodies)
+        counts = Counter(bodies(overlay, node, "broadcast"))
         assert all(count == 1 for count in counts.values()), node.name
     # Flooding the same graph costs a payload per neighbour link and hop.
     eager = sum(len(n.broadcaster.eager) for n in nodes) / 2
     assert eager == SIZE - 1, "the eager links form a spanning tree"
 
 
-@pytest_twisted.inlineCallbacks
-def test_flooding_sends_a_payload_over_every_link(overlay):
-    nodes = yield startOverlay(overlay, 30, broadcastMode="flood", **SCALE)
+def test_flooding_sends_a_payload_over_every_link():
+    overlay, nodes = startOverlay(3, 30, broadcastMode="flood", **SCALE)
     before = payloadsSent(nodes)
-    yield broadcastEverywhere(overlay, nodes, nodes[7], "flooded")
+    broadcastEverywhere(overlay, nodes, nodes[7], "flooded")
     links = sum(len(g) for g in neighbourGraph(nodes).values()) / 2
     # Every link carries it once in each direction but the origin's
     # and the first arrival's: 2E - (N - 1).
     assert payloadsSent(nodes) - before == 2 * links - (len(nodes) - 1)
 
 
-@pytest_twisted.inlineCallbacks
-def test_the_tree_repairs_itself_when_nodes_on_it_die(overlay):
-    nodes = yield startOverlay(overlay, 40, **dict(SCALE, graftTimeout=0.3))
+def test_the_tree_repairs_itself_when_nodes_on_it_die():
+    overlay, nodes = startOverlay(4, 40, **dict(SCALE, graftTimeout=0.3))
     for i in range(3):
-        yield broadcastEverywhere(overlay, nodes, nodes[0], f"warm {i}")
+        broadcastEverywhere(overlay, nodes, nodes[0], f"warm {i}")
     # Kill the nodes with most eager links: the inner nodes of the tree.
     inner = sorted(nodes[1:], key=lambda n: len(n.broadcaster.eager))[-4:]
-    yield DeferredList([crash(n) for n in inner])
+    outcome(overlay, DeferredList([n.abort() for n in inner]))
     survivors = [n for n in nodes if alive(n)]
     for i in range(3):
-        yield broadcastEverywhere(overlay, survivors, nodes[0], f"after {i}")
+        broadcastEverywhere(overlay, survivors, nodes[0], f"after {i}")
     for node in survivors:
-        counts = Counter(overlay.recorder(node).bodies("broadcast"))
+        counts = Counter(bodies(overlay, node, "broadcast"))
         assert all(count == 1 for count in counts.values()), node.name
 
 
-@pytest_twisted.inlineCallbacks
-def test_churn_keeps_the_overlay_connected_and_bounded(overlay):
-    nodes = yield startOverlay(overlay, 60, **SCALE)
+def test_churn_keeps_the_overlay_connected_and_bounded():
+    overlay, nodes = startOverlay(5, 60, **SCALE)
     rng = random.Random(11)
     victims = rng.sample(nodes[1:], 15)
-    yield DeferredList([crash(n) for n in victims])
+    outcome(overlay, DeferredList([n.abort() for n in victims]))
     newcomers = []
     for i in range(10):
-        newcomers.append((yield overlay.start(
-            join=rng.choice([n for n in nodes if alive(n)]),
-            name=f"new{i}", **SCALE)))
+        newcomers.append(start(
+            overlay, join=rng.choice([n for n in nodes if alive(n)]),
+            name=f"new{i}"))
     living = [n for n in nodes + newcomers if alive(n)]
-    yield waitFor(lambda: settled(living, SCALE["minPeers"]), timeout=60,
-                  what="the overlay settled after churn")
+    overlay.runUntil(lambda: settled(living, SCALE["minPeers"]), 60,
+                     "the overlay settled after churn", step=0.1)
     assertDegreeBounds(living, SCALE["minPeers"], SCALE["maxPeers"])
-    yield broadcastEverywhere(overlay, living, newcomers[-1], "after churn")
+    broadcastEverywhere(overlay, living, newcomers[-1], "after churn")
     for node in living:
-        counts = Counter(overlay.recorder(node).bodies("broadcast"))
+        counts = Counter(bodies(overlay, node, "broadcast"))
         assert counts["after churn"] == (0 if node is newcomers[-1] else 1)
 
 
-@pytest_twisted.inlineCallbacks
-def test_broadcasts_sent_while_nodes_join_and_crash_reach_every_stayer_once(
-        overlay):
+def test_broadcasts_sent_while_nodes_join_and_crash_reach_every_stayer_once():
     config = dict(SCALE, graftTimeout=0.3)
-    nodes = yield startOverlay(overlay, 40, **config)
+    overlay, nodes = startOverlay(6, 40, **config)
     rng = random.Random(23)
     victims = rng.sample(nodes[1:], 5)
     stayers = [n for n in nodes if n not in victims]
@@ -198,18 +186,17 @@ def test_broadcasts_sent_while_nodes_join_and_crash_reach_every_stayer_once(
         origins[body] = rng.choice(stayers)
         origins[body].broadcast(body)
         if i % 4 == 1:
-            yield crash(victims.pop())
+            outcome(overlay, victims.pop().abort())
         if i % 4 == 3:
-            yield overlay.start(join=rng.choice(stayers), name=f"late{i}",
-                                **config)
-        yield deferLater(reactor, 0.02, lambda: None)
+            start(overlay, join=rng.choice(stayers), name=f"late{i}")
+        overlay.run(0.02)
 
     def missing(node):
         expected = {b for b, origin in origins.items() if origin is not node}
-        return expected - set(overlay.recorder(node).bodies("broadcast"))
+        return expected - set(bodies(overlay, node, "broadcast"))
 
-    yield waitFor(lambda: not any(missing(n) for n in stayers), timeout=30,
-                  what="every broadcast at every node that stayed")
+    overlay.runUntil(lambda: not any(missing(n) for n in stayers), 30,
+                     "every broadcast at every node that stayed")
     for node in stayers:
-        counts = Counter(overlay.recorder(node).bodies("broadcast"))
+        counts = Counter(bodies(overlay, node, "broadcast"))
         assert all(count == 1 for count in counts.values()), node.name
