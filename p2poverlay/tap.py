@@ -268,13 +268,16 @@ class Options(usage.Options):
 
         twistd writes C{twistd.pid} there by default and refuses to start a
         second server: unless C{--pidfile} was given, a node in the
-        foreground writes no pid file and a daemon writes C{p2p-PORT.pid}.
+        foreground writes no pid file and a daemon writes C{node.pid} in its
+        data directory.
 
         A daemon logs to C{twistd.log} by default, which daemons sharing the
         directory would all write at once; in the foreground twistd logs to
         standard output, where the console is.  Unless C{--logfile} was
-        given, a daemon and a node with a console log to C{p2p-PORT.log}
-        (and the console shows warnings and errors).
+        given, a daemon and a node with a console log to C{node.log} in
+        their data directory (and the console shows warnings and errors).
+        A node without a data directory uses C{p2p-PORT.pid} and
+        C{p2p-PORT.log} in the working directory instead.
         """
         parent = self.parent
         self["foreground"] = bool(parent and parent.get("nodaemon"))
@@ -282,14 +285,20 @@ class Options(usage.Options):
                            and not stdinIsNull())
         if parent is None:
             return
-        label = portLabel(self["listen"])
+        # Each node's files under its one directory, where it has one.
+        if self["data-dir"]:
+            pidFile = os.path.join(self["data-dir"], "node.pid")
+            logFile = os.path.join(self["data-dir"], "node.log")
+        else:
+            label = portLabel(self["listen"])
+            pidFile, logFile = f"p2p-{label}.pid", f"p2p-{label}.log"
         # twistd makes the pid file's path absolute only after this runs,
         # so its default still reads exactly "twistd.pid" here.
         if parent.get("pidfile") == _TWISTD_DEFAULT_PIDFILE:
-            parent["pidfile"] = "" if self["foreground"] else f"p2p-{label}.pid"
+            parent["pidfile"] = "" if self["foreground"] else pidFile
         if (self["console"] or not self["foreground"]) \
                 and parent.get("logfile") is None:
-            parent["logfile"] = f"p2p-{label}.log"
+            parent["logfile"] = logFile
 
 
 class P2PService(MultiService):

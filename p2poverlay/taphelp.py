@@ -120,7 +120,8 @@ PREAMBLE = """\
 twistd's own options come before 'p2p': -n runs the node in the
 foreground, with a console on standard input (without -n it runs as a
 daemon); --logfile=FILE sends the log to FILE, '-' to standard output.
-By default a node with a console or a daemon logs to p2p-PORT.log.
+By default a node with a console or a daemon logs to node.log in its
+data directory.
 'twistd --help' lists the others.
 """
 

@@ -135,11 +135,12 @@ def test_join_own_address(processes):
 
 def test_daemon(processes, tmp_path):
     """
-    Without C{-n} the node runs in the background, writes p2p-PORT.pid, is
-    reachable by a foreground node, and leaves on SIGTERM.
+    Without C{-n} the node runs in the background, writes its pid to
+    p2p-PORT/node.pid, is reachable by a foreground node, and leaves on
+    SIGTERM.
     """
     port = freePort()
-    pidfile = tmp_path / f"p2p-{port}.pid"
+    pidfile = tmp_path / f"p2p-{port}" / "node.pid"
     result = runTwistd(
         ["--logfile=node.log", "p2p", "--port", LOOPBACK_ENDPOINT.format(port)],
         cwd=tmp_path, timeout=DEADLINE + 5)

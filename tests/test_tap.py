@@ -165,7 +165,9 @@ def test_foreground_with_console(monkeypatch):
                           monkeypatch=monkeypatch)
     assert config.subCommand == "p2p"
     assert config["pidfile"] == ""
-    assert config["logfile"] == "p2p-9000.log"
+    # The node's files live in its one directory, p2p-PORT.
+    assert config["logfile"] == os.path.abspath(os.path.join("p2p-9000",
+                                                             "node.log"))
     assert config.subOptions["foreground"] is True
     assert config.subOptions["console"] is True
 
@@ -185,8 +187,9 @@ def test_foreground_without_console(monkeypatch):
 def test_daemon(monkeypatch):
     config = twistdConfig("p2p", "--port", "tcp:9001:interface=127.0.0.1",
                           console=True, monkeypatch=monkeypatch)
-    assert config["pidfile"].endswith("p2p-9001.pid")
-    assert config["logfile"] == "p2p-9001.log"
+    assert config["pidfile"].endswith(os.path.join("p2p-9001", "node.pid"))
+    assert config["logfile"] == os.path.abspath(os.path.join("p2p-9001",
+                                                             "node.log"))
     assert config.subOptions["foreground"] is False
     assert config.subOptions["console"] is False
 
@@ -330,13 +333,15 @@ def test_a_daemon_still_gets_its_port_after_the_check(tmp_path):
     result = runTwistd(["p2p", "--port", LOOPBACK_ENDPOINT.format(port)],
                        cwd=tmp_path, timeout=DEADLINE + 5)
     assert result.returncode == 0, result.stdout + result.stderr
-    pidFile = tmp_path / f"p2p-{port}.pid"
-    log = tmp_path / f"p2p-{port}.log"
+    pidFile = tmp_path / f"p2p-{port}" / "node.pid"
+    log = tmp_path / f"p2p-{port}" / "node.log"
     try:
         waitUntil(lambda: log.exists() and "listening on" in log.read_text(),
                   "the daemon listening")
-        # A daemon logs to p2p-PORT.log, not to twistd.log shared with others.
+        # A daemon keeps its files in its data directory, not twistd.log
+        # and twistd.pid shared with others.
         assert not (tmp_path / "twistd.log").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"p2p-{port}"]
         assert "Traceback" not in log.read_text()
     finally:
         waitUntil(pidFile.exists, "the pid file")
