@@ -32,6 +32,9 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from p2poverlay.commandtable import (
+    ATTACHED_COMMANDS, DETACH, HELP, NODE_COMMANDS, formatHelp,
+)
 from p2poverlay.controlwire import (
     CLOSING, CONTROL_SOCKET, EVENT, HELLO, REPLY, decode, defaultControlPath,
     encode, replyMessage, requestMessage,
@@ -42,12 +45,13 @@ PROG = "p2p-console"
 CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_PORT = 9000
-DETACH = "detach"
 # At a node's own console 'quit' is 'exit'; here it could as well mean
 # 'detach', so it is refused rather than stopping a node by mistake.
 QUIT = "quit"
 QUIT_HINT = ("quit: type 'detach' (or Ctrl-D) to leave this console, "
              "'exit' to stop the node")
+DETACH_HINT = ("detach: only an attached console detaches; run p2p-console "
+               "without a command to attach")
 
 
 class ClientError(Exception):
@@ -57,7 +61,8 @@ class ClientError(Exception):
 class ControlClientProtocol(LineReceiver):
     """
     The client side of the control protocol: sends requests, matches
-    replies to them by id, and hands every event to C{onEvent}.
+    replies to them by id, and hands every event to C{onEvent} (and a
+    reply to no request of its own to C{onStrayReply}).
     """
 
     # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
@@ -70,7 +75,7 @@ class ControlClientProtocol(LineReceiver):
         self.hello: Deferred[dict] = Deferred()
         self.closed: Deferred[None] = Deferred()
         self.onEvent: Callable[[dict], None] = lambda message: None
-        self.onReply: Callable[[dict], None] = lambda message: None
+        self.onStrayReply: Callable[[dict], None] = lambda message: None
         self.problem: Optional[str] = None
         self.stopping = False
         self._pending: Dict[int, Deferred] = {}
@@ -99,12 +104,13 @@ class ControlClientProtocol(LineReceiver):
             if not self.hello.called:
                 self.hello.callback(message)
         elif kind == REPLY:
-            self.onReply(message)
             requestId = message.get("id")
             d = self._pending.pop(requestId, None) \
                 if isinstance(requestId, int) else None
             if d is not None:
                 d.callback(message)
+            else:
+                self.onStrayReply(message)
         elif kind == EVENT:
             if message.get("event") == CLOSING:
                 self.stopping = True
@@ -130,11 +136,19 @@ class ControlClientProtocol(LineReceiver):
 
 # -- where the node is ----------------------------------------------------------
 
+def helpEpilog() -> str:
+    """What C{p2p-console --help} says of the commands, after the options."""
+    return (formatHelp(ATTACHED_COMMANDS)
+            + f"\n\n'{DETACH.name}' is for an attached console only.")
+
+
 def parseArguments(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Send commands to a p2poverlay node running in the "
-                    "background, or attach to it.")
+                    "background, or attach to it.",
+        epilog=helpEpilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--data-dir", metavar="D",
@@ -155,8 +169,9 @@ def parseArguments(argv: List[str]) -> argparse.Namespace:
         help=f"how long to wait for an answer [{DEFAULT_TIMEOUT:g}]")
     parser.add_argument(
         "command", nargs=argparse.REMAINDER,
-        help="a command to run once (send, broadcast, peers, info, help, "
-             "exit); without one, attach")
+        help=f"a command to run once "
+             f"({', '.join(spec.name for spec in NODE_COMMANDS)}); "
+             f"without one, attach")
     options = parser.parse_args(argv)
     if not options.timeout > 0:
         parser.error("--timeout must be more than 0")
@@ -228,9 +243,27 @@ def replyJSON(message: dict) -> str:
 
 # -- running one command ----------------------------------------------------------
 
+def withDetach(message: dict) -> dict:
+    """
+    The node's answer to C{help}, with the client's own C{detach} added
+    to its lines and, if it has one, to its structured result.
+    """
+    message = dict(message)
+    message["lines"] = list(message.get("lines") or []) + \
+        formatHelp([DETACH]).splitlines()[1:]
+    result = message.get("result")
+    if isinstance(result, dict) and isinstance(result.get("commands"), list):
+        message["result"] = dict(result, commands=result["commands"] + [
+            DETACH.view()])
+    return message
+
+
 async def runOnce(reactor, options) -> int:
-    if options.command[0].lower() == QUIT:
+    word = options.command[0].lower()
+    if word == QUIT:
         raise ClientError(QUIT_HINT)
+    if word == DETACH.name:
+        raise ClientError(DETACH_HINT)
     protocol = await connect(reactor, options)
     command = " ".join(options.command)
     try:
@@ -275,7 +308,7 @@ class AttachedConsole(LineReceiver):
         self.closed: Deferred[None] = Deferred()
         client.onEvent = self._event
         if wantJSON:
-            client.onReply = self._showJSON
+            client.onStrayReply = self._showJSON
         client.closed.addCallback(lambda _: self._finish())
 
     def say(self, text: str) -> None:
@@ -296,15 +329,16 @@ class AttachedConsole(LineReceiver):
         if not text:
             return
         word = text.split()[0].lower()
-        if word == DETACH:
+        if word == DETACH.name:
             self._detach()
             return
         if word == QUIT:
             self._notice(QUIT_HINT)
             return
         d = self.client.request(text, self.wantJSON)
-        if not self.wantJSON:
-            d.addCallback(self._showReply)
+        if word == HELP.name:
+            d.addCallback(withDetach)
+        d.addCallback(self._showJSON if self.wantJSON else self._showReply)
         d.addErrback(lambda _: None)  # The connection went: _finish says so.
 
     def _showReply(self, message: dict) -> None:

@@ -528,7 +528,10 @@ def test_connectionProblem():
 
 
 def test_client_imports_nothing_of_the_node():
-    """p2p-console loads the wire format and escaping, not the server."""
+    """
+    p2p-console loads the wire format, the command table and escaping,
+    not the server.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(p2poverlay.__file__)))
     script = ("import sys, p2poverlay.client; print(' '.join(sorted("
               "m for m in sys.modules if m.startswith('p2poverlay'))))")
@@ -536,6 +539,7 @@ def test_client_imports_nothing_of_the_node():
         [sys.executable, "-c", script], capture_output=True, text=True,
         check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root)).stdout
     assert loaded.split() == ["p2poverlay", "p2poverlay.client",
+                              "p2poverlay.commandtable",
                               "p2poverlay.controlwire", "p2poverlay.text"]
 
 
