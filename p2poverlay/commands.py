@@ -25,12 +25,12 @@ from twisted.python.failure import Failure
 
 from p2poverlay import commandtable
 from p2poverlay.commandtable import CommandSpec, formatHelp
-from p2poverlay.errors import OverlayError
+from p2poverlay.errors import OverlayError, SelfConnection, UnknownPeer
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
-    broadcastView, describeNode, knownLines, knownView, nodeView,
-    peersLines, peersView, peerView,
+    broadcastView, count, infoLine, knownLines, knownView, nodeView,
+    ownReference, peersLines, peersView, peerView,
 )
 
 
@@ -170,7 +170,12 @@ class CommandInterpreter:
                          {"delivered_to": peerView(peer)})
 
         def failed(reason: Failure) -> Reply:
-            if reason.check(OverlayError):
+            own = ownReference(self.node, target)
+            if reason.check(SelfConnection):
+                why = "that address is this node itself"
+            elif reason.check(UnknownPeer) and own is not None:
+                why = f"that is this node's own {own}"
+            elif reason.check(OverlayError):
                 why = reason.getErrorMessage()
             else:
                 why = f"{reason.type.__name__}: {reason.getErrorMessage()}"
@@ -187,9 +192,8 @@ class CommandInterpreter:
         if not neighbours:
             why = "broadcast not sent: no peers connected"
             return Reply.failed(why, why)
-        plural = "s" if neighbours != 1 else ""
         return Reply(
-            [f"broadcast {messageId[:8]} sent to {neighbours} neighbour{plural}"],
+            [f"broadcast {messageId[:8]} sent to {count(neighbours, 'neighbour')}"],
             broadcastView(messageId, neighbours))
 
     @handles(commandtable.PEERS)
@@ -202,9 +206,7 @@ class CommandInterpreter:
 
     @handles(commandtable.INFO)
     def do_info(self, args: str) -> Reply:
-        node = self.node
-        return Reply([f"{describeNode(node)}, {len(node.peers)} peers"],
-                     nodeView(node))
+        return Reply([infoLine(self.node)], nodeView(self.node))
 
     @handles(commandtable.HELP)
     def do_help(self, args: str) -> Reply:

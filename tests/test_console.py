@@ -144,10 +144,30 @@ def test_peers_lists_one_line_per_peer(node, console):
                                     "connected", "since"]
 
 
+class Port:
+    """A listening port as the node sees it."""
+
+    def __init__(self, host="0.0.0.0", port=9000):
+        self.address = IPv4Address("TCP", host, port)
+
+    def getHost(self):
+        return self.address
+
+
 def test_info(node, console):
     addPeer(node)
     assert console.type("info") == [
-        f"node {node.nodeId} 'me' listening on port 0, 1 peers"]
+        f"node {node.nodeId} 'me' not listening yet, 1 peer"]
+    addPeer(node, CAROL, 9001, "carol")
+    node.listener.port = Port()
+    assert console.type("info") == [
+        f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers"]
+
+
+def test_info_of_a_node_without_a_name(consoles):
+    node = Node(NodeConfig(), reactor=MemoryReactorClock())
+    assert consoles(node).type("info") == [
+        f"node {node.nodeId} (no name) not listening yet, 0 peers"]
 
 
 @pytest.mark.parametrize("command, usage", [

@@ -98,7 +98,7 @@ def test_request_and_reply(node, client):
     client.received()
     (reply,) = client.request("info", requestId=7)
     assert reply == {"type": "reply", "id": 7, "ok": True, "lines": [
-        f"node {node.nodeId} 'me' listening on port 0, 0 peers"]}
+        f"node {node.nodeId} 'me' not listening yet, 0 peers"]}
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
