@@ -529,8 +529,8 @@ def test_connectionProblem():
 
 def test_client_imports_nothing_of_the_node():
     """
-    p2p-console loads the wire format, the command table and escaping,
-    not the server.
+    p2p-console loads the wire format, the command table, the terminal
+    and escaping, not the server.
     """
     root = os.path.dirname(os.path.dirname(os.path.abspath(p2poverlay.__file__)))
     script = ("import sys, p2poverlay.client; print(' '.join(sorted("
@@ -540,7 +540,10 @@ def test_client_imports_nothing_of_the_node():
         check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root)).stdout
     assert loaded.split() == ["p2poverlay", "p2poverlay.client",
                               "p2poverlay.commandtable",
-                              "p2poverlay.controlwire", "p2poverlay.text"]
+                              "p2poverlay.controlclient",
+                              "p2poverlay.controlwire", "p2poverlay.lineedit",
+                              "p2poverlay.linesearch", "p2poverlay.lineview",
+                              "p2poverlay.terminal", "p2poverlay.text"]
 
 
 # -- the --control option -------------------------------------------------------------

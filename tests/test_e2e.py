@@ -103,6 +103,8 @@ def test_end_of_piped_input_keeps_serving(processes):
     a = processes.node("A")
     b = processes.node("B")
     b.closeInput()
+    b.expect(rf"^end of input: console detached; the node keeps serving "
+             rf"\(stop it with: kill {b.proc.pid}\)$")
     # Two round trips: B has surely read the end of its input by the
     # second one, and still answers.
     for text in ("one", "two"):
