@@ -24,7 +24,7 @@ from p2poverlay.config import NodeConfig
 
 SOURCE_ROOT = str(Path(p2poverlay.__file__).resolve().parent.parent)
 BANNER = re.compile(r"^node (?P<id>[0-9a-f]{32}) listening on [^ ]+:(?P<port>\d+);")
-INFO = re.compile(r"^node [0-9a-f]{32}.* listening on port \d+, (?P<peers>\d+) peers$")
+INFO = re.compile(r"^node [0-9a-f]{32} .* listening on \S+, (?P<peers>\d+) peers?$")
 DEADLINE = 60.0
 
 

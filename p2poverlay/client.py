@@ -12,129 +12,58 @@ scripts.  See C{docs/control.rst} for the protocol it speaks.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, List, Optional, Tuple
 
-from twisted.internet import stdio
 from twisted.internet.defer import (
     Deferred, DeferredList, TimeoutError, ensureDeferred,
 )
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.internet.endpoints import (
-    UNIXClientEndpoint, clientFromString, connectProtocol,
-)
-from twisted.internet.error import (
-    ConnectionRefusedError, TimeoutError as ConnectTimeout,
-)
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2poverlay.controlwire import (
-    CLOSING, CONTROL_SOCKET, EVENT, HELLO, REPLY, decode, defaultControlPath,
-    encode, replyMessage, requestMessage,
+from p2poverlay.commandtable import (
+    ATTACHED_COMMANDS, DETACH, HELP, NODE_COMMANDS, formatHelp,
 )
-from p2poverlay.text import escape
+from p2poverlay.controlclient import (
+    DEFAULT_PORT, ClientError, ControlClientProtocol, connect,
+    connectionProblem, controlEndpoint,
+)
+from p2poverlay.controlwire import CONTROL_SOCKET, replyMessage
+from p2poverlay.terminal import isTerminal, openConsole
+from p2poverlay.text import escape, fieldLines
+
+__all__ = ["AttachedConsole", "ClientError", "ControlClientProtocol",
+           "connectionProblem", "controlEndpoint", "main", "parseArguments"]
 
 PROG = "p2p-console"
-CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_PORT = 9000
-DETACH = "detach"
 # At a node's own console 'quit' is 'exit'; here it could as well mean
 # 'detach', so it is refused rather than stopping a node by mistake.
 QUIT = "quit"
 QUIT_HINT = ("quit: type 'detach' (or Ctrl-D) to leave this console, "
              "'exit' to stop the node")
+DETACH_HINT = ("detach: only an attached console detaches; run p2p-console "
+               "without a command to attach")
 
 
-class ClientError(Exception):
-    """Ends the client with a one-line message and exit status 1."""
+# -- the command line -----------------------------------------------------------
 
+def helpEpilog() -> str:
+    """What C{p2p-console --help} says of the commands, after the options."""
+    return (formatHelp(ATTACHED_COMMANDS)
+            + f"\n\n'{DETACH.name}' is for an attached console only.")
 
-class ControlClientProtocol(LineReceiver):
-    """
-    The client side of the control protocol: sends requests, matches
-    replies to them by id, and hands every event to C{onEvent}.
-    """
-
-    # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
-    transport: Any
-
-    delimiter = b"\n"
-    MAX_LENGTH = 1 << 24
-
-    def __init__(self) -> None:
-        self.hello: Deferred[dict] = Deferred()
-        self.closed: Deferred[None] = Deferred()
-        self.onEvent: Callable[[dict], None] = lambda message: None
-        self.onReply: Callable[[dict], None] = lambda message: None
-        self.problem: Optional[str] = None
-        self.stopping = False
-        self._pending: Dict[int, Deferred] = {}
-        self._nextId = 0
-
-    def request(self, command: str, wantJSON: bool = False) -> "Deferred[dict]":
-        """Send C{command}; the Deferred fires with the node's reply."""
-        self._nextId += 1
-        d: Deferred[dict] = Deferred()
-        self._pending[self._nextId] = d
-        self.transport.write(encode(
-            requestMessage(self._nextId, command, wantJSON)))
-        return d
-
-    def pending(self) -> List[Deferred]:
-        return list(self._pending.values())
-
-    def lineReceived(self, line: bytes) -> None:
-        try:
-            message = decode(line)
-        except ValueError:
-            self._broken("the answer is not the control protocol")
-            return
-        kind = message["type"]
-        if kind == HELLO:
-            if not self.hello.called:
-                self.hello.callback(message)
-        elif kind == REPLY:
-            self.onReply(message)
-            requestId = message.get("id")
-            d = self._pending.pop(requestId, None) \
-                if isinstance(requestId, int) else None
-            if d is not None:
-                d.callback(message)
-        elif kind == EVENT:
-            if message.get("event") == CLOSING:
-                self.stopping = True
-            self.onEvent(message)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self._broken("an answer was too long")
-
-    def _broken(self, why: str) -> None:
-        if self.problem is None:
-            self.problem = why
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason: Optional[Failure] = None) -> None:
-        why = self.problem or "the node closed the connection"
-        pending, self._pending = self._pending, {}
-        for d in pending.values():
-            d.errback(ClientError(why))
-        if not self.hello.called:
-            self.hello.errback(ClientError(why))
-        self.closed.callback(None)
-
-
-# -- where the node is ----------------------------------------------------------
 
 def parseArguments(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Send commands to a p2poverlay node running in the "
-                    "background, or attach to it.")
+                    "background, or attach to it.",
+        epilog=helpEpilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--data-dir", metavar="D",
@@ -155,63 +84,13 @@ def parseArguments(argv: List[str]) -> argparse.Namespace:
         help=f"how long to wait for an answer [{DEFAULT_TIMEOUT:g}]")
     parser.add_argument(
         "command", nargs=argparse.REMAINDER,
-        help="a command to run once (send, broadcast, peers, info, help, "
-             "exit); without one, attach")
+        help=f"a command to run once "
+             f"({', '.join(spec.name for spec in NODE_COMMANDS)}); "
+             f"without one, attach")
     options = parser.parse_args(argv)
     if not options.timeout > 0:
         parser.error("--timeout must be more than 0")
     return options
-
-
-def controlEndpoint(reactor, options: argparse.Namespace):
-    """The client endpoint to the node, and how to name it to the user."""
-    if options.control is not None:
-        try:
-            return clientFromString(reactor, options.control), options.control
-        except (ValueError, KeyError, TypeError) as e:
-            raise ClientError(
-                f"--control {options.control!r}: not a client endpoint ({e})") from None
-    if options.data_dir is not None:
-        directory = options.data_dir
-    else:
-        port = DEFAULT_PORT if options.port is None else options.port
-        directory = f"p2p-{port}"
-    path = defaultControlPath(directory)
-    return UNIXClientEndpoint(reactor, path, timeout=CONNECT_TIMEOUT), path
-
-
-def connectionProblem(reason: Failure) -> str:
-    """Why a connection could not be made, in a few words."""
-    if reason.check(ConnectionRefusedError):
-        return "connection refused"
-    if reason.check(ConnectTimeout):
-        return "timed out"
-    code = getattr(reason.value, "osError", None)
-    if code == errno.ENOENT:
-        return "no such socket"
-    if code == errno.EACCES:
-        return "permission denied"
-    text = reason.getErrorMessage().strip().rstrip(".")
-    return text.splitlines()[0] if text else reason.type.__name__
-
-
-async def connect(reactor, options) -> ControlClientProtocol:
-    endpoint, where = controlEndpoint(reactor, options)
-    protocol = ControlClientProtocol()
-    try:
-        await connectProtocol(endpoint, protocol)
-    except Exception:
-        raise ClientError(
-            f"no node answers at {where} ({connectionProblem(Failure())})") from None
-    try:
-        await protocol.hello.addTimeout(options.timeout, reactor)
-    except TimeoutError:
-        protocol.transport.abortConnection()
-        raise ClientError(f"no answer from {where}: is it a node's control "
-                          f"endpoint?") from None
-    except ClientError as e:
-        raise ClientError(f"no node answers at {where} ({e})") from None
-    return protocol
 
 
 # -- printing -------------------------------------------------------------------
@@ -228,9 +107,27 @@ def replyJSON(message: dict) -> str:
 
 # -- running one command ----------------------------------------------------------
 
+def withDetach(message: dict) -> dict:
+    """
+    The node's answer to C{help}, with the client's own C{detach} added
+    to its lines and, if it has one, to its structured result.
+    """
+    message = dict(message)
+    message["lines"] = list(message.get("lines") or []) + \
+        formatHelp([DETACH]).splitlines()[1:]
+    result = message.get("result")
+    if isinstance(result, dict) and isinstance(result.get("commands"), list):
+        message["result"] = dict(result, commands=result["commands"] + [
+            DETACH.view()])
+    return message
+
+
 async def runOnce(reactor, options) -> int:
-    if options.command[0].lower() == QUIT:
+    word = options.command[0].lower()
+    if word == QUIT:
         raise ClientError(QUIT_HINT)
+    if word == DETACH.name:
+        raise ClientError(DETACH_HINT)
     protocol = await connect(reactor, options)
     command = " ".join(options.command)
     try:
@@ -273,9 +170,10 @@ class AttachedConsole(LineReceiver):
         self.reactor = reactor
         self.done: Deferred[None] = Deferred()
         self.closed: Deferred[None] = Deferred()
+        self.detached = False
         client.onEvent = self._event
         if wantJSON:
-            client.onReply = self._showJSON
+            client.onStrayReply = self._showJSON
         client.closed.addCallback(lambda _: self._finish())
 
     def say(self, text: str) -> None:
@@ -296,15 +194,16 @@ class AttachedConsole(LineReceiver):
         if not text:
             return
         word = text.split()[0].lower()
-        if word == DETACH:
+        if word == DETACH.name:
             self._detach()
             return
         if word == QUIT:
             self._notice(QUIT_HINT)
             return
         d = self.client.request(text, self.wantJSON)
-        if not self.wantJSON:
-            d.addCallback(self._showReply)
+        if word == HELP.name:
+            d.addCallback(withDetach)
+        d.addCallback(self._showJSON if self.wantJSON else self._showReply)
         d.addErrback(lambda _: None)  # The connection went: _finish says so.
 
     def _showReply(self, message: dict) -> None:
@@ -351,21 +250,51 @@ class AttachedConsole(LineReceiver):
             self.done.errback(ClientError(
                 self.client.problem or "the node closed the connection"))
         else:
+            self.detached = detached
             self.done.callback(None)
+
+
+def helloFields(hello: dict, where: Optional[str]) -> List[Tuple[str, str]]:
+    """
+    What an attached terminal shows under its first line: the node's
+    name, the endpoint attached to, and where the node logs and serves
+    its web UI if its C{hello} says.
+    """
+    fields = [("name", str(hello.get("name") or "(none)"))]
+    if where:
+        fields.append(("control", where))
+    for key, label in (("log", "log"), ("web", "web UI")):
+        if hello.get(key):
+            fields.append((label, str(hello[key])))
+    return fields
+
+
+def helloPrompt(hello: dict) -> str:
+    """The prompt of an attached terminal: the node's name or short id."""
+    label = hello.get("name") or str(hello.get("node_id", ""))[:8] or "node"
+    return f"{escape(str(label))}> "
 
 
 async def attach(reactor, options) -> int:
     client = await connect(reactor, options)
     hello = await client.hello
     console = AttachedConsole(client, options.json, options.timeout, reactor)
-    io = stdio.StandardIO(console, reactor=reactor)
+    terminal = isTerminal(0, 1) and not options.json
+    io = openConsole(console, helloPrompt(hello),
+                     [spec.name for spec in ATTACHED_COMMANDS],
+                     reactor=reactor, terminal=terminal)
     if options.json:
         console.say(json.dumps(hello))
     else:
         console.say(f"attached to {escape(str(hello.get('line', 'a node')))}"
                     f"; type 'help' for commands, 'detach' or Ctrl-D to leave")
+    if terminal:
+        for line in fieldLines(helloFields(hello, client.where)):
+            console.say(line)
     try:
         await console.done
+        if terminal and console.detached:
+            console.say("detached; the node keeps running")
     finally:
         # Let what is still to be printed reach standard output.
         io.loseConnection()

@@ -6,8 +6,10 @@ L{CommandInterpreter} parses one command line and runs it against a
 L{Node}; every command answers with a L{Reply}: the lines a console prints
 and a structured, JSON-able result for scripts.  The stdio console and the
 control endpoint both use it, so they accept the same commands and print
-the same lines.  A new command is one method decorated with L{command}.
-How each record reads, as a line and as JSON, is L{p2poverlay.views}'s.
+the same lines.  The built-in commands' usage and help are in
+L{p2poverlay.commandtable}; a new command is one method decorated with
+L{command}.  How each record reads, as a line and as JSON, is
+L{p2poverlay.views}'s.
 
 Lines are plain text: whoever prints them to a terminal passes them
 through L{p2poverlay.text.escape} first.
@@ -21,12 +23,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
-from p2poverlay.errors import OverlayError
+from p2poverlay import commandtable
+from p2poverlay.commandtable import CommandSpec, formatHelp
+from p2poverlay.errors import OverlayError, SelfConnection, UnknownPeer
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
-    broadcastView, describeNode, knownLines, knownView, nodeView,
-    peersLines, peersView, peerView,
+    broadcastView, count, infoLine, knownLines, knownView, nodeView,
+    ownReference, peersLines, peersView, peerView,
 )
 
 
@@ -60,43 +64,27 @@ class Reply:
 Handler = Callable[["CommandInterpreter", str], Union[Reply, "Deferred[Reply]"]]
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    """How a command is called and what C{help} says of it."""
-
-    name: str
-    usage: str
-    help: str
-    aliases: Tuple[str, ...] = ()
-
-
-def command(usage: str, help: str, aliases: Tuple[str, ...] = ()):
+def handles(spec: CommandSpec):
     """
-    Make a method of L{CommandInterpreter} (or of a subclass) a command.
-
-    The command's name is the first word of C{usage}.  The method takes
-    the rest of the line (stripped) and returns a L{Reply}, or a Deferred
-    that fires with one.  C{help} may hold several lines; they are shown
-    aligned under the first.
+    Make a method of L{CommandInterpreter} (or of a subclass) the command
+    C{spec}.  The method takes the rest of the line (stripped) and returns
+    a L{Reply}, or a Deferred that fires with one.
     """
     def decorate(method: Handler) -> Handler:
-        method.commandSpec = CommandSpec(  # type: ignore[attr-defined]
-            usage.split()[0], usage, help, tuple(aliases))
+        method.commandSpec = spec  # type: ignore[attr-defined]
         return method
     return decorate
 
 
-HELP_COLUMN = 26
+def command(usage: str, help: str, aliases: Tuple[str, ...] = ()):
+    """
+    Make a method of L{CommandInterpreter} (or of a subclass) a new
+    command, as L{handles} does.
 
-
-def formatHelp(specs: List[CommandSpec]) -> str:
-    """The text C{help} prints for these commands."""
-    lines = ["commands:"]
-    for spec in specs:
-        first, *rest = spec.help.splitlines()
-        lines.append(f"  {spec.usage:<{HELP_COLUMN - 4}}  {first}")
-        lines.extend(" " * HELP_COLUMN + more for more in rest)
-    return "\n".join(lines)
+    The command's name is the first word of C{usage}.  C{help} may hold
+    several lines; they are shown aligned under the first.
+    """
+    return handles(CommandSpec(usage.split()[0], usage, help, tuple(aliases)))
 
 
 class CommandInterpreter:
@@ -169,9 +157,7 @@ class CommandInterpreter:
 
     # -- the commands -----------------------------------------------------
 
-    @command("send <peer> <message>",
-             "send a direct message; <peer> is host:port,\n"
-             "a node id (a unique prefix will do) or a name")
+    @handles(commandtable.SEND)
     def do_send(self, args: str) -> "Union[Reply, Deferred[Reply]]":
         target, _, body = args.partition(" ")
         if not target or not body:
@@ -184,7 +170,12 @@ class CommandInterpreter:
                          {"delivered_to": peerView(peer)})
 
         def failed(reason: Failure) -> Reply:
-            if reason.check(OverlayError):
+            own = ownReference(self.node, target)
+            if reason.check(SelfConnection):
+                why = "that address is this node itself"
+            elif reason.check(UnknownPeer) and own is not None:
+                why = f"that is this node's own {own}"
+            elif reason.check(OverlayError):
                 why = reason.getErrorMessage()
             else:
                 why = f"{reason.type.__name__}: {reason.getErrorMessage()}"
@@ -192,8 +183,7 @@ class CommandInterpreter:
 
         return d.addCallbacks(delivered, failed)
 
-    @command("broadcast <message>",
-             "send a message to every node of the overlay")
+    @handles(commandtable.BROADCAST)
     def do_broadcast(self, args: str) -> Reply:
         if not args:
             return Reply.failed("usage: broadcast <message>",
@@ -202,33 +192,28 @@ class CommandInterpreter:
         if not neighbours:
             why = "broadcast not sent: no peers connected"
             return Reply.failed(why, why)
-        plural = "s" if neighbours != 1 else ""
         return Reply(
-            [f"broadcast {messageId[:8]} sent to {neighbours} neighbour{plural}"],
+            [f"broadcast {messageId[:8]} sent to {count(neighbours, 'neighbour')}"],
             broadcastView(messageId, neighbours))
 
-    @command("peers", "list neighbours, direct links and lost peers")
+    @handles(commandtable.PEERS)
     def do_peers(self, args: str) -> Reply:
         return Reply(peersLines(self.node), {"peers": peersView(self.node)})
 
-    @command("known", "list the address book: every node known")
+    @handles(commandtable.KNOWN)
     def do_known(self, args: str) -> Reply:
         return Reply(knownLines(self.node), {"known": knownView(self.node)})
 
-    @command("info", "show this node's id and address")
+    @handles(commandtable.INFO)
     def do_info(self, args: str) -> Reply:
-        node = self.node
-        return Reply([f"{describeNode(node)}, {len(node.peers)} peers"],
-                     nodeView(node))
+        return Reply([infoLine(self.node)], nodeView(self.node))
 
-    @command("help", "show this help")
+    @handles(commandtable.HELP)
     def do_help(self, args: str) -> Reply:
         return Reply(self.helpText().splitlines(),
-                     {"commands": [{"name": spec.name, "usage": spec.usage,
-                                    "help": " ".join(spec.help.split())}
-                                   for spec in self.commandSpecs()]})
+                     {"commands": [spec.view() for spec in self.commandSpecs()]})
 
-    @command("exit", "leave the overlay and stop this node", aliases=("quit",))
+    @handles(commandtable.EXIT)
     def do_exit(self, args: str) -> Reply:
         if self.exiting:
             return Reply([], {"stopping": True})

@@ -4,7 +4,9 @@ The interactive console: a line protocol on standard input and output.
 Commands are those of L{p2poverlay.commands}, shared with the control
 endpoint.  Every line the console prints goes through its transport, and
 every piece of text is escaped first, so that no message can forge a
-console line or send terminal control sequences.
+console line or send terminal control sequences.  At a terminal it runs
+behind a prompt with line editing and history (L{p2poverlay.terminal});
+on a pipe or a file it is the plain line protocol.
 
 C{python -m p2poverlay.console} runs the client that attaches to a node
 running in the background (see L{p2poverlay.client}).
@@ -15,41 +17,52 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Set
 
 from twisted.application.service import Service
-from twisted.internet import stdio
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
 from p2poverlay.commands import HELP, CommandInterpreter, Reply
 from p2poverlay.node import Node
-from p2poverlay.text import escape
+from p2poverlay.terminal import TerminalSession, isTerminal, openConsole
+from p2poverlay.text import escape, fieldLines
 from p2poverlay.watch import NodeEvent, NodeWatcher
+from p2poverlay.whereabouts import Whereabouts
 
 __all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "stdinIsNull",
            "stopReactor"]
 
 
+@implementer(IHalfCloseableProtocol)
 class ConsoleProtocol(LineReceiver):
     """
     Reads commands from standard input and prints what happens at the node.
 
     @ivar exitOnEOF: whether end of input means C{exit} (an interactive
         terminal's Ctrl-D) or only that the console goes away.
+    @ivar whereabouts: what the first screen shows besides where the node
+        listens, if anything.
     """
 
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
 
     def __init__(self, node: Node, stop: Callable[[], None],
-                 exitOnEOF: bool = False) -> None:
+                 exitOnEOF: bool = False,
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         self.node = node
         self.exitOnEOF = exitOnEOF
+        self.whereabouts = whereabouts
         self.interpreter = CommandInterpreter(node, stop)
         self.watcher = NodeWatcher(node, self._showEvent)
+        self._pending: Set[Deferred] = set()
+        self.inputEnded = False
 
     def say(self, text: str) -> None:
         """Print one line, escaped."""
@@ -66,7 +79,34 @@ class ConsoleProtocol(LineReceiver):
         self.say(f"node {self.node.nodeId} listening on "
                  f"{formatAddress(port.getHost().host, port.getHost().port)}"
                  "; type 'help' for commands")
+        if self.whereabouts is not None:
+            for line in fieldLines(self.whereabouts.fields(self.node.name)):
+                self.say(line)
         return port
+
+    def readConnectionLost(self) -> None:
+        """
+        End of input: C{exit} at an interactive terminal; otherwise the
+        console detaches (once the answers still due are printed) and the
+        node keeps serving.
+        """
+        if self.inputEnded:
+            return
+        self.inputEnded = True
+        if self.exitOnEOF:
+            self._showReply(self.interpreter.do_exit(""))
+            return
+        waiting = DeferredList(list(self._pending), consumeErrors=True)
+        waiting.addCallback(lambda _: self._detach())
+
+    def _detach(self) -> None:
+        self.say(f"end of input: console detached; the node keeps serving "
+                 f"(stop it with: kill {os.getpid()})")
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        pass  # Nobody reads what it prints; it runs on, as before.
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.watcher.stop()
@@ -82,6 +122,13 @@ class ConsoleProtocol(LineReceiver):
         d = self.interpreter.execute(line.decode("utf-8", errors="replace"))
         if d is not None:
             d.addCallback(self._showReply)
+            if not d.called:
+                self._pending.add(d)
+                d.addBoth(self._answered, d)
+
+    def _answered(self, result: Any, d: Deferred) -> Any:
+        self._pending.discard(d)
+        return result
 
     def _showReply(self, reply: Reply) -> None:
         for line in reply.lines:
@@ -111,27 +158,56 @@ def stopReactor(reactor) -> None:
 
 
 class ConsoleService(Service):
-    """Attaches a L{ConsoleProtocol} to standard input and output."""
+    """
+    Attaches a L{ConsoleProtocol} to standard input and output: at a
+    terminal behind a prompt (L{p2poverlay.terminal}), else as a plain
+    line protocol.
 
-    def __init__(self, node: Node, reactor=None) -> None:
+    @param whereabouts: what the first screen at a terminal shows.
+    """
+
+    def __init__(self, node: Node, reactor=None,
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.node = node
         self.reactor = reactor
-        self.stdio: Optional[stdio.StandardIO] = None
+        self.whereabouts = whereabouts
+        self.stdio: Any = None
+
+    def prompt(self) -> str:
+        """What the prompt at a terminal says: the node's name or short id."""
+        return f"{escape(self.node.name or self.node.shortId)}> "
+
+    def atTerminal(self) -> bool:
+        """
+        Whether the console runs behind a prompt: standard input and
+        output are a terminal, and the log does not go to the latter.
+        """
+        logsThere = self.whereabouts is not None and \
+            self.whereabouts.logsToStandardOutput
+        return isTerminal(0, 1) and not logsThere
 
     def startService(self) -> None:
         Service.startService(self)
+        terminal = self.atTerminal()
         protocol = ConsoleProtocol(
             self.node, stop=self._stopReactor,
-            exitOnEOF=os.isatty(sys.stdin.fileno()))
-        self.stdio = stdio.StandardIO(protocol, reactor=self.reactor)
+            exitOnEOF=terminal or isTerminal(sys.stdin.fileno()),
+            whereabouts=self.whereabouts if terminal else None)
+        self.stdio = openConsole(
+            protocol, self.prompt(),
+            [spec.name for spec in CommandInterpreter.commandSpecs()],
+            reactor=self.reactor, terminal=terminal)
 
     def _stopReactor(self) -> None:
         stopReactor(self.reactor)
 
     def stopService(self) -> None:
         Service.stopService(self)
+        if isinstance(self.stdio, TerminalSession):
+            # The process is on its way out: no more prompt, no more input.
+            self.stdio.stopReading()
 
 
 if __name__ == "__main__":

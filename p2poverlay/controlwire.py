@@ -110,15 +110,23 @@ def parseRequest(line: bytes) -> Tuple[RequestId, str, bool]:
 # -- node to client ------------------------------------------------------------
 
 def helloMessage(nodeId: str, name: Optional[str], port: int,
-                 line: str) -> Message:
+                 line: str, log: Optional[str] = None,
+                 web: Optional[str] = None) -> Message:
     """
     What a node says first to every client.
 
     @param port: the port the node listens on for peers.
     @param line: a one-line description of the node, to show.
+    @param log: where the node logs, if it says (sent only if given).
+    @param web: the address of its web UI, if it says (sent only if given).
     """
-    return {"type": HELLO, "version": CONTROL_PROTOCOL_VERSION,
-            "node_id": nodeId, "name": name, "port": port, "line": line}
+    message: Message = {"type": HELLO, "version": CONTROL_PROTOCOL_VERSION,
+                        "node_id": nodeId, "name": name, "port": port,
+                        "line": line}
+    for key, value in (("log", log), ("web", web)):
+        if value is not None:
+            message[key] = value
+    return message
 
 
 def replyMessage(requestId: RequestId, lines: List[str], result: Any = None,

@@ -24,6 +24,7 @@ from p2poverlay.store import NodeStore, StoreLocked
 from p2poverlay.taphelp import (
     BYTES, COUNT, HOPS, MODE, RATE, SECONDS, SYNOPSIS, formatHelp,
 )
+from p2poverlay.whereabouts import Whereabouts, logDestination
 
 # twistd's own default; left as it is, it is replaced (see _adjustTwistd).
 _TWISTD_DEFAULT_PIDFILE = "twistd.pid"
@@ -310,20 +311,26 @@ class P2PService(MultiService):
 
     def __init__(self, node: Node, foreground: bool,
                  console: bool = False, control: str = "",
-                 controlOptional: bool = False) -> None:
+                 controlOptional: bool = False,
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         super().__init__()
         self.node = node
         self.foreground = foreground
+        # What the console's first screen shows; filled in below.
+        self.whereabouts = whereabouts if whereabouts is not None \
+            else Whereabouts()
         if console:
             # Started before the node, so that it shows what the node
             # reports as it starts (a corrupt file of saved peers).
-            ConsoleService(node).setServiceParent(self)
+            ConsoleService(node, whereabouts=self.whereabouts
+                           ).setServiceParent(self)
         node.setServiceParent(self)
         if control:
             # After the node: it listens once the node does, and when the
             # process stops its clients are told before the node leaves.
-            ControlService(node, control, optional=controlOptional
-                           ).setServiceParent(self)
+            self.whereabouts.control = ControlService(
+                node, control, optional=controlOptional)
+            self.whereabouts.control.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         try:
@@ -390,12 +397,17 @@ def makeService(options: Options) -> IService:
     config = nodeConfig(options)
     store = openStore(options["data-dir"]) if options["data-dir"] else None
     node = Node(config, store=store)
+    whereabouts = Whereabouts(log=logDestination(options.parent),
+                              dataDir=options["data-dir"] or None)
     service = P2PService(node, options.get("foreground", False),
                          console=options.get("console", False),
                          control=options.get("control", ""),
-                         controlOptional=options.get("control-default", False))
+                         controlOptional=options.get("control-default", False),
+                         whereabouts=whereabouts)
     if options.get("web"):
         from p2poverlay.web import WebService
-        WebService(node, options["web"],
-                   token=options.get("web-token")).setServiceParent(service)
+        whereabouts.web = WebService(node, options["web"],
+                                     token=options.get("web-token"))
+        whereabouts.webToken = bool(options.get("web-token"))
+        whereabouts.web.setServiceParent(service)
     return service

@@ -5,8 +5,9 @@ Text that is safe to print on a terminal, whatever a peer put in it.
 from __future__ import annotations
 
 import unicodedata
+from typing import List, Sequence, Tuple
 
-__all__ = ["escape"]
+__all__ = ["escape", "fieldLines"]
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _UNSAFE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
@@ -35,3 +36,15 @@ def escape(text: str) -> str:
         else:
             out.append(f"\\U{ord(ch):08x}")
     return "".join(out)
+
+
+def fieldLines(fields: Sequence[Tuple[str, str]]) -> List[str]:
+    """
+    C{label: value} lines, indented, with the values aligned; both are
+    escaped.
+
+    @param fields: C{(label, value)} pairs, in order.
+    """
+    width = max((len(label) for label, _ in fields), default=0) + 2
+    return [f"  {escape(label) + ':':<{width}}{escape(value)}"
+            for label, value in fields]

@@ -18,7 +18,7 @@ from p2poverlay.addresses import addressOf
 from p2poverlay.events import ReceivedMessage
 from p2poverlay.message import DIRECT, PROTOCOL_VERSION
 from p2poverlay.records import (
-    CONNECTED, KNOWN, RECONNECTING, KnownPeer, PeerInfo,
+    CONNECTED, KNOWN, RECONNECTING, KnownPeer, PeerInfo, matchIdOrName,
 )
 
 if TYPE_CHECKING:
@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 JSON = Dict[str, Any]
 
 __all__ = [
-    "broadcastView", "describeNode", "describeSender",
+    "broadcastView", "count", "describeNode", "describeSender",
     "formatAddressBookEntry", "formatKnownPeer", "formatMessage",
-    "formatPeer", "knownLines", "knownNodes", "knownPeerView", "knownView",
-    "lostPeers", "messageView", "metricsView", "nodeView", "peerView",
-    "peersLines", "peersView",
+    "formatPeer", "infoLine", "knownLines", "knownNodes", "knownPeerView",
+    "knownView", "lostPeers", "messageView", "metricsView", "nodeView",
+    "ownReference", "peerView", "peersLines", "peersView",
 ]
 
 
@@ -168,10 +168,38 @@ def _columns(address: str, nodeId: str, name: str, direction: str) -> str:
     return f"{address:<22} {nodeId} {name:<12} {direction:<8}"
 
 
+def count(number: int, noun: str) -> str:
+    """C{1 peer}, C{2 peers}: a number and a noun, singular or plural."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def describeNode(node: "Node") -> str:
     """C{node ID 'NAME' listening on port N}."""
     name = f" {node.name!r}" if node.name else ""
     return f"node {node.nodeId}{name} listening on port {node.listenPort}"
+
+
+def infoLine(node: "Node") -> str:
+    """
+    The console's C{info}: C{node ID 'NAME' listening on HOST:PORT, N
+    peers}, with C{(no name)} for a node without one.
+    """
+    name = repr(node.name) if node.name else "(no name)"
+    where = (f"listening on {addressOf(node.port)}" if node.port is not None
+             else "not listening yet")
+    return f"node {node.nodeId} {name} {where}, {count(len(node.peers), 'peer')}"
+
+
+def ownReference(node: "Node", reference: str) -> Optional[str]:
+    """
+    Whether C{reference}, read as C{send} reads a peer, names C{node}
+    itself: C{"id"} (its id or a prefix of it), C{"name"}, or C{None}.
+    """
+    if matchIdOrName(reference, [KnownPeer(node.nodeId, "", 0)]):
+        return "id"
+    if node.name and reference == node.name:
+        return "name"
+    return None
 
 
 def formatPeer(peer: PeerInfo) -> str:
@@ -209,17 +237,18 @@ def peersLines(node: "Node") -> List[str]:
     """The lines of the console's C{peers}, for the records of L{peersView}."""
     connected = node.peers.snapshot()
     now = node.reactor.seconds()
-    lines = [formatPeer(peer) for peer in connected]
-    if not connected:
-        lines.insert(0, "no peers connected")
-    return lines + [formatKnownPeer(known, now) for known in lostPeers(node)]
+    lost = [formatKnownPeer(known, now) for known in lostPeers(node)]
+    if connected:
+        return [formatPeer(peer) for peer in connected] + lost
+    return ["no peers connected; lost peers:" if lost
+            else "no peers connected"] + lost
 
 
 def knownLines(node: "Node") -> List[str]:
     """The lines of the console's C{known}, for the records of L{knownView}."""
     book = knownNodes(node)
     now = node.reactor.seconds()
-    return [f"{len(book)} nodes known"] + [
+    return [f"{count(len(book), 'node')} known"] + [
         formatAddressBookEntry(known, now) for known, _ in book]
 
 

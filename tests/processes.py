@@ -31,7 +31,7 @@ DEADLINE = 10.0
 BANNER = re.compile(
     r"^node (?P<id>[0-9a-f]{32}) listening on (?P<host>[^ ]+):(?P<port>\d+);")
 
-INFO = re.compile(r"^node [0-9a-f]{32}.* listening on port \d+, \d+ peers$")
+INFO = re.compile(r"^node [0-9a-f]{32} .* listening on \S+, \d+ peers?$")
 
 LOOPBACK_ENDPOINT = "tcp:{}:interface=127.0.0.1"
 

@@ -8,7 +8,10 @@ import json
 from dataclasses import replace
 
 import pytest
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import MemoryReactorClock
+
+from p2poverlay.errors import SelfConnection
 
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, RECONNECTING
 from p2poverlay.commands import (
@@ -76,7 +79,7 @@ def test_info(node, run):
     addPeer(node, BOB, 9000, "bob")
     reply = run("info")
     assert reply.ok
-    assert reply.lines == [f"node {node.nodeId} 'me' listening on port 0, 1 peers"]
+    assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer"]
     assert reply.result == {"node_id": node.nodeId, "name": "me",
                             "address": None, "port": 0, "uptime": 0.0,
                             "protocol_version": PROTOCOL_VERSION, "peers": 1}
@@ -113,7 +116,7 @@ def test_peers_lists_nodes_not_connected(node, run):
     book.setState("f" * 32, DEAD)
     reply = run("peers")
     assertJSONable(reply)
-    assert reply.lines[0] == "no peers connected"
+    assert reply.lines[0] == "no peers connected; lost peers:"
     states = {p["node_id"]: p for p in reply.result["peers"]}
     assert set(states) == {DAVE, CAROL}
     assert states[DAVE]["state"] == "reconnecting"
@@ -184,6 +187,27 @@ def test_send_to_nobody(run):
     assert not reply.ok and "'nobody'" in reply.error
 
 
+def test_send_to_this_node_says_so(node, run):
+    for target in (node.nodeId, node.nodeId[:6]):
+        reply = run(f"send {target} hi")
+        assert reply.error == (f"send to {target} failed: that is this "
+                               f"node's own id")
+    assert run("send me hi").error == ("send to me failed: that is this "
+                                       "node's own name")
+    # A peer that the reference names is sent to, whatever this node is.
+    addPeer(node, BOB, 9000, "me")
+    assert isinstance(run("send me hi"), Deferred)
+
+
+def test_send_to_this_node_s_address_says_so(node, run, monkeypatch):
+    monkeypatch.setattr(node, "send", lambda target, body: fail(
+        SelfConnection("connected to self")))
+    reply = run("send 127.0.0.1:9000 hi")
+    assert reply.error == ("send to 127.0.0.1:9000 failed: that address is "
+                           "this node itself")
+    assert reply.lines == [f"error: {reply.error}"]
+
+
 def test_exit_stops_once_and_quit_is_exit(node):
     interpreter = Interpreter(node)
     reply = interpreter.run("exit")
@@ -198,6 +222,8 @@ def test_exit_stops_once_and_quit_is_exit(node):
 def test_known_lists_the_whole_address_book(node, run):
     assert run("known").lines == ["0 nodes known"]
     book = node.addressBook
+    book.learn(DAVE, "10.0.0.4", 9004, "")
+    assert run("known").lines[0] == "1 node known"
     addPeer(node, BOB, 9000, "bob")
     book.update(BOB, "127.0.0.1", 9000, "bob", CONNECTED)
     book.learn(CAROL, "10.0.0.3", 9003, "carol", lastSeen=1000.0)

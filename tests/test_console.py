@@ -5,6 +5,7 @@ handshakes over StringTransports, and L{escape}.
 """
 
 import codecs
+import os
 import unicodedata
 
 import pytest
@@ -22,6 +23,7 @@ from p2poverlay.message import (
 )
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.text import escape
+from p2poverlay.whereabouts import Whereabouts
 
 BOB = "b0b" + "0" * 29
 CAROL = "ca201" + "0" * 27
@@ -36,9 +38,10 @@ deterministic = settings(derandomize=True, database=None, deadline=None,
 class Console:
     """A ConsoleProtocol on a StringTransport, and the calls of its stop()."""
 
-    def __init__(self, node, exitOnEOF=False):
+    def __init__(self, node, exitOnEOF=False, whereabouts=None):
         self.stops = 0
-        self.protocol = ConsoleProtocol(node, stop=self._stop, exitOnEOF=exitOnEOF)
+        self.protocol = ConsoleProtocol(node, stop=self._stop, exitOnEOF=exitOnEOF,
+                                        whereabouts=whereabouts)
         self.transport = StringTransport()
         self.protocol.makeConnection(self.transport)
         self.lost = False
@@ -144,10 +147,30 @@ def test_peers_lists_one_line_per_peer(node, console):
                                     "connected", "since"]
 
 
+class Port:
+    """A listening port as the node sees it."""
+
+    def __init__(self, host="0.0.0.0", port=9000):
+        self.address = IPv4Address("TCP", host, port)
+
+    def getHost(self):
+        return self.address
+
+
 def test_info(node, console):
     addPeer(node)
     assert console.type("info") == [
-        f"node {node.nodeId} 'me' listening on port 0, 1 peers"]
+        f"node {node.nodeId} 'me' not listening yet, 1 peer"]
+    addPeer(node, CAROL, 9001, "carol")
+    node.listener.port = Port()
+    assert console.type("info") == [
+        f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers"]
+
+
+def test_info_of_a_node_without_a_name(consoles):
+    node = Node(NodeConfig(), reactor=MemoryReactorClock())
+    assert consoles(node).type("info") == [
+        f"node {node.nodeId} (no name) not listening yet, 0 peers"]
 
 
 @pytest.mark.parametrize("command, usage", [
@@ -286,6 +309,55 @@ def test_end_of_input_after_exit_does_not_stop_again(node, consoles):
     interactive.type("exit")
     interactive.endOfInput()
     assert interactive.stops == 1
+
+
+def test_end_of_piped_input_detaches_and_says_so(node, console):
+    console.transport.clear()
+    console.protocol.readConnectionLost()
+    assert console.lines() == [
+        f"end of input: console detached; the node keeps serving (stop it "
+        f"with: kill {os.getpid()})"]
+    assert console.transport.disconnecting
+    assert console.stops == 0
+
+
+def test_end_of_piped_input_waits_for_the_answers_due(node, console):
+    connection, transport = addPeer(node, BOB, 9000, "bob")
+    console.type("send bob hi")
+    (data,) = written(transport)
+    console.transport.clear()
+    console.protocol.readConnectionLost()
+    assert console.lines() == [] and not console.transport.disconnecting
+    receive(connection, Ack(data.id))
+    delivered, detached = console.lines()
+    assert delivered == "delivered to 127.0.0.1:9000 (b0b00000 'bob')"
+    assert detached.startswith("end of input: console detached")
+    assert console.transport.disconnecting
+
+
+def test_end_of_input_at_a_terminal_leaves_and_says_so(node, consoles):
+    interactive = consoles(node, exitOnEOF=True)
+    interactive.transport.clear()
+    interactive.protocol.readConnectionLost()
+    assert interactive.lines() == ["leaving the overlay"]
+    assert interactive.stops == 1
+    interactive.protocol.readConnectionLost()
+    interactive.endOfInput()
+    assert interactive.stops == 1
+
+
+def test_first_screen_at_a_terminal(node):
+    where = Whereabouts(log="p2p-9000.log")
+    console = Console(node, exitOnEOF=True, whereabouts=where)
+    console.transport.clear()
+    node.listening.callback(Port())
+    assert console.lines() == [
+        f"node {node.nodeId} listening on 0.0.0.0:9000; type 'help' for commands",
+        "  name:    me",
+        "  log:     p2p-9000.log",
+        "  control: none",
+        "  web UI:  off"]
+    console.endOfInput()
 
 
 def test_detached_console_prints_nothing_more(node, console):

@@ -98,7 +98,7 @@ def test_request_and_reply(node, client):
     client.received()
     (reply,) = client.request("info", requestId=7)
     assert reply == {"type": "reply", "id": 7, "ok": True, "lines": [
-        f"node {node.nodeId} 'me' listening on port 0, 0 peers"]}
+        f"node {node.nodeId} 'me' not listening yet, 0 peers"]}
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
@@ -528,7 +528,10 @@ def test_connectionProblem():
 
 
 def test_client_imports_nothing_of_the_node():
-    """p2p-console loads the wire format and escaping, not the server."""
+    """
+    p2p-console loads the wire format, the command table, the terminal
+    and escaping, not the server.
+    """
     root = os.path.dirname(os.path.dirname(os.path.abspath(p2poverlay.__file__)))
     script = ("import sys, p2poverlay.client; print(' '.join(sorted("
               "m for m in sys.modules if m.startswith('p2poverlay'))))")
@@ -536,7 +539,11 @@ def test_client_imports_nothing_of_the_node():
         [sys.executable, "-c", script], capture_output=True, text=True,
         check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root)).stdout
     assert loaded.split() == ["p2poverlay", "p2poverlay.client",
-                              "p2poverlay.controlwire", "p2poverlay.text"]
+                              "p2poverlay.commandtable",
+                              "p2poverlay.controlclient",
+                              "p2poverlay.controlwire", "p2poverlay.lineedit",
+                              "p2poverlay.linesearch", "p2poverlay.lineview",
+                              "p2poverlay.terminal", "p2poverlay.text"]
 
 
 # -- the --control option -------------------------------------------------------------

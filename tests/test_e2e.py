@@ -103,6 +103,8 @@ def test_end_of_piped_input_keeps_serving(processes):
     a = processes.node("A")
     b = processes.node("B")
     b.closeInput()
+    b.expect(rf"^end of input: console detached; the node keeps serving "
+             rf"\(stop it with: kill {b.proc.pid}\)$")
     # Two round trips: B has surely read the end of its input by the
     # second one, and still answers.
     for text in ("one", "two"):
@@ -127,6 +129,13 @@ def test_join_own_address(processes):
              rf"node itself$")
     output = a.command("peers")
     assert "no peers connected" in output
+    # Sending to it is refused the same way.
+    a.type(f"send 127.0.0.1:{port} hi")
+    a.expect(rf"^error: send to 127\.0\.0\.1:{port} failed: that address is "
+             rf"this node itself$")
+    a.type(f"send {a.nodeId[:8]} hi")
+    a.expect(rf"^error: send to {a.nodeId[:8]} failed: that is this node's "
+             rf"own id$")
     assert a.proc.poll() is None
     warnings = a.matching(r"^! ")
     assert len(warnings) == 1, a.transcript()

@@ -91,7 +91,7 @@ def test_a_connected_peer_the_book_lost_is_still_listed(node):
     assert known["node_id"] == BOB and known["state"] == CONNECTED
     assert known["last_seen"] is None and known["direction"] == "inbound"
     count, line = knownLines(node)
-    assert count == "1 nodes known" and line.endswith(" connected")
+    assert count == "1 node known" and line.endswith(" connected")
     assert [p["node_id"] for p in peersView(node)] == [BOB]
 
 
