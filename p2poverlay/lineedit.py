@@ -17,15 +17,9 @@ from twisted.conch.recvline import HistoricRecvLine
 from p2poverlay.linesearch import ReverseSearch, complete
 from p2poverlay.lineview import CSI, LineView, textColumns
 
-__all__ = ["LineEditor"]
-
 HISTORY_SIZE = 1000
 # The modifier insults gives a key typed with Alt (or after Escape).
 ALT = insults.ServerProtocol.ALT  # type: ignore[attr-defined]
-
-
-def _isWordCharacter(ch: bytes) -> bool:
-    return not ch.isspace()
 
 
 def _isText(keyID) -> bool:
@@ -252,17 +246,17 @@ class LineEditor(HistoricRecvLine):
 
     def _wordStart(self) -> int:
         index, buffer = self.lineBufferIndex, self.lineBuffer
-        while index > 0 and not _isWordCharacter(buffer[index - 1]):
+        while index > 0 and bytes.isspace(buffer[index - 1]):
             index -= 1
-        while index > 0 and _isWordCharacter(buffer[index - 1]):
+        while index > 0 and not bytes.isspace(buffer[index - 1]):
             index -= 1
         return index
 
     def _wordEnd(self) -> int:
         index, buffer = self.lineBufferIndex, self.lineBuffer
-        while index < len(buffer) and not _isWordCharacter(buffer[index]):
+        while index < len(buffer) and bytes.isspace(buffer[index]):
             index += 1
-        while index < len(buffer) and _isWordCharacter(buffer[index]):
+        while index < len(buffer) and not bytes.isspace(buffer[index]):
             index += 1
         return index
 
