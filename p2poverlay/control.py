@@ -36,6 +36,7 @@ from p2poverlay.listening import listenError
 from p2poverlay.node import Node
 from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
+from p2poverlay.whereabouts import Whereabouts
 
 # The paths and endpoint descriptions of the control socket are the wire
 # module's; they are part of this module's API too.
@@ -72,8 +73,10 @@ class ControlProtocol(LineReceiver):
 
     log = Logger()
 
-    def __init__(self, node: Node, stop: Callable[[], None]) -> None:
+    def __init__(self, node: Node, stop: Callable[[], None],
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         self.node = node
+        self.whereabouts = whereabouts
         self.interpreter = CommandInterpreter(node, stop)
         self.watcher = NodeWatcher(node, self.sendEvent)
         self.closing = False
@@ -89,9 +92,11 @@ class ControlProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
         self.watcher.start()
-        node = self.node
-        self.send(helloMessage(node.nodeId, node.name, node.listenPort,
-                               describeNode(node)))
+        node, about = self.node, self.whereabouts
+        self.send(helloMessage(
+            node.nodeId, node.name, node.listenPort, describeNode(node),
+            log=about.log if about else None,
+            web=about.webText() if about and about.web is not None else None))
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.closing = True
@@ -161,13 +166,15 @@ class ControlFactory(ServerFactory):
 
     noisy = False
 
-    def __init__(self, node: Node, stop: Callable[[], None]) -> None:
+    def __init__(self, node: Node, stop: Callable[[], None],
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         self.node = node
         self.stop = stop
+        self.whereabouts = whereabouts
         self.clients: Set[ControlProtocol] = set()
 
     def buildProtocol(self, addr) -> ControlProtocol:
-        protocol = ControlProtocol(self.node, self.stop)
+        protocol = ControlProtocol(self.node, self.stop, self.whereabouts)
         protocol.factory = self
         self.clients.add(protocol)
         return protocol
@@ -278,7 +285,8 @@ class ControlService(Service):
 
     def __init__(self, node: Node, description: str, reactor=None,
                  stop: Optional[Callable[[], None]] = None,
-                 optional: bool = False) -> None:
+                 optional: bool = False,
+                 whereabouts: Optional[Whereabouts] = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         if stop is None:
@@ -287,7 +295,7 @@ class ControlService(Service):
         self.node = node
         self.description = description
         self.reactor = reactor
-        self.factory = ControlFactory(node, stop)
+        self.factory = ControlFactory(node, stop, whereabouts)
         self.optional = optional
         self.port: Optional[IListeningPort] = None
         self.failed = False

@@ -329,7 +329,8 @@ class P2PService(MultiService):
             # After the node: it listens once the node does, and when the
             # process stops its clients are told before the node leaves.
             self.whereabouts.control = ControlService(
-                node, control, optional=controlOptional)
+                node, control, optional=controlOptional,
+                whereabouts=self.whereabouts)
             self.whereabouts.control.setServiceParent(self)
 
     def privilegedStartService(self) -> None:

@@ -37,6 +37,7 @@ from p2poverlay.errors import ListenError
 from p2poverlay.message import Ack, Data, newMessageId
 from p2poverlay.node import Node, NodeConfig
 
+from p2poverlay.whereabouts import Whereabouts
 from test_console import BOB, addPeer, receive, written
 
 
@@ -92,6 +93,24 @@ def test_hello_on_connect(node, client):
     assert hello == {"type": "hello", "version": 1, "node_id": node.nodeId,
                      "name": "me", "port": 0,
                      "line": f"node {node.nodeId} 'me' listening on port 0"}
+
+
+def test_hello_says_where_the_node_logs_and_serves_its_web_ui(node):
+    about = Whereabouts(log="/srv/p2p/node.log")
+    factory = ControlFactory(node, lambda: None, about)
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    hello = json.loads(transport.value().splitlines()[0])
+    assert hello["log"] == "/srv/p2p/node.log" and "web" not in hello
+    protocol.connectionLost(Failure(ConnectionDone()))
+    about.web = type("Web", (), {"port": None})()
+    transport = StringTransport()
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(transport)
+    hello = json.loads(transport.value().splitlines()[0])
+    assert hello["web"] == "none (it could not listen)"
+    protocol.connectionLost(Failure(ConnectionDone()))
 
 
 def test_request_and_reply(node, client):
