@@ -190,7 +190,7 @@ def test_foreground_console_at_a_terminal(ptys, processes, shortdir):
                     rows[0]), rows
     assert rows[1:5] == [
         "  name:    alice",
-        f"  log:     p2p-{port}.log",
+        f"  log:     p2p-{port}/node.log",
         f"  control: p2p-{port}/control.sock (attach: p2p-console --data-dir "
         f"p2p-{port})",
         f"  web UI:  http://127.0.0.1:{web}/"], rows
