@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Optional
-
 from p2poverlay.message import DIRECT, MAX_REASON_LENGTH, Bye
 
 
@@ -153,11 +151,6 @@ class CloseReason:
 
 LOST_CONNECTION = CloseReason(CloseKind.LOST)
 SHUTTING_DOWN = CloseReason(CloseKind.SHUTDOWN)
-
-
-def describe(reason: Optional[CloseReason]) -> str:
-    """The text of C{reason}, or that of a lost connection."""
-    return (reason or LOST_CONNECTION).text
 
 
 class Departure(enum.Enum):
