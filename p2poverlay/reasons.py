@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
 from p2poverlay.message import DIRECT, MAX_REASON_LENGTH, Bye
 
 
