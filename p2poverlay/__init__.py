@@ -40,6 +40,7 @@ _EXPORTS = {
     "PeerFull": "p2poverlay.errors",
     "DeliveryFailed": "p2poverlay.errors",
     "UnknownPeer": "p2poverlay.errors",
+    "MessageTooLarge": "p2poverlay.errors",
     "ListenError": "p2poverlay.errors",
 }
 
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
     from p2poverlay.addresses import formatAddress, parseAddress
     from p2poverlay.config import ConfigError, NodeConfig
     from p2poverlay.errors import (
-        DeliveryFailed, HandshakeFailed, ListenError, OverlayError, PeerFull,
-        PeerUnreachable, SelfConnection, UnknownPeer,
+        DeliveryFailed, HandshakeFailed, ListenError, MessageTooLarge,
+        OverlayError, PeerFull, PeerUnreachable, SelfConnection, UnknownPeer,
     )
     from p2poverlay.events import (
         INodeObserver, NodeObserver, NodeStats, ReceivedMessage,

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
+from p2poverlay.errors import MessageTooLarge
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.message import (
@@ -62,6 +63,7 @@ class EpidemicBroadcast(ConnectionListener):
         self.deliver = deliver
         self.stats = stats
         self.tree = config.broadcastMode == "tree"
+        self.maxLineLength = config.maxLineLength
         self.graftTimeout = config.graftTimeout
         self.lazyDelay = config.lazyDelay
         self.seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
@@ -126,9 +128,12 @@ class EpidemicBroadcast(ConnectionListener):
         Broadcast a message of this node's own.
 
         @return: how many neighbours were told (payload or id).
+        @raise MessageTooLarge: if it would not fit a line; nobody is told.
         """
-        self.seen.add(message.id)
         line = message.encode()
+        if len(line) > self.maxLineLength:
+            raise MessageTooLarge.of(len(line), self.maxLineLength)
+        self.seen.add(message.id)
         self._remember(message.id, line)
         return self._push(message.id, line, exclude=None)
 

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from p2poverlay import commandtable
 from p2poverlay.commandtable import CommandSpec, formatHelp
-from p2poverlay.errors import OverlayError, SelfConnection, UnknownPeer
+from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, UnknownPeer
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
@@ -188,7 +188,10 @@ class CommandInterpreter:
         if not args:
             return Reply.failed("usage: broadcast <message>",
                                 "usage: broadcast <message>")
-        messageId, neighbours = self.node.broadcast(args)
+        try:
+            messageId, neighbours = self.node.broadcast(args)
+        except MessageTooLarge as e:
+            return Reply.failed(f"broadcast not sent: {e}")
         if not neighbours:
             why = "broadcast not sent: no peers connected"
             return Reply.failed(why, why)

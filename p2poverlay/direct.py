@@ -21,7 +21,7 @@ from p2poverlay.addressbook import AddressBook
 from p2poverlay.addresses import parseAddress
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import DeliveryFailed, UnknownPeer
+from p2poverlay.errors import DeliveryFailed, MessageTooLarge, UnknownPeer
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.message import DIRECT, Ack, Data, newMessageId
@@ -71,15 +71,20 @@ class DirectMessages(ConnectionListener):
         address or from the address book.
 
         @return: fires with the recipient's L{PeerInfo} once it confirms
-            delivery; fails with an L{p2poverlay.errors.OverlayError}.
+            delivery; fails with an L{p2poverlay.errors.OverlayError}
+            (L{MessageTooLarge} at once for one that would not fit a line).
         """
+        message = Data(newMessageId(), body)
+        line = message.encode()
+        if len(line) > self.config.maxLineLength:
+            return fail(MessageTooLarge.of(len(line), self.config.maxLineLength))
         try:
             info = self.peers.find(target)
             known = None if info else self._findKnown(target)
         except AmbiguousPeer as e:
             return fail(UnknownPeer(str(e)))
         if info is not None:
-            return self._sendTo(info, body)
+            return self._sendTo(info, message, line)
         if known is not None:
             host, port = known.host, known.port
         else:
@@ -90,7 +95,7 @@ class DirectMessages(ConnectionListener):
                     f"no peer matches {target!r} (use host:port, a node id "
                     f"prefix or a name; see 'peers' and 'known')"))
         d = self.connect(host, port, role=DIRECT)
-        d.addCallback(self._sendTo, body)
+        d.addCallback(self._sendTo, message, line)
         return d
 
     def _findKnown(self, reference: str) -> Optional[KnownPeer]:
@@ -106,18 +111,19 @@ class DirectMessages(ConnectionListener):
                 f"{reference!r} matches {len(matches)} known nodes")
         return matches[0] if matches else None
 
-    def _sendTo(self, info: PeerInfo, body: str) -> "Deferred[PeerInfo]":
+    def _sendTo(self, info: PeerInfo, message: Data,
+                line: bytes) -> "Deferred[PeerInfo]":
         connection = self.peers.connection(info.node_id)
         if connection is None:
             return fail(DeliveryFailed(f"{info.describe()} is not connected"))
-        return self.sendData(connection, Data(newMessageId(), body))
+        return self.sendData(connection, message, line)
 
-    def sendData(self, connection: PeerConnection,
-                 message: Data) -> "Deferred[PeerInfo]":
+    def sendData(self, connection: PeerConnection, message: Data,
+                 line: Optional[bytes] = None) -> "Deferred[PeerInfo]":
         """
-        Send C{message} over C{connection}; the result fires with the
-        peer's info once it confirms delivery, or fails with
-        L{DeliveryFailed}.
+        Send C{message} (encoded as C{line}, if given) over C{connection};
+        the result fires with the peer's info once it confirms delivery,
+        or fails with L{DeliveryFailed}.
         """
         done: Deferred[PeerInfo] = Deferred()
         connection.lastUsed = self.clock.seconds()
@@ -125,7 +131,9 @@ class DirectMessages(ConnectionListener):
             done.errback(DeliveryFailed(
                 f"connection to {connection.describe()} is closing"))
             return done
-        if not connection.sendEncoded(message.encode(), Data.TYPE):
+        if line is None:
+            line = message.encode()
+        if not connection.sendEncoded(line, Data.TYPE):
             done.errback(DeliveryFailed(
                 f"send buffer to {connection.describe()} is full: it reads "
                 f"too slowly"))

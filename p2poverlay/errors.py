@@ -24,6 +24,15 @@ class DeliveryFailed(OverlayError):
     """A direct message was not confirmed by its recipient."""
 
 
+class MessageTooLarge(OverlayError):
+    """A message this node was asked to send would not fit a line."""
+
+    @classmethod
+    def of(cls, size: int, limit: int) -> "MessageTooLarge":
+        return cls(f"the message takes {size} bytes, more than the "
+                   f"{limit}-byte limit of a line")
+
+
 class UnknownPeer(OverlayError):
     """A peer reference matches no peer and is not an address to dial."""
 

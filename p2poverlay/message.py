@@ -107,8 +107,11 @@ class P2PMessage:
         return fields
 
     def encode(self) -> bytes:
-        """Encode as one line of compact JSON, without the delimiter."""
-        return _encodeJSON(self.toDict()).encode("utf-8")
+        """
+        Encode as one line of compact JSON in UTF-8, without the delimiter.
+        A lone surrogate, which UTF-8 cannot carry, goes as its JSON escape.
+        """
+        return _encodeJSON(self.toDict()).encode("utf-8", "backslashreplace")
 
     @staticmethod
     def decode(line: bytes) -> "P2PMessage":
@@ -155,9 +158,11 @@ class P2PMessage:
         return message
 
 
-# Compact JSON, as json.dumps(separators=(",", ":")) writes it, without
-# building an encoder for every message.
-_encodeJSON = json.JSONEncoder(separators=(",", ":")).encode
+# Compact JSON, without building an encoder for every message.  Text goes
+# as UTF-8, not as \u escapes: a relayed message is never larger than the
+# line it came in (an escape takes up to six bytes for one or two).
+_encodeJSON = json.JSONEncoder(separators=(",", ":"),
+                               ensure_ascii=False).encode
 _decodeJSON = json.JSONDecoder().decode
 
 # Message class -> ((field name, expected type, required), ...).

@@ -266,6 +266,7 @@ class Node(Service):
         Send C{body} to every node of the overlay.
 
         @return: the message id and the number of neighbours told of it.
+        @raise p2poverlay.errors.MessageTooLarge: if it would not fit a line.
         """
         message = Broadcast(newMessageId(), self.nodeId,
                             self.config.broadcastTTL, body, self.config.name)

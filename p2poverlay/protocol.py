@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from p2poverlay.addresses import formatAddress
-from p2poverlay.errors import HandshakeFailed
+from p2poverlay.errors import HandshakeFailed, PeerFull
 from p2poverlay.framing import LineFraming
 from p2poverlay.interfaces import IPeerConnectionOwner
 from p2poverlay.limits import TokenBucket
@@ -34,9 +34,9 @@ from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 CLOSE_GRACE = 5.0
 # How long reading stops when a peer sends faster than its rate limit.
 THROTTLE_PAUSE = 0.1
-# Misbehaviour points (100 ban by default).
+# Misbehaviour points (100 ban by default).  Sending too fast is none:
+# the peer is only slowed down.
 PROTOCOL_ERROR_POINTS = 60
-THROTTLE_POINTS = 1
 
 
 class PeerConnection(LineFraming):
@@ -235,7 +235,8 @@ class PeerConnection(LineFraming):
         if self._throttled is not None and self._throttled.active():
             self._throttled.cancel()
         if not self.handshake.called:
-            self.handshake.errback(HandshakeFailed(reason.text))
+            error = PeerFull if reason.isRefusal else HandshakeFailed
+            self.handshake.errback(error(reason.text))
         self.owner.connectionLost(self, reason)
         waiters, self._closedWaiters = self._closedWaiters, []
         for waiter in waiters:
@@ -306,15 +307,13 @@ class PeerConnection(LineFraming):
 
     def _throttle(self) -> None:
         """
-        The peer is over its message rate: stop reading for a moment (TCP
-        slows the sender down; nothing is lost) and count it against it.
+        The peer is over its message rate: stop reading for a moment.  TCP
+        slows the sender down and nothing is lost; it is no misbehaviour
+        (a busy relay, or a person typing fast).
         """
         self.pauseProducing()
         self._throttled = self.clock.callLater(THROTTLE_PAUSE,
                                                self._unthrottle)
-        self.owner.misbehaved(
-            self, THROTTLE_POINTS,
-            f"more than {self.owner.config.messageRate:g} messages/s")
 
     def _unthrottle(self) -> None:
         self._throttled = None
@@ -327,7 +326,11 @@ class PeerConnection(LineFraming):
         self.clearLineBuffer()
         if self.closing:
             return
-        self.protocolError(f"line longer than {self.MAX_LENGTH} bytes")
+        # This link only: an honest relay may pass on what it was given.
+        why = CloseReason(CloseKind.TOO_LONG, f"{self.MAX_LENGTH} bytes")
+        self.log.warn("closing connection with {peer}: {reason}",
+                      peer=self.describe(), reason=why.text)
+        self.close(why)
 
     def lineReceived(self, line: bytes) -> None:
         if self.closing:
@@ -343,7 +346,11 @@ class PeerConnection(LineFraming):
             self.protocolError(str(e))
             return
         self.metrics.received(message.TYPE, len(line) + 1)
-        if self.peer is None and not self.handshake.called:
+        if isinstance(message, Bye):
+            # Before HELLO too: a node with no room (or stopping) says BYE
+            # at once, and that is no protocol error.
+            self.close(CloseReason.fromBye(message), tellPeer=False)
+        elif self.peer is None and not self.handshake.called:
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
                 return
@@ -351,8 +358,6 @@ class PeerConnection(LineFraming):
             self.owner.helloReceived(self, message)
         elif isinstance(message, Hello):
             self.protocolError("HELLO sent twice")
-        elif isinstance(message, Bye):
-            self.close(CloseReason.fromBye(message), tellPeer=False)
         else:
             self.owner.messageReceived(self, message)
 

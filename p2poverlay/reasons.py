@@ -26,6 +26,7 @@ class CloseKind(enum.Enum):
     SILENT = "silent"  # nothing heard from the peer for the peer timeout
     NOT_READING = "not_reading"  # the peer read nothing for the peer timeout
     PROTOCOL_ERROR = "protocol_error"
+    TOO_LONG = "too_long"  # a line over the limit: that link only
     BANNED = "banned"
     FULL = "full"  # no room for another neighbour
     TOO_MANY = "too_many"  # too many connections in one direction
@@ -44,6 +45,7 @@ _TEXT = {
     CloseKind.SILENT: "no response for {}",
     CloseKind.NOT_READING: "not reading",
     CloseKind.PROTOCOL_ERROR: "protocol error: {}",
+    CloseKind.TOO_LONG: "line longer than {}",
     CloseKind.BANNED: "banned: {}",
     CloseKind.FULL: "full",
     CloseKind.TOO_MANY: "too many {} connections",
@@ -74,6 +76,7 @@ _LABEL = {
     CloseKind.SILENT: TIMEOUT,
     CloseKind.NOT_READING: TIMEOUT,
     CloseKind.PROTOCOL_ERROR: PROTOCOL_ERROR,
+    CloseKind.TOO_LONG: PROTOCOL_ERROR,
     CloseKind.BANNED: BANNED,
     CloseKind.FULL: FULL,
     CloseKind.TOO_MANY: FULL,

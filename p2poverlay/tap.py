@@ -71,7 +71,8 @@ _NODE_SETTINGS = [
      "Most broadcast ids remembered for duplicate suppression."),
     ("rate-limit", "messageRate", RATE,
      "Messages per second a peer may send; beyond it, reading from the "
-     "peer pauses, and one that keeps it up is banned."),
+     "peer pauses (TCP slows the sender down; nothing is lost, and it is "
+     "no misbehaviour)."),
     ("rate-burst", "messageBurst", RATE,
      "Messages a peer may send at once, beyond the rate limit."),
     ("ban-time", "banTime", SECONDS,

@@ -239,7 +239,8 @@ class Topology(ConnectionListener):
         if reason.check(SelfConnection):
             book.forget(entry.node_id)
         elif reason.check(PeerFull):
-            pass  # Alive, only without room: the node has set a cooldown.
+            # Alive, only without room (it may have said so before HELLO).
+            self.turnedAway(entry.node_id)
         else:
             self.log.debug("could not reach {address}: {why}",
                            address=entry.host, why=reason.getErrorMessage())

@@ -581,11 +581,8 @@ def test_aNodeWithADataDirectoryKeepsItsIdAndRedialsItsSavedPeers(tmp_path):
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PeerConnection.lineReceived takes the BYE that a node with no room for "
-    "another inbound connection sends before any HELLO for a protocol "
-    "error, and the dialer bans the seed after two tries"))
 def test_aSeedWithNoRoomForInboundIsNotBanned():
+    """Its BYE before any HELLO is a refusal, not a protocol error."""
     overlay = MemoryOverlay(seed=1, config=SMALL)
     overlay.addNode(maxInbound=2)
     overlay.addNodes(4, via="n0")

@@ -1,0 +1,109 @@
+"""
+Honest traffic is never punished, over real loopback sockets: a fast
+sender is slowed, not banned; a refusal is not a protocol error; a relayed
+message keeps its size; a line over the limit closes that link only.
+(127.0.0.2 plays a second host.)
+"""
+
+import re
+import time
+
+import pytest
+import pytest_twisted
+
+from p2poverlay import MessageTooLarge, PeerFull
+from p2poverlay.message import Hello, Ping, newNodeId
+from helpers import PROMPT, waitFor
+from test_resilience import OTHER_HOST, assertMessagesFlow
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_fast_sender_is_slowed_down_never_banned(overlay, raw):
+    rate, burst, count = 1000, 100, 3000
+    t = yield overlay.start(name="t", messageRate=rate, messageBurst=burst,
+                            autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    sender = yield raw(t, OTHER_HOST)
+    rawId = newNodeId()
+    sender.send(Hello(rawId, 1, 0, "fast"))
+    yield waitFor(lambda: rawId in t.peers, timeout=PROMPT,
+                  what="the fast sender's handshake")
+    started = time.monotonic()
+    sender.transport.write(b"".join(Ping(i).encode() + b"\n"
+                                    for i in range(count)))
+    yield waitFor(lambda: sender.types().count("PONG") == count,
+                  timeout=PROMPT + count / rate, what="every PING answered")
+    elapsed = time.monotonic() - started
+    # Read no faster than the rate allows (beyond the burst), and every
+    # one of them read: TCP held the rest back.
+    assert elapsed >= (count - burst) / rate * 0.9
+    assert not sender.closed
+    assert t.misbehaviour.score(OTHER_HOST) == 0
+    assert not t.misbehaviour.isBanned(OTHER_HOST)
+    assert rawId in t.peers
+    yield assertMessagesFlow(overlay, a, t)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_with_no_room_is_not_taken_for_a_protocol_breaker(overlay):
+    seed = yield overlay.start(name="seed", maxInbound=1, autoConnect=False)
+    yield overlay.start(join=seed, name="first", autoConnect=False)
+    newcomer = yield overlay.start(name="new", autoConnect=False)
+    for _ in range(3):
+        with pytest.raises(PeerFull, match="too many inbound connections"):
+            yield newcomer.join("127.0.0.1", seed.listenPort)
+    # Three refusals before any HELLO: no points, no ban; the seed is only
+    # left alone for a while.
+    assert newcomer.misbehaviour.score("127.0.0.1") == 0
+    assert not newcomer.misbehaviour.isBanned("127.0.0.1")
+    assert seed.misbehaviour.score("127.0.0.1") == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_relayed_message_keeps_its_size(overlay):
+    # 'é' is two bytes in UTF-8, six as an escape: escaped, a relay would
+    # turn this 60 kB body into 180 kB, past the 64 KiB line limit.
+    body = "é" * 30_000 + "\ud800 and a lone surrogate"
+    a = yield overlay.start(name="a", autoConnect=False)
+    b = yield overlay.start(join=a, name="b", autoConnect=False)
+    c = yield overlay.start(join=b, name="c", autoConnect=False)
+    a.broadcast(body)
+    yield waitFor(lambda: overlay.recorder(c).bodies("broadcast") == [body],
+                  timeout=PROMPT, what="the broadcast two hops away")
+    assert overlay.recorder(b).bodies("broadcast") == [body]
+    for node in (a, b, c):
+        assert overlay.recorder(node).disconnected == []
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_origin_refuses_a_message_that_would_not_fit(overlay):
+    a = yield overlay.start(name="a", autoConnect=False)
+    b = yield overlay.start(join=a, name="b", autoConnect=False)
+    with pytest.raises(MessageTooLarge) as caught:
+        a.broadcast("x" * 70_000)
+    assert re.fullmatch(r"the message takes 70\d{3} bytes, more than the "
+                        r"65536-byte limit of a line", str(caught.value))
+    with pytest.raises(MessageTooLarge):
+        yield a.send(b.nodeId, "é" * 40_000)
+    yield assertMessagesFlow(overlay, a, b)
+    # Neither refused message went anywhere.
+    assert all(len(body) < 1000 for body in overlay.recorder(b).bodies())
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_line_over_the_limit_closes_that_link_only(overlay, raw):
+    t = yield overlay.start(name="t", maxLineLength=1024, autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    for _ in range(3):
+        client = yield raw(t, OTHER_HOST)
+        client.send(Hello(newNodeId(), 1, 0, "relay"))
+        client.transport.write(b'{"type":"PING","nonce":' + b"1" * 2000
+                               + b"}\n")
+        yield waitFor(lambda client=client: client.closed, timeout=PROMPT,
+                      what="the long line's link to close")
+        byes = [line for line in client.lines() if line["type"] == "BYE"]
+        assert [bye["reason"] for bye in byes] == ["line longer than 1024 bytes"]
+    # Three of them, and still no misbehaviour; the other host is served.
+    assert t.misbehaviour.score(OTHER_HOST) == 0
+    assert not t.misbehaviour.isBanned(OTHER_HOST)
+    yield assertMessagesFlow(overlay, a, t)
