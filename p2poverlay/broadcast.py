@@ -29,6 +29,7 @@ from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import MessageTooLarge
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
     MAX_IDS, NEIGHBOUR, Broadcast, Graft, IHave, P2PMessage, Prune,
 )
@@ -41,6 +42,15 @@ from p2poverlay.seen import SeenCache
 # Payloads kept to answer GRAFTs: at most this many, and this many bytes.
 PAYLOAD_CACHE_SIZE = 1024
 PAYLOAD_CACHE_BYTES = 4 << 20
+# Ids announced by IHAVE that one neighbour may make this node track, per
+# second and at once: each broadcast is announced once per link, so this
+# is far above honest traffic, and one flooder fills a fraction of
+# MAX_MISSING (a flooded id is given up within about a second).
+ANNOUNCED_IDS_PER_SECOND = 1_000.0
+ANNOUNCED_IDS_BURST = 5_000.0
+# Ids waited for at most, and announcers remembered for each.
+MAX_MISSING = 20_000
+MAX_ANNOUNCERS = 8
 
 
 class EpidemicBroadcast(ConnectionListener):
@@ -79,6 +89,11 @@ class EpidemicBroadcast(ConnectionListener):
         # node id -> ids waiting to go out in one IHAVE.
         self._announce: Dict[str, List[str]] = {}
         self._flushCall: Optional["IDelayedCall"] = None
+        # node id -> its budget of announced ids.
+        self._announceBudget: Dict[str, TokenBucket] = {}
+        # node id -> ids whose payload a GRAFT of its has had (at most once
+        # each: a repeated GRAFT must not make this node send it again).
+        self._grafted: Dict[str, "OrderedDict[str, None]"] = {}
         dispatcher.register(Broadcast, self.payloadReceived)
         dispatcher.register(IHave, self.ihaveReceived)
         dispatcher.register(Graft, self.graftReceived)
@@ -98,6 +113,9 @@ class EpidemicBroadcast(ConnectionListener):
                     reason: CloseReason) -> None:
         if connection.role == NEIGHBOUR:
             self.neighbourDown(info.node_id)
+        # A direct link may have sent IHAVE or GRAFT too.
+        self._announceBudget.pop(info.node_id, None)
+        self._grafted.pop(info.node_id, None)
 
     def neighbourUp(self, nodeId: str) -> None:
         self.lazy.discard(nodeId)
@@ -107,6 +125,8 @@ class EpidemicBroadcast(ConnectionListener):
         self.eager.discard(nodeId)
         self.lazy.discard(nodeId)
         self._announce.pop(nodeId, None)
+        self._announceBudget.pop(nodeId, None)
+        self._grafted.pop(nodeId, None)
         for announcers in self._missing.values():
             if nodeId in announcers:
                 announcers.remove(nodeId)
@@ -223,11 +243,25 @@ class EpidemicBroadcast(ConnectionListener):
     def ihaveReceived(self, connection: "PeerConnection",
                       message: IHave) -> None:
         sender = connection.info.node_id
+        budget = self._announceBudget.get(sender)
+        if budget is None:
+            budget = self._announceBudget[sender] = TokenBucket(
+                ANNOUNCED_IDS_PER_SECOND, ANNOUNCED_IDS_BURST,
+                self.clock.seconds)
         for messageId in message.ids:
             if messageId in self.seen:
                 continue
-            announcers = self._missing.setdefault(messageId, [])
-            if sender not in announcers:
+            # Past its budget, or past what this node waits for, an id is
+            # ignored: its payload may still come, eagerly or announced
+            # again; a flood of ids costs little.
+            if not budget.take():
+                break
+            announcers = self._missing.get(messageId)
+            if announcers is None:
+                if len(self._missing) >= MAX_MISSING:
+                    continue
+                announcers = self._missing[messageId] = []
+            if sender not in announcers and len(announcers) < MAX_ANNOUNCERS:
                 announcers.append(sender)
             if messageId not in self._graftTimers:
                 self._graftTimers[messageId] = self.clock.callLater(
@@ -264,10 +298,15 @@ class EpidemicBroadcast(ConnectionListener):
                       message: Graft) -> None:
         sender = connection.info.node_id
         self._makeEager(sender)
+        grafted = self._grafted.setdefault(sender, OrderedDict())
         for messageId in message.ids:
             line = self._payloads.get(messageId)
-            if line is not None and connection.sendEncoded(line,
-                                                           Broadcast.TYPE):
+            if line is None or messageId in grafted:
+                continue
+            if connection.sendEncoded(line, Broadcast.TYPE):
+                grafted[messageId] = None
+                if len(grafted) > PAYLOAD_CACHE_SIZE:
+                    grafted.popitem(last=False)
                 self.stats.broadcastPayloadsSent += 1
                 self.stats.broadcastPayloadBytes += len(line) + 1
 
@@ -284,6 +323,11 @@ class EpidemicBroadcast(ConnectionListener):
         if connection.sendEncoded(line, message.TYPE, force=True):
             self.stats.broadcastControlSent += 1
             self.stats.broadcastControlBytes += len(line) + 1
+
+    @property
+    def waitingFor(self) -> int:
+        """How many announced ids this node waits to receive."""
+        return len(self._missing)
 
     def stop(self) -> None:
         """Cancel every timer (the node is stopping)."""

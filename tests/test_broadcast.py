@@ -315,3 +315,81 @@ def test_payloads_from_a_non_neighbour_are_delivered_without_joining_the_tree(
     assert node.deliveredIds == [m.id]
     assert "d" * 32 not in machine.eager | machine.lazy
     assert stranger.take() == []
+
+
+# -- a hostile neighbour ------------------------------------------------------------
+
+
+def test_a_repeated_graft_is_answered_once():
+    node, machine, conns = make()
+    m = message()
+    machine.originate(m)
+    for c in conns.values():
+        c.take()
+    for _ in range(50):
+        machine.graftReceived(conns[A], Graft((m.id,)))
+    assert [x.id for x in conns[A].take()] == [m.id]
+    # Another id, or the same one from another neighbour, is answered.
+    other = message()
+    machine.originate(other)
+    conns[A].take()
+    conns[B].take()
+    machine.graftReceived(conns[A], Graft((m.id, other.id)))
+    machine.graftReceived(conns[B], Graft((m.id,)))
+    assert [x.id for x in conns[A].take()] == [other.id]
+    assert [x.id for x in conns[B].take()] == [m.id]
+    # A neighbour that comes back is a new link: it may ask again.
+    machine.neighbourDown(A)
+    machine.neighbourUp(A)
+    machine.graftReceived(conns[A], Graft((m.id,)))
+    assert [x.id for x in conns[A].take()] == [m.id]
+
+
+def test_a_graft_that_could_not_be_sent_may_be_repeated():
+    node, machine, conns = make()
+    m = message()
+    machine.originate(m)
+    conns[A].take()
+    conns[A].accepts = False  # its send buffer is full
+    machine.graftReceived(conns[A], Graft((m.id,)))
+    conns[A].accepts = True
+    machine.graftReceived(conns[A], Graft((m.id,)))
+    assert [x.id for x in conns[A].take()] == [m.id]
+
+
+def test_an_ihave_flood_is_bounded(monkeypatch):
+    # The defaults scaled down, so that the clock keeps few timers.
+    monkeypatch.setattr(broadcastModule, "ANNOUNCED_IDS_PER_SECOND", 100.0)
+    monkeypatch.setattr(broadcastModule, "ANNOUNCED_IDS_BURST", 500.0)
+    monkeypatch.setattr(broadcastModule, "MAX_MISSING", 2000)
+    node, machine, conns = make()
+    for _ in range(20):
+        machine.ihaveReceived(conns[A], IHave(tuple(
+            newMessageId() for _ in range(MAX_IDS))))
+    # 20,000 ids at once: only the burst is tracked, and timers with them.
+    assert machine.waitingFor == 500
+    assert len(node.reactor.getDelayedCalls()) == 500
+    # Another neighbour's announcements still count.
+    honest = message()
+    machine.ihaveReceived(conns[B], IHave((honest.id,)))
+    assert machine.waitingFor == 501
+    # A tenth of a second later the flooder has 10 more ids' worth.
+    node.reactor.advance(0.1)
+    machine.ihaveReceived(conns[A], IHave(tuple(
+        newMessageId() for _ in range(MAX_IDS))))
+    assert machine.waitingFor == 511
+
+
+def test_ids_waited_for_are_bounded_across_neighbours(monkeypatch):
+    monkeypatch.setattr(broadcastModule, "MAX_MISSING", 50)
+    monkeypatch.setattr(broadcastModule, "MAX_ANNOUNCERS", 2)
+    node, machine, conns = make()
+    ids = tuple(newMessageId() for _ in range(80))
+    for c in conns.values():
+        machine.ihaveReceived(c, IHave(ids))
+    assert machine.waitingFor == 50
+    # Each id remembers two announcers at most.
+    node.reactor.advance(node.config.graftTimeout)
+    grafts = [msg for c in conns.values() for msg in c.take()
+              if isinstance(msg, Graft)]
+    assert len(grafts) == 50

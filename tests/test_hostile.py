@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 
 from p2poverlay import MessageTooLarge, PeerFull
-from p2poverlay.message import Hello, Ping, newNodeId
+from p2poverlay.message import Graft, Hello, Ping, newNodeId
 from helpers import PROMPT, waitFor
 from test_resilience import OTHER_HOST, assertMessagesFlow
 
@@ -107,3 +107,24 @@ def test_a_line_over_the_limit_closes_that_link_only(overlay, raw):
     assert t.misbehaviour.score(OTHER_HOST) == 0
     assert not t.misbehaviour.isBanned(OTHER_HOST)
     yield assertMessagesFlow(overlay, a, t)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_repeated_graft_does_not_amplify(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    client = yield raw(t, OTHER_HOST)
+    rawId = newNodeId()
+    client.send(Hello(rawId, 1, 0, "grafter"))
+    yield waitFor(lambda: rawId in t.peers, timeout=PROMPT,
+                  what="the grafter's handshake")
+    messageId, _ = t.broadcast("x" * 1000)
+    # 500 GRAFTs for it in one go (about 30 kB in), then a PING: its PONG
+    # says every GRAFT before it has been handled.
+    client.send(*([Graft((messageId,))] * 500), Ping(7))
+    yield waitFor(lambda: "PONG" in client.types(), timeout=PROMPT,
+                  what="the PONG after the GRAFTs")
+    copies = [line for line in client.lines()
+              if line["type"] == "BROADCAST" and line["id"] == messageId]
+    # The eager copy, and one for the GRAFT: not 500 kB out.
+    assert len(copies) <= 2, len(copies)
+    assert not client.closed
