@@ -32,6 +32,7 @@ from p2poverlay.controlclient import (
     connectionProblem, controlEndpoint,
 )
 from p2poverlay.controlwire import CONTROL_SOCKET, replyMessage
+from p2poverlay.cookie import COOKIE_FILE
 from p2poverlay.terminal import isTerminal, openConsole
 from p2poverlay.text import escape, fieldLines
 
@@ -67,15 +68,20 @@ def parseArguments(argv: List[str]) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--data-dir", metavar="D",
-        help=f"the node's data directory; talk to D/{CONTROL_SOCKET}")
+        help=f"the node's data directory; talk to D/{CONTROL_SOCKET} (with "
+             f"a TCP --control, read the cookie D/{COOKIE_FILE})")
     where.add_argument(
         "--port", "-p", metavar="N", type=int,
         help=f"the node listening on port N, with its default data directory "
              f"p2p-N (default: {DEFAULT_PORT})")
-    where.add_argument(
+    parser.add_argument(
         "--control", metavar="ENDPOINT",
         help="a Twisted client endpoint, e.g. unix:/path/ctl.sock or "
              "tcp:127.0.0.1:7001")
+    parser.add_argument(
+        "--cookie-file", metavar="PATH",
+        help="with a TCP --control, the node's cookie file (instead of "
+             f"--data-dir's {COOKIE_FILE})")
     parser.add_argument(
         "--json", action="store_true",
         help="print results as JSON (one object a line)")
@@ -88,6 +94,10 @@ def parseArguments(argv: List[str]) -> argparse.Namespace:
              f"({', '.join(spec.name for spec in NODE_COMMANDS)}); "
              f"without one, attach")
     options = parser.parse_args(argv)
+    if options.port is not None and options.control is not None:
+        parser.error("argument --port/-p: not allowed with argument --control")
+    if options.cookie_file is not None and options.control is None:
+        parser.error("argument --cookie-file: only with a TCP --control")
     if not options.timeout > 0:
         parser.error("--timeout must be more than 0")
     return options

@@ -4,22 +4,20 @@ The control endpoint: the console of a node that runs in the background.
 A client connects (by default to the UNIX socket C{control.sock} in the
 node's data directory, readable and writable by its owner only), sends
 commands as JSON lines and reads the answers, and meanwhile sees what
-happens at the node, as the console shows it.  The protocol is described
-in C{docs/control.rst}.
+happens at the node, as the console shows it.  A TCP endpoint asks for the
+node's cookie (L{p2poverlay.cookie}) before anything else, and every
+endpoint hangs up on what looks like HTTP.  The protocol is described in
+C{docs/control.rst}.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import stat
+import hmac
 from typing import Any, Callable, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
@@ -27,26 +25,35 @@ from twisted.python.failure import Failure
 
 from p2poverlay.commands import CommandInterpreter, Reply
 from p2poverlay.console import stopReactor
+from p2poverlay.addresses import formatAddress, isLoopback
+from p2poverlay.controllisten import (
+    SOCKET_MODE, listenControl, listenUNIXPrivately, needsCookie,
+    removeStaleSocket,
+)
 from p2poverlay.controlwire import (
-    BadRequest, RequestId, closingMessage, defaultControlPath, encode,
-    eventMessage, helloMessage, parseRequest, replyMessage, unixDescription,
+    HTTP_REFUSAL, BadRequest, RequestId, closingMessage, defaultControlPath,
+    encode, eventMessage, helloMessage, looksLikeHTTP, parseAuth,
+    parseObject, parseRequest, replyMessage, unixDescription,
+)
+from p2poverlay.cookie import (
+    CookieError, defaultCookiePath, removeCookie, writeCookie,
 )
 from p2poverlay.errors import ListenError
-from p2poverlay.listening import listenError
 from p2poverlay.node import Node
 from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
 from p2poverlay.whereabouts import Whereabouts
 
 # The paths and endpoint descriptions of the control socket are the wire
-# module's; they are part of this module's API too.
+# and listening modules'; they are part of this module's API too.
 __all__ = [
-    "ControlFactory", "ControlProtocol", "ControlService",
-    "defaultControlPath", "listenControl", "listenUNIXPrivately",
-    "removeStaleSocket", "unixDescription",
+    "AUTH_TIMEOUT", "SOCKET_MODE", "ControlFactory", "ControlProtocol",
+    "ControlService", "defaultControlPath", "listenControl",
+    "listenUNIXPrivately", "removeStaleSocket", "unixDescription",
 ]
 
-SOCKET_MODE = 0o600
+# How long a TCP client has to present the cookie.
+AUTH_TIMEOUT = 10.0
 
 
 def replyTo(requestId: RequestId, reply: Reply, wantJSON: bool) -> dict:
@@ -74,12 +81,22 @@ class ControlProtocol(LineReceiver):
     log = Logger()
 
     def __init__(self, node: Node, stop: Callable[[], None],
-                 whereabouts: Optional[Whereabouts] = None) -> None:
+                 whereabouts: Optional[Whereabouts] = None,
+                 cookie: Optional[str] = None, clock=None) -> None:
+        """
+        @param cookie: the secret the client must present first; C{None}
+            for none (a UNIX socket).
+        @param clock: what times out a client that does not present it.
+        """
         self.node = node
         self.whereabouts = whereabouts
+        self.cookie = cookie
+        self.clock = clock
         self.interpreter = CommandInterpreter(node, stop)
         self.watcher = NodeWatcher(node, self.sendEvent)
         self.closing = False
+        self.firstLine = True
+        self.authTimeout: Optional[IDelayedCall] = None
         self.writesPaused = False
         self.droppedEvents = 0
 
@@ -89,8 +106,21 @@ class ControlProtocol(LineReceiver):
 
     # -- life -------------------------------------------------------------
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether the client may run commands (and is sent events)."""
+        return self.cookie is None
+
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
+        if self.authenticated:
+            self._greet()
+        elif self.clock is not None:
+            self.authTimeout = self.clock.callLater(
+                AUTH_TIMEOUT, self.refuse,
+                f"no cookie within {AUTH_TIMEOUT:g} s")
+
+    def _greet(self) -> None:
         self.watcher.start()
         node, about = self.node, self.whereabouts
         self.send(helloMessage(
@@ -100,6 +130,7 @@ class ControlProtocol(LineReceiver):
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self.closing = True
+        self._cancelTimeout()
         self.watcher.stop()
         factory = getattr(self, "factory", None)
         if factory is not None:
@@ -111,6 +142,26 @@ class ControlProtocol(LineReceiver):
             self.send(closingMessage(why))
             self.closing = True
             self.transport.loseConnection()
+
+    def refuse(self, why: str, answer: Optional[bytes] = None) -> None:
+        """
+        Hang up on a client before it runs anything, with one line saying
+        C{why} (or the bytes C{answer}), and ignore what it sent after.
+        """
+        if self.closing:
+            return
+        self.log.info("control client refused: {why}", why=why)
+        self._cancelTimeout()
+        self.transport.write(answer if answer is not None
+                             else encode(closingMessage(why)))
+        self.closing = True
+        self.clearLineBuffer()
+        self.transport.loseConnection()
+
+    def _cancelTimeout(self) -> None:
+        if self.authTimeout is not None and self.authTimeout.active():
+            self.authTimeout.cancel()
+        self.authTimeout = None
 
     # -- flow control -------------------------------------------------------
 
@@ -143,6 +194,10 @@ class ControlProtocol(LineReceiver):
             return
         if not line.strip():
             return
+        if self.firstLine:
+            self.firstLine = False
+            if not self._firstLine(line):
+                return
         try:
             requestId, command, wantJSON = parseRequest(line)
         except BadRequest as e:
@@ -155,7 +210,43 @@ class ControlProtocol(LineReceiver):
         d.addCallback(
             lambda reply: self.send(replyTo(requestId, reply, wantJSON)))
 
+    def _firstLine(self, line: bytes) -> bool:
+        """
+        Check the client's first line: refuse HTTP, what is not a JSON
+        object and, where one is asked, a wrong cookie.
+
+        @return: whether the line is a request to handle.
+        """
+        if looksLikeHTTP(line):
+            self.refuse("an HTTP request", HTTP_REFUSAL)
+            return False
+        if self.authenticated:
+            try:
+                parseObject(line)
+            except BadRequest:
+                self.refuse("the first line must be a JSON object")
+                return False
+            return True
+        try:
+            cookie = parseAuth(line)
+        except BadRequest as e:
+            self.refuse(f"authentication required: {e}")
+            return False
+        assert self.cookie is not None
+        if not hmac.compare_digest(cookie.encode("utf-8", "replace"),
+                                   self.cookie.encode("ascii")):
+            self.refuse("wrong cookie")
+            return False
+        self._cancelTimeout()
+        self.cookie = None
+        self._greet()
+        return False
+
     def lineLengthExceeded(self, line: bytes) -> None:
+        if self.firstLine:
+            self.refuse(f"the first line is longer than {self.MAX_LENGTH} "
+                        f"bytes")
+            return
         self.clearLineBuffer()
         self.send(replyTo(None, Reply.failed(
             f"bad request: line longer than {self.MAX_LENGTH} bytes"), False))
@@ -167,106 +258,25 @@ class ControlFactory(ServerFactory):
     noisy = False
 
     def __init__(self, node: Node, stop: Callable[[], None],
-                 whereabouts: Optional[Whereabouts] = None) -> None:
+                 whereabouts: Optional[Whereabouts] = None,
+                 cookie: Optional[str] = None, clock=None) -> None:
+        """
+        @param cookie: the secret each client must present first, if any.
+        @param clock: what times out a client that does not present it.
+        """
         self.node = node
         self.stop = stop
         self.whereabouts = whereabouts
+        self.cookie = cookie
+        self.clock = clock
         self.clients: Set[ControlProtocol] = set()
 
     def buildProtocol(self, addr) -> ControlProtocol:
-        protocol = ControlProtocol(self.node, self.stop, self.whereabouts)
+        protocol = ControlProtocol(self.node, self.stop, self.whereabouts,
+                                   self.cookie, self.clock)
         protocol.factory = self
         self.clients.add(protocol)
         return protocol
-
-
-def removeStaleSocket(path: str) -> None:
-    """
-    Remove a UNIX socket file at C{path} that nothing listens on any more
-    (left by a process that crashed).
-
-    @raise ListenError: if a process listens there, or C{path} is not a
-        socket.
-    """
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise ListenError(f"cannot listen on {path}: {e.strerror}") from None
-    if not stat.S_ISSOCK(mode):
-        raise ListenError(
-            f"cannot listen on {path}: the file exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        pass  # Stale: nobody listens.
-    except OSError as e:
-        raise ListenError(f"cannot listen on {path}: {e.strerror or e}") from None
-    else:
-        raise ListenError(f"cannot listen on {path}: another process "
-                          f"listens there")
-    finally:
-        probe.close()
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def listenUNIXPrivately(reactor, path: str, factory,
-                        backlog: int = 50) -> IListeningPort:
-    """
-    Listen on the UNIX socket C{path}, usable by this user only: the file
-    is created with mode 0600 (no moment where it is more open), replacing
-    a stale socket file.
-
-    @raise ListenError: if it cannot.
-    """
-    removeStaleSocket(path)
-    # listenUNIX binds, then chmods: bind under a umask that already
-    # leaves only the owner's read and write bits.
-    oldMask = os.umask(0o177)
-    try:
-        port = reactor.listenUNIX(path, factory, backlog=backlog,
-                                  mode=SOCKET_MODE, wantPID=False)
-    except CannotListenError as e:
-        why = getattr(e.socketError, "strerror", None) or str(e.socketError)
-        raise ListenError(f"cannot listen on {path}: {why}") from None
-    finally:
-        os.umask(oldMask)
-    actual = stat.S_IMODE(os.stat(path).st_mode)
-    if actual != SOCKET_MODE:
-        port.stopListening()
-        raise ListenError(f"cannot listen on {path}: its mode is "
-                          f"{actual:04o}, not {SOCKET_MODE:04o}")
-    return port
-
-
-def listenControl(reactor, description: str, factory) -> IListeningPort:
-    """
-    Listen on the server endpoint C{description}; a UNIX socket is made
-    private (L{listenUNIXPrivately}).
-
-    @raise ListenError: if it cannot, in one line.
-    """
-    try:
-        endpoint = serverFromString(reactor, description)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ListenError(f"bad control endpoint {description!r}: {e}") from None
-    if isinstance(endpoint, UNIXServerEndpoint):
-        return listenUNIXPrivately(reactor, endpoint._address, factory,
-                                   backlog=endpoint._backlog)
-    outcome: list = []
-    endpoint.listen(factory).addBoth(outcome.append)
-    if not outcome:
-        raise ListenError(f"cannot listen on {description}: the endpoint "
-                          f"does not listen at once")
-    if isinstance(outcome[0], Failure):
-        raise listenError(description, outcome[0])
-    return outcome[0]
 
 
 class ControlService(Service):
@@ -279,6 +289,10 @@ class ControlService(Service):
     @param optional: if true, an endpoint that cannot listen is a warning
         and the node runs without it (for the default socket, whose path
         may be too long for a UNIX socket); if false, it stops the program.
+    @param cookieFile: where an endpoint that is not a UNIX socket keeps
+        the cookie its clients present; by default C{control.cookie} in
+        the data directory of C{whereabouts}.  Written at start, removed
+        at stop.
     """
 
     log = Logger()
@@ -286,7 +300,8 @@ class ControlService(Service):
     def __init__(self, node: Node, description: str, reactor=None,
                  stop: Optional[Callable[[], None]] = None,
                  optional: bool = False,
-                 whereabouts: Optional[Whereabouts] = None) -> None:
+                 whereabouts: Optional[Whereabouts] = None,
+                 cookieFile: Optional[str] = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         if stop is None:
@@ -295,10 +310,18 @@ class ControlService(Service):
         self.node = node
         self.description = description
         self.reactor = reactor
-        self.factory = ControlFactory(node, stop, whereabouts)
+        self.factory = ControlFactory(node, stop, whereabouts, clock=reactor)
         self.optional = optional
         self.port: Optional[IListeningPort] = None
         self.failed = False
+        self.exposed: Optional[str] = None
+        self.cookieFile: Optional[str] = None
+        self.needsCookie = needsCookie(description, reactor)
+        if self.needsCookie:
+            if cookieFile is None and whereabouts is not None \
+                    and whereabouts.dataDir:
+                cookieFile = defaultCookiePath(whereabouts.dataDir)
+            self.cookieFile = cookieFile
 
     def privilegedStartService(self) -> None:
         """
@@ -313,13 +336,38 @@ class ControlService(Service):
     def startService(self) -> None:
         Service.startService(self)
         self._listen()
+        if self.exposed is not None:
+            # Here rather than when listening: the console, if any, has
+            # started by now and shows it.
+            self.log.warn(
+                "the control endpoint on {address} is reachable beyond this "
+                "machine: anyone there who has its cookie can stop the node "
+                "or send as it; listen on 127.0.0.1", address=self.exposed)
+
+    def _writeCookie(self) -> None:
+        if not self.needsCookie:
+            return
+        if self.cookieFile is None:
+            raise ListenError(
+                f"cannot listen on {self.description}: a TCP control "
+                f"endpoint needs a data directory for its cookie")
+        try:
+            self.factory.cookie = writeCookie(self.cookieFile)
+        except CookieError as e:
+            raise ListenError(f"cannot listen on {self.description}: "
+                              f"{e}") from None
 
     def _listen(self) -> None:
         if self.port is not None or self.failed:
             return
         try:
-            self.port = listenControl(self.reactor, self.description,
-                                      self.factory)
+            self._writeCookie()
+            try:
+                self.port = listenControl(self.reactor, self.description,
+                                          self.factory)
+            except ListenError:
+                self._removeCookie()
+                raise
         except ListenError as e:
             if not self.optional:
                 raise
@@ -329,6 +377,15 @@ class ControlService(Service):
             return
         self.log.info("control endpoint listening on {where}",
                       where=self.description)
+        address = self.port.getHost()
+        host = getattr(address, "host", None)
+        if host is not None and not isLoopback(host):
+            self.exposed = formatAddress(host, getattr(address, "port", 0))
+
+    def _removeCookie(self) -> None:
+        if self.factory.cookie is not None and self.cookieFile is not None:
+            removeCookie(self.cookieFile)
+        self.factory.cookie = None
 
     def stopService(self) -> "Deferred[None]":
         Service.stopService(self)
@@ -338,5 +395,6 @@ class ControlService(Service):
         if self.port is not None:
             waits.append(self.port.stopListening())
             self.port = None
+        self._removeCookie()
         return DeferredList([d for d in waits if d is not None]).addCallback(
             lambda _: None)

@@ -1,7 +1,8 @@
 """
 The client's side of the control protocol: finding a node's control
-endpoint, connecting to it, and matching the node's replies to requests.
-C{p2p-console} (L{p2poverlay.client}) is built on it.
+endpoint (and for TCP its cookie), connecting to it, and matching the
+node's replies to requests.  C{p2p-console} (L{p2poverlay.client}) is
+built on it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from p2poverlay.controlwire import (
-    CLOSING, EVENT, HELLO, REPLY, decode, defaultControlPath, encode,
-    requestMessage,
+    CLOSING, EVENT, HELLO, REPLY, authMessage, decode, defaultControlPath,
+    encode, requestMessage,
 )
+from p2poverlay.cookie import CookieError, defaultCookiePath, readCookie
 
 __all__ = ["CONNECT_TIMEOUT", "DEFAULT_PORT", "ClientError",
            "ControlClientProtocol", "connect", "connectionProblem",
-           "controlEndpoint"]
+           "controlCookie", "controlEndpoint"]
 
 CONNECT_TIMEOUT = 5.0
 DEFAULT_PORT = 9000
@@ -44,6 +46,7 @@ class ControlClientProtocol(LineReceiver):
     reply to no request of its own to C{onStrayReply}).
 
     @ivar where: how the user named the node's endpoint, once known.
+    @ivar refused: why the node hung up before its C{hello}, if it did.
     """
 
     # Its transport: a stream (UNIX, TCP or standard I/O) once connected.
@@ -58,10 +61,15 @@ class ControlClientProtocol(LineReceiver):
         self.onEvent: Callable[[dict], None] = lambda message: None
         self.onStrayReply: Callable[[dict], None] = lambda message: None
         self.problem: Optional[str] = None
+        self.refused: Optional[str] = None
         self.where: Optional[str] = None
         self.stopping = False
         self._pending: Dict[int, Deferred] = {}
         self._nextId = 0
+
+    def authenticate(self, cookie: str) -> None:
+        """Present the node's C{cookie}: the first line to a TCP endpoint."""
+        self.transport.write(encode(authMessage(cookie)))
 
     def request(self, command: str, wantJSON: bool = False) -> "Deferred[dict]":
         """Send C{command}; the Deferred fires with the node's reply."""
@@ -96,6 +104,8 @@ class ControlClientProtocol(LineReceiver):
         elif kind == EVENT:
             if message.get("event") == CLOSING:
                 self.stopping = True
+                if not self.hello.called:
+                    self.refused = str(message.get("line") or "refused")
             self.onEvent(message)
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -107,7 +117,7 @@ class ControlClientProtocol(LineReceiver):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
-        why = self.problem or "the node closed the connection"
+        why = self.problem or self.refused or "the node closed the connection"
         pending, self._pending = self._pending, {}
         for d in pending.values():
             d.errback(ClientError(why))
@@ -135,6 +145,32 @@ def controlEndpoint(reactor, options: argparse.Namespace):
     return UNIXClientEndpoint(reactor, path, timeout=CONNECT_TIMEOUT), path
 
 
+def controlCookie(options: argparse.Namespace, endpoint) -> Optional[str]:
+    """
+    The cookie to present to C{endpoint}: none for a UNIX socket, else
+    read from C{--cookie-file} or C{--data-dir}.
+
+    @raise ClientError: if it cannot be read, in one line.
+    """
+    if options.control is None or isinstance(endpoint, UNIXClientEndpoint):
+        if options.cookie_file is not None:
+            raise ClientError("--cookie-file: only a TCP --control endpoint "
+                              "asks for a cookie")
+        return None
+    path = options.cookie_file
+    if path is None and options.data_dir is not None:
+        path = defaultCookiePath(options.data_dir)
+    if path is None:
+        raise ClientError(
+            f"--control {options.control}: a TCP control endpoint asks for "
+            f"the node's cookie: give --data-dir D (for D/control.cookie) "
+            f"or --cookie-file PATH")
+    try:
+        return readCookie(path)
+    except CookieError as e:
+        raise ClientError(f"no cookie for {options.control}: {e}") from None
+
+
 def connectionProblem(reason: Failure) -> str:
     """Why a connection could not be made, in a few words."""
     if reason.check(ConnectionRefusedError):
@@ -152,6 +188,7 @@ def connectionProblem(reason: Failure) -> str:
 
 async def connect(reactor, options) -> ControlClientProtocol:
     endpoint, where = controlEndpoint(reactor, options)
+    cookie = controlCookie(options, endpoint)
     protocol = ControlClientProtocol()
     protocol.where = where
     try:
@@ -159,6 +196,8 @@ async def connect(reactor, options) -> ControlClientProtocol:
     except Exception:
         raise ClientError(
             f"no node answers at {where} ({connectionProblem(Failure())})") from None
+    if cookie is not None:
+        protocol.authenticate(cookie)
     try:
         await protocol.hello.addTimeout(options.timeout, reactor)
     except TimeoutError:
@@ -166,5 +205,8 @@ async def connect(reactor, options) -> ControlClientProtocol:
         raise ClientError(f"no answer from {where}: is it a node's control "
                           f"endpoint?") from None
     except ClientError as e:
+        if protocol.refused is not None:
+            raise ClientError(f"the node at {where} refused the connection "
+                              f"({protocol.refused})") from None
         raise ClientError(f"no node answers at {where} ({e})") from None
     return protocol

@@ -1,6 +1,6 @@
 """
 The control protocol as both of its ends write and read it: one JSON
-object a line, C{hello}, requests, replies and events.
+object a line, C{auth} (on TCP), C{hello}, requests, replies and events.
 
 The node's side (L{p2poverlay.control}) and the client's
 (L{p2poverlay.client}) share this module and nothing else, so that the
@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 __all__ = [
     "CLOSING", "CONTROL_PROTOCOL_VERSION", "CONTROL_SOCKET", "EVENT", "HELLO",
-    "REPLY", "BadRequest", "closingMessage", "decode", "defaultControlPath",
-    "encode", "eventMessage", "helloMessage", "parseRequest",
+    "HTTP_REFUSAL", "REPLY", "BadRequest", "authMessage", "closingMessage",
+    "decode", "defaultControlPath", "encode", "eventMessage", "helloMessage",
+    "looksLikeHTTP", "parseAuth", "parseObject", "parseRequest",
     "replyMessage", "requestMessage", "unixDescription",
 ]
 
-CONTROL_PROTOCOL_VERSION = 1
+CONTROL_PROTOCOL_VERSION = 2
 CONTROL_SOCKET = "control.sock"
 
 # Message types, and the event that announces the end of a connection.
@@ -69,6 +71,60 @@ class BadRequest(ValueError):
     """A control request that cannot be understood."""
 
 
+def authMessage(cookie: str) -> Message:
+    """The first line a client of a TCP endpoint sends: the node's cookie."""
+    return {"auth": cookie}
+
+
+def parseObject(line: bytes) -> Message:
+    """
+    Read one line a client sent as a JSON object.
+
+    @raise BadRequest: if it is not one.
+    """
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise BadRequest("not a JSON object") from None
+    if not isinstance(message, dict):
+        raise BadRequest("not a JSON object")
+    return message
+
+
+def parseAuth(line: bytes) -> str:
+    """
+    Read the C{auth} line.
+
+    @return: the cookie it presents.
+    @raise BadRequest: if the line is not an C{auth} line.
+    """
+    cookie = parseObject(line).get("auth")
+    if not isinstance(cookie, str):
+        raise BadRequest("the first line must be {\"auth\": COOKIE}")
+    return cookie
+
+
+_HTTP_REQUEST = re.compile(rb"[A-Z][A-Z_-]{2,15} \S")
+_HTTP_VERSION = re.compile(rb"\sHTTP/\d(\.\d)?$")
+
+HTTP_REFUSAL_TEXT = b"This is a p2poverlay control endpoint, not a web server.\n"
+HTTP_REFUSAL = (b"HTTP/1.0 400 Bad Request\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\n"
+                b"Connection: close\r\n\r\n" % len(HTTP_REFUSAL_TEXT)
+                + HTTP_REFUSAL_TEXT)
+
+
+def looksLikeHTTP(line: bytes) -> bool:
+    """
+    Whether C{line} looks like the request line of HTTP (C{GET /},
+    C{OPTIONS * HTTP/1.1}, ...): what a browser sends to a page's address,
+    which no control client sends.
+    """
+    line = line.strip()
+    return bool(_HTTP_REQUEST.match(line) or _HTTP_VERSION.search(line))
+
+
 def requestMessage(requestId: RequestId, command: str,
                    wantJSON: bool = False) -> Message:
     """
@@ -87,12 +143,7 @@ def parseRequest(line: bytes) -> Tuple[RequestId, str, bool]:
     @return: C{(id, command, wantJSON)}.
     @raise BadRequest: with a one-line reason, if the line is not a request.
     """
-    try:
-        request = json.loads(line)
-    except ValueError:
-        raise BadRequest("not a JSON object") from None
-    if not isinstance(request, dict):
-        raise BadRequest("not a JSON object")
+    request = parseObject(line)
     requestId = request.get("id")
     if requestId is not None and (
             isinstance(requestId, bool)

@@ -135,22 +135,27 @@ def portLabel(listen: str) -> str:
 def controlDescription(control, dataDir: str) -> str:
     """
     Turn the C{--control} value into a server endpoint description, or
-    C{""} for no control endpoint.
+    C{""} for no control endpoint.  A bare port, or TCP without an
+    interface, listens on loopback only; TCP needs a data directory, where
+    the node keeps the cookie its clients present.
 
-    @raise usage.UsageError: if it is neither C{none} nor a valid endpoint.
+    @raise usage.UsageError: if it is neither C{none} nor a valid endpoint,
+        or is TCP without a data directory.
     """
     if control is None:
         return unixDescription(defaultControlPath(dataDir)) if dataDir else ""
     if control.strip().lower() == "none":
         return ""
-    from twisted.internet import reactor
-    from twisted.internet.endpoints import serverFromString
+    from p2poverlay.controllisten import controlListenDescription, needsCookie
     try:
-        serverFromString(reactor, control)
-    except Exception as e:
+        description = controlListenDescription(control)
+    except ValueError as e:
+        raise usage.UsageError(f"--control {control!r}: {e}") from None
+    if not dataDir and needsCookie(description):
         raise usage.UsageError(
-            f"--control {control!r}: not a server endpoint or 'none' ({e})") from None
-    return control
+            f"--control {control!r}: a TCP control endpoint needs a data "
+            f"directory for its cookie (give --data-dir)")
+    return description
 
 
 class Options(usage.Options):
@@ -173,9 +178,11 @@ class Options(usage.Options):
          "none with --port 0."],
         ["control", None, None,
          "Where to listen for p2p-console: a Twisted server endpoint such as "
-         "unix:/path/ctl.sock or tcp:7001:interface=127.0.0.1, or 'none'. "
-         "Default: the socket control.sock in the data directory (none "
-         "without a data directory)."],
+         "unix:/path/ctl.sock or tcp:7001 (a bare port, or TCP without an "
+         "interface, listens on 127.0.0.1 only; TCP asks clients for the "
+         "cookie in DATA-DIR/control.cookie), or 'none'. Default: the socket "
+         "control.sock in the data directory (none without a data "
+         "directory)."],
         ["web", None, None,
          "Serve the web UI, JSON API and /metrics on this endpoint, such as "
          "tcp:8080:interface=127.0.0.1 (a bare port number listens on "

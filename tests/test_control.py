@@ -90,7 +90,7 @@ def client(node):
 
 def test_hello_on_connect(node, client):
     (hello,) = client.received()
-    assert hello == {"type": "hello", "version": 1, "node_id": node.nodeId,
+    assert hello == {"type": "hello", "version": 2, "node_id": node.nodeId,
                      "name": "me", "port": 0,
                      "line": f"node {node.nodeId} 'me' listening on port 0"}
 
@@ -162,6 +162,7 @@ def test_empty_command(client):
     (b'{"command": "info", "id": true}', "'id' must be a string or a number"),
 ])
 def test_bad_request_is_answered_and_the_connection_kept(node, client, line, why):
+    client.request("info")  # After the first line; that one is checked more.
     client.received()
     (reply,) = client.write(line + b"\n")
     assert reply == {"type": "reply", "id": None, "ok": False,
@@ -181,6 +182,7 @@ def test_parseRequest():
 
 
 def test_overlong_request_is_refused(client):
+    client.request("info")
     client.received()
     (reply,) = client.write(b"x" * (ControlProtocol.MAX_LENGTH + 2))
     assert reply["ok"] is False
@@ -560,7 +562,8 @@ def test_client_imports_nothing_of_the_node():
     assert loaded.split() == ["p2poverlay", "p2poverlay.client",
                               "p2poverlay.commandtable",
                               "p2poverlay.controlclient",
-                              "p2poverlay.controlwire", "p2poverlay.lineedit",
+                              "p2poverlay.controlwire", "p2poverlay.cookie",
+                              "p2poverlay.lineedit",
                               "p2poverlay.linesearch", "p2poverlay.lineview",
                               "p2poverlay.terminal", "p2poverlay.text"]
 
@@ -583,7 +586,8 @@ def test_control_defaults_to_the_data_directory(tmp_path):
 def test_no_control_without_a_data_directory():
     assert parse("--port", "0")["control"] == ""
     assert parse("--data-dir", "")["control"] == ""
-    assert parse("--port", "0", "--control", "tcp:0")["control"] == "tcp:0"
+    assert parse("--port", "0", "--control", "unix:/tmp/c.sock")["control"] \
+        == "unix:/tmp/c.sock"
 
 
 @pytest.mark.parametrize("none", ["none", "NONE"])

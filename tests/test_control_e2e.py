@@ -324,8 +324,8 @@ def test_control_over_tcp_and_none(workdir):
                     LOOPBACK_ENDPOINT.format(port))
     assert not a.socket.exists()
     cwd, _ = workdir
-    result = runConsole(cwd, "--control", f"tcp:127.0.0.1:{port}", "--json",
-                        "info")
+    result = runConsole(cwd, "--control", f"tcp:127.0.0.1:{port}",
+                        "--data-dir", "A", "--json", "info")
     assert result.returncode == 0, result
     assert json.loads(result.stdout)["port"] == a.port
 
