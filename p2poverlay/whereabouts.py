@@ -84,7 +84,10 @@ class Whereabouts:
         if ":" in hostname:
             return address
         reach = "127.0.0.1" if hostname == "0.0.0.0" else hostname
-        return f"{address} (attach: p2p-console --control tcp:{reach}:{number})"
+        # Over TCP the client needs the cookie in the data directory too.
+        cookie = f" --data-dir {shortPath(self.dataDir)}" if self.dataDir else ""
+        return (f"{address} (attach: p2p-console --control "
+                f"tcp:{reach}:{number}{cookie})")
 
     def webText(self) -> str:
         """The web UI's address, or C{off}."""

@@ -281,9 +281,11 @@ def test_whereabouts_fields(tmp_path, monkeypatch):
         ("control", "p2p-9000/control.sock (attach: p2p-console --data-dir "
                     "p2p-9000)"),
         ("web UI", "http://127.0.0.1:8080/ (token required)")]
-    tcp = Whereabouts(control=Listening(IPv4Address("TCP", "0.0.0.0", 7001)))
+    tcp = Whereabouts(control=Listening(IPv4Address("TCP", "0.0.0.0", 7001)),
+                      dataDir=str(tmp_path / "p2p-9000"))
     assert dict(tcp.fields(""))["control"] == (
-        "0.0.0.0:7001 (attach: p2p-console --control tcp:127.0.0.1:7001)")
+        "0.0.0.0:7001 (attach: p2p-console --control tcp:127.0.0.1:7001 "
+        "--data-dir p2p-9000)")
     assert dict(tcp.fields(""))["name"].startswith("(none")
     assert dict(Whereabouts().fields("x")) == {
         "name": "x", "log": "(not known)", "control": "none", "web UI": "off"}
