@@ -31,7 +31,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
-from p2poverlay.limits import Misbehaviour
+from p2poverlay.limits import Misbehaviour, TokenBucket
 from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
@@ -48,6 +48,14 @@ EXCHANGE_SAMPLE = 32
 FULL_COOLDOWN = 30.0
 # Addresses joined through that are kept to join through again.
 MAX_SEEDS = 16
+# Dials of learned addresses, node-wide, per second and at once: peer
+# exchange cannot aim a node at a third party faster than this.
+DIALS_PER_SECOND = 2.0
+DIAL_BURST = 32.0
+# Addresses learned from one peer, per second and at once (Bitcoin Core
+# takes 0.1/s; peer exchange here sends 32 every exchangeInterval).
+LEARNED_PER_SECOND = 10.0
+LEARNED_BURST = 1000.0
 
 
 @implementer(IAdmission)
@@ -89,6 +97,12 @@ class Topology(ConnectionListener):
         self._rejoinCount = 0
         self._rejoinDelay = config.reconnectInitialDelay
         self._cooldown: Dict[str, float] = {}
+        # Addresses that did not answer -> when they may be dialed again,
+        # whichever node id claims them.
+        self._unanswered: Dict[Tuple[str, int], float] = {}
+        self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST,
+                                       clock.seconds)
+        self._learnBudget: Dict[str, TokenBucket] = {}
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
         self._tick.clock = clock
@@ -158,6 +172,8 @@ class Topology(ConnectionListener):
             return
         candidates = self._candidates(missing)
         for entry in candidates:
+            if not self._dialBudget.take():
+                break  # The next tick dials more.
             self._dial(entry)
         if not (candidates or neighbours or self.connections.dialsInFlight):
             self._rejoin()
@@ -202,6 +218,9 @@ class Topology(ConnectionListener):
         for nodeId, until in list(self._cooldown.items()):
             if until <= now:
                 del self._cooldown[nodeId]
+        for address, until in list(self._unanswered.items()):
+            if until <= now:
+                del self._unanswered[address]
         retryDead = now - self.config.reconnectMaxDelay
         candidates = [
             entry for entry in self.book.all()
@@ -211,6 +230,7 @@ class Topology(ConnectionListener):
             and entry.node_id not in self._dialing
             and entry.node_id not in self.peers
             and not self.isLinked(entry.node_id)
+            and (entry.host, entry.port) not in self._unanswered
             and not self.misbehaviour.isBanned(entry.host)
         ]
         self.random.shuffle(candidates)
@@ -248,6 +268,9 @@ class Topology(ConnectionListener):
             if current is not None and current.state in (KNOWN, DEAD):
                 book.setState(entry.node_id, DEAD)
                 self.avoid(entry.node_id, self.config.reconnectMaxDelay)
+            # Every node id that names this address waits as long.
+            self._unanswered[(entry.host, entry.port)] = \
+                self.clock.seconds() + self.config.reconnectMaxDelay
 
     def _dialEnded(self, _, nodeId: str) -> None:
         self._dialing.discard(nodeId)
@@ -338,6 +361,7 @@ class Topology(ConnectionListener):
 
     def peerRemoved(self, info: PeerInfo, connection: "PeerConnection",
                     reason: CloseReason) -> None:
+        self._learnBudget.pop(info.node_id, None)
         if not self.running:
             return
         gone = departure(reason, connection.role, info.port)
@@ -353,7 +377,14 @@ class Topology(ConnectionListener):
         """Peer exchange: remember the nodes a neighbour told of."""
         if not self.running:
             return
+        sender = connection.info.node_id
+        budget = self._learnBudget.get(sender)
+        if budget is None:
+            budget = self._learnBudget[sender] = TokenBucket(
+                LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
         for entry in message.peers[:self.config.maxPeersPerExchange]:
+            if not budget.take():
+                break  # The rest of this peer's news can wait.
             if entry.node_id != self.nodeId and entry.node_id not in self.peers:
                 self.book.learn(entry.node_id, entry.host, entry.port,
                                 entry.name)

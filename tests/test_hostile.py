@@ -10,11 +10,13 @@ import time
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
 
 from p2poverlay import MessageTooLarge, PeerFull
-from p2poverlay.message import Graft, Hello, Ping, newNodeId
+from p2poverlay.message import Graft, Hello, PeerAddress, Peers, Ping, newNodeId
 from helpers import PROMPT, waitFor
-from test_resilience import OTHER_HOST, assertMessagesFlow
+from test_resilience import OTHER_HOST, assertMessagesFlow, pause
 
 
 @pytest_twisted.inlineCallbacks
@@ -128,3 +130,52 @@ def test_a_repeated_graft_does_not_amplify(overlay, raw):
     # The eager copy, and one for the GRAFT: not 500 kB out.
     assert len(copies) <= 2, len(copies)
     assert not client.closed
+
+
+class Counting(Protocol):
+    """Counts the connections a third party receives, and says nothing."""
+
+    def connectionMade(self) -> None:
+        self.factory.count += 1
+        self.transport.abortConnection()
+
+
+@pytest_twisted.inlineCallbacks
+def test_peer_exchange_cannot_aim_a_node_at_a_third_party(overlay, raw):
+    victimFactory = Factory.forProtocol(Counting)
+    victimFactory.count = 0
+    victim = reactor.listenTCP(0, victimFactory, interface="127.0.0.1")
+    try:
+        t = yield overlay.start(name="t", minPeers=8, reconnectMaxDelay=30.0,
+                                handshakeTimeout=0.5, connectTimeout=0.5)
+        attacker = yield raw(t, OTHER_HOST)
+        attacker.send(Hello(newNodeId(), 1, 0, "aimer"))
+        # 100 made-up nodes, all at the victim's address.
+        attacker.send(Peers(tuple(
+            PeerAddress(newNodeId(), "127.0.0.1", victim.getHost().port)
+            for _ in range(100))))
+        yield waitFor(lambda: victimFactory.count >= 1, timeout=PROMPT,
+                      what="the first dial of the victim")
+        yield pause(3.0)
+        # The address did not answer: no id that names it is dialed again
+        # within reconnectMaxDelay.
+        assert victimFactory.count <= 2, victimFactory.count
+    finally:
+        yield victim.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_addresses_learned_from_one_peer_are_budgeted(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False,
+                            maxPeersPerExchange=1000, addressBookSize=5000)
+    attacker = yield raw(t, OTHER_HOST)
+    attacker.send(Hello(newNodeId(), 1, 0, "flooder"))
+    for start in range(0, 3000, 500):  # 500 entries fit a line
+        attacker.send(Peers(tuple(
+            PeerAddress(newNodeId(), f"10.9.{i // 250}.{i % 250 + 1}", 9000)
+            for i in range(start, start + 500))))
+    attacker.send(Ping(1))
+    yield waitFor(lambda: "PONG" in attacker.types(), timeout=PROMPT,
+                  what="every PEERS handled")
+    # The burst, and what a second or two refilled: not 3,000.
+    assert 1000 <= len(t.membership.book) <= 1100, len(t.membership.book)
