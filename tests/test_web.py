@@ -453,6 +453,31 @@ def test_slow_stream_is_bounded_then_dropped():
     assert not streams and feed.subscribers == 0
 
 
+@pytest_twisted.inlineCallbacks
+def test_every_json_answer_is_nosniff(overlay, web):
+    a = yield overlay.start()
+    service = web.start(a, token="sesame")
+    auth = {"Authorization": "Bearer sesame"}
+    cases = [("GET", "/api/node", None, auth),
+             ("GET", "/api/nothing", None, auth),
+             ("DELETE", "/api/node", None, auth),
+             ("GET", "/api/node", None, {}),
+             ("POST", "/api/broadcast", b"[]",
+              dict(auth, **{"Content-Type": "application/json"})),
+             ("POST", "/api/broadcast", b"{}", {"Content-Type": "text/plain",
+                                                **auth})]
+    statuses = []
+    for method, path, body, headers in cases:
+        status, responseHeaders, _ = yield http(
+            method, baseURL(service) + path, body, headers)
+        statuses.append(status)
+        assert responseHeaders.getRawHeaders("x-content-type-options") == [
+            "nosniff"], (method, path)
+        assert responseHeaders.getRawHeaders("content-type") == [
+            "application/json"]
+    assert statuses == [200, 404, 405, 401, 400, 415]
+
+
 # -- who may use it -------------------------------------------------------------
 
 

@@ -17,6 +17,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 
+# Headers of every JSON answer: never cached, never sniffed as anything
+# but JSON.
+JSON_HEADERS = {
+    b"content-type": b"application/json",
+    b"cache-control": b"no-store",
+    b"x-content-type-options": b"nosniff",
+}
+
+
 class BadRequest(Exception):
     """A request the API refuses; C{status} and a one-line message."""
 
@@ -28,8 +37,8 @@ class BadRequest(Exception):
 
 def jsonResponse(request: Request, value: Any, status: int = 200) -> bytes:
     request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
+    for name, headerValue in JSON_HEADERS.items():
+        request.setHeader(name, headerValue)
     return json.dumps(value).encode("ascii") + b"\n"
 
 
