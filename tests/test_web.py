@@ -264,7 +264,7 @@ def test_broadcast_reaches_every_node(overlay, web):
     ("/api/send", b'{"peer": "x", "body": null}', "application/json", 400,
      "field 'body' must be a string"),
     ("/api/send", b'{"peer": "x", "body": "' + b"x" * 70000 + b'"}',
-     "application/json", 413, "request body larger than 65536 bytes"),
+     "application/json", 413, "request body larger than 66560 bytes"),
 ])
 @pytest_twisted.inlineCallbacks
 def test_bad_requests(overlay, web, path, body, contentType, status, message):

@@ -4,7 +4,7 @@ JSON over HTTP: answers, errors and request bodies.
 Every answer of the API is JSON; an error is ``{"error": "one line"}`` with
 a 4xx or 5xx status.  A request body must be a JSON object sent with
 ``Content-Type: application/json``, which a cross-site HTML form cannot
-send.
+send.  A body may be at most L{bodyLimit} bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 
+# Room in a request body for the JSON around its text: the braces, the
+# field names and the peer's id.
+JSON_OVERHEAD = 1024
+
 # Headers of every JSON answer: never cached, never sniffed as anything
 # but JSON.
 JSON_HEADERS = {
@@ -24,6 +28,14 @@ JSON_HEADERS = {
     b"cache-control": b"no-store",
     b"x-content-type-options": b"nosniff",
 }
+
+
+def bodyLimit(maxLineLength: int) -> int:
+    """
+    The largest request body accepted, in bytes: a node's longest line
+    plus L{JSON_OVERHEAD}.
+    """
+    return maxLineLength + JSON_OVERHEAD
 
 
 class BadRequest(Exception):
