@@ -169,7 +169,8 @@ class WebService(Service):
             self.log.warn(
                 "the web UI on {address} is reachable beyond this machine "
                 "and anyone who reaches it can send as this node: give "
-                "--web-token or listen on 127.0.0.1", address=self._exposed)
+                "--web-token-file or listen on 127.0.0.1",
+                address=self._exposed)
         self.node.addObserver(self.feed)
         self.events.start()
 
