@@ -15,6 +15,7 @@ import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.protocol import Protocol
 from twisted.logger import globalLogPublisher
 from twisted.web.client import Agent, FileBodyProducer, ResponseDone
@@ -26,7 +27,7 @@ from p2poverlay.message import PROTOCOL_VERSION
 from p2poverlay.views import knownView, peersView
 from p2poverlay.web import WebService
 from p2poverlay.web.feed import Feed
-from p2poverlay.web.stream import MAX_QUEUED, EventStream
+from p2poverlay.web.stream import MAX_QUEUED, EventStream, Streams
 from helpers import address, waitFor
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -264,7 +265,7 @@ def test_broadcast_reaches_every_node(overlay, web):
     ("/api/send", b'{"peer": "x", "body": null}', "application/json", 400,
      "field 'body' must be a string"),
     ("/api/send", b'{"peer": "x", "body": "' + b"x" * 70000 + b'"}',
-     "application/json", 413, "request body larger than 65536 bytes"),
+     "application/json", 413, "request body larger than 66560 bytes"),
 ])
 @pytest_twisted.inlineCallbacks
 def test_bad_requests(overlay, web, path, body, contentType, status, message):
@@ -414,7 +415,13 @@ class FakeRequest:
         self.written: List[bytes] = []
         self.finished = False
         self.producer = None
+        self.aborted = False
+        self.transport = self
         self._finish = Deferred()
+
+    def abortConnection(self):
+        self.aborted = True
+        self._finish.errback(ConnectionAborted())
 
     def registerProducer(self, producer, streaming):
         self.producer = producer
@@ -435,7 +442,7 @@ class FakeRequest:
 
 def test_slow_stream_is_bounded_then_dropped():
     feed = Feed(lambda: 0.0)
-    streams = set()
+    streams = Streams()
     request = FakeRequest()
     stream = EventStream(request, feed, streams)
     feed.broadcastSent("id", "first", 0)
@@ -449,8 +456,34 @@ def test_slow_stream_is_bounded_then_dropped():
     stream.pauseProducing()
     for n in range(MAX_QUEUED + 1):
         feed.broadcastSent("id", f"too many {n}", 0)
-    assert request.finished
+    assert request.aborted and not request.finished
     assert not streams and feed.subscribers == 0
+    assert streams.queuedBytes == 0 and streams.dropped == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_every_json_answer_is_nosniff(overlay, web):
+    a = yield overlay.start()
+    service = web.start(a, token="sesame")
+    auth = {"Authorization": "Bearer sesame"}
+    cases = [("GET", "/api/node", None, auth),
+             ("GET", "/api/nothing", None, auth),
+             ("DELETE", "/api/node", None, auth),
+             ("GET", "/api/node", None, {}),
+             ("POST", "/api/broadcast", b"[]",
+              dict(auth, **{"Content-Type": "application/json"})),
+             ("POST", "/api/broadcast", b"{}", {"Content-Type": "text/plain",
+                                                **auth})]
+    statuses = []
+    for method, path, body, headers in cases:
+        status, responseHeaders, _ = yield http(
+            method, baseURL(service) + path, body, headers)
+        statuses.append(status)
+        assert responseHeaders.getRawHeaders("x-content-type-options") == [
+            "nosniff"], (method, path)
+        assert responseHeaders.getRawHeaders("content-type") == [
+            "application/json"]
+    assert statuses == [200, 404, 405, 401, 400, 415]
 
 
 # -- who may use it -------------------------------------------------------------

@@ -20,7 +20,8 @@ from p2poverlay.views import (
 )
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.jsonapi import (
-    JSONResource, errorResponse, jsonResponse, readJSONObject, requireText,
+    JSONResource, bodyLimit, errorResponse, jsonResponse, readJSONObject,
+    requireText,
 )
 
 
@@ -106,8 +107,8 @@ class BroadcastResource(JSONResource):
         self.feed = feed
 
     def render_POST(self, request: Request) -> bytes:
-        body = requireText(
-            readJSONObject(request, self.node.config.maxLineLength), "body")
+        limit = bodyLimit(self.node.config.maxLineLength)
+        body = requireText(readJSONObject(request, limit), "body")
         messageId, neighbours = self.node.broadcast(body)
         self.feed.broadcastSent(messageId, body, neighbours)
         return jsonResponse(request, broadcastView(messageId, neighbours))
@@ -127,7 +128,8 @@ class SendResource(JSONResource):
         self.feed = feed
 
     def render_POST(self, request: Request):
-        value = readJSONObject(request, self.node.config.maxLineLength)
+        value = readJSONObject(request,
+                               bodyLimit(self.node.config.maxLineLength))
         peer = requireText(value, "peer")
         body = requireText(value, "body")
         gone: List[bool] = []

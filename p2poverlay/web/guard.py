@@ -12,8 +12,9 @@ API through the browser.
 from __future__ import annotations
 
 import hmac
-from typing import Optional
+from typing import Dict, List, Optional
 
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -43,10 +44,25 @@ class Guard(Resource):
         self.token = token.encode("utf-8") if token else None
         self.loopbackOnly = loopbackOnly
 
-    def refusal(self, request: Request) -> Optional[Resource]:
+    def refusal(self, request: Request) -> Optional[JSONError]:
         """A resource that says why C{request} is refused, or None."""
+        return self.check(request.requestHeaders, request.args or {})
+
+    def check(self, headers: Headers,
+              args: Dict[bytes, List[bytes]]) -> Optional[JSONError]:
+        """
+        Why a request with these headers and query arguments is refused,
+        or None if it may go on.
+
+        @param headers: the request's headers.
+        @param args: its query arguments, as in L{Request.args}.
+        """
+        def header(name: bytes) -> Optional[bytes]:
+            values = headers.getRawHeaders(name)
+            return values[-1] if values else None
+
         if self.loopbackOnly:
-            host = (request.getHeader(b"host") or b"").decode("latin-1")
+            host = (header(b"host") or b"").decode("latin-1")
             host = host.strip().lower()
             if not isLoopbackHost(hostName(host)):
                 return JSONError(403, "this API answers only to a loopback "
@@ -54,12 +70,12 @@ class Guard(Resource):
         if self.token is None:
             return None
         given = b""
-        authorization = request.getHeader(b"authorization") or b""
+        authorization = header(b"authorization") or b""
         scheme, _, credentials = authorization.partition(b" ")
         if scheme.lower() == b"bearer":
             given = credentials.strip()
-        elif request.args and b"token" in request.args:
-            given = request.args[b"token"][0]
+        elif args.get(b"token"):
+            given = args[b"token"][0]
         if given and hmac.compare_digest(given, self.token):
             return None
         return JSONError(

@@ -4,7 +4,7 @@ JSON over HTTP: answers, errors and request bodies.
 Every answer of the API is JSON; an error is ``{"error": "one line"}`` with
 a 4xx or 5xx status.  A request body must be a JSON object sent with
 ``Content-Type: application/json``, which a cross-site HTML form cannot
-send.
+send.  A body may be at most L{bodyLimit} bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,27 @@ from typing import Any, Dict, Optional
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+
+
+# Room in a request body for the JSON around its text: the braces, the
+# field names and the peer's id.
+JSON_OVERHEAD = 1024
+
+# Headers of every JSON answer: never cached, never sniffed as anything
+# but JSON.
+JSON_HEADERS = {
+    b"content-type": b"application/json",
+    b"cache-control": b"no-store",
+    b"x-content-type-options": b"nosniff",
+}
+
+
+def bodyLimit(maxLineLength: int) -> int:
+    """
+    The largest request body accepted, in bytes: a node's longest line
+    plus L{JSON_OVERHEAD}.
+    """
+    return maxLineLength + JSON_OVERHEAD
 
 
 class BadRequest(Exception):
@@ -28,8 +49,8 @@ class BadRequest(Exception):
 
 def jsonResponse(request: Request, value: Any, status: int = 200) -> bytes:
     request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
+    for name, headerValue in JSON_HEADERS.items():
+        request.setHeader(name, headerValue)
     return json.dumps(value).encode("ascii") + b"\n"
 
 

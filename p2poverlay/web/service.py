@@ -14,15 +14,15 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.http import combinedLogFormatter
-from twisted.web.server import Site
 from twisted.web.resource import Resource
 
 from p2poverlay.listening import ListeningService
 from p2poverlay.addresses import addressOf
 from p2poverlay.web.api import APIResource, PrometheusResource
+from p2poverlay.web.channel import GuardedSite
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.guard import Guard, isLoopbackHost
-from p2poverlay.web.jsonapi import JSONResource
+from p2poverlay.web.jsonapi import JSONResource, bodyLimit
 from p2poverlay.web.stream import EventsResource
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -108,10 +108,12 @@ class WebService(Service):
         """The listening port, once the web UI listens."""
         return self.listener.port
 
-    def buildSite(self) -> Site:
+    def buildSite(self) -> GuardedSite:
         """
         The page's files at the root, the API under C{/api/}, metrics at
-        C{/metrics}; the last two behind L{Guard}s.
+        C{/metrics}; the last two behind L{Guard}s.  A request with a body
+        must pass the same guard, and be within L{bodyLimit}, before its
+        body is read.
         """
         root = JSONResource()
         root.putChild(b"", StaticFile(os.path.join(STATIC, "index.html")))
@@ -128,7 +130,9 @@ class WebService(Service):
                   loopbackOnly=False)]
         root.putChild(b"api", self._guards[0])
         root.putChild(b"metrics", self._guards[1])
-        site = Site(root, logFormatter=redactedLogFormatter)
+        site = GuardedSite(root, bodyLimit(self.node.config.maxLineLength),
+                           self._guards[0].check,
+                           logFormatter=redactedLogFormatter)
         site.displayTracebacks = False
         return site
 
@@ -165,7 +169,8 @@ class WebService(Service):
             self.log.warn(
                 "the web UI on {address} is reachable beyond this machine "
                 "and anyone who reaches it can send as this node: give "
-                "--web-token or listen on 127.0.0.1", address=self._exposed)
+                "--web-token-file or listen on 127.0.0.1",
+                address=self._exposed)
         self.node.addObserver(self.feed)
         self.events.start()
 

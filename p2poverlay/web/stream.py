@@ -1,27 +1,36 @@
 """
 The live feed as server-sent events (``text/event-stream``).
 
-Each event is ``event: NAME`` and one ``data:`` line of JSON.  A client
-that reads too slowly is disconnected once it lags by L{MAX_QUEUED}
-events, so that no stream can make the node's memory grow without bound.
+Each event is ``event: NAME`` and one ``data:`` line of JSON.  What a
+client's connection cannot take yet is queued, within bounds: a client
+whose queue passes L{MAX_QUEUED} events or L{MAX_QUEUED_BYTES} bytes is
+disconnected, and so is the client with the longest queue whenever all
+queues together pass L{MAX_TOTAL_QUEUED_BYTES}.  At most L{MAX_STREAMS}
+streams are open: a new one closes the one with the longest queue, or
+of those the oldest, so that the node's owner can always open the feed.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Deque, Set
+from typing import Deque, Dict, Iterator, cast
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from p2poverlay.web.feed import Event, Feed
-from p2poverlay.web.jsonapi import JSONResource, errorResponse
+from p2poverlay.web.jsonapi import JSONResource
 
 # Events held for a client whose connection is not taking more.
 MAX_QUEUED = 1000
+# Bytes held for one such client.
+MAX_QUEUED_BYTES = 1 << 20
+# Bytes held for all clients together.
+MAX_TOTAL_QUEUED_BYTES = 8 << 20
 # Most streams open at once.
 MAX_STREAMS = 32
 # Seconds between comments that keep idle connections (and proxies) alive.
@@ -33,17 +42,86 @@ def encodeEvent(name: str, event: Event) -> bytes:
     return f"event: {name}\ndata: {json.dumps(event)}\n\n".encode("ascii")
 
 
+class Streams:
+    """
+    The open streams, oldest first, and the bytes queued for them.
+
+    @ivar queuedBytes: bytes queued for all streams together.
+    @ivar dropped: streams closed for lagging or to make room.
+    """
+
+    log = Logger()
+
+    def __init__(self, maxStreams: int = MAX_STREAMS,
+                 maxQueuedBytes: int = MAX_QUEUED_BYTES,
+                 maxTotalQueuedBytes: int = MAX_TOTAL_QUEUED_BYTES) -> None:
+        self.maxStreams = maxStreams
+        self.maxQueuedBytes = maxQueuedBytes
+        self.maxTotalQueuedBytes = maxTotalQueuedBytes
+        self.queuedBytes = 0
+        self.dropped = 0
+        self._open: Dict["EventStream", None] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __bool__(self) -> bool:
+        return bool(self._open)
+
+    def __iter__(self) -> Iterator["EventStream"]:
+        return iter(list(self._open))
+
+    def add(self, stream: "EventStream") -> None:
+        self._open[stream] = None
+
+    def discard(self, stream: "EventStream") -> None:
+        self._open.pop(stream, None)
+
+    def slowest(self) -> "EventStream":
+        """The stream with the longest queue; of equals, the oldest."""
+        return max(self._open, key=lambda stream: stream.queuedBytes)
+
+    def makeRoom(self) -> None:
+        """Close streams until one more may open."""
+        while self._open and len(self._open) >= self.maxStreams:
+            self.drop(self.slowest(), "to make room for a new one")
+
+    def queued(self, change: int) -> None:
+        """
+        Count C{change} more bytes queued (fewer, if negative); past the
+        total bound, close the slowest streams.
+        """
+        self.queuedBytes += change
+        while self._open and self.queuedBytes > self.maxTotalQueuedBytes:
+            self.drop(self.slowest(), "all live streams lag too far")
+
+    def drop(self, stream: "EventStream", why: str) -> None:
+        """
+        Close C{stream}, counting it as dropped; cut its connection if it
+        is not taking data, so that what is buffered for it is freed.
+        """
+        self.dropped += 1
+        self.log.info("live stream closed: {why}", why=why)
+        stream.close(abort=stream.paused)
+
+
 @implementer(IPushProducer)
 class EventStream:
-    """One client's stream: writes events to its request, honouring pauses."""
+    """
+    One client's stream: writes events to its request, honouring pauses,
+    and queues what it cannot write yet within the bounds of C{streams}.
+
+    @ivar queuedBytes: bytes queued for this client.
+    """
 
     def __init__(self, request: Request, feed: Feed,
-                 streams: "Set[EventStream]") -> None:
+                 streams: Streams) -> None:
         self.request = request
         self.feed = feed
         self.streams = streams
         self.paused = False
         self.closed = False
+        self.queuedBytes = 0
         self._queue: Deque[bytes] = deque()
         request.registerProducer(self, True)
         feed.subscribe(self.publish)
@@ -61,23 +139,37 @@ class EventStream:
             return
         if not self.paused:
             self.request.write(data)
-        elif len(self._queue) < MAX_QUEUED:
-            self._queue.append(data)
+        elif (len(self._queue) >= MAX_QUEUED or self.queuedBytes + len(data)
+              > self.streams.maxQueuedBytes):
+            self.streams.drop(self, "its client reads too slowly")
         else:
-            self.close()
+            self._queue.append(data)
+            self.queuedBytes += len(data)
+            self.streams.queued(len(data))
 
-    def close(self) -> None:
-        """End the stream (the client may reconnect)."""
+    def close(self, abort: bool = False) -> None:
+        """
+        End the stream (the client may reconnect).
+
+        @param abort: cut the connection rather than end the response.
+        """
         if not self.closed:
             self._detach()
             self.request.unregisterProducer()
-            self.request.finish()
+            if abort:
+                cast(ITCPTransport, self.request.transport).abortConnection()
+            else:
+                self.request.finish()
 
     def _detach(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         self._queue.clear()
-        self.feed.unsubscribe(self.publish)
         self.streams.discard(self)
+        self.streams.queued(-self.queuedBytes)
+        self.queuedBytes = 0
+        self.feed.unsubscribe(self.publish)
 
     def _finished(self, _: object) -> None:
         self._detach()
@@ -90,7 +182,10 @@ class EventStream:
     def resumeProducing(self) -> None:
         self.paused = False
         while self._queue and not self.paused and not self.closed:
-            self.request.write(self._queue.popleft())
+            data = self._queue.popleft()
+            self.queuedBytes -= len(data)
+            self.streams.queued(-len(data))
+            self.request.write(data)
 
     def stopProducing(self) -> None:
         self._detach()
@@ -104,7 +199,7 @@ class EventsResource(JSONResource):
     def __init__(self, feed: Feed, clock) -> None:
         super().__init__()
         self.feed = feed
-        self.streams: Set[EventStream] = set()
+        self.streams = Streams()
         self._keepAlive = LoopingCall(self._keepAliveAll)
         self._keepAlive.clock = clock
 
@@ -126,11 +221,10 @@ class EventsResource(JSONResource):
         return b""
 
     def render_GET(self, request: Request):
-        if len(self.streams) >= MAX_STREAMS:
-            return errorResponse(request, 503,
-                                 f"too many live streams (at most {MAX_STREAMS})")
+        self.streams.makeRoom()
         request.setHeader(b"content-type", b"text/event-stream")
         request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-content-type-options", b"nosniff")
         # Ask the browser to retry soon after the stream is cut.
         request.write(b"retry: 2000\n: connected\n\n")
         EventStream(request, self.feed, self.streams)
