@@ -243,6 +243,21 @@ def test_broadcast_reaches_every_node(overlay, web):
                   what="the broadcast everywhere")
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_message_that_would_not_fit_a_line_is_413(overlay, web):
+    a = yield overlay.start()
+    b = yield overlay.start(join=a)
+    service = web.start(a)
+    # Within the request limit, but past the line limit once encoded.
+    body = "x" * (a.config.maxLineLength - 50)
+    for path, value in (("/api/broadcast", {"body": body}),
+                        ("/api/send", {"peer": b.nodeId, "body": body})):
+        status, result = yield postJSON(service, path, value)
+        assert status == 413, result
+        assert "more than the 65536-byte limit of a line" in result["error"]
+    assert overlay.recorder(b).bodies() == []
+
+
 @pytest.mark.parametrize("path, body, contentType, status, message", [
     ("/api/broadcast", b'{"body": "x"}', "text/plain", 415,
      "send the body as Content-Type: application/json"),

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from p2poverlay.errors import OverlayError, UnknownPeer
+from p2poverlay.errors import MessageTooLarge, OverlayError, UnknownPeer
 from p2poverlay.metrics import prometheusText
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
@@ -20,7 +20,7 @@ from p2poverlay.views import (
 )
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.jsonapi import (
-    JSONResource, bodyLimit, errorResponse, jsonResponse, readJSONObject,
+    BadRequest, JSONResource, bodyLimit, errorResponse, jsonResponse, readJSONObject,
     requireText,
 )
 
@@ -109,7 +109,10 @@ class BroadcastResource(JSONResource):
     def render_POST(self, request: Request) -> bytes:
         limit = bodyLimit(self.node.config.maxLineLength)
         body = requireText(readJSONObject(request, limit), "body")
-        messageId, neighbours = self.node.broadcast(body)
+        try:
+            messageId, neighbours = self.node.broadcast(body)
+        except MessageTooLarge as e:
+            raise BadRequest(413, str(e)) from None
         self.feed.broadcastSent(messageId, body, neighbours)
         return jsonResponse(request, broadcastView(messageId, neighbours))
 
@@ -143,6 +146,8 @@ class SendResource(JSONResource):
         def failed(reason: Failure) -> None:
             if reason.check(UnknownPeer):
                 status = 404
+            elif reason.check(MessageTooLarge):
+                status = 413
             elif reason.check(OverlayError):
                 status = 502
             else:
