@@ -53,6 +53,17 @@ MAX_MISSING = 20_000
 MAX_ANNOUNCERS = 8
 
 
+def _neighboursOnly(handler: Callable[..., None]) -> Callable[..., None]:
+    """
+    Only neighbour links carry broadcasts: what comes over a direct link
+    (opened for direct messages, past the bound on neighbours) is ignored.
+    """
+    def handle(connection: PeerConnection, message: P2PMessage) -> None:
+        if connection.role == NEIGHBOUR:
+            handler(connection, message)
+    return handle
+
+
 class EpidemicBroadcast(ConnectionListener):
     """
     The broadcast state of the node C{nodeId}: eager and lazy neighbours,
@@ -94,10 +105,10 @@ class EpidemicBroadcast(ConnectionListener):
         # node id -> ids whose payload a GRAFT of its has had (at most once
         # each: a repeated GRAFT must not make this node send it again).
         self._grafted: Dict[str, "OrderedDict[str, None]"] = {}
-        dispatcher.register(Broadcast, self.payloadReceived)
-        dispatcher.register(IHave, self.ihaveReceived)
-        dispatcher.register(Graft, self.graftReceived)
-        dispatcher.register(Prune, self.pruneReceived)
+        for messageType, handler in (
+                (Broadcast, self.payloadReceived), (IHave, self.ihaveReceived),
+                (Graft, self.graftReceived), (Prune, self.pruneReceived)):
+            dispatcher.register(messageType, _neighboursOnly(handler))
 
     # -- neighbours -----------------------------------------------------
 

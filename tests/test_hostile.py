@@ -14,7 +14,10 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 
 from p2poverlay import MessageTooLarge, PeerFull
-from p2poverlay.message import Graft, Hello, PeerAddress, Peers, Ping, newNodeId
+from p2poverlay.message import (
+    DIRECT, NEIGHBOUR, Broadcast, Graft, Hello, PeerAddress, Peers, Ping,
+    newMessageId, newNodeId,
+)
 from helpers import PROMPT, waitFor
 from test_resilience import OTHER_HOST, assertMessagesFlow, pause
 
@@ -179,3 +182,26 @@ def test_addresses_learned_from_one_peer_are_budgeted(overlay, raw):
                   what="every PEERS handled")
     # The burst, and what a second or two refilled: not 3,000.
     assert 1000 <= len(t.membership.book) <= 1100, len(t.membership.book)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_broadcast_over_a_direct_link_is_not_delivered(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    for role, delivered in ((DIRECT, False), (NEIGHBOUR, True)):
+        client = yield raw(t, OTHER_HOST)
+        rawId = newNodeId()
+        client.send(Hello(rawId, 1, 0, "sender", role))
+        yield waitFor(lambda rawId=rawId: rawId in t.peers, timeout=PROMPT,
+                      what="the handshake")
+        body = f"over a {role} link"
+        client.send(Broadcast(newMessageId(), rawId, 5, body), Ping(1))
+        yield waitFor(lambda client=client: "PONG" in client.types(),
+                      timeout=PROMPT, what="the broadcast handled")
+        if delivered:
+            yield waitFor(lambda body=body:
+                          body in overlay.recorder(a).bodies("broadcast"),
+                          timeout=PROMPT, what="the relayed broadcast")
+        assert (body in overlay.recorder(t).bodies("broadcast")) == delivered
+        assert (body in overlay.recorder(a).bodies("broadcast")) == delivered
+        client.close()
