@@ -139,7 +139,10 @@ class Connections:
                    reason: str) -> None:
         """
         Count misbehaviour against the connection's address; past the
-        threshold the address is banned for C{banTime} and disconnected.
+        threshold the address is banned for C{banTime}: new connections
+        from it are refused, and those still in their handshake closed.
+        Established peers that share the address (a NAT, a shared host)
+        did nothing wrong, and keep their connections.
         """
         host = connection.remoteHost
         if self.misbehaviour.penalize(host, points, reason):
@@ -147,7 +150,8 @@ class Connections:
                           host=host, time=self.config.banTime, reason=reason)
             banned = CloseReason(CloseKind.BANNED, reason)
             for other in list(self._connections):
-                if other.remoteHost == host:
+                if other.remoteHost == host and (other is connection
+                                                 or other.peer is None):
                     other.close(banned)
 
     def messageReceived(self, connection: PeerConnection,

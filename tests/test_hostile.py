@@ -205,3 +205,28 @@ def test_a_broadcast_over_a_direct_link_is_not_delivered(overlay, raw):
         assert (body in overlay.recorder(t).bodies("broadcast")) == delivered
         assert (body in overlay.recorder(a).bodies("broadcast")) == delivered
         client.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_ban_spares_honest_peers_that_share_the_address(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    honest = yield raw(t, OTHER_HOST)
+    honestId = newNodeId()
+    honest.send(Hello(honestId, 1, 0, "honest"))
+    yield waitFor(lambda: honestId in t.peers, timeout=PROMPT,
+                  what="the honest peer's handshake")
+    # Another process on the same host breaks the protocol twice: banned.
+    for _ in range(2):
+        offender = yield raw(t, OTHER_HOST)
+        offender.transport.write(b"garbage\n")
+        yield waitFor(lambda offender=offender: offender.closed,
+                      timeout=PROMPT, what="the offender cut off")
+    assert t.misbehaviour.isBanned(OTHER_HOST)
+    refused = yield raw(t, OTHER_HOST)
+    yield waitFor(lambda: refused.closed, timeout=PROMPT,
+                  what="a new connection from the banned address refused")
+    # The honest peer on that address is still connected and answered.
+    honest.send(Ping(42))
+    yield waitFor(lambda: "PONG" in honest.types(), timeout=PROMPT,
+                  what="the honest peer's PONG")
+    assert not honest.closed and honestId in t.peers
