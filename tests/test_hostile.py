@@ -11,6 +11,7 @@ import time
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 
 from p2poverlay import MessageTooLarge, PeerFull
@@ -22,17 +23,25 @@ from helpers import PROMPT, waitFor
 from test_resilience import OTHER_HOST, assertMessagesFlow, pause
 
 
+@inlineCallbacks
+def peer(raw, node, name, role=NEIGHBOUR):
+    """A raw client from OTHER_HOST that completed its handshake with C{node}."""
+    client = yield raw(node, OTHER_HOST)
+    nodeId = newNodeId()
+    client.send(Hello(nodeId, 1, 0, name, role))
+    yield waitFor(lambda: nodeId in node.peers, timeout=PROMPT,
+                  what=f"the handshake of {name}")
+    return client, nodeId
+
+
+
 @pytest_twisted.inlineCallbacks
 def test_a_fast_sender_is_slowed_down_never_banned(overlay, raw):
     rate, burst, count = 1000, 100, 3000
     t = yield overlay.start(name="t", messageRate=rate, messageBurst=burst,
                             autoConnect=False)
     a = yield overlay.start(join=t, name="a", autoConnect=False)
-    sender = yield raw(t, OTHER_HOST)
-    rawId = newNodeId()
-    sender.send(Hello(rawId, 1, 0, "fast"))
-    yield waitFor(lambda: rawId in t.peers, timeout=PROMPT,
-                  what="the fast sender's handshake")
+    sender, rawId = yield peer(raw, t, "fast")
     started = time.monotonic()
     sender.transport.write(b"".join(Ping(i).encode() + b"\n"
                                     for i in range(count)))
@@ -117,11 +126,7 @@ def test_a_line_over_the_limit_closes_that_link_only(overlay, raw):
 @pytest_twisted.inlineCallbacks
 def test_a_repeated_graft_does_not_amplify(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False)
-    client = yield raw(t, OTHER_HOST)
-    rawId = newNodeId()
-    client.send(Hello(rawId, 1, 0, "grafter"))
-    yield waitFor(lambda: rawId in t.peers, timeout=PROMPT,
-                  what="the grafter's handshake")
+    client, _ = yield peer(raw, t, "grafter")
     messageId, _ = t.broadcast("x" * 1000)
     # 500 GRAFTs for it in one go (about 30 kB in), then a PING: its PONG
     # says every GRAFT before it has been handled.
@@ -189,11 +194,7 @@ def test_a_broadcast_over_a_direct_link_is_not_delivered(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False)
     a = yield overlay.start(join=t, name="a", autoConnect=False)
     for role, delivered in ((DIRECT, False), (NEIGHBOUR, True)):
-        client = yield raw(t, OTHER_HOST)
-        rawId = newNodeId()
-        client.send(Hello(rawId, 1, 0, "sender", role))
-        yield waitFor(lambda rawId=rawId: rawId in t.peers, timeout=PROMPT,
-                      what="the handshake")
+        client, rawId = yield peer(raw, t, "sender", role)
         body = f"over a {role} link"
         client.send(Broadcast(newMessageId(), rawId, 5, body), Ping(1))
         yield waitFor(lambda client=client: "PONG" in client.types(),
@@ -210,11 +211,7 @@ def test_a_broadcast_over_a_direct_link_is_not_delivered(overlay, raw):
 @pytest_twisted.inlineCallbacks
 def test_a_ban_spares_honest_peers_that_share_the_address(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False)
-    honest = yield raw(t, OTHER_HOST)
-    honestId = newNodeId()
-    honest.send(Hello(honestId, 1, 0, "honest"))
-    yield waitFor(lambda: honestId in t.peers, timeout=PROMPT,
-                  what="the honest peer's handshake")
+    honest, honestId = yield peer(raw, t, "honest")
     # Another process on the same host breaks the protocol twice: banned.
     for _ in range(2):
         offender = yield raw(t, OTHER_HOST)
