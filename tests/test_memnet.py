@@ -38,6 +38,22 @@ SMALL = NodeConfig(minPeers=3, maxPeers=6, exchangeInterval=1.0)
 # -- the clock ---------------------------------------------------------------
 
 
+def assertReachesEveryone(overlay, origin: str, body: str,
+                          settle: float = 5):
+    """
+    Broadcast C{body} from C{origin}: every running node gets it, and
+    C{settle} virtual seconds on, none has it twice.
+
+    @return: the message id and its L{Reach}.
+    """
+    messageId = overlay.broadcast(origin, body)
+    overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
+    overlay.run(settle)
+    reach = overlay.reach(messageId)
+    assert reach.complete, reach
+    return messageId, reach
+
+
 def test_clockRunsEachCallAtItsOwnTime():
     clock = SimulationClock()
     seen = []
@@ -440,11 +456,8 @@ def test_twentyNodesFormABoundedConnectedOverlayAndBroadcastOnce():
     overlay.addNodes(20, every=0.1)
     overlay.runUntil(settled(overlay), 30, "a settled overlay")
     for origin in ("n0", "n13"):
-        messageId = overlay.broadcast(origin, f"from {origin}")
-        overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
-        overlay.run(5)
-        reach = overlay.reach(messageId)
-        assert reach.complete, reach
+        messageId, reach = assertReachesEveryone(overlay, origin,
+                                                 f"from {origin}")
         assert len(reach.counts) == 19
         assert overlay.records[origin].count(messageId) == 0
 
@@ -502,10 +515,7 @@ def test_aThirdCrashingAtOnceLeavesTheRestWhole():
     crashed = overlay.crashFraction(0.3)
     assert len(crashed) == 9 and len(overlay.running) == 21
     overlay.runUntil(settled(overlay), 60, "the survivors settle")
-    messageId = overlay.broadcast(overlay.running[0], "still here")
-    overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
-    overlay.run(5)
-    assert overlay.reach(messageId).complete
+    assertReachesEveryone(overlay, overlay.running[0], "still here")
 
 
 def test_aPartitionSplitsTheOverlayAndHealingMendsIt():
@@ -525,10 +535,7 @@ def test_aPartitionSplitsTheOverlayAndHealingMendsIt():
     assert set(overlay.reach(during).missing) == right
     overlay.heal()
     overlay.runUntil(overlay.isConnected, 60, "the overlay mends")
-    after = overlay.broadcast("n0", "after")
-    overlay.runUntil(overlay.everyoneGot(after), 10, "the broadcast")
-    overlay.run(5)
-    assert overlay.reach(after).complete
+    assertReachesEveryone(overlay, "n0", "after")
 
 
 def test_aGracefulStopSaysBye():
@@ -630,10 +637,7 @@ def test_aHundredNodesOverWideAreaDelays():
     overlay.addNodes(100, every=0.05)
     overlay.runUntil(settled(overlay, config), 60, "a settled overlay",
                      step=0.1)
-    messageId = overlay.broadcast("n0", "to all")
-    overlay.runUntil(overlay.everyoneGot(messageId), 10, "the broadcast")
-    overlay.run(2)
-    assert overlay.reach(messageId).complete
+    assertReachesEveryone(overlay, "n0", "to all", settle=2)
 
 
 def test_aPlainClockWillDo():
