@@ -179,6 +179,7 @@ class EpidemicBroadcast(ConnectionListener):
             return
         self._stopWaiting(message.id)
         self._makeEager(sender)
+        connection.lastUseful = self.clock.seconds()  # first with news
         if message.origin == self.nodeId:
             return  # Our own, come back before its id was seen: not news.
         self.stats.broadcastsDelivered += 1

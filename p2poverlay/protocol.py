@@ -68,6 +68,8 @@ class PeerConnection(LineFraming):
         # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
         self.role = role
         self.lastUsed = 0.0  # when a direct message last went either way
+        self.lastUseful = 0.0  # when the peer last sent news first
+        self.misbehaviourPoints = 0.0  # what this connection has done
         self.MAX_LENGTH = owner.config.maxLineLength
         self.clock = owner.clock
         self.metrics = owner.metrics
