@@ -137,7 +137,8 @@ class Connections:
     def _admitInbound(self, connection: PeerConnection) -> None:
         """Keep a new inbound connection if its address may have another
         and there is room, or room can be made."""
-        inbound = [c for c in self._connections if not c.outbound]
+        inbound = [c for c in self._connections
+                   if not c.outbound and not c.closing]
         refusal = self.inbound.refusal(
             connection, inbound,
             self.misbehaviour.banReason(connection.remoteHost))
