@@ -31,7 +31,7 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     figures = json.loads(results.read_text())["figures"]
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
-                          "processes"}, benchmarks
+                          "processes", "attack"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}
@@ -48,6 +48,21 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
                      "memory per node", "broadcast reached"):
         assert expected in names, expected
     assert "rate limit lifted" in out
+    # Under attack, each against the same overlay not under attack.
+    attack = {f["name"]: f for f in figures if f["benchmark"] == "attack"}
+    for name in ("under attack: honest broadcast time to all, p50",
+                 "under attack: honest broadcast time to all, max",
+                 "under attack: honest broadcast reached",
+                 "under attack: victim RSS (peak)"):
+        assert attack[name]["baselineName"] == "not under attack", name
+        assert printed[name]["ratio"] not in ("nan", "inf"), printed[name]
+    assert attack["under attack: victim RSS (peak)"]["baseline"] > 0
+    # The flood did arrive: the attacker sent lines and the victim read them.
+    assert attack["under attack: attacker sent"]["value"] > 0
+    read = json.loads(results.read_text())["facts"]["attack"]
+    assert read["under attack"]["messages_in"].get("IHAVE", 0) > 0
+    assert read["under attack"]["messages_in"].get("PEERS", 0) > 0
+    assert read["attacker"]["idle"]["connected"] > 0
     try:
         import matplotlib  # noqa: F401
     except ImportError:
