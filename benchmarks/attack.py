@@ -55,6 +55,17 @@ def rssOf(pid: int) -> int:
     return 0
 
 
+def cpuSecondsOf(pid: int) -> float:
+    """User and system CPU time process C{pid} has used (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            # The command name, in parentheses, may hold spaces.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class PeakRSS:
     """Samples a process's RSS every 50 ms in a thread and keeps the peak."""
 
@@ -106,6 +117,7 @@ class Phase:
     times: List[float] = field(default_factory=list)  # rounds that reached all
     reached: List[int] = field(default_factory=list)
     seconds: float = 0.0
+    cpuSeconds: float = 0.0  # the victim's
     peakRSS: int = 0
     messagesIn: Dict[str, int] = field(default_factory=dict)
     bytesIn: Dict[str, int] = field(default_factory=dict)
@@ -134,6 +146,7 @@ def measure(children: List[Child], origin: Child, victim: Child,
     others = [c for c in children if c is not origin]
     before = api.metrics()
     sampler = PeakRSS(victim.proc.pid)
+    cpuBefore = cpuSecondsOf(victim.proc.pid)
     started = time.monotonic()
     try:
         for r in range(broadcasts):
@@ -157,6 +170,7 @@ def measure(children: List[Child], origin: Child, victim: Child,
     finally:
         phase.peakRSS = sampler.stop()
     phase.seconds = time.monotonic() - started
+    phase.cpuSeconds = cpuSecondsOf(victim.proc.pid) - cpuBefore
     after = api.metrics()
     phase.messagesIn = difference(after["messages_in"], before["messages_in"])
     phase.bytesIn = difference(after["bytes_in"], before["bytes_in"])
@@ -295,6 +309,10 @@ def report(results: Results, nodes: int, broadcasts: int, calm: Phase,
         NAME, "under attack: victim RSS (peak)", stormy.peakRSS / MiB, "MiB",
         "not under attack", calm.peakRSS / MiB, note="VmRSS every 50 ms"))
     results.add(Figure(
+        NAME, "under attack: victim CPU", 100.0 * stormy.cpuSeconds
+        / stormy.seconds, "%", "not under attack",
+        100.0 * calm.cpuSeconds / calm.seconds, note="of one core"))
+    results.add(Figure(
         NAME, "under attack: lines the victim read", stormy.linesPerSecond(),
         "msg/s", "not under attack", calm.linesPerSecond()))
     messages = sum(t["messages"] for t in sent.values())
@@ -317,7 +335,8 @@ def report(results: Results, nodes: int, broadcasts: int, calm: Phase,
         honestAfter, "peers", "before the attack", honestBefore))
     for label, phase in (("not under attack", calm), ("under attack", stormy)):
         results.fact(NAME, label, {
-            "seconds": phase.seconds, "times": phase.times,
+            "seconds": phase.seconds, "cpu_seconds": phase.cpuSeconds,
+            "times": phase.times,
             "reached": phase.reached, "peak_rss": phase.peakRSS,
             "messages_in": phase.messagesIn, "bytes_in": phase.bytesIn,
             "disconnects": phase.disconnects})
