@@ -77,13 +77,18 @@ class Tally:
 class Attack:
     """Every connection slot, their tallies, the budget and the deadline."""
 
-    def __init__(self, port: int, maxAttempts: int) -> None:
+    def __init__(self, port: int, flooders: int, maxAttempts: int) -> None:
+        """
+        @param port: the victim's port on 127.0.0.1.
+        @param flooders: how many flooders must be answered to be ready.
+        @param maxAttempts: most connections tried in all.
+        """
         self.port = port
+        self.flooders = flooders
         self.maxAttempts = maxAttempts
         self.tallies: Dict[str, Tally] = {IHAVE: Tally(), PEERS: Tally(),
                                           IDLE: Tally()}
         self.stopping = False
-        self.flooders = 0
         self.readyPrinted = False
 
     def attempts(self) -> int:
@@ -224,8 +229,7 @@ def parseArgs(argv):
 
 def main(argv=None) -> int:
     args = parseArgs(argv)
-    attack = Attack(args.port, args.max_attempts)
-    attack.flooders = args.ihave + args.peers
+    attack = Attack(args.port, args.ihave + args.peers, args.max_attempts)
     floodFrom = sources(10, attack.flooders)
     for i, source in enumerate(floodFrom):
         attack.dial(IHAVE if i < args.ihave else PEERS, source)

@@ -84,3 +84,20 @@ def test_strict_exits_2_on_a_missed_target_and_failed_runs_1(capsys):
     assert exitStatus(results, [], strict=True) == 2
     assert "missed 1 target(s): slow" in capsys.readouterr().out
     assert exitStatus(results, ["overlay"], strict=True) == 1
+
+
+def test_the_attacker_sends_valid_lines_that_fit():
+    from benchmarks.attacker import PEERS_ENTRIES, ihaveLine, peersLine
+    from p2poverlay.config import NodeConfig
+    from p2poverlay.message import MAX_IDS, IHave, P2PMessage, Peers
+    limit = NodeConfig().maxLineLength
+    ihave, peers = ihaveLine(), peersLine()
+    for line in (ihave, peers):
+        assert line.endswith(b"\n") and len(line) <= limit, len(line)
+    first = P2PMessage.decode(ihave[:-1])
+    assert isinstance(first, IHave) and len(set(first.ids)) == MAX_IDS
+    assert not set(first.ids) & set(P2PMessage.decode(ihaveLine()[:-1]).ids)
+    made = P2PMessage.decode(peers[:-1])
+    assert isinstance(made, Peers) and len(made.peers) == PEERS_ENTRIES
+    assert all(p.host.startswith("127.") and p.host != "127.0.0.1"
+               for p in made.peers)
