@@ -222,7 +222,7 @@ def parseArgs(argv):
                         help="distinct addresses the idle connections share")
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="stop after this long")
-    parser.add_argument("--max-attempts", type=int, default=2000,
+    parser.add_argument("--max-attempts", type=int, default=10_000,
                         help="most connections tried in all")
     return parser.parse_args(argv)
 
