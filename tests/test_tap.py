@@ -22,6 +22,7 @@ from p2poverlay.message import MAX_NAME_LENGTH
 from p2poverlay import Node
 
 from processes import DEADLINE, LOOPBACK_ENDPOINT, runTwistd, waitUntil
+from test_control_e2e import runConsole
 
 
 def parse(*args: str) -> tap.Options:
@@ -345,5 +346,9 @@ def test_a_daemon_still_gets_its_port_after_the_check(tmp_path):
         assert "Traceback" not in log.read_text()
     finally:
         waitUntil(pidFile.exists, "the pid file")
+        # Its reactor runs (and handles SIGTERM) once it answers a command.
+        waitUntil(lambda: runConsole(tmp_path, "--data-dir", f"p2p-{port}",
+                                     "info").returncode == 0,
+                  "the daemon answering")
         os.kill(int(pidFile.read_text()), signal.SIGTERM)
         waitUntil(lambda: not pidFile.exists(), "the daemon gone")
