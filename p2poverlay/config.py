@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 # Settings that count something: at least 1.
 _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "seenCacheSize", "maxPeersPerExchange", "addressBookSize",
-           "maxInbound", "maxOutbound", "maxSendBuffer")
+           "maxInbound", "maxOutbound", "maxSendBuffer",
+           "sendWindow", "sendQueueLimit")
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "seenCacheTTL", "directLinkIdle", "exchangeInterval",
@@ -86,6 +87,10 @@ class NodeConfig:
     messageBurst: float = 10000.0
     banThreshold: float = 100.0
     banTime: float = 60.0
+    # Flow control of direct messages: most DATA unconfirmed per
+    # connection, most accepted and not yet written by the node.
+    sendWindow: int = 256
+    sendQueueLimit: int = 100_000
 
     def check(self) -> None:
         """
