@@ -98,6 +98,7 @@ class ControlProtocol(LineReceiver):
         self.firstLine = True
         self.authTimeout: Optional[IDelayedCall] = None
         self.writesPaused = False
+        self.heldBack = False
         self.droppedEvents = 0
 
     def send(self, message: dict) -> None:
@@ -165,10 +166,13 @@ class ControlProtocol(LineReceiver):
 
     # -- flow control -------------------------------------------------------
 
+    # Requests are not read while the client reads its answers too slowly
+    # (writesPaused), nor while the node's backlog of direct messages is
+    # high (heldBack): either way the client is held back, not failed.
+
     def pauseProducing(self) -> None:
-        # The client reads too slowly: stop reading its requests too.
         self.writesPaused = True
-        super().pauseProducing()
+        self._stopReading()
 
     def resumeProducing(self) -> None:
         self.writesPaused = False
@@ -177,7 +181,29 @@ class ControlProtocol(LineReceiver):
             self.sendEvent(NodeEvent(
                 "dropped", f"! {dropped} events not shown: the client read "
                            "too slowly", {"count": dropped}))
-        super().resumeProducing()
+        self._readOn()
+
+    def _stopReading(self) -> None:
+        if not self.paused:
+            LineReceiver.pauseProducing(self)
+
+    def _readOn(self) -> None:
+        if self.paused and not (self.writesPaused or self.heldBack) \
+                and not self.closing:
+            LineReceiver.resumeProducing(self)
+
+    def _pace(self) -> None:
+        if self.heldBack:
+            return
+        room = self.node.whenSendable()
+        if not room.called:
+            self.heldBack = True
+            self._stopReading()
+            room.addCallback(self._goOn)
+
+    def _goOn(self, _: None) -> None:
+        self.heldBack = False
+        self._readOn()
 
     # -- events ---------------------------------------------------------------
 
@@ -209,6 +235,7 @@ class ControlProtocol(LineReceiver):
             d = succeed(Reply([], None, "empty command"))
         d.addCallback(
             lambda reply: self.send(replyTo(requestId, reply, wantJSON)))
+        self._pace()
 
     def _firstLine(self, line: bytes) -> bool:
         """
