@@ -68,7 +68,8 @@ class DirectMessages(ConnectionListener):
         # overflow would fail a message.
         self._windowBytes = max(1, config.maxSendBuffer // 4)
         self.backlog = Backlog(config.sendQueueLimit,
-                               HIGH_WATER_WINDOWS * config.sendWindow)
+                               HIGH_WATER_WINDOWS * config.sendWindow,
+                               clock)
         dispatcher.register(Data, self.dataReceived)
         dispatcher.register(Ack, self.ackReceived)
 

@@ -105,14 +105,19 @@ class Backlog:
     once it is down to C{lowWater} (L{whenRoom}).
 
     @param limit: most messages waiting; past it L{add} refuses.
+    @param clock: what tells the front ends to go on, on its next turn:
+        by then every message that waited on one dial is in its window,
+        so that a new one cannot overtake them.
     """
 
-    def __init__(self, limit: int, highWater: int) -> None:
+    def __init__(self, limit: int, highWater: int, clock) -> None:
         self.limit = limit
         self.highWater = max(1, min(highWater, limit))
         self.lowWater = self.highWater // 2
         self.count = 0
+        self.clock = clock
         self._waiters: List[Deferred[None]] = []
+        self._release: Optional[IDelayedCall] = None
 
     def add(self) -> None:
         """
@@ -131,7 +136,13 @@ class Backlog:
     def remove(self, n: int = 1) -> None:
         """C{n} waiting messages were written or failed."""
         self.count -= n
-        if self.count <= self.lowWater and self._waiters:
+        if self.count <= self.lowWater and self._waiters \
+                and self._release is None:
+            self._release = self.clock.callLater(0, self._goOn)
+
+    def _goOn(self) -> None:
+        self._release = None
+        if self.count <= self.lowWater:
             waiters, self._waiters = self._waiters, []
             for d in waiters:
                 d.callback(None)
