@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from typing import List
 
@@ -22,7 +24,7 @@ from p2poverlay.control import ControlService
 from p2poverlay.controlclient import ControlClientProtocol
 from p2poverlay.controlwire import unixDescription
 from helpers import address, waitFor
-from processes import label, waitUntil
+from processes import childEnvironment, label, waitUntil
 from test_web import Web, baseURL, http
 
 RECEIVED = re.compile(r"^\[direct\] .* m(\d+)$")
@@ -77,6 +79,31 @@ def test_a_flood_piped_into_a_console_arrives_once_in_order(processes):
     transcript = a.transcript() + b.transcript()
     assert "Traceback" not in transcript
     assert "banned" not in transcript
+
+
+def test_sends_piped_into_an_attached_client_are_all_delivered(
+        processes, tmp_path):
+    """
+    5,000 sends piped into C{p2p-console} attached to a node: the client
+    keeps a bounded number unanswered, and every one is delivered in order.
+    """
+    b = processes.node("B")
+    a = processes.node("A", "--data-dir", "A")
+    count = 5000
+    script = "".join(f"send {b.address} m{i}\n" for i in range(count))
+    result = subprocess.run(
+        [sys.executable, "-m", "p2poverlay.console", "--data-dir", "A"],
+        cwd=processes.cwd, input=script, capture_output=True, text=True,
+        timeout=40, env=childEnvironment())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len([line for line in lines
+                if line.startswith("delivered to ")]) == count, result.stdout
+    assert not [line for line in lines if line.startswith("error: ")]
+    waitUntil(lambda: len(b.matching(RECEIVED.pattern)) >= count,
+              "every message to arrive", timeout=10, interval=0.5)
+    assert receivedIndexes(b.lines) == list(range(count))
+    assert a.matching(r"^error: ") == []
 
 
 @pytest_twisted.inlineCallbacks
