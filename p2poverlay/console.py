@@ -30,6 +30,7 @@ from zope.interface import implementer
 from p2poverlay.addresses import formatAddress
 from p2poverlay.commands import HELP, CommandInterpreter, Reply
 from p2poverlay.node import Node
+from p2poverlay.pacing import InputPacer
 from p2poverlay.terminal import TerminalSession, isTerminal, openConsole
 from p2poverlay.text import escape, fieldLines
 from p2poverlay.watch import NodeEvent, NodeWatcher
@@ -63,7 +64,7 @@ class ConsoleProtocol(LineReceiver):
         self.watcher = NodeWatcher(node, self._showEvent)
         self._pending: Set[Deferred] = set()
         self.inputEnded = False
-        self.heldBack = False
+        self.pacer = InputPacer(node, self.pauseProducing, self._goOn)
 
     def say(self, text: str) -> None:
         """Print one line, escaped."""
@@ -94,7 +95,7 @@ class ConsoleProtocol(LineReceiver):
         if self.inputEnded:
             return
         self.inputEnded = True
-        if not self.heldBack:
+        if not self.pacer.holding:
             self._inputDone()
 
     def _inputDone(self) -> None:
@@ -141,21 +142,12 @@ class ConsoleProtocol(LineReceiver):
         lines (a pipe then holds the writer back); the answers still print.
         A terminal is not held back: a person does not type that fast.
         """
-        if self.heldBack or not IProducer.providedBy(self.transport):
-            return
-        room = self.node.whenSendable()
-        if room.called:
-            return
-        self.heldBack = True
-        self.pauseProducing()
-        room.addCallback(self._goOn)
+        if IProducer.providedBy(self.transport):
+            self.pacer.check()
 
-    def _goOn(self, _: None) -> None:
-        self.heldBack = False
-        if self.transport is None:
-            return
+    def _goOn(self) -> None:
         self.resumeProducing()  # Runs the lines read meanwhile, if any.
-        if self.inputEnded and not self.heldBack:
+        if self.inputEnded and not self.pacer.holding:
             self._inputDone()
 
     def _answered(self, result: Any, d: Deferred) -> Any:

@@ -40,6 +40,7 @@ from p2poverlay.cookie import (
 )
 from p2poverlay.errors import ListenError
 from p2poverlay.node import Node
+from p2poverlay.pacing import InputPacer
 from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
 from p2poverlay.whereabouts import Whereabouts
@@ -98,7 +99,7 @@ class ControlProtocol(LineReceiver):
         self.firstLine = True
         self.authTimeout: Optional[IDelayedCall] = None
         self.writesPaused = False
-        self.heldBack = False
+        self.pacer = InputPacer(node, self._stopReading, self._readOn)
         self.droppedEvents = 0
 
     def send(self, message: dict) -> None:
@@ -166,9 +167,8 @@ class ControlProtocol(LineReceiver):
 
     # -- flow control -------------------------------------------------------
 
-    # Requests are not read while the client reads its answers too slowly
-    # (writesPaused), nor while the node's backlog of direct messages is
-    # high (heldBack): either way the client is held back, not failed.
+    # Requests are not read while the client reads its answers too slowly,
+    # nor while the node's backlog of direct messages is high.
 
     def pauseProducing(self) -> None:
         self.writesPaused = True
@@ -188,22 +188,9 @@ class ControlProtocol(LineReceiver):
             LineReceiver.pauseProducing(self)
 
     def _readOn(self) -> None:
-        if self.paused and not (self.writesPaused or self.heldBack) \
+        if self.paused and not (self.writesPaused or self.pacer.holding) \
                 and not self.closing:
             LineReceiver.resumeProducing(self)
-
-    def _pace(self) -> None:
-        if self.heldBack:
-            return
-        room = self.node.whenSendable()
-        if not room.called:
-            self.heldBack = True
-            self._stopReading()
-            room.addCallback(self._goOn)
-
-    def _goOn(self, _: None) -> None:
-        self.heldBack = False
-        self._readOn()
 
     # -- events ---------------------------------------------------------------
 
@@ -235,7 +222,7 @@ class ControlProtocol(LineReceiver):
             d = succeed(Reply([], None, "empty command"))
         d.addCallback(
             lambda reply: self.send(replyTo(requestId, reply, wantJSON)))
-        self._pace()
+        self.pacer.check()
 
     def _firstLine(self, line: bytes) -> bool:
         """
