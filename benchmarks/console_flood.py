@@ -107,6 +107,17 @@ class Sender(threading.Thread):
                 self.peersAnswered.set()
 
 
+def peakMemory(pid: int) -> str:
+    """The peak resident set size of process C{pid}, as Linux tells it."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) // 1024} MiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def waitFor(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -163,6 +174,8 @@ def run(count: int, options: List[str], timeout: float) -> dict:
                 "messages_per_s": round(receiver.received / elapsed),
                 "peers_answered": peers,
                 "peers_answer_s": round(peersTime, 3),
+                "sender_peak_rss": peakMemory(senderNode.pid),
+                "receiver_peak_rss": peakMemory(receiverNode.pid),
             }
         finally:
             for node in (senderNode, receiverNode):

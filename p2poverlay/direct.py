@@ -186,7 +186,11 @@ class DirectMessages(ConnectionListener):
             if outgoing is None:
                 break
             connection.lastUsed = self.clock.seconds()
-            if connection.sendEncoded(outgoing.line, Data.TYPE):
+            if connection.closing:
+                self._notSent(Failure(DeliveryFailed(
+                    f"connection to {connection.describe()} is closing")),
+                    outgoing)
+            elif connection.sendEncoded(outgoing.line, Data.TYPE):
                 outgoing.timeout = self.clock.callLater(
                     self.config.ackTimeout, self._ackTimedOut, connection,
                     outgoing.message.id)
