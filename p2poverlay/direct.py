@@ -172,12 +172,16 @@ class DirectMessages(ConnectionListener):
             self._notSent(Failure(DeliveryFailed(
                 f"connection to {connection.describe()} is closing")), outgoing)
             return
+        window = self._windowOf(connection)
+        window.waiting.append(outgoing)
+        self._pump(connection, window)
+
+    def _windowOf(self, connection: PeerConnection) -> SendWindow:
         window = self._windows.get(connection)
         if window is None:
             window = self._windows[connection] = SendWindow(
                 self.config.sendWindow, self._windowBytes)
-        window.waiting.append(outgoing)
-        self._pump(connection, window)
+        return window
 
     def _pump(self, connection: PeerConnection, window: SendWindow) -> None:
         """Write the waiting messages the window has room for, in order."""
@@ -270,10 +274,7 @@ class DirectMessages(ConnectionListener):
         other = self.peers.connection(info.node_id) if info else None
         if other is not None and not other.closing:
             self.backlog.readd(written)
-            otherWindow = self._windows.get(other)
-            if otherWindow is None:
-                otherWindow = self._windows[other] = SendWindow(
-                    self.config.sendWindow, self._windowBytes)
+            otherWindow = self._windowOf(other)
             otherWindow.waiting.extendleft(reversed(everything))
             self._pump(other, otherWindow)
             return
