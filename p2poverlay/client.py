@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Tuple
 from twisted.internet.defer import (
     Deferred, DeferredList, TimeoutError, ensureDeferred,
 )
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IProducer
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -46,6 +46,9 @@ DEFAULT_TIMEOUT = 60.0
 QUIT = "quit"
 QUIT_HINT = ("quit: type 'detach' (or Ctrl-D) to leave this console, "
              "'exit' to stop the node")
+# Requests sent and not answered yet, at most, before standard input is
+# read again (from half as many): piped commands are paced by the node.
+MAX_UNANSWERED = 1000
 DETACH_HINT = ("detach: only an attached console detaches; run p2p-console "
                "without a command to attach")
 
@@ -215,6 +218,15 @@ class AttachedConsole(LineReceiver):
             d.addCallback(withDetach)
         d.addCallback(self._showJSON if self.wantJSON else self._showReply)
         d.addErrback(lambda _: None)  # The connection went: _finish says so.
+        d.addBoth(self._answered)
+        if self.client.unanswered >= MAX_UNANSWERED and not self.paused \
+                and IProducer.providedBy(self.transport):
+            self.pauseProducing()
+
+    def _answered(self, result: object) -> object:
+        if self.paused and self.client.unanswered <= MAX_UNANSWERED // 2:
+            self.resumeProducing()  # Runs the lines read meanwhile, if any.
+        return result
 
     def _showReply(self, message: dict) -> None:
         for line in replyText(message):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Set
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IProducer
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -30,6 +30,7 @@ from zope.interface import implementer
 from p2poverlay.addresses import formatAddress
 from p2poverlay.commands import HELP, CommandInterpreter, Reply
 from p2poverlay.node import Node
+from p2poverlay.pacing import InputPacer
 from p2poverlay.terminal import TerminalSession, isTerminal, openConsole
 from p2poverlay.text import escape, fieldLines
 from p2poverlay.watch import NodeEvent, NodeWatcher
@@ -63,6 +64,7 @@ class ConsoleProtocol(LineReceiver):
         self.watcher = NodeWatcher(node, self._showEvent)
         self._pending: Set[Deferred] = set()
         self.inputEnded = False
+        self.pacer = InputPacer(node, self.pauseProducing, self._goOn)
 
     def say(self, text: str) -> None:
         """Print one line, escaped."""
@@ -93,6 +95,11 @@ class ConsoleProtocol(LineReceiver):
         if self.inputEnded:
             return
         self.inputEnded = True
+        if not self.pacer.holding:
+            self._inputDone()
+
+    def _inputDone(self) -> None:
+        """Every line read has run: act on the end of input."""
         if self.exitOnEOF:
             self._showReply(self.interpreter.do_exit(""))
             return
@@ -125,6 +132,23 @@ class ConsoleProtocol(LineReceiver):
             if not d.called:
                 self._pending.add(d)
                 d.addBoth(self._answered, d)
+        self._pace()
+
+    # -- flow control -------------------------------------------------------
+
+    def _pace(self) -> None:
+        """
+        While the node's backlog of direct messages is high, read no more
+        lines (a pipe then holds the writer back); the answers still print.
+        A terminal is not held back: a person does not type that fast.
+        """
+        if IProducer.providedBy(self.transport):
+            self.pacer.check()
+
+    def _goOn(self) -> None:
+        self.resumeProducing()  # Runs the lines read meanwhile, if any.
+        if self.inputEnded and not self.pacer.holding:
+            self._inputDone()
 
     def _answered(self, result: Any, d: Deferred) -> Any:
         self._pending.discard(d)

@@ -40,6 +40,7 @@ from p2poverlay.cookie import (
 )
 from p2poverlay.errors import ListenError
 from p2poverlay.node import Node
+from p2poverlay.pacing import InputPacer
 from p2poverlay.views import describeNode
 from p2poverlay.watch import NodeEvent, NodeWatcher
 from p2poverlay.whereabouts import Whereabouts
@@ -98,6 +99,7 @@ class ControlProtocol(LineReceiver):
         self.firstLine = True
         self.authTimeout: Optional[IDelayedCall] = None
         self.writesPaused = False
+        self.pacer = InputPacer(node, self._stopReading, self._readOn)
         self.droppedEvents = 0
 
     def send(self, message: dict) -> None:
@@ -165,10 +167,12 @@ class ControlProtocol(LineReceiver):
 
     # -- flow control -------------------------------------------------------
 
+    # Requests are not read while the client reads its answers too slowly,
+    # nor while the node's backlog of direct messages is high.
+
     def pauseProducing(self) -> None:
-        # The client reads too slowly: stop reading its requests too.
         self.writesPaused = True
-        super().pauseProducing()
+        self._stopReading()
 
     def resumeProducing(self) -> None:
         self.writesPaused = False
@@ -177,7 +181,16 @@ class ControlProtocol(LineReceiver):
             self.sendEvent(NodeEvent(
                 "dropped", f"! {dropped} events not shown: the client read "
                            "too slowly", {"count": dropped}))
-        super().resumeProducing()
+        self._readOn()
+
+    def _stopReading(self) -> None:
+        if not self.paused:
+            LineReceiver.pauseProducing(self)
+
+    def _readOn(self) -> None:
+        if self.paused and not (self.writesPaused or self.pacer.holding) \
+                and not self.closing:
+            LineReceiver.resumeProducing(self)
 
     # -- events ---------------------------------------------------------------
 
@@ -209,6 +222,7 @@ class ControlProtocol(LineReceiver):
             d = succeed(Reply([], None, "empty command"))
         d.addCallback(
             lambda reply: self.send(replyTo(requestId, reply, wantJSON)))
+        self.pacer.check()
 
     def _firstLine(self, line: bytes) -> bool:
         """

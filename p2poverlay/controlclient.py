@@ -83,6 +83,11 @@ class ControlClientProtocol(LineReceiver):
     def pending(self) -> List[Deferred]:
         return list(self._pending.values())
 
+    @property
+    def unanswered(self) -> int:
+        """How many requests wait for their reply."""
+        return len(self._pending)
+
     def lineReceived(self, line: bytes) -> None:
         try:
             message = decode(line)

@@ -43,3 +43,12 @@ class ListenError(OverlayError):
 
 class PeerFull(HandshakeFailed):
     """The node reached has no room for another neighbour (or this one)."""
+
+
+class SendQueueFull(OverlayError):
+    """So many direct messages wait to be sent that no more are taken."""
+
+    @classmethod
+    def of(cls, limit: int) -> "SendQueueFull":
+        return cls(f"{limit} messages already wait to be sent (the send "
+                   f"queue limit): try again once some are delivered")

@@ -256,10 +256,30 @@ class Node(Service):
         Send C{body} to one node: C{target} is ``host:port``, a node id or
         a unique prefix of one, or a name (see L{DirectMessages.send}).
 
+        Sends are flow-controlled: at most C{config.sendWindow} messages
+        are unconfirmed on a connection, and the next ones wait their turn
+        in order.  A program that sends many should wait on
+        L{whenSendable} between them; past C{config.sendQueueLimit}
+        waiting, C{send} fails at once with
+        L{p2poverlay.errors.SendQueueFull}.
+
         @return: fires with the recipient's L{PeerInfo} once it confirms
             delivery; fails with an L{p2poverlay.errors.OverlayError}.
         """
         return self.direct.send(target, body)
+
+    @property
+    def sendBacklog(self) -> int:
+        """How many direct messages wait to be written (see L{send})."""
+        return self.direct.backlog.count
+
+    def whenSendable(self) -> "Deferred[None]":
+        """
+        Fires at once while the backlog of direct messages is low, else once
+        it has drained to half its high-water mark: a sender that waits on
+        it between sends never overruns its receivers, nor fills the queue.
+        """
+        return self.direct.backlog.whenRoom()
 
     def broadcast(self, body: str) -> Tuple[str, int]:
         """

@@ -81,7 +81,9 @@ _NODE_SETTINGS = [
     ("rate-limit", "messageRate", RATE,
      "Messages per second a peer may send; beyond it, reading from the "
      "peer pauses (TCP slows the sender down; nothing is lost, and it is "
-     "no misbehaviour)."),
+     "no misbehaviour).  The default is above what an honest sender, "
+     "which paces itself, reaches: it bounds the share of the node one "
+     "flooding peer takes."),
     ("rate-burst", "messageBurst", RATE,
      "Messages a peer may send at once, beyond the rate limit."),
     ("ban-time", "banTime", SECONDS,

@@ -27,7 +27,7 @@ from p2poverlay.addressbook import AddressBook
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING
 from p2poverlay.errors import DeliveryFailed
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Broadcast, Bye, Data, Hello, Ping, Pong,
+    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, Ping, Pong,
     newMessageId,
 )
 from p2poverlay.connections import STOP_GRACE
@@ -781,15 +781,22 @@ def test_send_data_fails_when_the_send_buffer_is_full(smallBufferNode):
     fits = node.direct.sendData(connection, small)
     assert not fits.called
     big = node.direct.sendData(connection, Data(newMessageId(), "x" * 300))
+    # It waits behind the small one: the window's bytes are a quarter of
+    # the buffer; once that one is confirmed it is tried, and does not fit.
+    assert not big.called
+    send(connection, Ack(small.id))
+    assert resultOf(fits) == connection.peer
+    small2 = Data(newMessageId(), "hi")
+    fits = node.direct.sendData(connection, small2)
     error = failureOf(big)
     assert error.check(DeliveryFailed)
     assert "send buffer" in str(error.value)
     assert BOB[:8] in str(error.value)
     # Only the small one waits for an ACK.
-    assert list(node.direct.unconfirmed(connection)) == [small.id]
+    assert list(node.direct.unconfirmed(connection)) == [small2.id]
     assert len(node.reactor.getDelayedCalls()) == 1
     connection.outbox.resumeProducing()
-    assert written(transport) == [small]
+    assert written(transport) == [small, small2]
     assert not transport.disconnecting
     fits.addErrback(lambda _: None)
 

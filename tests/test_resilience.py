@@ -91,8 +91,8 @@ def assertMessagesFlow(overlay, a, b):
 
 @pytest_twisted.inlineCallbacks
 def test_ten_thousand_direct_messages_arrive_once_and_in_order(overlay):
-    # Default limits: the rate burst (10,000) and the send buffer (4 MiB)
-    # take this without throttling anything away.
+    # Default limits: the send window paces the sender below the rate
+    # limit, within the send buffer (4 MiB), and nothing is thrown away.
     a = yield overlay.start(name="a")
     b = yield overlay.start(join=a, name="b")
     count = 10_000

@@ -12,7 +12,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from p2poverlay.errors import MessageTooLarge, OverlayError, UnknownPeer
+from p2poverlay.errors import (
+    MessageTooLarge, OverlayError, SendQueueFull, UnknownPeer,
+)
 from p2poverlay.metrics import prometheusText
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
@@ -23,6 +25,9 @@ from p2poverlay.web.jsonapi import (
     BadRequest, JSONResource, bodyLimit, errorResponse, jsonResponse, readJSONObject,
     requireText,
 )
+
+# Seconds a client is asked to wait when the send queue is full.
+RETRY_AFTER = b"1"
 
 
 class NodeResource(JSONResource):
@@ -120,7 +125,8 @@ class BroadcastResource(JSONResource):
 class SendResource(JSONResource):
     """
     ``POST /api/send`` with ``{"peer": ..., "body": ...}``: answers once the
-    peer confirms delivery, or with the reason it failed.
+    peer confirms delivery, or with the reason it failed; 503 with
+    C{Retry-After} while the node's send queue is full.
     """
 
     isLeaf = True
@@ -144,7 +150,11 @@ class SendResource(JSONResource):
                                           "peer": peerView(info)}))
 
         def failed(reason: Failure) -> None:
-            if reason.check(UnknownPeer):
+            if reason.check(SendQueueFull):
+                # The node is busy, not broken: the client may try again.
+                request.setHeader(b"retry-after", RETRY_AFTER)
+                status = 503
+            elif reason.check(UnknownPeer):
                 status = 404
             elif reason.check(MessageTooLarge):
                 status = 413

@@ -1,0 +1,164 @@
+"""
+Flow control of direct messages: a window per connection, a bound for the
+node.
+
+A L{SendWindow} holds the C{DATA} messages written over one connection and
+not yet confirmed (at most C{size} of them, and, unless it is one alone,
+at most C{maxBytes} of their lines) and, in order, those waiting for room.
+L{Backlog} counts the messages a node has accepted and not yet written,
+over all its connections and dials: past its limit a new one is refused,
+and front ends ask it when to stop feeding messages and when to go on.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Deque, Iterator, List, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+
+from p2poverlay.errors import SendQueueFull
+from p2poverlay.message import Data
+from p2poverlay.records import PeerInfo
+
+
+@dataclass
+class Outgoing:
+    """
+    One direct message on its way: its C{DATA}, encoded as C{line}, and
+    the Deferred told how it ends.
+
+    @ivar timeout: its ACK timeout, once it is written.
+    """
+
+    message: Data
+    line: bytes
+    done: "Deferred[PeerInfo]"
+    timeout: Optional[IDelayedCall] = field(default=None)
+
+
+class SendWindow:
+    """
+    The direct messages of one connection: those written and unconfirmed,
+    and, in order, those waiting their turn.
+
+    @param size: most messages unconfirmed at once.
+    @param maxBytes: most bytes of unconfirmed lines at once (a single
+        longer message still goes, alone).
+    """
+
+    def __init__(self, size: int, maxBytes: int) -> None:
+        self.size = size
+        self.maxBytes = maxBytes
+        self.unconfirmed: "OrderedDict[str, Outgoing]" = OrderedDict()
+        self.waiting: Deque[Outgoing] = deque()
+        self.bytesUnconfirmed = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.unconfirmed or self.waiting)
+
+    def hasRoom(self, outgoing: Outgoing) -> bool:
+        """Whether C{outgoing} may be written now, window-wise."""
+        if not self.unconfirmed:
+            return True
+        return len(self.unconfirmed) < self.size and \
+            self.bytesUnconfirmed + len(outgoing.line) <= self.maxBytes
+
+    def nextReady(self) -> Optional[Outgoing]:
+        """Take the first waiting message if the window has room for it."""
+        if self.waiting and self.hasRoom(self.waiting[0]):
+            return self.waiting.popleft()
+        return None
+
+    def written(self, outgoing: Outgoing) -> None:
+        """C{outgoing} went out: it waits for its ACK."""
+        self.unconfirmed[outgoing.message.id] = outgoing
+        self.bytesUnconfirmed += len(outgoing.line)
+
+    def confirmed(self, messageId: str) -> Optional[Outgoing]:
+        """Take the unconfirmed message C{messageId}, if it is one."""
+        outgoing = self.unconfirmed.pop(messageId, None)
+        if outgoing is not None:
+            self.bytesUnconfirmed -= len(outgoing.line)
+        return outgoing
+
+    def takeAll(self) -> List[Outgoing]:
+        """Empty the window: the unconfirmed messages first, in order."""
+        everything = list(self.unconfirmed.values()) + list(self.waiting)
+        self.unconfirmed.clear()
+        self.waiting.clear()
+        self.bytesUnconfirmed = 0
+        return everything
+
+    def __iter__(self) -> Iterator[Outgoing]:
+        yield from self.unconfirmed.values()
+        yield from self.waiting
+
+
+class Backlog:
+    """
+    The number of direct messages a node accepted and has not written yet.
+
+    Front ends stop feeding messages once it reaches C{highWater} and go on
+    once it is down to C{lowWater} (L{whenRoom}).
+
+    @param limit: most messages waiting; past it L{add} refuses.
+    @param clock: what tells the front ends to go on, on its next turn:
+        by then every message that waited on one dial is in its window,
+        so that a new one cannot overtake them.
+    """
+
+    def __init__(self, limit: int, highWater: int, clock) -> None:
+        self.limit = limit
+        self.highWater = max(1, min(highWater, limit))
+        self.lowWater = self.highWater // 2
+        self.count = 0
+        self.clock = clock
+        self._waiters: List[Deferred[None]] = []
+        self._release: Optional[IDelayedCall] = None
+
+    def add(self) -> None:
+        """
+        Count one more waiting message.
+
+        @raise SendQueueFull: if C{limit} are already waiting.
+        """
+        if self.count >= self.limit:
+            raise SendQueueFull.of(self.limit)
+        self.count += 1
+
+    def readd(self, n: int) -> None:
+        """Count C{n} messages waiting again (to be resent): never refused."""
+        self.count += n
+
+    def remove(self, n: int = 1) -> None:
+        """C{n} waiting messages were written or failed."""
+        self.count -= n
+        if self.count <= self.lowWater and self._waiters \
+                and self._release is None:
+            self._release = self.clock.callLater(0, self._goOn)
+
+    def _goOn(self) -> None:
+        self._release = None
+        if self.count <= self.lowWater:
+            waiters, self._waiters = self._waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    @property
+    def high(self) -> bool:
+        """Whether front ends should stop feeding messages."""
+        return self.count >= self.highWater
+
+    def whenRoom(self) -> "Deferred[None]":
+        """
+        Fire at once if the backlog is below C{highWater}, else once it is
+        down to C{lowWater}.
+        """
+        if not self.high:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
