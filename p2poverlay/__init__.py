@@ -41,6 +41,7 @@ _EXPORTS = {
     "DeliveryFailed": "p2poverlay.errors",
     "UnknownPeer": "p2poverlay.errors",
     "MessageTooLarge": "p2poverlay.errors",
+    "SendQueueFull": "p2poverlay.errors",
     "ListenError": "p2poverlay.errors",
 }
 
@@ -51,7 +52,8 @@ if TYPE_CHECKING:
     from p2poverlay.config import ConfigError, NodeConfig
     from p2poverlay.errors import (
         DeliveryFailed, HandshakeFailed, ListenError, MessageTooLarge,
-        OverlayError, PeerFull, PeerUnreachable, SelfConnection, UnknownPeer,
+        OverlayError, PeerFull, PeerUnreachable, SelfConnection,
+        SendQueueFull, UnknownPeer,
     )
     from p2poverlay.events import (
         INodeObserver, NodeObserver, NodeStats, ReceivedMessage,
