@@ -207,10 +207,10 @@ class AddressBook:
             self._unindex(old)
         self._peers[entry.node_id] = entry
         self._index(entry)
-        self._makeRoom()
+        self._makeRoom(None if entry.tried else entry.source)
         return self._peers.get(entry.node_id)
 
-    def _makeRoom(self) -> None:
+    def _makeRoom(self, incoming: Optional[str]) -> None:
         while len(self._tried) > self.triedSize:
             idle = [self._peers[n] for n in self._tried
                     if self._peers[n].state != CONNECTED]
@@ -222,22 +222,26 @@ class AddressBook:
             self._index(demoted)
         room = max(0, min(self.newSize, self.maxSize - len(self._tried)))
         while len(self._peers) - len(self._tried) > room:
-            victim = self._newVictim()
+            victim = self._newVictim(incoming)
             if victim is None:
                 break
             self.forget(victim.node_id)
 
-    def _newVictim(self) -> Optional[KnownPeer]:
+    def _newVictim(self, incoming: Optional[str]) -> Optional[KnownPeer]:
         """
         The entry of the new table to go: of the source holding the most
         (so never of a source below its even share of the table), the
-        least worth keeping.
+        least worth keeping.  A source tied for the most never grows at
+        the others' expense: the C{incoming} one gives up its own, unless
+        the newcomer is its first.
         """
         if not self._bySource:
             return None
         most = max(len(ids) for ids in self._bySource.values())
-        for sources in ([ids for ids in self._bySource.values()
-                         if len(ids) == most],
+        own = self._bySource.get(incoming) if incoming is not None else None
+        biggest = ([own] if own is not None and len(own) == most > 1 else
+                   [ids for ids in self._bySource.values() if len(ids) == most])
+        for sources in (biggest,
                         list(self._bySource.values())):
             idle = [self._peers[n] for ids in sources for n in ids
                     if self._peers[n].state != CONNECTED]
