@@ -4,7 +4,8 @@ Membership: which nodes exist, and staying connected to them.
 The membership listens to the node's connections: it keeps the address
 book, detects silent peers (PING/PONG), redials lost neighbours through
 L{PeerLink}s, forgets peers that stay unreachable, and saves the address
-book to the node's data directory.  Which nodes become neighbours is the
+book to the node's data directory, with the outbound neighbours it had
+when it stopped (the anchors the next start dials first).  Which nodes become neighbours is the
 topology's business (L{p2poverlay.topology}).
 """
 
@@ -78,8 +79,8 @@ class Membership(ConnectionListener):
 
     def start(self) -> None:
         """
-        Start failure detection and load the saved peers into the address
-        book (the topology dials them).
+        Start failure detection and load the saved peers and anchors into
+        the address book (the topology dials them, anchors first).
         """
         self.running = True
         self._liveness.start(self.config.pingInterval, now=False)
