@@ -22,16 +22,11 @@ from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from p2poverlay.addrgroups import addressGroup
-from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer
+from p2poverlay.newtable import NewTable, rank
+from p2poverlay.records import CONNECTED, KNOWN, KnownPeer
 
 # The tried table's part of the book (Bitcoin Core gives it a fifth).
 TRIED_SHARE = 0.25
-
-
-def _keepNew(entry: KnownPeer) -> Tuple[bool, bool, float, float]:
-    """The lowest goes first: never answered, dead, seen longest ago."""
-    return (entry.last_seen > 0, entry.state != DEAD, entry.last_seen,
-            entry.since)
 
 
 def _keepTried(entry: KnownPeer) -> Tuple[float, float]:
@@ -62,8 +57,7 @@ class AddressBook:
         self._now = now
         self._peers: "OrderedDict[str, KnownPeer]" = OrderedDict()
         self._tried: Dict[str, None] = {}
-        # The new table's entries by source, each in the order they came.
-        self._bySource: Dict[str, Dict[str, None]] = {}
+        self._new = NewTable()
         self._anchors: List[str] = []
 
     def __len__(self) -> int:
@@ -84,7 +78,7 @@ class AddressBook:
 
     def sources(self) -> Dict[str, int]:
         """How many entries of the new table each source holds."""
-        return {source: len(ids) for source, ids in self._bySource.items()}
+        return dict(self._new.counts)
 
     # -- what the node learns ---------------------------------------------
 
@@ -155,6 +149,9 @@ class AddressBook:
         if state == CONNECTED and not old.tried:
             return self._put(replace(entry, tried=True))
         self._peers[nodeId] = entry
+        if not old.tried and rank(old) != rank(entry):
+            self._unindex(old)
+            self._index(entry)
         return entry
 
     def forget(self, nodeId: str) -> None:
@@ -189,17 +186,13 @@ class AddressBook:
         if entry.tried:
             self._tried[entry.node_id] = None
         else:
-            self._bySource.setdefault(entry.source, {})[entry.node_id] = None
+            self._new.add(entry)
 
     def _unindex(self, entry: KnownPeer) -> None:
         if entry.tried:
             self._tried.pop(entry.node_id, None)
-            return
-        ids = self._bySource.get(entry.source)
-        if ids is not None:
-            ids.pop(entry.node_id, None)
-            if not ids:
-                del self._bySource[entry.source]
+        else:
+            self._new.remove(entry.node_id)
 
     def _put(self, entry: KnownPeer) -> Optional[KnownPeer]:
         old = self._peers.get(entry.node_id)
@@ -221,30 +214,8 @@ class AddressBook:
             self._peers[demoted.node_id] = demoted
             self._index(demoted)
         room = max(0, min(self.newSize, self.maxSize - len(self._tried)))
-        while len(self._peers) - len(self._tried) > room:
-            victim = self._newVictim(incoming)
+        while len(self._new) > room:
+            victim = self._new.victim(self._peers, incoming)
             if victim is None:
                 break
             self.forget(victim.node_id)
-
-    def _newVictim(self, incoming: Optional[str]) -> Optional[KnownPeer]:
-        """
-        The entry of the new table to go: of the source holding the most
-        (so never of a source below its even share of the table), the
-        least worth keeping.  A source tied for the most never grows at
-        the others' expense: the C{incoming} one gives up its own, unless
-        the newcomer is its first.
-        """
-        if not self._bySource:
-            return None
-        most = max(len(ids) for ids in self._bySource.values())
-        own = self._bySource.get(incoming) if incoming is not None else None
-        biggest = ([own] if own is not None and len(own) == most > 1 else
-                   [ids for ids in self._bySource.values() if len(ids) == most])
-        for sources in (biggest,
-                        list(self._bySource.values())):
-            idle = [self._peers[n] for ids in sources for n in ids
-                    if self._peers[n].state != CONNECTED]
-            if idle:
-                return min(idle, key=_keepNew)
-        return None

@@ -4,6 +4,8 @@ heard of never takes the place of one connected to, one source fills only
 its share of the new table, and both facts survive a restart.
 """
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from p2poverlay.addrgroups import addressGroup
@@ -243,3 +245,62 @@ def test_anchors_are_entries_of_the_book_until_dialed():
     assert book.isAnchor(nodeId("a", 1)) and not book.isAnchor(nodeId("a", 2))
     book.anchorDialed(nodeId("a", 1))
     assert book.anchors() == [] and not book.isAnchor(nodeId("a", 1))
+
+
+# -- whatever happens ---------------------------------------------------------------
+
+SOURCES = ["10.5.0.1", "10.5.0.2", "10.5.0.3", ATTACKER]
+OPERATIONS = st.lists(st.tuples(
+    st.sampled_from(["learn", "learn", "learn", "connect", "dead", "known",
+                     "forget"]),
+    st.integers(0, 40), st.sampled_from(SOURCES),
+    st.sampled_from([0.0, 0.0, 500.0])), max_size=150)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 12), OPERATIONS)
+def test_the_tables_keep_their_rules_whatever_happens(maxSize, operations):
+    book, clock = makeBook(maxSize)
+    for operation, i, source, lastSeen in operations:
+        clock.advance(1)
+        peerId = nodeId("9", i)
+        before = {e.node_id: e for e in book.all()}
+        counts = book.sources()
+        if operation == "learn":
+            book.learn(peerId, f"10.6.0.{i + 1}", 9000, lastSeen=lastSeen,
+                       source=source)
+            incoming = addressGroup(source)
+            if peerId not in before:
+                counts[incoming] = counts.get(incoming, 0) + 1
+            for gone in set(before) - set(e.node_id for e in book.all()):
+                # Only entries heard of go, of a source holding the most.
+                entry = before[gone]
+                assert not entry.tried
+                assert counts[entry.source] == max(counts.values())
+        elif operation == "connect":
+            book.update(peerId, f"10.6.0.{i + 1}", 9000, "", CONNECTED)
+            assert book.get(peerId).tried
+        elif operation == "forget":
+            book.forget(peerId)
+        else:
+            book.setState(peerId, DEAD if operation == "dead" else KNOWN)
+        entries = book.all()
+        ids = {e.node_id for e in entries}
+        # Connected nodes stay (but the one just forgotten or changed).
+        assert {n for n, e in before.items()
+                if e.state == CONNECTED and n != peerId} <= ids
+        newCounts = {}
+        tried = {e.node_id for e in book.tried()}
+        assert tried <= ids
+        for e in entries:
+            assert e.tried == (e.node_id in tried)
+            if not e.tried:
+                assert e.state != CONNECTED
+                newCounts[e.source] = newCounts.get(e.source, 0) + 1
+        assert book.sources() == newCounts
+        assert sum(newCounts.values()) <= book.newSize
+        if operation == "connect" or peerId not in before:
+            # Whatever was added made room (past the bound only for
+            # connected nodes).
+            connectedNow = sum(1 for e in entries if e.state == CONNECTED)
+            assert len(entries) <= max(maxSize, connectedNow)
