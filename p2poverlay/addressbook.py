@@ -10,9 +10,9 @@ As in Bitcoin Core's addrman, it has two tables.  I{Tried} holds the nodes
 this node has completed a handshake with, ever; I{new} those it only heard
 of.  A node only heard of never takes the place of a tried one, and the new
 table is shared out by I{source}, the address group of whoever told of the
-node: when it is full, the entry that goes is one of the source holding the
-most, so one peer flooding fake addresses pushes out its own, never the
-others' share.
+node: one source holds at most a third of it, and when it is full, the
+entry that goes is one of the source holding the most, so one peer flooding
+fake addresses pushes out its own, never the others' share.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from p2poverlay.records import CONNECTED, KNOWN, KnownPeer
 
 # The tried table's part of the book (Bitcoin Core gives it a fifth).
 TRIED_SHARE = 0.25
+# The most of the new table one source may hold, even with room to spare.
+SOURCE_SHARE = 1 / 3
 
 
 def _keepTried(entry: KnownPeer) -> Tuple[float, float]:
@@ -44,6 +46,8 @@ class AddressBook:
     @ivar triedSize: the most entries kept in the tried table; beyond it,
         the one not connected that was seen longest ago goes back to new.
     @ivar newSize: the most entries kept in the new table.
+    @ivar sourceSize: the most entries of the new table from one source;
+        beyond it, a source's newcomer takes the place of its own worst.
     """
 
     def __init__(self, maxSize: int, now: Callable[[], float]) -> None:
@@ -54,6 +58,7 @@ class AddressBook:
         self.maxSize = maxSize
         self.triedSize = int(maxSize * TRIED_SHARE)
         self.newSize = maxSize - self.triedSize
+        self.sourceSize = max(1, int(self.newSize * SOURCE_SHARE))
         self._now = now
         self._peers: "OrderedDict[str, KnownPeer]" = OrderedDict()
         self._tried: Dict[str, None] = {}
@@ -213,9 +218,13 @@ class AddressBook:
             self._unindex(self._peers[demoted.node_id])
             self._peers[demoted.node_id] = demoted
             self._index(demoted)
+        new = self._new
+        if incoming is not None and \
+                new.counts.get(incoming, 0) > self.sourceSize:
+            self.forget(new.worstOf(incoming, self._peers).node_id)
         room = max(0, min(self.newSize, self.maxSize - len(self._tried)))
-        while len(self._new) > room:
-            victim = self._new.victim(self._peers, incoming)
+        while len(new) > room:
+            victim = new.victim(self._peers, incoming)
             if victim is None:
                 break
             self.forget(victim.node_id)

@@ -99,9 +99,9 @@ class NewTable:
         most = self._most
         tied = self._atCount[most]
         if incoming is not None and self.counts.get(incoming) == most > 1:
-            return self._worstOf(incoming, peers)
+            return self.worstOf(incoming, peers)
         if len(tied) == 1:
-            return self._worstOf(next(iter(tied)), peers)
+            return self.worstOf(next(iter(tied)), peers)
         for ids in self._byRank[:2]:
             for nodeId, source in ids.items():
                 if source in tied:
@@ -109,7 +109,8 @@ class NewTable:
         return min((peers[n] for n, source in self._byRank[2].items()
                     if source in tied), key=keepNew)
 
-    def _worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
+    def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
+        """The entry of C{source} least worth keeping."""
         never, answered = self._bySource[source][:2], self._bySource[source][2]
         for ids in never:
             if ids:

@@ -99,8 +99,16 @@ def test_a_flood_never_evicts_a_tried_entry():
     tried = [connectOnce(book, clock, i) for i in range(book.triedSize)]
     flood(book, clock)
     assert {e.node_id for e in book.tried()} == set(tried)
-    assert len(book) == 20
-    assert book.sources() == {ATTACKER: book.newSize}
+    assert book.sources() == {ATTACKER: book.sourceSize}
+
+
+def test_one_source_holds_a_third_of_the_new_table_at_most():
+    book, clock = makeBook(maxSize=40)  # 30 in the new table
+    assert book.sourceSize == 10
+    fakes = flood(book, clock)
+    assert book.sources() == {ATTACKER: 10}
+    # The newest stay: a source's newcomer replaces its own oldest.
+    assert [n for n in fakes if n in book] == fakes[-10:]
 
 
 def test_a_flood_takes_no_more_than_its_share_of_others_new_entries():
@@ -117,36 +125,39 @@ def test_a_flood_takes_no_more_than_its_share_of_others_new_entries():
 
 
 def test_a_source_holding_the_most_gives_way_to_the_others():
-    book, clock = makeBook(maxSize=20)
+    book, clock = makeBook(maxSize=40)  # 30 in the new table, 10 a source
     fakes = flood(book, clock)
-    assert book.sources() == {ATTACKER: 15}
-    # Honest sources come later, and each newcomer pushes out a fake.
-    honest = (teach(book, clock, "10.2.0.1", 5, "a")
-              + teach(book, clock, "10.2.0.2", 5, "b"))
-    assert all(nodeId in book for nodeId in honest)
-    assert book.sources() == {ATTACKER: 5, "10.2.0.1": 5, "10.2.0.2": 5}
-    # The fakes that went are the oldest.
-    assert [n for n in fakes if n in book] == fakes[-5:]
-    # Now the attacker is no bigger than any: it only replaces its own.
+    honest = (teach(book, clock, "10.2.0.1", 10, "a")
+              + teach(book, clock, "10.2.0.2", 10, "b"))
+    assert len(book) == 30
+    # A fourth source comes when the table is full: the four end up
+    # sharing it evenly, and the first to go were the oldest, the flood's.
+    honest += teach(book, clock, "10.2.0.3", 10, "d")
+    counts = book.sources()
+    assert sorted(counts.values()) == [7, 7, 8, 8], counts
+    assert counts[ATTACKER] == 7
+    assert [n for n in fakes if n in book] == fakes[-7:]
+    # Now the flood only replaces its own.
+    before = [n for n in honest if n in book]
     flood(book, clock, 50)
-    assert all(nodeId in book for nodeId in honest)
+    assert all(n in book for n in before)
 
 
 def test_eviction_picks_the_biggest_source_and_its_least_useful_entry():
-    book, clock = makeBook(maxSize=8)  # 6 in the new table
+    book, clock = makeBook(maxSize=12)  # 9 in the new table, 3 a source
     big = "10.3.0.1"
     answered = book.learn(nodeId("e", 1), "10.0.0.1", 9000, lastSeen=900.0,
                           source=big).node_id
     neverTried, refused = teach(book, clock, big, 2, "e", start=2)
     book.setState(refused, DEAD)  # Dialed, and it did not answer.
-    small = teach(book, clock, "10.3.0.2", 2, "f")
-    teach(book, clock, "10.3.0.3", 1, "ab")
-    assert len(book) == 6
-    teach(book, clock, "10.3.0.4", 1, "cd")
+    small = [n for s in ("10.3.0.2", "10.3.0.3", "10.3.0.4")
+             for n in teach(book, clock, s, 2, s[-1])]
+    assert len(book) == 9
+    teach(book, clock, "10.3.0.5", 1, "ab")
     assert refused not in book
-    teach(book, clock, "10.3.0.5", 1, "ef")
+    teach(book, clock, "10.3.0.6", 1, "cd")
     assert neverTried not in book
-    # The big source is down to its answered entry, as small as the others.
+    # The big source is down to its answered entry; the others kept theirs.
     assert answered in book and all(n in book for n in small)
     assert max(book.sources().values()) == 2
 
@@ -210,7 +221,7 @@ def test_the_share_rule_holds_on_reload(tmp_path):
     honest = (teach(book, clock, "10.2.0.1", 5, "a")
               + teach(book, clock, "10.2.0.2", 5, "b"))
     flood(book, clock)
-    assert book.sources()[ATTACKER] == 20
+    assert book.sources()[ATTACKER] == 10
     # Reloaded into a smaller book, the flood is what gives way.
     again = saveAndReload(book, tmp_path, maxSize=20)
     assert all(nodeId in again for nodeId in honest)
@@ -266,6 +277,7 @@ def test_the_tables_keep_their_rules_whatever_happens(maxSize, operations):
         peerId = nodeId("9", i)
         before = {e.node_id: e for e in book.all()}
         counts = book.sources()
+        triedBefore = len(book.tried())
         if operation == "learn":
             book.learn(peerId, f"10.6.0.{i + 1}", 9000, lastSeen=lastSeen,
                        source=source)
@@ -273,10 +285,14 @@ def test_the_tables_keep_their_rules_whatever_happens(maxSize, operations):
             if peerId not in before:
                 counts[incoming] = counts.get(incoming, 0) + 1
             for gone in set(before) - set(e.node_id for e in book.all()):
-                # Only entries heard of go, of a source holding the most.
+                # Only entries heard of go, of a source holding the most
+                # (or tried ones beyond their bound, when connected nodes
+                # take all the room).
                 entry = before[gone]
-                assert not entry.tried
-                assert counts[entry.source] == max(counts.values())
+                if entry.tried:
+                    assert triedBefore > book.triedSize
+                else:
+                    assert counts[entry.source] == max(counts.values())
         elif operation == "connect":
             book.update(peerId, f"10.6.0.{i + 1}", 9000, "", CONNECTED)
             assert book.get(peerId).tried
@@ -299,7 +315,8 @@ def test_the_tables_keep_their_rules_whatever_happens(maxSize, operations):
                 newCounts[e.source] = newCounts.get(e.source, 0) + 1
         assert book.sources() == newCounts
         assert sum(newCounts.values()) <= book.newSize
-        if operation == "connect" or peerId not in before:
+        if operation == "connect" or (operation == "learn"
+                                      and peerId not in before):
             # Whatever was added made room (past the bound only for
             # connected nodes).
             connectedNow = sum(1 for e in entries if e.state == CONNECTED)
