@@ -18,6 +18,7 @@ from p2poverlay.store import ANCHORS_FILE, PEERS_FILE, NodeStore
 from helpers import PROMPT, waitFor
 
 ATTACKER = "127.0.0.9"
+ATTACKERS = (ATTACKER, "127.0.0.10", "127.0.0.11")
 HONEST_SOURCES = ("127.0.0.2", "127.0.0.3")
 BOOK_SIZE = 100  # 25 tried, 75 new, 25 of them from one source at most
 
@@ -89,22 +90,28 @@ def test_a_flood_of_fakes_pushes_out_only_its_own(overlay, raw, tmp_path):
     learn = book.learn
 
     def countingLearn(*args, **kwargs):
-        if kwargs.get("source") == ATTACKER:
+        if kwargs.get("source") in ATTACKERS:
             learned.append(args[0])
         return learn(*args, **kwargs)
     book.learn = countingLearn
 
-    attacker = yield rawPeer(raw, t, ATTACKER, "flooder")
-    for start in range(0, 3000, 500):  # 500 entries fit a line
-        attacker.send(Peers(addresses(9, 500, start)))
-    yield handled(attacker)
+    # 127.0.0.9 floods; two accomplices make sure the table is full.
+    for number, source in enumerate(ATTACKERS):
+        attacker = yield rawPeer(raw, t, source, f"flooder{number}")
+        for start in range(0, 3000, 500):  # 500 entries fit a line
+            attacker.send(Peers(addresses(9 + number, 500, start)))
+        yield handled(attacker)
     # Many times the new table's room went in...
     assert len(learned) > 5 * book.newSize, len(learned)
     # ... and pushed out none of the others.
     known = {e.node_id for e in book.all()}
     assert honest <= known, len(honest - known)
     assert tried <= {e.node_id for e in book.tried()}
-    assert book.sources()[ATTACKER] == book.sourceSize  # a third of new
+    counts = book.sources()
+    assert sum(counts.values()) == book.newSize
+    assert counts[ATTACKER] <= book.sourceSize  # a third of the new table
+    assert sum(counts[source] for source in ATTACKERS) == \
+        book.newSize - len(honest)
     assert len(book) <= BOOK_SIZE
 
     # What is saved is the same.
@@ -113,8 +120,8 @@ def test_a_flood_of_fakes_pushes_out_only_its_own(overlay, raw, tmp_path):
     assert honest | tried <= set(saved)
     assert all(saved[nodeId]["tried"] for nodeId in tried)
     assert {saved[nodeId]["source"] for nodeId in honest} == set(HONEST_SOURCES)
-    fakes = [e for e in saved.values() if e["source"] == ATTACKER]
-    assert len(fakes) == book.sourceSize
+    fakes = [e for e in saved.values() if e["source"] in ATTACKERS]
+    assert len(fakes) == book.newSize - len(honest)
 
     # And so is what a restart reads back.
     yield t.stopService()
@@ -127,7 +134,8 @@ def test_a_flood_of_fakes_pushes_out_only_its_own(overlay, raw, tmp_path):
         known = {e.node_id for e in again.addressBook.all()}
         assert honest | tried <= known
         assert tried <= {e.node_id for e in again.addressBook.tried()}
-        assert again.addressBook.sources()[ATTACKER] == len(fakes)
+        assert sum(again.addressBook.sources()[source]
+                   for source in ATTACKERS) == len(fakes)
         yield again.stopService()
     finally:
         store.close()
