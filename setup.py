@@ -12,7 +12,8 @@ setup(
     + ["twisted.plugins"],
     package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
                                      "static/*.css"]},
-    install_requires=["twisted[tls]>=23.8", "zope.interface", "automat"],
+    install_requires=["twisted[tls]>=23.8", "zope.interface", "automat",
+                      "cryptography"],
     entry_points={
         "console_scripts": ["p2p-console = p2poverlay.client:main"],
     },

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import p2poverlay
 from benchmarks.report import Figure, Results
@@ -43,11 +43,13 @@ def twistdCommand() -> List[str]:
 class Child:
     """One twistd node with a console on pipes; lines are timestamped."""
 
-    def __init__(self, name: str, cwd: str, join: Optional[int]) -> None:
+    def __init__(self, name: str, cwd: str, join: Optional[int],
+                 extra: Sequence[str] = ()) -> None:
         args = ["-n", "p2p", "--port", "tcp:0:interface=127.0.0.1",
                 "--data-dir", ""]
         if join is not None:
             args += ["--join", f"127.0.0.1:{join}"]
+        args += extra
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["PYTHONPATH"] = SOURCE_ROOT
         env["PYTHONUNBUFFERED"] = "1"
@@ -91,9 +93,13 @@ class Child:
             return len(self.lines)
 
     def type(self, line: str) -> float:
+        """Type C{line} at the console; return when, taken before writing."""
+        # Not after: the write releases the GIL, and a reader thread may
+        # timestamp the answer before this thread gets it back.
+        typed = time.perf_counter()
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
-        return time.perf_counter()
+        return typed
 
     def peerCount(self) -> int:
         start = self.mark()

@@ -179,6 +179,7 @@ class EpidemicBroadcast(ConnectionListener):
             return
         self._stopWaiting(message.id)
         self._makeEager(sender)
+        connection.lastUseful = self.clock.seconds()  # first with news
         if message.origin == self.nodeId:
             return  # Our own, come back before its id was seen: not news.
         self.stats.broadcastsDelivered += 1
@@ -259,13 +260,16 @@ class EpidemicBroadcast(ConnectionListener):
             budget = self._announceBudget[sender] = TokenBucket(
                 ANNOUNCED_IDS_PER_SECOND, ANNOUNCED_IDS_BURST,
                 self.clock.seconds)
-        for messageId in message.ids:
+        for index, messageId in enumerate(message.ids):
             if messageId in self.seen:
                 continue
             # Past its budget, or past what this node waits for, an id is
             # ignored: its payload may still come, eagerly or announced
-            # again; a flood of ids costs little.
+            # again.  A peer past its budget is read more slowly, so that
+            # a flood of ids costs this node little.
             if not budget.take():
+                connection.slowDown(
+                    (len(message.ids) - index) / ANNOUNCED_IDS_PER_SECOND)
                 break
             announcers = self._missing.get(messageId)
             if announcers is None:

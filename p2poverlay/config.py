@@ -24,13 +24,16 @@ class ConfigError(ValueError):
 # Settings that count something: at least 1.
 _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "seenCacheSize", "maxPeersPerExchange", "addressBookSize",
-           "maxInbound", "maxOutbound", "maxSendBuffer")
+           "maxInbound", "maxOutbound", "maxSendBuffer",
+           "maxInboundPerAddress", "maxPendingPerAddress",
+           "maxNeighboursPerAddress")
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "seenCacheTTL", "directLinkIdle", "exchangeInterval",
              "graftTimeout", "pingInterval", "peerTimeout",
              "reconnectInitialDelay", "reconnectMaxDelay", "forgetAfter",
-             "messageRate", "messageBurst", "banThreshold", "banTime")
+             "messageRate", "messageBurst", "banThreshold", "banTime",
+             "connectionRatePerAddress", "connectionBurstPerAddress")
 
 
 @dataclass
@@ -86,6 +89,13 @@ class NodeConfig:
     messageBurst: float = 10000.0
     banThreshold: float = 100.0
     banTime: float = 60.0
+    # Per remote address (twice as many per address group beyond the LAN);
+    # none of these bind connections from the node's own address.
+    maxInboundPerAddress: int = 16
+    maxPendingPerAddress: int = 4
+    maxNeighboursPerAddress: int = 4
+    connectionRatePerAddress: float = 2.0
+    connectionBurstPerAddress: float = 16.0
 
     def check(self) -> None:
         """

@@ -14,7 +14,7 @@ L{IConnectionListener}s.  Each connection runs its own life cycle
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
+from p2poverlay.admission import InboundPolicy, isLocal
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
@@ -35,7 +36,7 @@ from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
-from p2poverlay.records import PeerInfo
+from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import PeerRegistry
 
 # How long closeAll waits for peers to take their BYE before cutting.
@@ -79,6 +80,11 @@ class Connections:
         self.network = network
         self.peers = registry
         self.misbehaviour = misbehaviour
+        # Misbehaviour of node ids, apart from that of addresses.
+        self.offenders = Misbehaviour(
+            config.banThreshold, config.banTime,
+            misbehaviour.decayPerSecond, clock.seconds)
+        self.inbound = InboundPolicy(config, clock)
         self.metrics = metrics
         self.dispatcher = dispatcher
         self._hello = hello
@@ -120,17 +126,35 @@ class Connections:
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None
-        host = connection.remoteHost
         if self.stopping:
             connection.close(SHUTTING_DOWN)
-        elif self.misbehaviour.isBanned(host):
-            connection.close(CloseReason(
-                CloseKind.BANNED, self.misbehaviour.banReason(host) or ""))
-        elif self._count(connection.outbound) > (
-                self.config.maxOutbound if connection.outbound
-                else self.config.maxInbound):
-            connection.close(CloseReason(CloseKind.TOO_MANY,
-                                         connection.direction))
+        elif connection.outbound:
+            if self._count(True) > self.config.maxOutbound:
+                connection.close(CloseReason(CloseKind.TOO_MANY, OUTBOUND))
+        else:
+            self._admitInbound(connection)
+
+    def _admitInbound(self, connection: PeerConnection) -> None:
+        """Keep a new inbound connection if its address may have another
+        and there is room, or room can be made."""
+        inbound = [c for c in self._connections
+                   if not c.outbound and not c.closing]
+        refusal = self.inbound.refusal(
+            connection, inbound,
+            self.misbehaviour.banReason(connection.remoteHost))
+        if refusal is not None:
+            connection.close(refusal)
+        elif len(inbound) > self.config.maxInbound:
+            victim = self.inbound.evictionFor(connection, inbound)
+            if victim is None:
+                connection.close(CloseReason(CloseKind.TOO_MANY, INBOUND))
+            else:
+                self._evict(victim)
+
+    def _evict(self, victim: PeerConnection) -> None:
+        self.log.info("evicting {peer} to make room for a newcomer",
+                      peer=victim.describe())
+        victim.close(CloseReason(CloseKind.EVICTED, "a newcomer"))
 
     def _count(self, outbound: bool) -> int:
         return sum(1 for c in self._connections if c.outbound == outbound)
@@ -138,21 +162,26 @@ class Connections:
     def misbehaved(self, connection: PeerConnection, points: float,
                    reason: str) -> None:
         """
-        Count misbehaviour against the connection's address; past the
-        threshold the address is banned for C{banTime}: new connections
-        from it are refused, and those still in their handshake closed.
-        Established peers that share the address (a NAT, a shared host)
-        did nothing wrong, and keep their connections.
+        Count misbehaviour against the connection, its node and its
+        address.  The connection is closed already; a node past the threshold is
+        banned for C{banTime} (its HELLO is refused), and an address past
+        it gets a new connection only now and then.  Other connections
+        from the address (a NAT, a shared host) did nothing wrong, and
+        keep going; connections from this node's own address are never
+        held against it.
         """
+        connection.misbehaviourPoints += points
+        info = connection.peer
+        if info is not None and self.offenders.penalize(info.node_id, points,
+                                                        reason):
+            self.log.warn("banning node {node} for {time:g} s: {reason}",
+                          node=info.node_id, time=self.config.banTime,
+                          reason=reason)
         host = connection.remoteHost
-        if self.misbehaviour.penalize(host, points, reason):
+        if not isLocal(connection) and \
+                self.misbehaviour.penalize(host, points, reason):
             self.log.warn("banning {host} for {time:g} s: {reason}",
                           host=host, time=self.config.banTime, reason=reason)
-            banned = CloseReason(CloseKind.BANNED, reason)
-            for other in list(self._connections):
-                if other.remoteHost == host and (other is connection
-                                                 or other.peer is None):
-                    other.close(banned)
 
     def messageReceived(self, connection: PeerConnection,
                         message: P2PMessage) -> None:
@@ -233,6 +262,10 @@ class Connections:
             else:
                 connection.close(selfConnection, tellPeer=False)
             return
+        banReason = self.offenders.banReason(hello.node_id)
+        if banReason is not None:
+            connection.rejected(CloseReason(CloseKind.BANNED, banReason))
+            return
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
@@ -240,8 +273,8 @@ class Connections:
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             self._settleDuplicate(connection, existing, info)
-        elif not self.admission.hasRoomFor(connection):
-            self._turnAway(connection, hello)
+        elif (refusal := self._noRoomFor(connection)) is not None:
+            self._turnAway(connection, hello, refusal)
         else:
             self.peers.add(info, connection)
             self._emit("roleChanged", hello.node_id, None, connection.role)
@@ -285,7 +318,29 @@ class Connections:
             return False
         return dialer(new) == preferredDialer
 
-    def _turnAway(self, connection: PeerConnection, hello: Hello) -> None:
+    def _noRoomFor(self, connection: PeerConnection) -> Optional[CloseReason]:
+        """
+        Why C{connection}, through its handshake, cannot be kept, or
+        L{None}.  A direct link always can; a neighbour needs a slot its
+        address may take, and a free one or one an inbound neighbour of a
+        more crowded address group gives up.
+        """
+        if connection.role != NEIGHBOUR:
+            return None
+        neighbours = [c for c in self.peers.connections()
+                      if c.role == NEIGHBOUR]
+        refusal = self.inbound.neighbourRefusal(connection, neighbours)
+        if refusal is not None or self.admission.hasRoomFor(connection):
+            return refusal
+        victim = self.inbound.evictionFor(
+            connection, [c for c in neighbours if not c.outbound])
+        if victim is None:
+            return CloseReason(CloseKind.FULL)
+        self._evict(victim)
+        return None
+
+    def _turnAway(self, connection: PeerConnection, hello: Hello,
+                  reason: CloseReason) -> None:
         """
         This node has no room for another neighbour: tell the newcomer of
         other nodes, and say goodbye.
@@ -296,7 +351,7 @@ class Connections:
                                                    connection.remoteHost)
             if sample.peers:
                 connection.sendMessage(sample)
-        connection.rejected(CloseReason(CloseKind.FULL), error=PeerFull)
+        connection.rejected(reason, error=PeerFull)
 
     # -- closing --------------------------------------------------------------
 

@@ -34,6 +34,9 @@ from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 CLOSE_GRACE = 5.0
 # How long reading stops when a peer sends faster than its rate limit.
 THROTTLE_PAUSE = 0.1
+# The longest a peer is not read for sending more than it may: well under
+# the peer timeout, since its PONGs wait too.
+MAX_SLOWDOWN = 1.0
 # Misbehaviour points (100 ban by default).  Sending too fast is none:
 # the peer is only slowed down.
 PROTOCOL_ERROR_POINTS = 60
@@ -68,6 +71,8 @@ class PeerConnection(LineFraming):
         # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
         self.role = role
         self.lastUsed = 0.0  # when a direct message last went either way
+        self.lastUseful = 0.0  # when the peer last sent news first
+        self.misbehaviourPoints = 0.0  # what this connection has done
         self.MAX_LENGTH = owner.config.maxLineLength
         self.clock = owner.clock
         self.metrics = owner.metrics
@@ -311,8 +316,18 @@ class PeerConnection(LineFraming):
         slows the sender down and nothing is lost; it is no misbehaviour
         (a busy relay, or a person typing fast).
         """
+        self.slowDown(THROTTLE_PAUSE)
+
+    def slowDown(self, seconds: float) -> None:
+        """
+        Stop reading from the peer for C{seconds} (at most
+        L{MAX_SLOWDOWN}): it sends more than this node takes (ids or
+        addresses past their budget), and TCP makes it wait.
+        """
+        if self._throttled is not None or self.closing:
+            return
         self.pauseProducing()
-        self._throttled = self.clock.callLater(THROTTLE_PAUSE,
+        self._throttled = self.clock.callLater(min(seconds, MAX_SLOWDOWN),
                                                self._unthrottle)
 
     def _unthrottle(self) -> None:

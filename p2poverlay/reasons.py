@@ -30,6 +30,8 @@ class CloseKind(enum.Enum):
     BANNED = "banned"
     FULL = "full"  # no room for another neighbour
     TOO_MANY = "too_many"  # too many connections in one direction
+    ADDRESS_LIMIT = "address_limit"  # too many from the peer's address
+    EVICTED = "evicted"  # made room for a newcomer
     DUPLICATE = "duplicate"  # the pair keeps its other connection
     SELF = "self"  # the node dialed itself
     IDLE = "idle"  # a direct link unused for a while
@@ -49,6 +51,8 @@ _TEXT = {
     CloseKind.BANNED: "banned: {}",
     CloseKind.FULL: "full",
     CloseKind.TOO_MANY: "too many {} connections",
+    CloseKind.ADDRESS_LIMIT: "{} from your address",
+    CloseKind.EVICTED: "evicted to make room for {}",
     CloseKind.DUPLICATE: "duplicate connection",
     CloseKind.SELF: "connected to self",
     CloseKind.IDLE: "idle direct link",
@@ -80,6 +84,8 @@ _LABEL = {
     CloseKind.BANNED: BANNED,
     CloseKind.FULL: FULL,
     CloseKind.TOO_MANY: FULL,
+    CloseKind.ADDRESS_LIMIT: FULL,
+    CloseKind.EVICTED: FULL,
     CloseKind.DIRECT_LIMIT: FULL,
     CloseKind.DUPLICATE: DUPLICATE,
     CloseKind.SELF: SELF,
@@ -87,7 +93,8 @@ _LABEL = {
 }
 
 # No room now: the node is alive, only busy.
-_REFUSALS = frozenset({CloseKind.FULL, CloseKind.TOO_MANY})
+_REFUSALS = frozenset({CloseKind.FULL, CloseKind.TOO_MANY,
+                       CloseKind.ADDRESS_LIMIT, CloseKind.EVICTED})
 
 
 @dataclass(frozen=True)

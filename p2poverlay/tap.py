@@ -66,6 +66,12 @@ _NODE_SETTINGS = [
      "Most connections accepted from other nodes."),
     ("max-outbound", "maxOutbound", COUNT,
      "Most connections this node dials."),
+    ("max-inbound-per-address", "maxInboundPerAddress", COUNT,
+     "Most connections accepted from one address (twice as many from one "
+     "/16 or IPv6 /32); none bind this host's own address."),
+    ("max-neighbours-per-address", "maxNeighboursPerAddress", COUNT,
+     "Most neighbours at one address (twice as many in one /16 or IPv6 "
+     "/32); none bind this host's own address."),
     ("max-peers-per-exchange", "maxPeersPerExchange", COUNT,
      "Most addresses read from one PEERS message."),
     ("address-book-size", "addressBookSize", COUNT,

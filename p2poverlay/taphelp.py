@@ -106,7 +106,8 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "ping-interval", "peer-timeout", "reconnect-max-delay",
         "forget-after", "handshake-timeout")),
     ("Limits", (
-        "max-inbound", "max-outbound", "rate-limit", "rate-burst",
+        "max-inbound", "max-outbound", "max-inbound-per-address",
+        "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
     ("Help", ("help", "version")),

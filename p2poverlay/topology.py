@@ -386,9 +386,13 @@ class Topology(ConnectionListener):
         if budget is None:
             budget = self._learnBudget[sender] = TokenBucket(
                 LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
-        for entry in message.peers[:self.config.maxPeersPerExchange]:
+        entries = message.peers[:self.config.maxPeersPerExchange]
+        for index, entry in enumerate(entries):
             if not budget.take():
-                break  # The rest of this peer's news can wait.
+                # The rest of this peer's news can wait, and so can the
+                # peer: it is read more slowly.
+                connection.slowDown((len(entries) - index) / LEARNED_PER_SECOND)
+                break
             if entry.node_id != self.nodeId and entry.node_id not in self.peers:
                 self.book.learn(entry.node_id, entry.host, entry.port,
                                 entry.name, source=connection.info.host)

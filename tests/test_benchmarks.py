@@ -31,7 +31,7 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     figures = json.loads(results.read_text())["figures"]
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
-                          "processes"}, benchmarks
+                          "processes", "attack"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}
@@ -48,6 +48,21 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
                      "memory per node", "broadcast reached"):
         assert expected in names, expected
     assert "rate limit lifted" in out
+    # Under attack, each against the same overlay not under attack.
+    attack = {f["name"]: f for f in figures if f["benchmark"] == "attack"}
+    for name in ("under attack: honest broadcast time to all, p50",
+                 "under attack: honest broadcast time to all, max",
+                 "under attack: honest broadcast reached",
+                 "under attack: victim RSS (peak)"):
+        assert attack[name]["baselineName"] == "not under attack", name
+        assert printed[name]["ratio"] not in ("nan", "inf"), printed[name]
+    assert attack["under attack: victim RSS (peak)"]["baseline"] > 0
+    # The flood did arrive: the attacker sent lines and the victim read them.
+    assert attack["under attack: attacker sent"]["value"] > 0
+    read = json.loads(results.read_text())["facts"]["attack"]
+    assert read["under attack"]["messages_in"].get("IHAVE", 0) > 0
+    assert read["under attack"]["messages_in"].get("PEERS", 0) > 0
+    assert read["attacker"]["idle"]["connected"] > 0
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -69,3 +84,20 @@ def test_strict_exits_2_on_a_missed_target_and_failed_runs_1(capsys):
     assert exitStatus(results, [], strict=True) == 2
     assert "missed 1 target(s): slow" in capsys.readouterr().out
     assert exitStatus(results, ["overlay"], strict=True) == 1
+
+
+def test_the_attacker_sends_valid_lines_that_fit():
+    from benchmarks.attacker import PEERS_ENTRIES, ihaveLine, peersLine
+    from p2poverlay.config import NodeConfig
+    from p2poverlay.message import MAX_IDS, IHave, P2PMessage, Peers
+    limit = NodeConfig().maxLineLength
+    ihave, peers = ihaveLine(), peersLine()
+    for line in (ihave, peers):
+        assert line.endswith(b"\n") and len(line) <= limit, len(line)
+    first = P2PMessage.decode(ihave[:-1])
+    assert isinstance(first, IHave) and len(set(first.ids)) == MAX_IDS
+    assert not set(first.ids) & set(P2PMessage.decode(ihaveLine()[:-1]).ids)
+    made = P2PMessage.decode(peers[:-1])
+    assert isinstance(made, Peers) and len(made.peers) == PEERS_ENTRIES
+    assert all(p.host.startswith("127.") and p.host != "127.0.0.1"
+               for p in made.peers)

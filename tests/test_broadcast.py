@@ -31,6 +31,7 @@ class FakeConnection:
         self.closing = False
         self.accepts = accepts
         self.sent: List[P2PMessage] = []
+        self.slowedFor: List[float] = []
 
     @property
     def info(self) -> PeerInfo:
@@ -48,6 +49,9 @@ class FakeConnection:
     def take(self) -> List[P2PMessage]:
         sent, self.sent = self.sent, []
         return sent
+
+    def slowDown(self, seconds: float) -> None:
+        self.slowedFor.append(seconds)
 
 
 class FakeRegistry:
@@ -366,8 +370,11 @@ def test_an_ihave_flood_is_bounded(monkeypatch):
     for _ in range(20):
         machine.ihaveReceived(conns[A], IHave(tuple(
             newMessageId() for _ in range(MAX_IDS))))
-    # 20,000 ids at once: only the burst is tracked, and timers with them.
+    # 20,000 ids at once: only the burst is tracked, and timers with them;
+    # the flooder is read more slowly, the more it sent past its budget.
     assert machine.waitingFor == 500
+    assert conns[A].slowedFor[0] == pytest.approx((MAX_IDS - 500) / 100.0)
+    assert len(conns[A].slowedFor) == 20 and not conns[B].slowedFor
     assert len(node.reactor.getDelayedCalls()) == 500
     # Another neighbour's announcements still count.
     honest = message()

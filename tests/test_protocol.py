@@ -12,16 +12,16 @@ from twisted.logger import LogLevel, formatEvent
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed, SelfConnection
 from p2poverlay.message import (
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, P2PMessage,
-    PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
+    MAX_IDS, PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, IHave,
+    P2PMessage, PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
 )
 from p2poverlay import Node, NodeConfig
-from p2poverlay.protocol import CLOSE_GRACE
+from p2poverlay.protocol import CLOSE_GRACE, MAX_SLOWDOWN
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND
 from helpers import Recorder
 from memory import (
-    BOB, CAROL, connect, established, failureOf, lose, resultOf, send,
+    BOB, CAROL, PEER, connect, established, failureOf, lose, resultOf, send,
     written,
 )
 
@@ -575,3 +575,24 @@ def test_when_closed_fires_on_connection_lost(node):
     assert not closed.called
     lose(connection)
     assert resultOf(closed) is None
+
+
+@pytest.mark.parametrize("flood", [
+    lambda: [IHave(tuple(newMessageId() for _ in range(MAX_IDS)))
+             for _ in range(6)],
+    lambda: [Peers(tuple(PeerAddress(newMessageId(), "10.9.9.9", 9000 + i, "")
+                         for i in range(100))) for _ in range(11)],
+], ids=["IHAVE", "PEERS"])
+def test_a_peer_past_its_id_or_address_budget_is_read_more_slowly(flood):
+    node = Node(NodeConfig(name="me"), reactor=MemoryReactorClock())
+    node.topology.start()  # Takes in addresses, as a started node does.
+    connection, transport = established(node)
+    send(connection, *flood())
+    # Paused, neither closed nor held against it; read again a moment later.
+    assert transport.producerState == "paused"
+    assert not transport.disconnecting
+    assert node.misbehaviour.score(PEER.host) == 0
+    node.reactor.advance(MAX_SLOWDOWN)
+    assert transport.producerState == "producing"
+    send(connection, Ping(5))
+    assert Pong(5) in written(transport)
