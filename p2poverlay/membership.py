@@ -4,7 +4,8 @@ Membership: which nodes exist, and staying connected to them.
 The membership listens to the node's connections: it keeps the address
 book, detects silent peers (PING/PONG), redials lost neighbours through
 L{PeerLink}s, forgets peers that stay unreachable, and saves the address
-book to the node's data directory.  Which nodes become neighbours is the
+book to the node's data directory, with the outbound neighbours it had
+when it stopped (the anchors the next start dials first).  Which nodes become neighbours is the
 topology's business (L{p2poverlay.topology}).
 """
 
@@ -24,19 +25,22 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.interfaces import ConnectionListener, IPeerConnectionOwner
-from p2poverlay.message import Hello, Ping, Pong
+from p2poverlay.message import NEIGHBOUR, Hello, Ping, Pong
 from p2poverlay.network import INetwork
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
 from p2poverlay.reconnect import PeerLink
 from p2poverlay.records import (
-    CONNECTED, DEAD, KNOWN, LEFT, RECONNECTING, KnownPeer, PeerInfo,
+    CONNECTED, DEAD, KNOWN, LEFT, OUTBOUND, RECONNECTING, KnownPeer,
+    PeerInfo,
 )
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.store import NodeStore
 
 # How soon after a change the address book is written to disk.
 SAVE_DELAY = 1.0
+# Outbound neighbours of the last run dialed first, at most.
+MAX_ANCHORS = 16
 
 
 class Membership(ConnectionListener):
@@ -75,27 +79,33 @@ class Membership(ConnectionListener):
 
     def start(self) -> None:
         """
-        Start failure detection and load the saved peers into the address
-        book (the topology dials them).
+        Start failure detection and load the saved peers and anchors into
+        the address book (the topology dials them, anchors first).
         """
         self.running = True
         self._liveness.start(self.config.pingInterval, now=False)
         if self.store is None:
             return
         saved = [p for p in self.store.loadPeers() if p.node_id != self.nodeId]
-        # The most recently seen first: a full book keeps those.
-        saved.sort(key=lambda p: p.last_seen, reverse=True)
-        for peer in saved:
-            self.book.learn(peer.node_id, peer.host, peer.port, peer.name,
-                            peer.last_seen)
+        # Tried first, then the most recently seen: a full book keeps those.
+        saved.sort(key=lambda p: (p.tried, p.last_seen), reverse=True)
+        self.book.restore(saved)
+        anchors = [p for p in self.store.takeAnchors()
+                   if p.node_id != self.nodeId][:MAX_ANCHORS]
+        self.book.restore(replace(p, tried=True) for p in anchors)
+        self.book.setAnchors(p.node_id for p in anchors)
 
     def stop(self) -> Deferred:
-        """Stop probing and redialing; save the address book."""
+        """
+        Stop probing and redialing; save the address book and the
+        outbound neighbours (the anchors of the next start).
+        """
         self.running = False
         if self._liveness.running:
             self._liveness.stop()
         links, self.links = list(self.links.values()), {}
         self.save()
+        self.saveAnchors()
         return DeferredList([link.stopService() for link in links])
 
     # -- what the connections report --------------------------------------------
@@ -143,7 +153,8 @@ class Membership(ConnectionListener):
 
     def peerTurnedAway(self, hello: Hello, host: str) -> None:
         """This node had no room for the node that said C{hello}."""
-        self.book.learn(hello.node_id, host, hello.port, hello.name)
+        self.book.learn(hello.node_id, host, hello.port, hello.name,
+                        source=host)
         self._turnedAway(hello.node_id)
 
     def _turnedAway(self, nodeId: str) -> None:
@@ -262,4 +273,25 @@ class Membership(ConnectionListener):
             self.store.savePeers(peers)
         except OSError as e:
             self.log.warn("cannot save peers to {directory}: {error}",
+                          directory=self.store.directory, error=e)
+
+    def saveAnchors(self) -> None:
+        """Write the outbound neighbours, to be dialed first next time."""
+        if self.store is None:
+            return
+        anchors = []
+        for connection in self.peers.connections():
+            info = connection.info
+            if connection.role != NEIGHBOUR or info.direction != OUTBOUND \
+                    or not info.port:
+                continue
+            entry = self.book.get(info.node_id)
+            anchors.append(entry if entry is not None else KnownPeer(
+                info.node_id, info.host, info.port, info.name, tried=True))
+        if not anchors:
+            return
+        try:
+            self.store.saveAnchors(anchors[:MAX_ANCHORS])
+        except OSError as e:
+            self.log.warn("cannot save anchors to {directory}: {error}",
                           directory=self.store.directory, error=e)

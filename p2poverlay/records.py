@@ -96,6 +96,10 @@ class KnownPeer(_Labelled):
     @ivar last_seen: POSIX time it was last connected (0: never).
     @ivar since: POSIX time it entered its current state.
     @ivar next_attempt: for L{RECONNECTING}, POSIX time of the next dial.
+    @ivar tried: whether this node ever completed a handshake with it (the
+        address book's I{tried} table; otherwise it was only heard of).
+    @ivar source: the address group (L{p2poverlay.addrgroups}) of the node
+        that told of it (empty: the group of its own address).
     """
 
     node_id: str
@@ -106,6 +110,8 @@ class KnownPeer(_Labelled):
     last_seen: float = 0.0
     since: float = 0.0
     next_attempt: Optional[float] = None
+    tried: bool = False
+    source: str = ""
 
     def peerAddress(self) -> PeerAddress:
         """This node as peer exchange sends it."""

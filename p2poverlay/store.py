@@ -1,5 +1,7 @@
 """
-A node's data directory: its identity and the peers it knew.
+A node's data directory: its identity, the peers it knew (in which table of
+the address book, told of by whom), and the outbound neighbours it had when
+it stopped (its anchors, dialed first on the next start, then deleted).
 
 Files are JSON, written atomically (a temporary file in the same directory,
 flushed to disk, then renamed over the old one), so a crash mid-write
@@ -24,6 +26,9 @@ from p2poverlay.records import KnownPeer
 
 IDENTITY_FILE = "node.json"
 PEERS_FILE = "peers.json"
+ANCHORS_FILE = "anchors.json"
+# Longer than any address group (an IPv6 host, a DNS name).
+MAX_SOURCE_LENGTH = 255
 LOCK_FILE = "lock"
 
 
@@ -61,6 +66,21 @@ def _lastSeen(value) -> float:
     if not math.isfinite(seconds):
         raise MessageError("last_seen out of range")
     return seconds
+
+
+def _peer(entry) -> KnownPeer:
+    """A saved peer as a record, or L{MessageError}."""
+    address = PeerAddress.fromDict("saved peer", entry)
+    lastSeen = _lastSeen(entry.get("last_seen", 0))
+    tried = entry.get("tried", False)
+    source = entry.get("source", "")
+    if not isinstance(tried, bool):
+        raise MessageError("tried must be true or false")
+    if not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
+        raise MessageError("source must be a short string")
+    return KnownPeer(address.node_id, address.host, address.port,
+                     address.name, last_seen=lastSeen, tried=tried,
+                     source=source)
 
 
 class NodeStore:
@@ -133,30 +153,59 @@ class NodeStore:
 
     def loadPeers(self) -> List[KnownPeer]:
         """The saved peers; entries that are not valid are skipped."""
-        data = self._readJSON(PEERS_FILE, "the saved peers")
+        return self._loadPeerList(PEERS_FILE, "the saved peers")
+
+    def savePeers(self, peers: List[KnownPeer]) -> None:
+        """
+        Save where C{peers} listen, when each was last seen, whether it was
+        tried and who told of it.
+        """
+        self._savePeerList(PEERS_FILE, peers)
+
+    def takeAnchors(self) -> List[KnownPeer]:
+        """
+        The anchors saved by the last run; the file is deleted, so that a
+        node that crashes on one does not dial it first forever.
+        """
+        anchors = self._loadPeerList(ANCHORS_FILE, "the anchors")
+        try:
+            os.unlink(self._path(ANCHORS_FILE))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warn("cannot delete {path}: {error}",
+                          path=self._path(ANCHORS_FILE), error=e)
+        return anchors
+
+    def saveAnchors(self, peers: List[KnownPeer]) -> None:
+        """Save the outbound neighbours to dial first on the next start."""
+        self._savePeerList(ANCHORS_FILE, peers)
+
+    def _loadPeerList(self, name: str, what: str) -> List[KnownPeer]:
+        data = self._readJSON(name, what)
         if data is None:
             return []
         entries = data.get("peers") if isinstance(data, dict) else None
         if not isinstance(entries, list):
             self.log.warn("ignoring {path}: no list of peers",
-                          path=self._path(PEERS_FILE))
+                          path=self._path(name))
             return []
         peers = []
         for entry in entries:
             try:
-                address = PeerAddress.fromDict("saved peer", entry)
-                lastSeen = _lastSeen(entry.get("last_seen", 0))
+                peers.append(_peer(entry))
             except MessageError:
                 continue
-            peers.append(KnownPeer(address.node_id, address.host,
-                                   address.port, address.name,
-                                   last_seen=lastSeen))
+        if len(peers) < len(entries):
+            self.log.warn("{path}: skipped {count} invalid entries",
+                          path=self._path(name),
+                          count=len(entries) - len(peers))
         return peers
 
-    def savePeers(self, peers: List[KnownPeer]) -> None:
-        """Save where C{peers} listen and when each was last seen."""
+    def _savePeerList(self, name: str, peers: List[KnownPeer]) -> None:
         data = {"peers": [{"node_id": p.node_id, "host": p.host,
                            "port": p.port, "name": p.name,
-                           "last_seen": p.last_seen} for p in peers]}
-        atomicWrite(self._path(PEERS_FILE),
+                           "last_seen": p.last_seen, "tried": p.tried,
+                           "source": p.source} for p in peers]}
+        atomicWrite(self._path(name),
                     json.dumps(data, indent=1).encode("utf-8"))

@@ -209,8 +209,9 @@ class Topology(ConnectionListener):
 
     def _candidates(self, wanted: int) -> List[KnownPeer]:
         """
-        Up to C{wanted} nodes to dial, at random; but nodes known to be
-        alive first, then those seen before (a restarted node finds its old
+        Up to C{wanted} nodes to dial, at random; but the anchors (the
+        outbound neighbours of the last run) first, then nodes known to be
+        alive, then those seen before (a restarted node finds its old
         neighbours again), then nodes that did not answer last.  Nodes that
         turned this one away recently come only when nothing else is left.
         """
@@ -234,7 +235,9 @@ class Topology(ConnectionListener):
             and not self.misbehaviour.isBanned(entry.host)
         ]
         self.random.shuffle(candidates)
+        book = self.book
         candidates.sort(key=lambda entry: (
+            book.isAnchor(entry.node_id),
             entry.node_id not in self._cooldown, entry.state == KNOWN,
             entry.last_seen > 0), reverse=True)
         fresh = [e for e in candidates[:wanted]
@@ -250,6 +253,7 @@ class Topology(ConnectionListener):
 
     def _dial(self, entry: KnownPeer) -> None:
         self._dialing.add(entry.node_id)
+        self.book.anchorDialed(entry.node_id)
         d = self.connections.connect(entry.host, entry.port)
         d.addErrback(self._dialFailed, entry)
         d.addBoth(self._dialEnded, entry.node_id)
@@ -391,5 +395,5 @@ class Topology(ConnectionListener):
                 break
             if entry.node_id != self.nodeId and entry.node_id not in self.peers:
                 self.book.learn(entry.node_id, entry.host, entry.port,
-                                entry.name)
+                                entry.name, source=connection.info.host)
         self.schedule()

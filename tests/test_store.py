@@ -19,7 +19,7 @@ from p2poverlay.message import PeerAddress, newNodeId
 from p2poverlay import Node, NodeConfig
 from p2poverlay.records import KnownPeer
 from p2poverlay.store import (
-    IDENTITY_FILE, PEERS_FILE, NodeStore, StoreLocked, atomicWrite,
+    ANCHORS_FILE, IDENTITY_FILE, PEERS_FILE, NodeStore, StoreLocked, atomicWrite,
 )
 from processes import DEADLINE, childEnvironment
 
@@ -56,6 +56,8 @@ def leftovers(directory):
 
 def load(store, name):
     """Load the file C{name} of C{store}."""
+    if name == ANCHORS_FILE:
+        return store.takeAnchors()
     return store.loadIdentity() if name == IDENTITY_FILE else store.loadPeers()
 
 
@@ -509,3 +511,51 @@ def test_a_failed_save_of_the_peers_is_reported_and_the_node_serves_on(
     text = oneWarning(log)
     assert "cannot save peers" in text and "No space left" in text, text
     assert leftovers(tmp_path / "data") == []
+
+
+# -- tables, sources and anchors ---------------------------------------------------
+
+def test_the_table_and_source_of_each_peer_round_trip(opened):
+    store = opened()
+    peers = [KnownPeer(ALICE, "10.0.0.1", 1, "a", last_seen=5.0, tried=True,
+                       source="10.0.0.1"),
+             KnownPeer(BOB, "10.0.0.2", 2, "", source="8.8.0.0/16")]
+    store.savePeers(peers)
+    assert store.loadPeers() == peers
+
+
+@pytest.mark.parametrize("extra", [
+    pytest.param({"tried": "yes"}, id="tried-a-string"),
+    pytest.param({"tried": 1}, id="tried-a-number"),
+    pytest.param({"source": 5}, id="source-a-number"),
+    pytest.param({"source": "s" * 1000}, id="source-too-long"),
+])
+def test_a_bad_table_or_source_skips_the_entry_in_one_line(
+        opened, tmp_path, log, extra):
+    store = opened()
+    good = peer(ALICE, port=1)
+    bad = dict(asdict(peer(BOB, port=2)), **extra)
+    (tmp_path / "data" / PEERS_FILE).write_text(
+        json.dumps({"peers": [asdict(good), bad]}))
+    assert store.loadPeers() == [good]
+    assert "skipped 1 invalid entries" in oneWarning(log)
+
+
+def test_anchors_are_read_once(opened, tmp_path):
+    store = opened()
+    anchors = [KnownPeer(ALICE, "10.0.0.1", 1, tried=True, source="10.0.0.1")]
+    store.saveAnchors(anchors)
+    assert (tmp_path / "data" / ANCHORS_FILE).exists()
+    assert store.takeAnchors() == anchors
+    assert not (tmp_path / "data" / ANCHORS_FILE).exists()
+    assert store.takeAnchors() == []
+
+
+@pytest.mark.parametrize("content, complaint", CORRUPT_PEER_FILES)
+def test_a_corrupt_anchors_file_is_reported_in_one_line_and_consumed(
+        opened, tmp_path, log, content, complaint):
+    store = opened()
+    path = tmp_path / "data" / ANCHORS_FILE
+    path.write_bytes(content)
+    assert loadWithOneWarning(store, ANCHORS_FILE, log, complaint) == []
+    assert not path.exists()

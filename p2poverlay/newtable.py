@@ -1,0 +1,118 @@
+"""
+The address book's I{new} table: nodes only heard of, by the source that
+told of them (L{p2poverlay.addrgroups}), so that the entry to evict is
+found without looking at them all.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from p2poverlay.records import DEAD, KnownPeer
+
+
+def rank(entry: KnownPeer) -> int:
+    """0: dialed and never answered; 1: never answered; 2: answered."""
+    if entry.last_seen > 0:
+        return 2
+    return 0 if entry.state == DEAD else 1
+
+
+def keepNew(entry: KnownPeer) -> Tuple[int, bool, float, float]:
+    """The lowest goes first: never answered, dead, seen longest ago."""
+    return (rank(entry), entry.state != DEAD, entry.last_seen, entry.since)
+
+
+_Ranks = Tuple[Dict[str, None], Dict[str, None], Dict[str, None]]
+
+
+class NewTable:
+    """
+    Node ids of the new table by rank (L{rank}), oldest first, across
+    sources and within each; and how many each source holds.
+    """
+
+    def __init__(self) -> None:
+        # Node id -> its source, by rank.
+        self._byRank: Tuple[Dict[str, str], ...] = ({}, {}, {})
+        self._bySource: Dict[str, _Ranks] = {}
+        self.counts: Dict[str, int] = {}
+        self._atCount: Dict[int, Dict[str, None]] = {}
+        self._most = 0
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._byRank)
+
+    def add(self, entry: KnownPeer) -> None:
+        """Index C{entry} (not indexed yet) under its source and rank."""
+        r = rank(entry)
+        self._byRank[r][entry.node_id] = entry.source
+        ranks = self._bySource.get(entry.source)
+        if ranks is None:
+            ranks = self._bySource[entry.source] = ({}, {}, {})
+        ranks[r][entry.node_id] = None
+        self._recount(entry.source, 1)
+
+    def remove(self, nodeId: str) -> None:
+        """Forget C{nodeId}, if indexed."""
+        for r, ids in enumerate(self._byRank):
+            source = ids.pop(nodeId, None)
+            if source is not None:
+                ranks = self._bySource[source]
+                del ranks[r][nodeId]
+                if not any(ranks):
+                    del self._bySource[source]
+                self._recount(source, -1)
+                return
+
+    def _recount(self, source: str, delta: int) -> None:
+        old = self.counts.get(source, 0)
+        new = old + delta
+        level = self._atCount.get(old)
+        if level is not None:
+            del level[source]
+            if not level:
+                del self._atCount[old]
+        if new:
+            self.counts[source] = new
+            self._atCount.setdefault(new, {})[source] = None
+        else:
+            del self.counts[source]
+        if new > self._most:
+            self._most = new
+        elif old == self._most and old not in self._atCount:
+            # Counts move by one: the source just left is the new top.
+            self._most = old - 1
+
+    def victim(self, peers: Dict[str, KnownPeer],
+               incoming: Optional[str]) -> Optional[KnownPeer]:
+        """
+        The entry to go: of the source holding the most (so never of a
+        source below its even share), the least worth keeping.  A source
+        tied for the most never grows at the others' expense: the
+        C{incoming} one gives up its own, unless the newcomer is its first.
+
+        @param peers: the book's entries by node id.
+        """
+        if not self.counts:
+            return None
+        most = self._most
+        tied = self._atCount[most]
+        if incoming is not None and self.counts.get(incoming) == most > 1:
+            return self.worstOf(incoming, peers)
+        if len(tied) == 1:
+            return self.worstOf(next(iter(tied)), peers)
+        for ids in self._byRank[:2]:
+            for nodeId, source in ids.items():
+                if source in tied:
+                    return peers[nodeId]
+        return min((peers[n] for n, source in self._byRank[2].items()
+                    if source in tied), key=keepNew)
+
+    def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
+        """The entry of C{source} least worth keeping."""
+        never, answered = self._bySource[source][:2], self._bySource[source][2]
+        for ids in never:
+            if ids:
+                return peers[next(iter(ids))]
+        return min((peers[n] for n in answered), key=keepNew)
