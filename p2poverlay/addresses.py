@@ -48,23 +48,3 @@ def parseAddress(text: str) -> Tuple[str, int]:
         raise ValueError(f"bad port in {text!r}")
     return host, int(portText)
 
-
-@functools.lru_cache(maxsize=4096)
-def addressGroup(host: str) -> str:
-    """
-    The group of hosts likely run by one party, for limits and diversity:
-    an IPv4 /16 or an IPv6 /32 on the internet (as Bitcoin Core groups
-    them); a loopback, private or link-local address is its own group (so
-    that hosts of one machine or one LAN count apart), as is a name.
-    """
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback or address.is_private or address.is_link_local:
-        return str(address)
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(ipaddress.ip_network(f"{address}/16", strict=False))
-    return str(ipaddress.ip_network(f"{address}/32", strict=False))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
 
-from p2poverlay.addresses import addressGroup
+from p2poverlay.addrgroups import addressGroup
 from p2poverlay.config import NodeConfig
 from p2poverlay.limits import TokenBucket
 from p2poverlay.reasons import CloseKind, CloseReason
