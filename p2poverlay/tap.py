@@ -87,7 +87,8 @@ _NODE_SETTINGS = [
     ("rate-burst", "messageBurst", RATE,
      "Messages a peer may send at once, beyond the rate limit."),
     ("ban-time", "banTime", SECONDS,
-     "Seconds an address that misbehaves is banned."),
+     "Seconds a node id or an address that misbehaves is banned (a banned "
+     "address still gets one new connection every 10 s)."),
     ("max-send-buffer", "maxSendBuffer", BYTES,
      "Bytes queued for a peer that reads slowly; beyond it broadcasts to it "
      "are dropped and direct messages fail."),
