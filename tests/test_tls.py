@@ -6,6 +6,8 @@ while the listener goes on serving others.
 
 import datetime
 
+import pytest
+
 import pytest_twisted
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -71,11 +73,18 @@ class Listener:
         return endpoint.connect(Factory.forProtocol(Side))
 
 
-@pytest_twisted.inlineCallbacks
-def listening(key):
-    listener = Listener(NodeTLS(key))
-    yield
-    return listener
+@pytest.fixture
+def serve():
+    """C{serve(key)}: a TLS listener of C{key}'s, stopped after the test."""
+    listeners = []
+
+    def start(key):
+        listeners.append(Listener(NodeTLS(key)))
+        return listeners[-1]
+
+    yield start
+    for listener in listeners:
+        pytest_twisted.blockon(listener.port.stopListening())
 
 
 def expiredCertificate(key):
@@ -144,29 +153,26 @@ def assertStillServes(listener, serverKey):
 
 
 @pytest_twisted.inlineCallbacks
-def test_both_sides_prove_their_key():
+def test_both_sides_prove_their_key(serve):
     serverKey, clientKey = NodeKey.generate(), NodeKey.generate()
-    listener = Listener(NodeTLS(serverKey))
-    try:
-        client = yield listener.dial(NodeTLS(clientKey))
-        yield waitFor(lambda: listener.sides and listener.sides[0].peerId
-                      and client.peerId and client.received, timeout=PROMPT,
-                      what="both handshakes")
-        assert client.peerId == serverKey.nodeId
-        assert listener.sides[0].peerId == clientKey.nodeId
-        assert client.received == b"hello\n"
-        connection = client.transport._tlsConnection
-        assert connection.get_protocol_version_name() == "TLSv1.3"
-        client.transport.loseConnection()
-        yield client.lost
-    finally:
-        yield listener.port.stopListening()
+    listener = serve(serverKey)
+    client = yield listener.dial(NodeTLS(clientKey))
+    yield waitFor(lambda: listener.sides and listener.sides[0].peerId
+                  and client.peerId and client.received, timeout=PROMPT,
+                  what="both handshakes")
+    assert client.peerId == serverKey.nodeId
+    assert listener.sides[0].peerId == clientKey.nodeId
+    assert client.received == b"hello\n"
+    connection = client.transport._tlsConnection
+    assert connection.get_protocol_version_name() == "TLSv1.3"
+    client.transport.loseConnection()
+    yield client.lost
 
 
 @pytest_twisted.inlineCallbacks
-def test_certificates_that_prove_no_node_key_are_refused():
+def test_certificates_that_prove_no_node_key_are_refused(serve):
     serverKey = NodeKey.generate()
-    listener = Listener(NodeTLS(serverKey))
+    listener = serve(serverKey)
     key = NodeKey.generate()
     bad = {
         "expired": NodeTLS(key, expiredCertificate(key)),
@@ -175,40 +181,34 @@ def test_certificates_that_prove_no_node_key_are_refused():
         "no certificate": withoutCertificate(),
         "RSA": RSACreator(),
     }
-    try:
-        for what, creator in bad.items():
-            count = len(listener.sides)
-            client = yield listener.dial(creator)
-            yield waitFor(lambda client=client: client.lost.called,
-                          timeout=PROMPT, what=f"the {what} client refused")
-            # In TLS 1.3 the client is through first; the server, checking
-            # the client's certificate last, says nothing and closes.
-            assert client.received == b"", what
-            # The listener never took it for a peer.
-            assert [side.peerId for side in listener.sides[count:]] in (
-                [], [None]), what
-        assert listener.sides[-1].error == \
-            "the peer's certificate holds no Ed25519 key"
-        yield assertStillServes(listener, serverKey)
-    finally:
-        yield listener.port.stopListening()
+    for what, creator in bad.items():
+        count = len(listener.sides)
+        client = yield listener.dial(creator)
+        yield waitFor(lambda client=client: client.lost.called,
+                      timeout=PROMPT, what=f"the {what} client refused")
+        # In TLS 1.3 the client is through first; the server, checking
+        # the client's certificate last, says nothing and closes.
+        assert client.received == b"", what
+        # The listener never took it for a peer.
+        assert [side.peerId for side in listener.sides[count:]] in (
+            [], [None]), what
+    assert listener.sides[-1].error == \
+        "the peer's certificate holds no Ed25519 key"
+    yield assertStillServes(listener, serverKey)
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_plaintext_client_on_a_tls_port_is_closed():
+def test_a_plaintext_client_on_a_tls_port_is_closed(serve):
     serverKey = NodeKey.generate()
-    listener = Listener(NodeTLS(serverKey))
-    try:
-        client = yield TCP4ClientEndpoint(
-            reactor, "127.0.0.1", listener.port.getHost().port).connect(
-            Factory.forProtocol(Side))
-        client.transport.write(b'{"type": "HELLO"}\n')
-        yield waitFor(lambda: client.lost.called, timeout=PROMPT,
-                      what="the plaintext client closed")
-        assert all(side.peerId is None for side in listener.sides)
-        yield assertStillServes(listener, serverKey)
-    finally:
-        yield listener.port.stopListening()
+    listener = serve(serverKey)
+    client = yield TCP4ClientEndpoint(
+        reactor, "127.0.0.1", listener.port.getHost().port).connect(
+        Factory.forProtocol(Side))
+    client.transport.write(b'{"type": "HELLO"}\n')
+    yield waitFor(lambda: client.lost.called, timeout=PROMPT,
+                  what="the plaintext client closed")
+    assert all(side.peerId is None for side in listener.sides)
+    yield assertStillServes(listener, serverKey)
 
 
 def test_the_certificate_is_self_signed_by_the_node_key_and_not_critical():
