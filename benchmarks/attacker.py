@@ -25,12 +25,16 @@ from dataclasses import asdict, dataclass
 from typing import Dict, List
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint, connectProtocol, wrapClientTLS,
+)
 from twisted.internet.interfaces import IPullProducer
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
+from p2poverlay.identity import NodeKey
 from p2poverlay.message import MAX_IDS, Hello, PeerAddress, Peers
+from p2poverlay.tls import NodeTLS
 
 IHAVE = "ihave"
 PEERS = "peers"
@@ -102,8 +106,14 @@ class Attack:
         tally.attempts += 1
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port,
                                       timeout=5, bindAddress=(source, 0))
+        # Flooders, and idlers that send half a HELLO, get through TLS
+        # with a key of their own (keys are free); silent idlers never
+        # begin it.
+        key = NodeKey.generate()
+        if kind != IDLE or partial:
+            endpoint = wrapClientTLS(NodeTLS(key), endpoint)
         protocol = (Idler(self, source, partial) if kind == IDLE
-                    else Flooder(self, kind, source))
+                    else Flooder(self, kind, source, key.nodeId))
         d = connectProtocol(endpoint, protocol)
 
         def failed(_) -> None:
@@ -137,7 +147,9 @@ class Attack:
 class Flooder(Protocol):
     """HELLO, then IHAVE or PEERS lines whenever the transport's buffer empties."""
 
-    def __init__(self, attack: Attack, kind: str, source: str) -> None:
+    def __init__(self, attack: Attack, kind: str, source: str,
+                 nodeId: str) -> None:
+        self.nodeId = nodeId
         self.attack = attack
         self.kind = kind
         self.source = source
@@ -148,7 +160,7 @@ class Flooder(Protocol):
 
     def connectionMade(self) -> None:
         self.tally.connected += 1
-        hello = Hello(os.urandom(16).hex(), 1, 0, f"{self.kind}-flooder")
+        hello = Hello(self.nodeId, 1, 0, f"{self.kind}-flooder")
         self.transport.write(hello.encode() + b"\n")
         self.transport.registerProducer(self, False)
 

@@ -26,9 +26,9 @@ from typing import IO, List, Optional
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 SOURCE_ROOT = str(Path(__file__).resolve().parent.parent)
-BANNER = re.compile(r"^node [0-9a-f]{32} listening on 127\.0\.0\.1:(\d+);")
+BANNER = re.compile(r"^node (?:[0-9a-f]{32}){1,2} listening on 127\.0\.0\.1:(\d+);")
 RECEIVED = re.compile(r"^\[direct\] .*: m(\d+)$")
-PEERS_REPLY = re.compile(r"^127\.0\.0\.1:\d+ +[0-9a-f]{32} ")
+PEERS_REPLY = re.compile(r"^127\.0\.0\.1:\d+ +(?:[0-9a-f]{32}){1,2} ")
 
 
 def startNode(name: str, cwd: Path, options: List[str]) -> subprocess.Popen:

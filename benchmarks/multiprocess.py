@@ -23,8 +23,8 @@ from benchmarks.report import Figure, Results
 from p2poverlay.config import NodeConfig
 
 SOURCE_ROOT = str(Path(p2poverlay.__file__).resolve().parent.parent)
-BANNER = re.compile(r"^node (?P<id>[0-9a-f]{32}) listening on [^ ]+:(?P<port>\d+);")
-INFO = re.compile(r"^node [0-9a-f]{32} .* listening on \S+, (?P<peers>\d+) peers?$")
+BANNER = re.compile(r"^node (?P<id>(?:[0-9a-f]{32}){1,2}) listening on [^ ]+:(?P<port>\d+);")
+INFO = re.compile(r"^node (?:[0-9a-f]{32}){1,2} .* listening on \S+, (?P<peers>\d+) peers?$")
 DEADLINE = 60.0
 
 

@@ -29,7 +29,7 @@ from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, Unk
 from p2poverlay.node import Node
 from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
-    broadcastView, count, infoLine, knownLines, knownView, nodeView,
+    broadcastView, count, infoLine, keyLine, knownLines, knownView, nodeView,
     ownReference, peersLines, peersView, peerView,
 )
 
@@ -209,7 +209,8 @@ class CommandInterpreter:
 
     @handles(commandtable.INFO)
     def do_info(self, args: str) -> Reply:
-        return Reply([infoLine(self.node)], nodeView(self.node))
+        return Reply([infoLine(self.node), keyLine(self.node)],
+                     nodeView(self.node))
 
     @handles(commandtable.HELP)
     def do_help(self, args: str) -> Reply:

@@ -102,6 +102,9 @@ class NodeConfig:
     # connection, most accepted and not yet written by the node.
     sendWindow: int = 256
     sendQueueLimit: int = 100_000
+    # Peer links without TLS: for debugging and as a benchmark baseline
+    # only; nothing proves a node id then.
+    plaintext: bool = False
 
     def check(self) -> None:
         """

@@ -27,6 +27,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
 from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.identity import nodeIdOf
 from p2poverlay.interfaces import (
     IAdmission, IConnectionListener, IPeerConnectionOwner,
 )
@@ -262,6 +263,9 @@ class Connections:
             else:
                 connection.close(selfConnection, tellPeer=False)
             return
+        if not self._provesItsId(connection, hello.node_id):
+            connection.protocolError("node id does not match its key")
+            return
         banReason = self.offenders.banReason(hello.node_id)
         if banReason is not None:
             connection.rejected(CloseReason(CloseKind.BANNED, banReason))
@@ -283,6 +287,13 @@ class Connections:
             self._emit("peerAdded", info, connection)
             # Last: whoever waits on this dial sees the peer fully settled.
             connection.established(info)
+
+    def _provesItsId(self, connection: PeerConnection, nodeId: str) -> bool:
+        """Over TLS, is C{nodeId} that of the key the peer proved?"""
+        if not connection.overTLS:
+            return True  # Plaintext, or in memory: nothing to prove it by.
+        return connection.peerKey is not None \
+            and nodeIdOf(connection.peerKey) == nodeId
 
     def _settleDuplicate(self, new: PeerConnection, existing: PeerConnection,
                          info: PeerInfo) -> None:

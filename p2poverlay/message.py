@@ -34,7 +34,9 @@ NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
 DIRECT = "direct"  # opened to deliver direct messages to a non-neighbour
 ROLES = (NEIGHBOUR, DIRECT)
 
-_NODE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+# 64 digits: the SHA-256 of the node's key; 32: a node without one (in
+# memory, or plaintext).
+_NODE_ID = re.compile(r"\A(?:[0-9a-f]{32}){1,2}\Z")
 _MESSAGE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
@@ -58,7 +60,7 @@ def newMessageId() -> str:
 
 def checkNodeId(value: str, field: str) -> None:
     if not _NODE_ID.match(value):
-        raise MessageError(f"{field} must be 32 lowercase hex digits")
+        raise MessageError(f"{field} must be 64 (or 32) lowercase hex digits")
 
 
 def _checkMessageId(value: str, field: str = "id") -> None:

@@ -8,11 +8,18 @@ in memory, on a virtual clock, for tests and simulation.
 
 from __future__ import annotations
 
-from twisted.internet.endpoints import HostnameEndpoint, serverFromString
+from typing import Optional
+
+from twisted.internet.endpoints import (
+    HostnameEndpoint, serverFromString, wrapClientTLS,
+)
 from twisted.internet.interfaces import (
     IStreamClientEndpoint, IStreamServerEndpoint,
 )
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import Interface, implementer
+
+from p2poverlay.tls import NodeTLS
 
 
 class INetwork(Interface):
@@ -32,14 +39,37 @@ class INetwork(Interface):
 
 @implementer(INetwork)
 class TCPNetwork:
-    """TCP through C{reactor}: C{serverFromString} and L{HostnameEndpoint}."""
+    """
+    TCP through C{reactor}: C{serverFromString} and L{HostnameEndpoint};
+    with C{tls}, TLS over them both ways (L{p2poverlay.tls}).
+    """
 
-    def __init__(self, reactor) -> None:
+    def __init__(self, reactor, tls: Optional[NodeTLS] = None) -> None:
         self.reactor = reactor
+        self.tls = tls
 
     def serverEndpoint(self, description: str) -> IStreamServerEndpoint:
-        return serverFromString(self.reactor, description)
+        endpoint = serverFromString(self.reactor, description)
+        if self.tls is None:
+            return endpoint
+        return _TLSServerEndpoint(endpoint, self.tls)
 
     def clientEndpoint(self, host: str, port: int,
                        timeout: float) -> IStreamClientEndpoint:
-        return HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+        if self.tls is None:
+            return endpoint
+        return wrapClientTLS(self.tls, endpoint)
+
+
+@implementer(IStreamServerEndpoint)
+class _TLSServerEndpoint:
+    """A server endpoint whose connections speak TLS first."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, tls: NodeTLS) -> None:
+        self._endpoint = endpoint
+        self._tls = tls
+
+    def listen(self, factory):
+        return self._endpoint.listen(
+            TLSMemoryBIOFactory(self._tls, False, factory))

@@ -29,14 +29,16 @@ from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import SelfConnection
 from p2poverlay.events import NodeStats, ObserverList, ReceivedMessage
+from p2poverlay.identity import NodeKey
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
 from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, Broadcast, Hello, newMessageId, newNodeId,
+    NEIGHBOUR, PROTOCOL_VERSION, Broadcast, Hello, newMessageId,
 )
 from p2poverlay.metrics import Metrics
-from p2poverlay.network import INetwork, TCPNetwork
+from p2poverlay.network import INetwork
+from p2poverlay.nodeidentity import identityOf
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.store import NodeStore
@@ -59,12 +61,18 @@ class Node(Service):
                  nodeId: Optional[str] = None,
                  store: Optional[NodeStore] = None,
                  network: Optional[INetwork] = None,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None,
+                 key: Optional[NodeKey] = None) -> None:
         """
-        @param store: an open data directory; the node takes its identity
-            from it (creating one the first time) and saves its peers there.
+        @param key: the node's key; its node id is derived from it.  By
+            default the one in C{store} (made the first time), else a new
+            one.
+        @param nodeId: a node id of one's choosing instead, for a node
+            without a key (on a C{network} in memory, or plaintext).
+        @param store: an open data directory; the node takes its key from
+            it and saves its peers there.
         @param network: where the node listens and dials; TCP through
-            C{reactor} by default.
+            C{reactor} by default, over TLS unless C{config.plaintext}.
         @param rng: the source of the node's random choices (neighbours,
             samples, jitter); seed one to make a run repeatable.
         @raise p2poverlay.config.ConfigError: if C{config} is not valid.
@@ -74,15 +82,9 @@ class Node(Service):
         config.check()
         self.reactor = reactor
         self.config = config
-        self.network = network if network is not None else TCPNetwork(reactor)
         self.random = rng if rng is not None else random.Random()
-        if nodeId is None and store is not None:
-            saved = store.loadIdentity()
-            if saved is None:
-                saved = newNodeId()
-                store.saveIdentity(saved)
-            nodeId = saved
-        self.nodeId: str = nodeId or newNodeId()
+        self.key, self.nodeId, self.network = identityOf(
+            config, reactor, store, nodeId, key, network)
         self.store = store
         # Service.name too: a parent MultiService finds the node by it.
         self.name = config.name  # type: ignore[assignment]

@@ -29,6 +29,7 @@ from p2poverlay.message import (
 from p2poverlay.outbox import Outbox
 from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
+from p2poverlay.tls import ProvesKey
 
 # How long a closing connection may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
@@ -42,7 +43,7 @@ MAX_SLOWDOWN = 1.0
 PROTOCOL_ERROR_POINTS = 60
 
 
-class PeerConnection(LineFraming):
+class PeerConnection(LineFraming, ProvesKey):
     """
     A connection to another node, in either direction.
 

@@ -147,6 +147,18 @@ class NodeStore:
             return None
         return nodeId
 
+    def forgetIdentity(self) -> Optional[str]:
+        """
+        Remove the node id saved before node keys, if there is one; return
+        it (the node now takes its id from its key).
+        """
+        former = self.loadIdentity()
+        try:
+            os.remove(self._path(IDENTITY_FILE))
+        except FileNotFoundError:
+            pass
+        return former
+
     def saveIdentity(self, nodeId: str) -> None:
         atomicWrite(self._path(IDENTITY_FILE),
                     json.dumps({"node_id": nodeId}).encode("utf-8"))

@@ -20,6 +20,7 @@ from p2poverlay.message import MAX_NAME_LENGTH
 from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
+from p2poverlay.identity import KeyFileError
 from p2poverlay.store import NodeStore, StoreLocked
 from p2poverlay.tapendpoints import (
     controlDescription, listenDescription, portLabel, webDescription,
@@ -137,6 +138,10 @@ class Options(usage.Options):
         ["no-console", None,
          "Do not read commands from standard input (there is never a "
          "console when twistd runs as a daemon)."],
+        ["insecure-plaintext", None,
+         "Peer links without TLS, for debugging or as a benchmark baseline "
+         "only: anyone on the path can read and change them, and any node "
+         "can claim any node id."],
     ]
 
     def __init__(self) -> None:
@@ -306,6 +311,7 @@ def nodeConfig(options: Options) -> NodeConfig:
         listen=options["listen"],
         name=options["name"],
         join=tuple(options["join"]),
+        plaintext=bool(options["insecure-plaintext"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
 
 
@@ -342,7 +348,13 @@ def makeService(options: Options) -> IService:
         checkListening(options)
     config = nodeConfig(options)
     store = openStore(options["data-dir"]) if options["data-dir"] else None
-    node = Node(config, store=store)
+    try:
+        node = Node(config, store=store)
+    except KeyFileError as e:
+        raise SystemExit(f"p2p: {e}") from None
+    if config.plaintext:
+        Node.log.warn("WARNING: --insecure-plaintext: peer links are not "
+                      "encrypted, and nothing proves a node id")
     whereabouts = Whereabouts(log=logDestination(options.parent),
                               dataDir=options["data-dir"] or None)
     service = P2PService(node, options.get("foreground", False),

@@ -110,6 +110,7 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
+    ("Debugging", ("insecure-plaintext",)),
     ("Help", ("help", "version")),
 )
 

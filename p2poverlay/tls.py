@@ -18,7 +18,7 @@ L{NodeTLS} makes the OpenSSL connections for Twisted's TLS
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Optional
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,8 +27,10 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from zope.interface import implementer
 from twisted.internet.interfaces import (
-    IOpenSSLClientConnectionCreator, IOpenSSLServerConnectionCreator,
+    IHandshakeListener, IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
 )
+from twisted.logger import Logger
 
 from p2poverlay.identity import NodeKey
 
@@ -116,3 +118,30 @@ class NodeTLS:
         connection = SSL.Connection(self.context, None)
         connection.set_connect_state()
         return connection
+
+
+@implementer(IHandshakeListener)
+class ProvesKey:
+    """
+    A protocol that may run over TLS: once the handshake is through, it
+    knows the key its peer proved (C{peerKey}), and closes a connection
+    whose certificate proves none.
+    """
+
+    log = Logger()
+    transport: Any
+    # The raw Ed25519 key the peer proved, on a connection over TLS.
+    peerKey: Optional[bytes] = None
+
+    @property
+    def overTLS(self) -> bool:
+        """Does this connection run over TLS?"""
+        return hasattr(self.transport, "getPeerCertificate")
+
+    def handshakeCompleted(self) -> None:
+        try:
+            self.peerKey = peerKeyOf(self.transport)
+        except BadCertificate as e:
+            self.log.warn("closing connection with {peer}: {reason}",
+                          peer=self.transport.getPeer(), reason=e)
+            self.transport.abortConnection()

@@ -124,13 +124,16 @@ def knownView(node: "Node") -> List[JSON]:
 def nodeView(node: "Node") -> JSON:
     """
     The node itself: C{node_id}, C{name}, C{address} (where it listens, or
-    C{None}), C{port}, C{uptime}, C{protocol_version} and C{peers} (how many
-    are connected).
+    C{None}), C{port}, C{uptime}, C{protocol_version}, C{peers} (how many
+    are connected), C{fingerprint} (of its key, or C{None}) and C{tls}
+    (whether its peer links are TLS).
     """
     return {"node_id": node.nodeId, "name": node.name,
             "address": addressOf(node.port) if node.port is not None else None,
             "port": node.listenPort, "uptime": node.metrics.uptime,
-            "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers)}
+            "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers),
+            "fingerprint": node.key.fingerprint if node.key else None,
+            "tls": not node.config.plaintext}
 
 
 def messageView(message: ReceivedMessage) -> JSON:
@@ -188,6 +191,13 @@ def infoLine(node: "Node") -> str:
     where = (f"listening on {addressOf(node.port)}" if node.port is not None
              else "not listening yet")
     return f"node {node.nodeId} {name} {where}, {count(len(node.peers), 'peer')}"
+
+
+def keyLine(node: "Node") -> str:
+    """The console's second line of C{info}: the key, and how links go."""
+    key = node.key.fingerprint if node.key else "none (an id of its own)"
+    links = "plaintext" if node.config.plaintext else "TLS 1.3"
+    return f"  key:     {key}; peer links: {links}"
 
 
 def ownReference(node: "Node", reference: str) -> Optional[str]:

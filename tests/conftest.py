@@ -27,8 +27,8 @@ def raw():
     clients = []
 
     @inlineCallbacks
-    def connect(node, source="127.0.0.1"):
-        client = yield connectRaw(node, source)
+    def connect(node, source="127.0.0.1", key=None):
+        client = yield connectRaw(node, source, key)
         clients.append(client)
         return client
 

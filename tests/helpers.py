@@ -9,14 +9,18 @@ from typing import Callable, Iterator, List, Optional
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint, connectProtocol, wrapClientTLS,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from p2poverlay import Node, NodeConfig, NodeObserver, ReceivedMessage
+from p2poverlay.identity import NodeKey
 from p2poverlay.records import PeerInfo
 from p2poverlay.store import NodeStore
+from p2poverlay.tls import NodeTLS
 
 # Generous bound for anything that should happen "promptly" on loopback.
 PROMPT = 5.0
@@ -71,6 +75,8 @@ class Overlay:
         directory, and have it join C{join}.
         """
         config.setdefault("listen", "tcp:0:interface=127.0.0.1")
+        # Raw test peers speak plaintext; tests of TLS ask for it.
+        config.setdefault("plaintext", True)
         node = Node(NodeConfig(**config), nodeId=nodeId, store=store)
         recorder = Recorder()
         node.addObserver(recorder)
@@ -198,8 +204,14 @@ class RawClient(Protocol):
             self.transport.abortConnection()
 
 
-def connectRaw(node: Node, source: str = "127.0.0.1") -> Deferred:
-    """A L{RawClient} connected to C{node} from the local address C{source}."""
+def connectRaw(node: Node, source: str = "127.0.0.1",
+               key: Optional[NodeKey] = None) -> Deferred:
+    """
+    A L{RawClient} connected to C{node} from the local address C{source};
+    over TLS with C{key}, if given.
+    """
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", node.listenPort,
                                   timeout=PROMPT, bindAddress=(source, 0))
+    if key is not None:
+        endpoint = wrapClientTLS(NodeTLS(key), endpoint)
     return connectProtocol(endpoint, RawClient())

@@ -29,9 +29,9 @@ SOURCE_ROOT = str(Path(p2poverlay.__file__).resolve().parent.parent)
 DEADLINE = 10.0
 
 BANNER = re.compile(
-    r"^node (?P<id>[0-9a-f]{32}) listening on (?P<host>[^ ]+):(?P<port>\d+);")
+    r"^node (?P<id>[0-9a-f]{64}) listening on (?P<host>[^ ]+):(?P<port>\d+);")
 
-INFO = re.compile(r"^node [0-9a-f]{32} .* listening on \S+, \d+ peers?$")
+INFO = re.compile(r"^node [0-9a-f]{64} .* listening on \S+, \d+ peers?$")
 
 LOOPBACK_ENDPOINT = "tcp:{}:interface=127.0.0.1"
 

@@ -79,10 +79,12 @@ def test_info(node, run):
     addPeer(node, BOB, 9000, "bob")
     reply = run("info")
     assert reply.ok
-    assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer"]
+    assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer",
+                           f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
     assert reply.result == {"node_id": node.nodeId, "name": "me",
                             "address": None, "port": 0, "uptime": 0.0,
-                            "protocol_version": PROTOCOL_VERSION, "peers": 1}
+                            "protocol_version": PROTOCOL_VERSION, "peers": 1,
+                            "fingerprint": node.key.fingerprint, "tls": True}
     assertJSONable(reply)
 
 

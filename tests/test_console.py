@@ -160,17 +160,20 @@ class Port:
 def test_info(node, console):
     addPeer(node)
     assert console.type("info") == [
-        f"node {node.nodeId} 'me' not listening yet, 1 peer"]
+        f"node {node.nodeId} 'me' not listening yet, 1 peer",
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
     addPeer(node, CAROL, 9001, "carol")
     node.listener.port = Port()
     assert console.type("info") == [
-        f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers"]
+        f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers",
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
 
 
 def test_info_of_a_node_without_a_name(consoles):
     node = Node(NodeConfig(), reactor=MemoryReactorClock())
     assert consoles(node).type("info") == [
-        f"node {node.nodeId} (no name) not listening yet, 0 peers"]
+        f"node {node.nodeId} (no name) not listening yet, 0 peers",
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
 
 
 @pytest.mark.parametrize("command, usage", [

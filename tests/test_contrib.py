@@ -61,4 +61,4 @@ def test_the_unit_runs_a_foreground_node_logging_to_standard_output(tmp_path):
     # The journal gets the log; nothing is left in the working directory
     # but the data directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
-    assert (dataDir / "node.json").exists()
+    assert (dataDir / "node.key").exists()

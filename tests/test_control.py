@@ -117,12 +117,15 @@ def test_request_and_reply(node, client):
     client.received()
     (reply,) = client.request("info", requestId=7)
     assert reply == {"type": "reply", "id": 7, "ok": True, "lines": [
-        f"node {node.nodeId} 'me' not listening yet, 0 peers"]}
+        f"node {node.nodeId} 'me' not listening yet, 0 peers",
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]}
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
                                "address": None, "port": 0, "uptime": 0.0,
-                               "protocol_version": 1, "peers": 0}
+                               "protocol_version": 1, "peers": 0,
+                               "fingerprint": node.key.fingerprint,
+                               "tls": True}
 
 
 def test_the_same_commands_as_the_console(client):

@@ -221,8 +221,9 @@ def test_control_two_daemons(workdir):
 
     result = a.console("info")
     assert result.returncode == 0, result
-    assert INFO.match(result.stdout.strip()), result
-    assert result.stdout.count("\n") == 1
+    first, keyLine = result.stdout.splitlines()
+    assert INFO.match(first), result
+    assert re.match(r"^  key:     SHA256:\S+; peer links: TLS 1\.3$", keyLine)
     idA, idB = nodeId(a), nodeId(b)
 
     waitUntil(lambda: peerIds(a) == [idB], "A to list B as its peer")
@@ -372,10 +373,10 @@ def test_attached_with_piped_input_and_json(workdir):
     # Commands piped in: every answer is printed before end of input detaches.
     result = a.console(stdin="info\n\nbroadcast hi\nquit\n")
     assert result.returncode == 0, result
-    assert len(result.stdout.splitlines()) == 4, result
-    banner, quit, info, broadcast = result.stdout.splitlines()
+    assert len(result.stdout.splitlines()) == 5, result
+    banner, quit, info, key, broadcast = result.stdout.splitlines()
     assert banner.startswith("attached to node ")
-    assert INFO.match(info)
+    assert INFO.match(info) and key.startswith("  key:     SHA256:")
     assert broadcast == "broadcast not sent: no peers connected"
     assert quit.startswith("quit: type 'detach'")
     assert pidAlive(a.pid)

@@ -14,7 +14,7 @@ from processes import (
     pidAlive, received, runTwistd, waitUntil,
 )
 
-PEER_LINE = re.compile(r"^127\.0\.0\.1:(\d+) +([0-9a-f]{32}) ")
+PEER_LINE = re.compile(r"^127\.0\.0\.1:(\d+) +([0-9a-f]{64}) ")
 
 
 def peerLines(node: TwistdProcess):

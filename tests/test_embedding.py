@@ -19,7 +19,7 @@ def loadExample():
 
 @pytest_twisted.inlineCallbacks
 def test_echo_bot_answers_direct_messages(overlay):
-    user = yield overlay.start(name="user")
+    user = yield overlay.start(name="user", plaintext=False)  # as the bot
     bot = loadExample().makeBot("tcp:0:interface=127.0.0.1",
                                 join=[("127.0.0.1", user.listenPort)])
     overlay.nodes.append(bot)  # so that the fixture stops it

@@ -184,7 +184,8 @@ def test_close_fails_every_message_unconfirmed_or_waiting_with_its_reason():
 
 def test_close_moves_every_message_in_order_to_the_peers_other_connection():
     # The lower id's outbound connection wins: ours, once BOB dials too.
-    node = Node(NodeConfig(name="me", sendWindow=2), nodeId="a" * 32,
+    node = Node(NodeConfig(name="me", sendWindow=2, plaintext=True),
+                nodeId="a" * 32,
                 reactor=MemoryReactorClock())
     old, oldTransport = established(node)
     sends = [node.send(BOB, f"m{i}") for i in range(5)]

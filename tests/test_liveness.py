@@ -50,7 +50,8 @@ ATTEMPT_DELAY = HostnameEndpoint._DEFAULT_ATTEMPT_DELAY
 
 LIVENESS = dict(name="me", listen="tcp:7000", pingInterval=1.0,
                 peerTimeout=5.0, reconnectInitialDelay=1.0,
-                reconnectMaxDelay=8.0, forgetAfter=1000.0)
+                reconnectMaxDelay=8.0, forgetAfter=1000.0,
+                plaintext=True)  # Its dials are read as written.
 
 
 # -- harness ------------------------------------------------------------------

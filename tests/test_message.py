@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from p2poverlay import message as m
+from p2poverlay.identity import NodeKey
 from p2poverlay.message import (
     MAX_HOST_LENGTH, MAX_IDS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
@@ -250,15 +251,15 @@ REJECTIONS = [
     ("peers-string", b'{"type":"PEERS","peers":"a"}', "PEERS field 'peers' must be a list"),
     # Bad identifiers.
     ("hello-short-id", hello(node_id=NODE_A[:-1]),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("hello-uppercase-id", hello(node_id=NODE_A.upper()),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("hello-id-newline", hello(node_id=NODE_A + "\n"),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("hello-id-non-hex", hello(node_id="g" * 32),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("broadcast-bad-origin", broadcast(origin="x"),
-     "origin must be 32 lowercase hex digits"),
+     "origin must be 64 (or 32) lowercase hex digits"),
     ("data-bad-id", line({"type": "DATA", "id": MSG_ID + "0", "body": ""}),
      "id must be 32 lowercase hex digits"),
     ("ack-bad-id", line({"type": "ACK", "id": ""}), "id must be 32 lowercase hex digits"),
@@ -296,7 +297,7 @@ REJECTIONS = [
     ("peers-entry-port-bool", peers(entry(port=True)),
      "PEERS entry port must be an integer"),
     ("peers-entry-bad-id", peers(entry(node_id="abc")),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("peers-entry-port-zero", peers(entry(port=0)), "port out of range: 0"),
     ("peers-entry-port-too-big", peers(entry(port=70000)), "port out of range: 70000"),
     ("peers-entry-empty-host", peers(entry(host="")), "PEERS entry has an empty host"),
@@ -671,3 +672,11 @@ def test_seen_cache_expiry_also_happens_on_add():
     clock.advance(2)
     cache.add("new")
     assert len(cache) == 1
+
+
+def test_a_key_derived_node_id_of_64_digits_is_accepted():
+    nodeId = NodeKey.generate().nodeId
+    line = Hello(nodeId, 1, 9000, "k").encode()
+    assert P2PMessage.decode(line) == Hello(nodeId, 1, 9000, "k")
+    with pytest.raises(MessageError, match="64 \\(or 32\\) lowercase hex"):
+        P2PMessage.decode(Hello(nodeId + "0" * 32, 1, 9000).encode())

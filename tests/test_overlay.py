@@ -109,13 +109,14 @@ def test_second_dial_by_the_same_node_keeps_the_first_connection(overlay):
 
 @pytest_twisted.inlineCallbacks
 def test_a_crashed_peer_back_on_its_port_is_reconnected(overlay):
-    a = yield overlay.start(**FAST)
-    b = yield overlay.start(join=a, **FAST)
+    # Over TLS: the node back on its port proves the same key.
+    a = yield overlay.start(plaintext=False, **FAST)
+    b = yield overlay.start(join=a, plaintext=False, **FAST)
     port = b.listenPort
     yield crash(b)
     yield waitFor(lambda: state(a, b) == RECONNECTING)
     again = Node(NodeConfig(listen=f"tcp:{port}:interface=127.0.0.1", **FAST),
-                 nodeId=b.nodeId)
+                 key=b.key)
     overlay.nodes.append(again)
     again.startService()
     yield again.listening

@@ -6,6 +6,7 @@ and one process at a time per directory.
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from twisted.logger import formatEvent
 
 import p2poverlay.store as store_module
+from p2poverlay.identity import KEY_FILE, KeyFileError, NodeKey
 from p2poverlay.message import PeerAddress, newNodeId
 from p2poverlay import Node, NodeConfig
 from p2poverlay.records import KnownPeer
@@ -51,7 +53,7 @@ def peer(nodeId=BOB, host="127.0.0.1", port=9001, name="bob", lastSeen=1000.5):
 def leftovers(directory):
     """Files in C{directory} other than the lock and the data files."""
     return sorted(set(os.listdir(directory))
-                  - {store_module.LOCK_FILE, IDENTITY_FILE, PEERS_FILE})
+                  - {store_module.LOCK_FILE, IDENTITY_FILE, KEY_FILE, PEERS_FILE})
 
 
 def load(store, name):
@@ -208,7 +210,7 @@ def test_identity_round_trip(opened, tmp_path):
         {"node_id": nodeId}
 
 
-def test_a_node_creates_its_identity_once_and_reloads_it(tmp_path):
+def test_a_node_makes_its_key_once_and_keeps_its_id(tmp_path):
     def nodeIdOfANodeOn(directory):
         store = NodeStore(str(directory))
         store.open()
@@ -218,17 +220,61 @@ def test_a_node_creates_its_identity_once_and_reloads_it(tmp_path):
             store.close()
 
     first = nodeIdOfANodeOn(tmp_path / "data")
-    saved = (tmp_path / "data" / IDENTITY_FILE).read_bytes()
+    keyFile = tmp_path / "data" / KEY_FILE
+    saved = keyFile.read_bytes()
+    assert stat.S_IMODE(keyFile.stat().st_mode) == 0o600
+    assert first == NodeKey.load(str(keyFile)).nodeId
     assert nodeIdOfANodeOn(tmp_path / "data") == first
-    assert (tmp_path / "data" / IDENTITY_FILE).read_bytes() == saved
+    assert keyFile.read_bytes() == saved
     assert nodeIdOfANodeOn(tmp_path / "other") != first
 
 
-def test_a_given_node_id_wins_over_the_saved_one(opened):
+def test_a_given_node_id_wins_over_the_saved_key_in_plaintext(opened,
+                                                              tmp_path):
+    store = opened()
+    node = Node(NodeConfig(name="me", plaintext=True), nodeId=BOB, store=store)
+    assert node.nodeId == BOB and node.key is None
+    assert not (tmp_path / "data" / KEY_FILE).exists()
+
+
+def test_a_given_node_id_without_a_key_cannot_speak_tls(opened):
+    with pytest.raises(ValueError, match="proves nothing over TLS"):
+        Node(NodeConfig(name="me"), nodeId=BOB, store=opened())
+
+
+def test_a_node_id_from_before_keys_is_replaced_and_said_once(opened, tmp_path,
+                                                              log):
     store = opened()
     store.saveIdentity(ALICE)
-    assert Node(NodeConfig(name="me"), nodeId=BOB, store=store).nodeId == BOB
-    assert store.loadIdentity() == ALICE
+    node = Node(NodeConfig(name="me"), store=store)
+    assert node.nodeId != ALICE
+    said = [w for w in log.warningTexts() if ALICE in w]
+    assert said == [f"this data directory held node id {ALICE}, from before "
+                    f"node keys: the node has a new key and id {node.nodeId}"]
+    assert not (tmp_path / "data" / IDENTITY_FILE).exists()
+    again = Node(NodeConfig(name="me"), store=store)
+    assert again.nodeId == node.nodeId
+    assert len([w for w in log.warningTexts() if ALICE in w]) == 1
+
+
+@pytest.mark.parametrize("content, mode, complaint", [
+    (b"garbage", 0o600, "holds no private key in PEM form"),
+    (None, 0o644, "is open to others (mode 0644)"),
+])
+def test_a_key_file_that_cannot_be_used_stops_the_node(opened, tmp_path,
+                                                       content, mode,
+                                                       complaint):
+    store = opened()
+    keyFile = tmp_path / "data" / KEY_FILE
+    if content is None:
+        NodeKey.generate().save(str(keyFile))
+    else:
+        keyFile.write_bytes(content)
+    keyFile.chmod(mode)
+    before = keyFile.read_bytes()
+    with pytest.raises(KeyFileError, match=re.escape(complaint)):
+        Node(NodeConfig(name="me"), store=store)
+    assert keyFile.read_bytes() == before  # Never replaced.
 
 
 CORRUPT_IDENTITIES = [
@@ -241,26 +287,28 @@ CORRUPT_IDENTITIES = [
     pytest.param(b"{}", "no node_id", id="missing-field"),
     pytest.param(b"{\"node_id\": 12}", "no node_id", id="wrong-type"),
     pytest.param(b"{\"node_id\": null}", "no node_id", id="null"),
-    pytest.param(b"{\"node_id\": \"xyz\"}", "32 lowercase hex", id="short"),
+    pytest.param(b"{\"node_id\": \"xyz\"}", "lowercase hex digits", id="short"),
     pytest.param(json.dumps({"node_id": BOB.upper()}).encode(),
-                 "32 lowercase hex", id="uppercase"),
+                 "lowercase hex digits", id="uppercase"),
     pytest.param(json.dumps({"node_id": BOB + "0"}).encode(),
-                 "32 lowercase hex", id="too-long"),
+                 "lowercase hex digits", id="too-long"),
     pytest.param(json.dumps({"node_id": BOB + "\n"}).encode(),
-                 "32 lowercase hex", id="trailing-newline"),
+                 "lowercase hex digits", id="trailing-newline"),
 ]
 
 
 @pytest.mark.parametrize("content, complaint", CORRUPT_IDENTITIES)
-def test_a_corrupt_identity_is_reported_in_one_line_and_replaced(
+def test_a_corrupt_identity_from_before_keys_is_reported_and_replaced(
         opened, tmp_path, log, content, complaint):
     store = opened()
     (tmp_path / "data" / IDENTITY_FILE).write_bytes(content)
     assert loadWithOneWarning(store, IDENTITY_FILE, log, complaint) is None
 
-    # A node on that directory starts with a new identity and saves it.
+    # A node on that directory takes its id from its key, and the file
+    # from before keys is gone.
     node = Node(NodeConfig(name="me"), store=store)
-    assert store.loadIdentity() == node.nodeId
+    assert node.nodeId == NodeKey.load(str(tmp_path / "data" / KEY_FILE)).nodeId
+    assert not (tmp_path / "data" / IDENTITY_FILE).exists()
 
 
 # -- peers ----------------------------------------------------------------------

@@ -186,9 +186,11 @@ def test_foreground_console_at_a_terminal(ptys, processes, shortdir):
     port = a.port  # type: ignore[attr-defined]
     a.waitForLine(r"^alice> $|^alice>$", "the prompt")
     rows = a.rows()
-    assert re.match(rf"^node [0-9a-f]{{32}} listening on 127\.0\.0\.1:{port}; ",
+    # 80 columns: the banner's first line wraps after the address.
+    assert re.match(rf"^node [0-9a-f]{{64}} listening on 127\.0\.0\.1:{port};",
                     rows[0]), rows
-    assert rows[1:5] == [
+    assert rows[1] == "type 'help' for commands", rows
+    assert rows[2:6] == [
         "  name:    alice",
         f"  log:     p2p-{port}/node.log",
         f"  control: p2p-{port}/control.sock (attach: p2p-console --data-dir "
@@ -196,8 +198,8 @@ def test_foreground_console_at_a_terminal(ptys, processes, shortdir):
         f"  web UI:  http://127.0.0.1:{web}/"], rows
 
     a.type(b"info\r")
-    a.waitForLine(r"^node [0-9a-f]{32} 'alice' listening on 127\.0\.0\.1:\d+, "
-                  r"0 peers$")
+    # 80 columns: the info line wraps after the node id and name.
+    a.waitForLine(r"^node [0-9a-f]{64} 'alice' ")
     a.type(b"send nobody hal")
     a.waitFor(lambda s: s.cursorRow() == "alice> send nobody hal", "the half line")
 
@@ -318,7 +320,7 @@ def test_attached_console_at_a_terminal(ptys, daemons, shortdir, leave):
     assert "  control: A/control.sock" in rows, rows
 
     console.type(b"peers\r")
-    console.waitForLine(rf"^{re.escape(b.address)} +[0-9a-f]{{32}} 'bob' ")
+    console.waitForLine(rf"^{re.escape(b.address)} +[0-9a-f]{{64}} 'bob'")
     console.type(b"broadcast hal")
     console.waitFor(lambda s: s.cursorRow() == prompt + "broadcast hal",
                     "the half line")

@@ -15,7 +15,7 @@ from p2poverlay.node import Node, NodeConfig
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.views import (
     describeSender, formatMessage, knownLines, knownPeerView, knownView,
-    messageView, nodeView, peersLines, peersView, peerView,
+    keyLine, messageView, nodeView, peersLines, peersView, peerView,
 )
 
 from test_console import BOB, CAROL, DAVE, addPeer
@@ -99,7 +99,11 @@ def test_nodeView(node):
     addPeer(node, BOB, 9000, "bob")
     assert nodeView(node) == {
         "node_id": node.nodeId, "name": "me", "address": None, "port": 0,
-        "uptime": 0.0, "protocol_version": PROTOCOL_VERSION, "peers": 1}
+        "uptime": 0.0, "protocol_version": PROTOCOL_VERSION, "peers": 1,
+        "fingerprint": node.key.fingerprint, "tls": True}
+    assert node.key.fingerprint.startswith("SHA256:")
+    assert keyLine(node) == (f"  key:     {node.key.fingerprint}; "
+                             f"peer links: TLS 1.3")
 
 
 def test_a_message_from_a_node_that_is_not_a_peer():

@@ -153,7 +153,7 @@ BAD_INPUTS = [
     ("hello-name-as-number", helloWith(name=5),
      "HELLO field 'name' must be a string"),
     ("hello-bad-node-id", helloWith(node_id="NOT-AN-ID"),
-     "node_id must be 32 lowercase hex digits"),
+     "node_id must be 64 (or 32) lowercase hex digits"),
     ("hello-port-out-of-range", helloWith(port=70000), "port out of range: 70000"),
     ("hello-version-zero", helloWith(version=0), "bad protocol version 0"),
     ("oversize-without-newline", b"x" * 5000,

@@ -145,10 +145,15 @@ class MemoryOverlay:
         incarnation = self._incarnations.get(name, -1) + 1
         self._incarnations[name] = incarnation
         rng = random.Random(f"{self.seed}|node|{name}|{incarnation}")
-        if store is not None and store.loadIdentity() is None:
-            store.saveIdentity(nodeId)
-        node = Node(config, reactor=self.clock,
-                    nodeId=nodeId if store is None else None, store=store,
+        if store is not None:
+            # Nodes in memory have no keys: their data directory keeps
+            # the id they were given.
+            saved = store.loadIdentity()
+            if saved is None:
+                store.saveIdentity(nodeId)
+            else:
+                nodeId = saved
+        node = Node(config, reactor=self.clock, nodeId=nodeId, store=store,
                     network=self.network.host(self._hosts[name]), rng=rng)
         self._names[node.nodeId] = name
         node.addObserver(self.records[name])
