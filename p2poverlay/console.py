@@ -107,8 +107,9 @@ class ConsoleProtocol(LineReceiver):
         waiting.addCallback(lambda _: self._detach())
 
     def _detach(self) -> None:
-        self.say(f"end of input: console detached; the node keeps serving "
-                 f"(stop it with: kill {os.getpid()})")
+        if not self.interpreter.exiting:  # After exit it does not serve on.
+            self.say(f"end of input: console detached; the node keeps "
+                     f"serving (stop it with: kill {os.getpid()})")
         if self.transport is not None:
             self.transport.loseConnection()
 

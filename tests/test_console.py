@@ -324,6 +324,14 @@ def test_end_of_piped_input_detaches_and_says_so(node, console):
     assert console.stops == 0
 
 
+def test_end_of_piped_input_after_exit_says_no_more(node, console):
+    console.type("exit")
+    console.transport.clear()
+    console.protocol.readConnectionLost()
+    assert console.lines() == []
+    assert console.stops == 1
+
+
 def test_end_of_piped_input_waits_for_the_answers_due(node, console):
     connection, transport = addPeer(node, BOB, 9000, "bob")
     console.type("send bob hi")
