@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
-from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL
+from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL, isNodeId
 
 
 class ConfigError(ValueError):
@@ -56,6 +56,8 @@ class NodeConfig:
     listen: str = "tcp:0"
     name: str = ""
     join: Sequence[Tuple[str, int]] = ()
+    # (host, port, node id): the node a join address must reach.
+    pins: Sequence[Tuple[str, int, str]] = ()
     maxLineLength: int = 65536
     handshakeTimeout: float = 10.0
     connectTimeout: float = 10.0
@@ -145,6 +147,11 @@ class NodeConfig:
                     and 1 <= address[1] <= 65535):
                 raise ConfigError(f"join must hold (host, port) pairs, got "
                                   f"{address!r}", "join")
+        for pin in self.pins:
+            if not (isinstance(pin, tuple) and len(pin) == 3
+                    and isinstance(pin[2], str) and isNodeId(pin[2])):
+                raise ConfigError(f"pins must hold (host, port, node id), "
+                                  f"got {pin!r}", "pins")
         if self.minPeers > self.maxPeers:
             raise ConfigError(f"minPeers ({self.minPeers}) is more than "
                               f"maxPeers ({self.maxPeers})",

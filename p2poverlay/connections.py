@@ -27,7 +27,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
 from p2poverlay.factory import PeerConnectionFactory
-from p2poverlay.identity import nodeIdOf
+from p2poverlay.identity import fingerprintOf, nodeIdOf
 from p2poverlay.interfaces import (
     IAdmission, IConnectionListener, IPeerConnectionOwner,
 )
@@ -35,6 +35,7 @@ from p2poverlay.limits import Misbehaviour
 from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage, Peers
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
+from p2poverlay.pins import Pins
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
@@ -97,6 +98,7 @@ class Connections:
         self._connections: Dict[PeerConnection, None] = {}
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
         self._selfAddresses: Set[Tuple[str, int]] = set()
+        self.pins = Pins(config.pins)
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -227,7 +229,7 @@ class Connections:
         endpoint = self.network.clientEndpoint(host, port,
                                                self.config.connectTimeout)
         d = endpoint.connect(PeerConnectionFactory(self, outbound=True,
-                                                   role=role))
+                                                   role=role, dialed=key))
         d.addCallback(_handshakeOf)
         d.addBoth(self._dialDone, key)
         return waiter
@@ -266,6 +268,14 @@ class Connections:
         if not self._provesItsId(connection, hello.node_id):
             connection.protocolError("node id does not match its key")
             return
+        pinned = self.pins.mismatch(connection.dialed, hello.node_id)
+        if pinned is not None:
+            host, port = connection.dialed or ("?", 0)
+            self.log.warn("{address} is node {found}, not {pinned} as pinned: "
+                          "not connecting", address=formatAddress(host, port),
+                          found=hello.node_id, pinned=pinned)
+            connection.rejected(CloseReason(CloseKind.NOT_PINNED))
+            return
         banReason = self.offenders.banReason(hello.node_id)
         if banReason is not None:
             connection.rejected(CloseReason(CloseKind.BANNED, banReason))
@@ -273,7 +283,9 @@ class Connections:
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
-            since=self.clock.seconds(), role=connection.role)
+            since=self.clock.seconds(), role=connection.role,
+            fingerprint=(fingerprintOf(connection.peerKey)
+                         if connection.peerKey is not None else None))
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             self._settleDuplicate(connection, existing, info)

@@ -20,7 +20,8 @@ class PeerConnectionFactory(ServerFactory):
     noisy = False
 
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool = False,
-                 link=None, role: str = NEIGHBOUR) -> None:
+                 link=None, role: str = NEIGHBOUR, dialed=None) -> None:
+        self.dialed = dialed  # the (host, port) dialed, if this one dials
         self.owner = owner
         self.outbound = outbound
         self.link = link
@@ -30,6 +31,7 @@ class PeerConnectionFactory(ServerFactory):
         connection = self.protocol(self.owner, outbound=self.outbound,
                                    role=self.role)
         connection.factory = self
+        connection.dialed = self.dialed
         if self.link is not None:
             connection.link = self.link
             self.link.connection = connection

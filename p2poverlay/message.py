@@ -58,6 +58,11 @@ def newMessageId() -> str:
     return os.urandom(16).hex()
 
 
+def isNodeId(value: str) -> bool:
+    """Is C{value} a node id in its wire form?"""
+    return bool(_NODE_ID.match(value))
+
+
 def checkNodeId(value: str, field: str) -> None:
     if not _NODE_ID.match(value):
         raise MessageError(f"{field} must be 64 (or 32) lowercase hex digits")

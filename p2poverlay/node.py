@@ -64,13 +64,11 @@ class Node(Service):
                  rng: Optional[random.Random] = None,
                  key: Optional[NodeKey] = None) -> None:
         """
-        @param key: the node's key; its node id is derived from it.  By
-            default the one in C{store} (made the first time), else a new
-            one.
-        @param nodeId: a node id of one's choosing instead, for a node
-            without a key (on a C{network} in memory, or plaintext).
-        @param store: an open data directory; the node takes its key from
-            it and saves its peers there.
+        @param key: the node's key, whence its id: by default C{store}'s
+            (made the first time), else a new one.
+        @param nodeId: an id of one's choosing instead (no key: in memory
+            or plaintext only).
+        @param store: an open data directory, for the key and the peers.
         @param network: where the node listens and dials; TCP through
             C{reactor} by default, over TLS unless C{config.plaintext}.
         @param rng: the source of the node's random choices (neighbours,
@@ -190,7 +188,8 @@ class Node(Service):
         self.topology.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
-            self.join(host, port).addErrback(lambda _: None)
+            self.join(host, port, self.connections.pins.pinnedAt(host, port)
+                      ).addErrback(lambda _: None)
 
     def stopService(self) -> "Deferred[None]":
         """Say BYE to every peer and wait (briefly) for them to go."""
@@ -219,17 +218,25 @@ class Node(Service):
 
     # -- the public API ---------------------------------------------------
 
-    def join(self, host: str, port: int) -> "Deferred[PeerInfo]":
+    def join(self, host: str, port: int,
+             nodeId: Optional[str] = None) -> "Deferred[PeerInfo]":
         """
         Join the overlay through the member at C{host:port}.  Should this
         node ever be left with no neighbour, it joins through it again.
+
+        @param nodeId: the node that must be there; by default the first
+            one met there over TLS is trusted from then on.
         """
         self.topology.addSeed(host, port)
+        pins = self.connections.pins
+        if nodeId is not None:
+            pins.pin(host, port, nodeId)
         d = self.connect(host, port)
 
         def joined(peer: PeerInfo) -> PeerInfo:
-            self.log.info("joined the overlay through {peer}",
-                          peer=peer.describe())
+            self.log.info("joined the overlay through {peer}, key {key}",
+                          peer=peer.describe(), key=peer.fingerprint)
+            pins.trustFirstMet(host, port, peer)
             return peer
 
         def failed(reason: Failure) -> Failure:
@@ -247,10 +254,7 @@ class Node(Service):
 
     def connect(self, host: str, port: int,
                 role: str = NEIGHBOUR) -> "Deferred[PeerInfo]":
-        """
-        Be connected to the node at C{host:port}; fires with its
-        L{PeerInfo}.  See L{Connections.connect}.
-        """
+        """Be connected to the node at C{host:port}: L{Connections.connect}."""
         return self.connections.connect(host, port, role)
 
     def send(self, target: str, body: str) -> "Deferred[PeerInfo]":
@@ -258,11 +262,10 @@ class Node(Service):
         Send C{body} to one node: C{target} is ``host:port``, a node id or
         a unique prefix of one, or a name (see L{DirectMessages.send}).
 
-        Sends are flow-controlled: at most C{config.sendWindow} messages
-        are unconfirmed on a connection, and the next ones wait their turn
-        in order.  A program that sends many should wait on
-        L{whenSendable} between them; past C{config.sendQueueLimit}
-        waiting, C{send} fails at once with
+        At most C{config.sendWindow} messages are unconfirmed on a
+        connection; the next ones wait in order.  A program sending many
+        waits on L{whenSendable} between them: past
+        C{config.sendQueueLimit} waiting, C{send} fails with
         L{p2poverlay.errors.SendQueueFull}.
 
         @return: fires with the recipient's L{PeerInfo} once it confirms

@@ -10,7 +10,7 @@ L{IPeerConnectionOwner}, in practice L{p2poverlay.connections.Connections}.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from automat import MethodicalMachine
 from twisted.internet.defer import Deferred
@@ -83,6 +83,8 @@ class PeerConnection(LineFraming, ProvesKey):
         self.closeReason: Optional[CloseReason] = None
         self.lastHeard = 0.0
         self.link = None  # the PeerLink that dialed this connection, if any
+        # The (host, port) dialed, on an outbound one that Connections made.
+        self.dialed: Optional[Tuple[str, int]] = None
         self.handshake: Deferred[PeerInfo] = Deferred()
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged

@@ -32,6 +32,7 @@ class CloseKind(enum.Enum):
     TOO_MANY = "too_many"  # too many connections in one direction
     ADDRESS_LIMIT = "address_limit"  # too many from the peer's address
     EVICTED = "evicted"  # made room for a newcomer
+    NOT_PINNED = "not_pinned"  # not the node pinned for the address
     DUPLICATE = "duplicate"  # the pair keeps its other connection
     SELF = "self"  # the node dialed itself
     IDLE = "idle"  # a direct link unused for a while
@@ -53,6 +54,7 @@ _TEXT = {
     CloseKind.TOO_MANY: "too many {} connections",
     CloseKind.ADDRESS_LIMIT: "{} from your address",
     CloseKind.EVICTED: "evicted to make room for {}",
+    CloseKind.NOT_PINNED: "not the node expected at this address",
     CloseKind.DUPLICATE: "duplicate connection",
     CloseKind.SELF: "connected to self",
     CloseKind.IDLE: "idle direct link",

@@ -76,6 +76,8 @@ class PeerInfo(_Labelled):
     @ivar since: POSIX time at which the handshake completed.
     @ivar role: C{"neighbour"} (part of the overlay) or C{"direct"} (a
         connection for direct messages only).
+    @ivar fingerprint: that of the key the peer proved over TLS, or
+        L{None} on a link that proves none (plaintext, in memory).
     """
 
     node_id: str
@@ -85,6 +87,7 @@ class PeerInfo(_Labelled):
     direction: str
     since: float
     role: str = NEIGHBOUR
+    fingerprint: Optional[str] = None
 
 
 @dataclass(frozen=True, **SLOTS)

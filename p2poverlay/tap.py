@@ -16,7 +16,7 @@ from p2poverlay.console import ConsoleService, stdinIsNull
 from p2poverlay.control import ControlService
 from p2poverlay.errors import ListenError
 from p2poverlay.listening import probe
-from p2poverlay.message import MAX_NAME_LENGTH
+from p2poverlay.message import MAX_NAME_LENGTH, isNodeId
 from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
@@ -147,6 +147,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["join"] = []  # (host, port) pairs
+        self["pins"] = []  # (host, port, node id) of ID@HOST:PORT joins
 
     def getSynopsis(self) -> str:
         return SYNOPSIS
@@ -169,11 +170,18 @@ class Options(usage.Options):
             raise SystemExit(1) from None
 
     def opt_join(self, address: str) -> None:
-        """Join the overlay through the member at HOST:PORT (repeatable; IPv6 as [::1]:9000)."""
+        """Join the overlay through the member at HOST:PORT (repeatable; IPv6 as [::1]:9000); as ID@HOST:PORT, only if it is node ID."""  # noqa: E501
+        nodeId, at, address = address.rpartition("@")
         try:
-            self["join"].append(parseAddress(address))
+            host, port = parseAddress(address)
         except ValueError as e:
             raise usage.UsageError(f"--join: {e}") from None
+        if at and not isNodeId(nodeId):
+            raise usage.UsageError(f"--join: {nodeId!r} is not a node id "
+                                   f"(64 lowercase hex digits)")
+        self["join"].append((host, port))
+        if at:
+            self["pins"].append((host, port, nodeId))
 
     def postOptions(self) -> None:
         self["listen"] = listenDescription(self["port"])
@@ -311,6 +319,7 @@ def nodeConfig(options: Options) -> NodeConfig:
         listen=options["listen"],
         name=options["name"],
         join=tuple(options["join"]),
+        pins=tuple(options["pins"]),
         plaintext=bool(options["insecure-plaintext"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
 

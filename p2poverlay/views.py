@@ -77,20 +77,24 @@ def knownNodes(node: "Node") -> List[Tuple[KnownPeer, Optional[PeerInfo]]]:
 def peerView(peer: PeerInfo) -> JSON:
     """
     A connected peer: C{node_id}, C{name}, C{address}, C{host}, C{port},
-    C{state} (C{connected}), C{since}, C{direction} and C{role}.
+    C{state} (C{connected}), C{since}, C{direction}, C{role}, C{verified}
+    (whether it proved the key of its node id) and C{fingerprint} (that
+    key's, or C{None}).
     """
     return {"node_id": peer.node_id, "name": peer.name,
             "address": peer.address, "host": peer.host, "port": peer.port,
             "state": CONNECTED, "since": peer.since,
-            "direction": peer.direction, "role": peer.role}
+            "direction": peer.direction, "role": peer.role,
+            "verified": peer.fingerprint is not None,
+            "fingerprint": peer.fingerprint}
 
 
 def knownPeerView(known: KnownPeer,
                   connected: Optional[PeerInfo] = None) -> JSON:
     """
     A node and its state, connected or not: the keys of L{peerView} and
-    C{last_seen} and C{next_attempt}.  C{direction} and C{role} are
-    C{None} for a node not connected.
+    C{last_seen} and C{next_attempt}.  C{direction}, C{role} and
+    C{fingerprint} are C{None} (C{verified} false) for a node not connected.
 
     @param known: the node's entry in the address book.
     @param connected: its connection, if it is connected.
@@ -102,7 +106,9 @@ def knownPeerView(known: KnownPeer,
             "since": peer.since, "last_seen": known.last_seen or None,
             "next_attempt": known.next_attempt,
             "direction": connected.direction if connected else None,
-            "role": connected.role if connected else None}
+            "role": connected.role if connected else None,
+            "verified": bool(connected and connected.fingerprint),
+            "fingerprint": connected.fingerprint if connected else None}
 
 
 def peersView(node: "Node") -> List[JSON]:
@@ -215,7 +221,8 @@ def ownReference(node: "Node", reference: str) -> Optional[str]:
 def formatPeer(peer: PeerInfo) -> str:
     """One line of the C{peers} listing for a connected peer."""
     line = (_columns(peer.address, peer.node_id, peer.name, peer.direction)
-            + f" connected since {_clock(peer.since)}")
+            + f" connected since {_clock(peer.since)}, key "
+            + (peer.fingerprint or "not verified"))
     if peer.role == DIRECT:
         line += " (direct link, not a neighbour)"
     return line

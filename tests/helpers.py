@@ -126,6 +126,10 @@ class LogCapture:
         """The warnings, formatted."""
         return [formatEvent(e) for e in self.warnings()]
 
+    def texts(self) -> List[str]:
+        """Every event, formatted."""
+        return [formatEvent(e) for e in self.events]
+
     def warningsFor(self, reason: str, names: List[str]) -> List[dict]:
         """
         Warnings whose C{reason} field is C{reason} and whose C{peer} field

@@ -352,3 +352,17 @@ def test_a_daemon_still_gets_its_port_after_the_check(tmp_path):
                   "the daemon answering")
         os.kill(int(pidFile.read_text()), signal.SIGTERM)
         waitUntil(lambda: not pidFile.exists(), "the daemon gone")
+
+
+def test_join_pinned_to_a_node_id():
+    nodeId = "ab" * 32
+    options = tap.Options()
+    options.parseOptions(["--join", f"{nodeId}@127.0.0.1:9000",
+                          "--join", "[::1]:9001"])
+    config = tap.nodeConfig(options)
+    assert config.join == (("127.0.0.1", 9000), ("::1", 9001))
+    assert config.pins == (("127.0.0.1", 9000, nodeId),)
+    with pytest.raises(usage.UsageError) as e:
+        tap.Options().parseOptions(["--join", "xyz@127.0.0.1:9000"])
+    assert str(e.value) == ("--join: 'xyz' is not a node id (64 lowercase "
+                            "hex digits)")

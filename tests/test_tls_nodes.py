@@ -3,14 +3,17 @@ Nodes over TLS, on real loopback sockets: each proves the key its node id
 is derived from, and a peer that claims another node's id is refused.
 """
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint, connectProtocol, wrapClientTLS,
 )
 
+from p2poverlay.errors import HandshakeFailed
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Ping
+from p2poverlay.views import peersLines, peersView
 from helpers import PROMPT, RawClient, address, waitFor
 from test_resilience import assertByeLast, assertMessagesFlow
 from test_tls import RSACreator
@@ -78,3 +81,48 @@ def test_a_peer_whose_certificate_holds_no_node_key_is_closed(overlay, log):
                for w in log.warningTexts()), log.warningTexts()
     b = yield overlay.start(join=a, name="b", **TLS)
     yield assertMessagesFlow(overlay, a, b)
+
+
+@pytest_twisted.inlineCallbacks
+def test_peers_show_whether_each_link_is_verified_and_its_key(overlay):
+    a = yield overlay.start(name="a", **TLS)
+    b = yield overlay.start(join=a, name="b", **TLS)
+    plain = yield overlay.start(name="p")
+    plainer = yield overlay.start(join=plain, name="q")
+    yield waitFor(lambda: b.nodeId in a.peers and plainer.nodeId in plain.peers,
+                  timeout=PROMPT, what="both pairs connected")
+    (view,) = peersView(a)
+    assert view["verified"] and view["fingerprint"] == b.key.fingerprint
+    assert peersLines(a)[0].endswith(f", key {b.key.fingerprint}")
+    (view,) = peersView(plain)
+    assert not view["verified"] and view["fingerprint"] is None
+    assert peersLines(plain)[0].endswith(", key not verified")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_join_pinned_to_a_node_id_reaches_that_node_only(overlay, log):
+    seed = yield overlay.start(name="seed", **TLS)
+    other = yield overlay.start(name="other", **TLS)
+    pinned = yield overlay.start(name="pinned", **TLS)
+    peer = yield pinned.join("127.0.0.1", seed.listenPort, seed.nodeId)
+    assert peer.node_id == seed.nodeId
+    # Pinned to other, the seed's address is refused, and nobody blamed.
+    wrong = yield overlay.start(name="wrong", **TLS)
+    with pytest.raises(HandshakeFailed,
+                       match="not the node expected at this address"):
+        yield wrong.join("127.0.0.1", seed.listenPort, other.nodeId)
+    assert seed.nodeId not in wrong.peers
+    assert any(f"is node {seed.nodeId}, not {other.nodeId} as pinned" in w
+               for w in log.warningTexts()), log.warningTexts()
+    assert seed.misbehaviour.score("127.0.0.1") == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_unpinned_join_trusts_the_first_key_met_and_says_which(overlay,
+                                                                  log):
+    seed = yield overlay.start(name="seed", **TLS)
+    newcomer = yield overlay.start(name="newcomer", **TLS)
+    yield newcomer.join("127.0.0.1", seed.listenPort)
+    assert newcomer.connections.pins.pinnedAt("127.0.0.1", seed.listenPort) \
+        == seed.nodeId
+    assert any(seed.key.fingerprint in line for line in log.texts())

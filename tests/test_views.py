@@ -21,7 +21,8 @@ from p2poverlay.views import (
 from test_console import BOB, CAROL, DAVE, addPeer
 
 NODE_KEYS = ["node_id", "name", "address", "host", "port", "state", "since",
-             "last_seen", "next_attempt", "direction", "role"]
+             "last_seen", "next_attempt", "direction", "role", "verified",
+             "fingerprint"]
 
 
 @pytest.fixture

@@ -102,6 +102,10 @@
       const shown = peer.role === "direct" ? "connected (direct link)" : peer.state;
       row.appendChild(element("td", shown, "state " + peer.state));
       row.appendChild(element("td", when(peer.since)));
+      const key = element("td", peer.verified ? "verified" :
+        (peer.state === "connected" ? "not verified" : ""), "key");
+      key.title = peer.fingerprint || "";
+      row.appendChild(key);
       body.appendChild(row);
       if (peer.state === "connected") {
         connected += 1;
