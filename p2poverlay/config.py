@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import FrozenSet, Optional, Sequence, Tuple
 
 from p2poverlay.message import MAX_NAME_LENGTH, MAX_TTL, isNodeId
 
@@ -107,6 +107,10 @@ class NodeConfig:
     # Peer links without TLS: for debugging and as a benchmark baseline
     # only; nothing proves a node id then.
     plaintext: bool = False
+    # A private overlay: only nodes holding this secret, or only these
+    # node ids, get in.
+    networkKey: Optional[bytes] = None
+    allowed: Optional[FrozenSet[str]] = None
 
     def check(self) -> None:
         """
@@ -152,6 +156,11 @@ class NodeConfig:
                     and isinstance(pin[2], str) and isNodeId(pin[2])):
                 raise ConfigError(f"pins must hold (host, port, node id), "
                                   f"got {pin!r}", "pins")
+        if self.networkKey is not None and (
+                self.plaintext or not isinstance(self.networkKey, bytes)):
+            raise ConfigError("a network key needs TLS: it cannot be used "
+                              "with plaintext links", "networkKey",
+                              "plaintext")
         if self.minPeers > self.maxPeers:
             raise ConfigError(f"minPeers ({self.minPeers}) is more than "
                               f"maxPeers ({self.maxPeers})",

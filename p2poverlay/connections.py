@@ -14,6 +14,7 @@ L{IConnectionListener}s.  Each connection runs its own life cycle
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
@@ -27,7 +28,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
 from p2poverlay.factory import PeerConnectionFactory
-from p2poverlay.identity import fingerprintOf, nodeIdOf
+from p2poverlay.identity import fingerprintOf
 from p2poverlay.interfaces import (
     IAdmission, IConnectionListener, IPeerConnectionOwner,
 )
@@ -36,6 +37,7 @@ from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage, Peers
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.pins import Pins
+from p2poverlay.private import PrivateOverlay
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
@@ -99,6 +101,7 @@ class Connections:
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
         self._selfAddresses: Set[Tuple[str, int]] = set()
         self.pins = Pins(config.pins)
+        self.private = PrivateOverlay(config.networkKey, config.allowed)
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -124,8 +127,10 @@ class Connections:
 
     # -- IPeerConnectionOwner ----------------------------------------------
 
-    def helloFor(self, role: str) -> Hello:
-        return self._hello(role)
+    def helloFor(self, connection: PeerConnection) -> Hello:
+        hello = self._hello(connection.role)
+        proof = self.private.proofFor(connection)
+        return replace(hello, network_proof=proof) if proof else hello
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None
@@ -250,12 +255,20 @@ class Connections:
     # -- the handshake --------------------------------------------------------
 
     def helloReceived(self, connection: PeerConnection, hello: Hello) -> None:
+        outsider = self.private.refusal(connection, hello.node_id,
+                                        hello.network_proof)
+        if outsider is not None:
+            # Before our HELLO: an outsider learns nothing of this node.
+            self.log.warn("refusing {peer}: {reason}",
+                          peer=connection.remoteAddress, reason=outsider)
+            connection.rejected(CloseReason(CloseKind.OUTSIDER, outsider))
+            return
         if not connection.outbound:
             # Our HELLO only now, followed at once by whatever comes of
             # theirs (BYE for a self-connection, a duplicate, no room): the
             # dialer never counts a connection the node turns away.
             connection.role = hello.role
-            connection.sendMessage(self.helloFor(hello.role))
+            connection.sendMessage(self.helloFor(connection))
         if hello.node_id == self.nodeId:
             # Both ends are this node: the dialing end reports it, the
             # accepting end closes quietly.
@@ -265,7 +278,7 @@ class Connections:
             else:
                 connection.close(selfConnection, tellPeer=False)
             return
-        if not self._provesItsId(connection, hello.node_id):
+        if not connection.provesNodeId(hello.node_id):
             connection.protocolError("node id does not match its key")
             return
         pinned = self.pins.mismatch(connection.dialed, hello.node_id)
@@ -299,13 +312,6 @@ class Connections:
             self._emit("peerAdded", info, connection)
             # Last: whoever waits on this dial sees the peer fully settled.
             connection.established(info)
-
-    def _provesItsId(self, connection: PeerConnection, nodeId: str) -> bool:
-        """Over TLS, is C{nodeId} that of the key the peer proved?"""
-        if not connection.overTLS:
-            return True  # Plaintext, or in memory: nothing to prove it by.
-        return connection.peerKey is not None \
-            and nodeIdOf(connection.peerKey) == nodeId
 
     def _settleDuplicate(self, new: PeerConnection, existing: PeerConnection,
                          info: PeerInfo) -> None:

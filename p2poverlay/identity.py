@@ -40,6 +40,24 @@ def fingerprintOf(publicKey: bytes) -> str:
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
+def readPrivateFile(path: str, limit: int = 65536) -> bytes:
+    """
+    The first C{limit} bytes of the secret file C{path}.
+
+    @raise KeyFileError: if others may read it, or it cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KeyFileError(
+                    f"{path} is open to others (mode "
+                    f"{stat.S_IMODE(mode):04o}): run chmod 600 {path}")
+            return f.read(limit)
+    except OSError as e:
+        raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
+
+
 def verify(publicKey: bytes, signature: bytes, data: bytes) -> bool:
     """Did the key C{publicKey} sign C{data}?"""
     try:
@@ -76,16 +94,7 @@ class NodeKey:
         @raise KeyFileError: if others may read it, or it holds no
             Ed25519 key.
         """
-        try:
-            with open(path, "rb") as f:
-                mode = os.fstat(f.fileno()).st_mode
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    raise KeyFileError(
-                        f"{path} is open to others (mode "
-                        f"{stat.S_IMODE(mode):04o}): run chmod 600 {path}")
-                data = f.read(65536)
-        except OSError as e:
-            raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
+        data = readPrivateFile(path)
         try:
             private = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):

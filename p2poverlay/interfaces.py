@@ -20,8 +20,8 @@ class IPeerConnectionOwner(Interface):
     clock = Attribute("An L{IReactorTime}: timers and the current time.")
     metrics = Attribute("The node's L{p2poverlay.metrics.Metrics}.")
 
-    def helloFor(role: str):
-        """The C{HELLO} this node sends on a connection of C{role}."""
+    def helloFor(connection):
+        """The C{HELLO} this node sends on C{connection} (of its role)."""
 
     def connectionMade(connection) -> None:
         """C{connection} is up (its handshake has not happened yet)."""

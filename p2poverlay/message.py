@@ -38,13 +38,11 @@ ROLES = (NEIGHBOUR, DIRECT)
 # memory, or plaintext).
 _NODE_ID = re.compile(r"\A(?:[0-9a-f]{32}){1,2}\Z")
 _MESSAGE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+_PROOF = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 class MessageError(ValueError):
-    """
-    A line could not be decoded into a valid message.  C{str()} of it is a
-    one-line reason, fit for a log.
-    """
+    """A line that is no valid message; C{str()} of it is a one-line reason."""
 
 
 def newNodeId() -> str:
@@ -53,9 +51,8 @@ def newNodeId() -> str:
 
 
 def newMessageId() -> str:
-    """A fresh random message id (same form as a node id)."""
-    # os.urandom is the source of uuid4 too, without the UUID object.
-    return os.urandom(16).hex()
+    """A fresh random message id: 32 lowercase hex digits."""
+    return os.urandom(16).hex()  # uuid4's source, without the UUID object
 
 
 def isNodeId(value: str) -> bool:
@@ -263,9 +260,19 @@ class Hello(P2PMessage):
     port: int
     name: str = ""
     role: str = NEIGHBOUR
+    # In a private overlay: the proof that the sender holds its key.
+    network_proof: str = ""
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if not self.network_proof:  # Outside private overlays.
+            del fields["network_proof"]
+        return fields
 
     def validate(self) -> None:
         checkNodeId(self.node_id, "node_id")
+        if self.network_proof and not _PROOF.match(self.network_proof):
+            raise MessageError("network_proof must be 64 lowercase hex digits")
         if self.version < 1:
             raise MessageError(f"bad protocol version {self.version}")
         # Port 0 announces a node that accepts no connections.

@@ -289,15 +289,23 @@ class PeerConnection(LineFraming, ProvesKey):
                              self.clock.seconds, self.delimiter)
         self.bucket = TokenBucket(config.messageRate, config.messageBurst,
                                   self.clock.seconds)
-        if self.outbound:
+        if self.outbound and not self.overTLS:
             # The accepting side answers once it has read this HELLO.
-            self.sendMessage(self.owner.helloFor(self.role))
+            # (Over TLS it goes once the handshake is through: see
+            # handshakeCompleted.)
+            self.sendMessage(self.owner.helloFor(self))
         self._timer = self.clock.callLater(config.handshakeTimeout,
                                            self._handshakeTimedOut)
         self.owner.connectionMade(self)
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
         self._transportGone()
+
+    def keyProven(self) -> None:
+        if self.outbound:
+            # In the same flight as TLS's last message: no round trip lost,
+            # and what it proves may depend on the session.
+            self.sendMessage(self.owner.helloFor(self))
 
     def _handshakeTimedOut(self) -> None:
         self._timer = None

@@ -33,6 +33,7 @@ class CloseKind(enum.Enum):
     ADDRESS_LIMIT = "address_limit"  # too many from the peer's address
     EVICTED = "evicted"  # made room for a newcomer
     NOT_PINNED = "not_pinned"  # not the node pinned for the address
+    OUTSIDER = "outsider"  # not a member of this private overlay
     DUPLICATE = "duplicate"  # the pair keeps its other connection
     SELF = "self"  # the node dialed itself
     IDLE = "idle"  # a direct link unused for a while
@@ -55,6 +56,7 @@ _TEXT = {
     CloseKind.ADDRESS_LIMIT: "{} from your address",
     CloseKind.EVICTED: "evicted to make room for {}",
     CloseKind.NOT_PINNED: "not the node expected at this address",
+    CloseKind.OUTSIDER: "{}",
     CloseKind.DUPLICATE: "duplicate connection",
     CloseKind.SELF: "connected to self",
     CloseKind.IDLE: "idle direct link",

@@ -21,6 +21,7 @@ from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
 from p2poverlay.identity import KeyFileError
+from p2poverlay.private import loadAllowList, loadNetworkKey
 from p2poverlay.store import NodeStore, StoreLocked
 from p2poverlay.tapendpoints import (
     controlDescription, listenDescription, portLabel, webDescription,
@@ -114,6 +115,11 @@ class Options(usage.Options):
          "Directory for this node's identity and saved peers (created if "
          "needed; '' for none). Default: p2p-PORT in the current directory, "
          "none with --port 0."],
+        ["network-key-file", None, None,
+         "A private overlay: admit only nodes that hold the secret in this "
+         "file (at least 16 bytes, readable by its owner only)."],
+        ["allow-file", None, None,
+         "Admit only the node ids listed in this file, one a line."],
         ["control", None, None,
          "Where to listen for p2p-console: a Twisted server endpoint such as "
          "unix:/path/ctl.sock or tcp:7001 (a bare port, or TCP without an "
@@ -198,6 +204,8 @@ class Options(usage.Options):
             nodeConfig(self).check()
         except ConfigError as e:
             raise usage.UsageError(optionNames(e)) from None
+        except KeyFileError as e:
+            raise usage.UsageError(str(e)) from None
         self._adjustTwistd()
 
     def _webOptions(self) -> None:
@@ -320,12 +328,18 @@ def nodeConfig(options: Options) -> NodeConfig:
         name=options["name"],
         join=tuple(options["join"]),
         pins=tuple(options["pins"]),
+        networkKey=(loadNetworkKey(options["network-key-file"])
+                    if options["network-key-file"] else None),
+        allowed=(loadAllowList(options["allow-file"])
+                 if options["allow-file"] else None),
         plaintext=bool(options["insecure-plaintext"]),
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
 
 
 _OPTION_OF = dict({field: option for option, field, _, _ in _NODE_SETTINGS},
-                  name="name", join="join", listen="port")
+                  name="name", join="join", listen="port",
+                  networkKey="network-key-file",
+                  plaintext="insecure-plaintext")
 
 
 def optionNames(error: ConfigError) -> str:
@@ -355,12 +369,14 @@ def checkListening(options: Options) -> None:
 def makeService(options: Options) -> IService:
     if options.parent is not None and not options.get("foreground", False):
         checkListening(options)
-    config = nodeConfig(options)
-    store = openStore(options["data-dir"]) if options["data-dir"] else None
     try:
+        config = nodeConfig(options)
+        store = openStore(options["data-dir"]) if options["data-dir"] else None
         node = Node(config, store=store)
     except KeyFileError as e:
         raise SystemExit(f"p2p: {e}") from None
+    except ConfigError as e:
+        raise SystemExit(f"p2p: {optionNames(e)}") from None
     if config.plaintext:
         Node.log.warn("WARNING: --insecure-plaintext: peer links are not "
                       "encrypted, and nothing proves a node id")

@@ -93,7 +93,8 @@ MODE = ValueKind("MODE", "", _mode)
 # What help writes after the options that are not a ValueKind.
 METAVARS = {"port": "PORT", "join": "HOST:PORT", "name": "NAME",
             "data-dir": "DIR", "control": "ENDPOINT", "web": "ENDPOINT",
-            "web-token": "TOKEN", "web-token-file": "FILE"}
+            "web-token": "TOKEN", "web-token-file": "FILE",
+            "network-key-file": "FILE", "allow-file": "FILE"}
 
 # The order of help: the options everyone needs first.
 GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
@@ -110,6 +111,7 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
+    ("Private overlays", ("network-key-file", "allow-file")),
     ("Debugging", ("insecure-plaintext",)),
     ("Help", ("help", "version")),
 )

@@ -32,7 +32,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
-from p2poverlay.identity import NodeKey
+from p2poverlay.identity import NodeKey, nodeIdOf
 
 # A certificate is valid from a little before it is made (clocks differ)
 # for this long; a node makes a fresh one at every start.
@@ -145,3 +145,15 @@ class ProvesKey:
             self.log.warn("closing connection with {peer}: {reason}",
                           peer=self.transport.getPeer(), reason=e)
             self.transport.abortConnection()
+        else:
+            self.keyProven()
+
+    def provesNodeId(self, nodeId: str) -> bool:
+        """Over TLS, is C{nodeId} that of the key the peer proved?  (On a
+        plaintext or in-memory link nothing proves it: yes.)"""
+        if not self.overTLS:
+            return True
+        return self.peerKey is not None and nodeIdOf(self.peerKey) == nodeId
+
+    def keyProven(self) -> None:
+        """The handshake is through and the peer proved C{peerKey}."""
