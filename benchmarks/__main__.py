@@ -22,21 +22,23 @@ from benchmarks import machine
 from benchmarks.report import Results
 
 BENCHMARKS = ["direct", "latency", "broadcast", "overlay", "processes",
-              "attack"]
+              "attack", "tls"]
 
 # Sizes for each mode: full, --quick (about a minute) and --smoke (tests).
 SIZES = {
     "full": dict(count=20000, rounds=2000, broadcast=[50, 200, 1000],
                  warmup=3, measured=10, overlay=1000, processes=30,
-                 processRounds=5,
+                 processRounds=5, tlsRounds=300,
                  attack=dict(nodes=5, broadcasts=20, interval=1.0,
                              timeout=20.0, ihave=4, peers=2, idle=48)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
+                  tlsRounds=60,
                   attack=dict(nodes=5, broadcasts=8, interval=0.5,
                               timeout=10.0, ihave=2, peers=1, idle=24)),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
+                  tlsRounds=10,
                   attack=dict(nodes=3, broadcasts=2, interval=0.3,
                               timeout=10.0, ihave=1, peers=1, idle=4)),
 }
@@ -83,7 +85,9 @@ def sizes(args) -> dict:
 
 
 async def runInProcess(names, size: dict, results: Results) -> None:
-    from benchmarks import attack, broadcast, direct, formation, multiprocess
+    from benchmarks import (
+        attack, broadcast, direct, formation, multiprocess, tlscost,
+    )
     for name in names:
         print(f"== {name}", flush=True)
         if name == "direct":
@@ -101,6 +105,8 @@ async def runInProcess(names, size: dict, results: Results) -> None:
                              size["processRounds"])
         elif name == "attack":
             attack.run(results, **size["attack"])
+        elif name == "tls":
+            await tlscost.run(results, size["count"], size["tlsRounds"])
 
 
 def reactorRun(coroutineFunction) -> None:

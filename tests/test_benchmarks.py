@@ -31,7 +31,7 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     figures = json.loads(results.read_text())["figures"]
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
-                          "processes", "attack"}, benchmarks
+                          "processes", "attack", "tls"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}
@@ -63,6 +63,11 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     assert read["under attack"]["messages_in"].get("IHAVE", 0) > 0
     assert read["under attack"]["messages_in"].get("PEERS", 0) > 0
     assert read["attacker"]["idle"]["connected"] > 0
+    # What TLS costs, against plaintext and against bare pyOpenSSL.
+    tls = {f["name"]: f for f in figures if f["benchmark"] == "tls"}
+    assert tls["direct messages over TLS, 100 B body"]["baselineName"] == \
+        "the same in plaintext"
+    assert tls["CPU to set up a verified link (both ends)"]["baseline"] > 0
     try:
         import matplotlib  # noqa: F401
     except ImportError:
