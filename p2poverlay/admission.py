@@ -74,10 +74,13 @@ class InboundPolicy:
         self.config = config
         self.clock = clock
         self._rates: "OrderedDict[str, TokenBucket]" = OrderedDict()
-        self._bannedRates: Dict[str, TokenBucket] = {}
+        self._bannedRates: "OrderedDict[str, TokenBucket]" = OrderedDict()
 
-    def _bucket(self, table, host: str, rate: float,
-                burst: float, full: bool = True) -> TokenBucket:
+    def _bucket(self, table: "OrderedDict[str, TokenBucket]", host: str,
+                rate: float, burst: float, full: bool = True) -> TokenBucket:
+        """C{host}'s bucket in C{table}, the least recently used going
+        beyond L{MAX_TRACKED_ADDRESSES}; a new one starts empty unless
+        C{full}."""
         bucket = table.get(host)
         if bucket is None:
             bucket = table[host] = TokenBucket(rate, burst, self.clock.seconds)
@@ -85,7 +88,7 @@ class InboundPolicy:
                 bucket.take(burst)
             if len(table) > MAX_TRACKED_ADDRESSES:
                 del table[next(iter(table))]
-        elif isinstance(table, OrderedDict):
+        else:
             table.move_to_end(host)
         return bucket
 

@@ -170,15 +170,14 @@ class Connections:
     def misbehaved(self, connection: PeerConnection, points: float,
                    reason: str) -> None:
         """
-        Count misbehaviour against the connection, its node and its
-        address.  The connection is closed already; a node past the threshold is
+        Count misbehaviour against the connection's node and address; the
+        connection itself is closed already.  A node past the threshold is
         banned for C{banTime} (its HELLO is refused), and an address past
         it gets a new connection only now and then.  Other connections
         from the address (a NAT, a shared host) did nothing wrong, and
         keep going; connections from this node's own address are never
         held against it.
         """
-        connection.misbehaviourPoints += points
         info = connection.peer
         if info is not None and self.offenders.penalize(info.node_id, points,
                                                         reason):

@@ -73,7 +73,6 @@ class PeerConnection(LineFraming, ProvesKey):
         self.role = role
         self.lastUsed = 0.0  # when a direct message last went either way
         self.lastUseful = 0.0  # when the peer last sent news first
-        self.misbehaviourPoints = 0.0  # what this connection has done
         self.MAX_LENGTH = owner.config.maxLineLength
         self.clock = owner.clock
         self.metrics = owner.metrics
@@ -292,7 +291,7 @@ class PeerConnection(LineFraming, ProvesKey):
         if self.outbound and not self.overTLS:
             # The accepting side answers once it has read this HELLO.
             # (Over TLS it goes once the handshake is through: see
-            # handshakeCompleted.)
+            # keyProven.)
             self.sendMessage(self.owner.helloFor(self))
         self._timer = self.clock.callLater(config.handshakeTimeout,
                                            self._handshakeTimedOut)
