@@ -38,6 +38,7 @@ from p2poverlay.reasons import CloseReason
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.seen import SeenCache
+from p2poverlay.signing import Signer, Verifier
 
 # Payloads kept to answer GRAFTs: at most this many, and this many bytes.
 PAYLOAD_CACHE_SIZE = 1024
@@ -77,8 +78,12 @@ class EpidemicBroadcast(ConnectionListener):
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  registry: PeerRegistry, dispatcher: Dispatcher,
                  deliver: Callable[[ReceivedMessage], None],
-                 stats: NodeStats) -> None:
+                 stats: NodeStats, signer: Optional[Signer],
+                 verifier: Verifier) -> None:
         self.nodeId = nodeId
+        self.signer = signer
+        self.verifier = verifier
+        self.window = config.broadcastWindow * 1000  # ms, as stamped
         self.clock = clock
         self.peers = registry
         self.deliver = deliver
@@ -156,27 +161,43 @@ class EpidemicBroadcast(ConnectionListener):
 
     def originate(self, message: Broadcast) -> int:
         """
-        Broadcast a message of this node's own.
+        Broadcast a message of this node's own, stamped with the time now
+        and signed (by a node with a key).
 
         @return: how many neighbours were told (payload or id).
         @raise MessageTooLarge: if it would not fit a line; nobody is told.
         """
+        message = replace(message, time=self._now())
+        if self.signer is not None:
+            message = self.signer.broadcast(message)
         line = message.encode()
         if len(line) > self.maxLineLength:
             raise MessageTooLarge.of(len(line), self.maxLineLength)
-        self.seen.add(message.id)
+        self.seen.add(message.id, message.time)
         self._remember(message.id, line)
         return self._push(message.id, line, exclude=None)
 
     def payloadReceived(self, connection: "PeerConnection",
                         message: Broadcast) -> None:
         sender = connection.info.node_id
-        if not self.seen.add(message.id):
+        # The cheap check first: a duplicate is dropped unread.
+        if message.id in self.seen:
             self.stats.broadcastDuplicates += 1
             if self.tree and sender in self.eager:
                 self._makeLazy(sender)
                 self._sendControl(connection, Prune())
             return
+        if not self._fresh(message):
+            self.stats.broadcastsStale += 1
+            return
+        wrong = self.verifier.checkBroadcast(message)
+        if wrong is not None:
+            # Honest nodes relay only what they checked: the sender is to
+            # blame, whoever the origin.
+            self.stats.broadcastsForged += 1
+            connection.protocolError(f"BROADCAST {message.id} {wrong}")
+            return
+        self.seen.add(message.id, message.time)
         self._stopWaiting(message.id)
         self._makeEager(sender)
         connection.lastUseful = self.clock.seconds()  # first with news
@@ -191,6 +212,19 @@ class EpidemicBroadcast(ConnectionListener):
             line = replace(message, ttl=message.ttl - 1).encode()
             self._remember(message.id, line)
             self._push(message.id, line, exclude=sender)
+
+    def _now(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def _fresh(self, message: Broadcast) -> bool:
+        """
+        Is C{message} inside the replay window: sent no longer ago, nor
+        further ahead of this node's clock, than C{broadcastWindow}, and
+        later than every broadcast this node has forgotten?
+        """
+        age = self._now() - message.time
+        return -self.window <= age <= self.window \
+            and message.time > self.seen.forgottenUpTo
 
     def _push(self, messageId: str, line: bytes,
               exclude: Optional[str]) -> int:

@@ -29,7 +29,7 @@ _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "maxNeighboursPerAddress", "sendWindow", "sendQueueLimit")
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
-             "seenCacheTTL", "directLinkIdle", "exchangeInterval",
+             "seenCacheTTL", "broadcastWindow", "directLinkIdle", "exchangeInterval",
              "graftTimeout", "pingInterval", "peerTimeout",
              "reconnectInitialDelay", "reconnectMaxDelay", "forgetAfter",
              "messageRate", "messageBurst", "banThreshold", "banTime",
@@ -65,6 +65,9 @@ class NodeConfig:
     broadcastTTL: int = 32
     seenCacheSize: int = 100_000
     seenCacheTTL: float = 600.0
+    # A broadcast sent longer ago than this (by its origin's clock), or
+    # stamped this far ahead of the node's, is dropped: a replay.
+    broadcastWindow: float = 300.0
     maxPeersPerExchange: int = 100
     autoConnect: bool = True
     # Topology: how many neighbours a node keeps, and how it broadcasts.

@@ -71,6 +71,10 @@ class NodeStats:
     broadcastsDelivered: int = 0
     broadcastDuplicates: int = 0
     broadcastsDropped: int = 0
+    # Broadcasts dropped unrelayed: older than the replay window, or not
+    # signed by their origin.
+    broadcastsStale: int = 0
+    broadcastsForged: int = 0
     directDelivered: int = 0
     # Broadcast cost: payload lines (BROADCAST) and control lines (IHAVE,
     # GRAFT, PRUNE) this node sent, and their bytes.

@@ -14,71 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import re
-import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Tuple, Type
 
-PROTOCOL_VERSION = 1
+from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
+    MAX_CODE_LENGTH, MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH,
+    MAX_REASON_LENGTH, MAX_TTL, MessageError, checkHex, checkLength,
+    checkMessageId, checkNodeId, checkPort, checkRange, checkSigned, isNodeId,
+    newMessageId, newNodeId,
+)
 
-MAX_NAME_LENGTH = 64
-MAX_HOST_LENGTH = 255
-MAX_REASON_LENGTH = 200
-MAX_CODE_LENGTH = 32
-MAX_TTL = 255
-MAX_IDS = 1000
+PROTOCOL_VERSION = 1
 
 # What a connection is for, as its dialer says in HELLO.
 NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
 DIRECT = "direct"  # opened to deliver direct messages to a non-neighbour
 ROLES = (NEIGHBOUR, DIRECT)
-
-# 64 digits: the SHA-256 of the node's key; 32: a node without one (in
-# memory, or plaintext).
-_NODE_ID = re.compile(r"\A(?:[0-9a-f]{32}){1,2}\Z")
-_MESSAGE_ID = re.compile(r"\A[0-9a-f]{32}\Z")
-_PROOF = re.compile(r"\A[0-9a-f]{64}\Z")
-
-
-class MessageError(ValueError):
-    """A line that is no valid message; C{str()} of it is a one-line reason."""
-
-
-def newNodeId() -> str:
-    """A fresh random node id: 128 bits as 32 lowercase hex digits."""
-    return uuid.uuid4().hex
-
-
-def newMessageId() -> str:
-    """A fresh random message id: 32 lowercase hex digits."""
-    return os.urandom(16).hex()  # uuid4's source, without the UUID object
-
-
-def isNodeId(value: str) -> bool:
-    """Is C{value} a node id in its wire form?"""
-    return bool(_NODE_ID.match(value))
-
-
-def checkNodeId(value: str, field: str) -> None:
-    if not _NODE_ID.match(value):
-        raise MessageError(f"{field} must be 64 (or 32) lowercase hex digits")
-
-
-def _checkMessageId(value: str, field: str = "id") -> None:
-    if not _MESSAGE_ID.match(value):
-        raise MessageError(f"{field} must be 32 lowercase hex digits")
-
-
-def _checkPort(value: int, field: str, allowZero: bool = False) -> None:
-    low = 0 if allowZero else 1
-    if not low <= value <= 65535:
-        raise MessageError(f"{field} out of range: {value}")
-
-
-def _checkLength(value: str, field: str, limit: int) -> None:
-    if len(value) > limit:
-        raise MessageError(f"{field} longer than {limit} characters")
 
 
 _REGISTRY: Dict[str, Type["P2PMessage"]] = {}
@@ -155,6 +106,9 @@ class P2PMessage:
             # The common cases inline; _fromJSON checks the rest.
             if expected is str and value.__class__ is str:
                 values[name] = value
+            elif expected is int and value.__class__ is int \
+                    and 0 <= value <= MAX_INTEGER:
+                values[name] = value
             else:
                 values[name] = _fromJSON(kind, name, expected, value)
         message = cls(**values)
@@ -167,7 +121,14 @@ class P2PMessage:
 # line it came in (an escape takes up to six bytes for one or two).
 _encodeJSON = json.JSONEncoder(separators=(",", ":"),
                                ensure_ascii=False).encode
-_decodeJSON = json.JSONDecoder().decode
+
+
+def _refuseConstant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+# NaN and Infinity are not JSON, though Python's decoder takes them.
+_decodeJSON = json.JSONDecoder(parse_constant=_refuseConstant).decode
 
 # Message class -> ((field name, expected type, required), ...).
 _SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
@@ -198,6 +159,7 @@ def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
         # bool is a subclass of int in Python, but not a number on the wire.
         if isinstance(value, bool) or not isinstance(value, int):
             raise MessageError(f"{kind} field {name!r} must be an integer")
+        checkRange(value, f"{kind} field {name!r}")
         return value
     if expected is str:
         if not isinstance(value, str):
@@ -221,11 +183,21 @@ class PeerAddress:
     host: str
     port: int
     name: str = ""
+    # The node's own record of its address: a number that grows with each
+    # new record (the newest wins), its raw key and its signature (see
+    # p2poverlay.signing), in hex; empty for a node without a key.
+    seq: int = 0
+    key: str = ""
+    signature: str = ""
 
     def toDict(self) -> Dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies, and PEERS carry dozens.
-        return {"node_id": self.node_id, "host": self.host, "port": self.port,
-                "name": self.name}
+        fields = {"node_id": self.node_id, "host": self.host,
+                  "port": self.port, "name": self.name}
+        if self.key:
+            fields.update(seq=self.seq, key=self.key,
+                          signature=self.signature)
+        return fields
 
     @classmethod
     def fromDict(cls, kind: str, item: Any) -> "PeerAddress":
@@ -236,18 +208,23 @@ class PeerAddress:
         except KeyError as e:
             raise MessageError(f"{kind} entry lacks field {e.args[0]!r}") from None
         name = item.get("name", "")
-        if not (isinstance(node_id, str) and isinstance(host, str)
-                and isinstance(name, str)):
+        seq = item.get("seq", 0)
+        key, signature = item.get("key", ""), item.get("signature", "")
+        if not all(isinstance(value, str) for value in
+                   (node_id, host, name, key, signature)):
             raise MessageError(f"{kind} entry has a non-string field")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise MessageError(f"{kind} entry port must be an integer")
+        for field, value in (("port", port), ("seq", seq)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MessageError(f"{kind} entry {field} must be an integer")
         checkNodeId(node_id, "node_id")
-        _checkPort(port, "port")
+        checkPort(port, "port")
+        checkRange(seq, "seq")
         if not host:
             raise MessageError(f"{kind} entry has an empty host")
-        _checkLength(host, "host", MAX_HOST_LENGTH)
-        _checkLength(name, "name", MAX_NAME_LENGTH)
-        return cls(node_id, host, port, name)
+        checkLength(host, "host", MAX_HOST_LENGTH)
+        checkLength(name, "name", MAX_NAME_LENGTH)
+        checkSigned(key, signature)
+        return cls(node_id, host, port, name, seq, key, signature)
 
 
 @dataclass(frozen=True)
@@ -271,13 +248,12 @@ class Hello(P2PMessage):
 
     def validate(self) -> None:
         checkNodeId(self.node_id, "node_id")
-        if self.network_proof and not _PROOF.match(self.network_proof):
-            raise MessageError("network_proof must be 64 lowercase hex digits")
+        checkHex(self.network_proof, "network_proof", 64)
         if self.version < 1:
             raise MessageError(f"bad protocol version {self.version}")
         # Port 0 announces a node that accepts no connections.
-        _checkPort(self.port, "port", allowZero=True)
-        _checkLength(self.name, "name", MAX_NAME_LENGTH)
+        checkPort(self.port, "port", allowZero=True)
+        checkLength(self.name, "name", MAX_NAME_LENGTH)
         if self.role not in ROLES:
             raise MessageError(f"unknown role {self.role[:32]!r}")
 
@@ -299,7 +275,7 @@ class Data(P2PMessage):
     body: str
 
     def validate(self) -> None:
-        _checkMessageId(self.id)
+        checkMessageId(self.id)
 
 
 @dataclass(frozen=True)
@@ -310,7 +286,7 @@ class Ack(P2PMessage):
     id: str
 
     def validate(self) -> None:
-        _checkMessageId(self.id)
+        checkMessageId(self.id)
 
 
 @dataclass(frozen=True)
@@ -323,13 +299,25 @@ class Broadcast(P2PMessage):
     ttl: int
     body: str
     origin_name: str = ""
+    # When the origin sent it: milliseconds since the Unix epoch.
+    time: int = 0
+    # The origin's raw Ed25519 key and its signature of the message (see
+    # p2poverlay.signing), in hex; empty from an origin without a key.
+    key: str = ""
+    signature: str = ""
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if not self.key:  # An origin without a key signs nothing.
+            del fields["key"], fields["signature"]
+        return fields
 
     def validate(self) -> None:
-        _checkMessageId(self.id)
+        checkMessageId(self.id)
         checkNodeId(self.origin, "origin")
-        if not 0 <= self.ttl <= MAX_TTL:
-            raise MessageError(f"ttl out of range: {self.ttl}")
-        _checkLength(self.origin_name, "origin_name", MAX_NAME_LENGTH)
+        checkRange(self.ttl, "ttl", MAX_TTL)
+        checkLength(self.origin_name, "origin_name", MAX_NAME_LENGTH)
+        checkSigned(self.key, self.signature)
 
 
 def _checkIds(ids: Tuple[str, ...]) -> None:
@@ -338,7 +326,7 @@ def _checkIds(ids: Tuple[str, ...]) -> None:
     if len(ids) > MAX_IDS:
         raise MessageError(f"more than {MAX_IDS} ids")
     for messageId in ids:
-        _checkMessageId(messageId, "ids")
+        checkMessageId(messageId, "ids")
 
 
 @dataclass(frozen=True)
@@ -402,8 +390,8 @@ class Bye(P2PMessage):
     code: str = ""
 
     def validate(self) -> None:
-        _checkLength(self.reason, "reason", MAX_REASON_LENGTH)
-        _checkLength(self.code, "code", MAX_CODE_LENGTH)
+        checkLength(self.reason, "reason", MAX_REASON_LENGTH)
+        checkLength(self.code, "code", MAX_CODE_LENGTH)
 
 
 # Field annotations are strings (from __future__ import annotations).

@@ -41,6 +41,7 @@ from p2poverlay.network import INetwork
 from p2poverlay.nodeidentity import identityOf
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
+from p2poverlay.signing import signingFor
 from p2poverlay.store import NodeStore
 from p2poverlay.topology import Topology
 
@@ -84,6 +85,7 @@ class Node(Service):
         self.key, self.nodeId, self.network = identityOf(
             config, reactor, store, nodeId, key, network)
         self.store = store
+        self.signer, self.verifier = signingFor(self.key, config.plaintext)
         # Service.name too: a parent MultiService finds the node by it.
         self.name = config.name  # type: ignore[assignment]
         self.peers = PeerRegistry()
@@ -116,7 +118,7 @@ class Node(Service):
             awaitingAcks=self.direct.awaitingAcks)
         self.broadcaster = EpidemicBroadcast(
             self.nodeId, config, clock, self.peers, dispatcher,
-            self._deliver, self.stats)
+            self._deliver, self.stats, self.signer, self.verifier)
         self.connections.admission = self.topology
         # The order they are told in: see IConnectionListener.
         self.connections.listeners += [

@@ -1,7 +1,7 @@
 """A bounded set of recently seen message ids, for exactly-once delivery."""
 
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Tuple
 
 
 class SeenCache:
@@ -9,23 +9,32 @@ class SeenCache:
     Remembers ids for C{ttl} seconds, and at most C{maxSize} of them; the
     oldest go first.  C{ttl} must exceed the time a message can keep
     travelling through the overlay.
+
+    An id may come with a stamp (its message's send time).
+    L{forgottenUpTo} is the newest stamp of an id forgotten (its time up,
+    or to make room): a message stamped no later may be one seen before.
+
+    @ivar forgottenUpTo: see above; minus infinity while none was
+        forgotten.
     """
 
     def __init__(self, maxSize: int, ttl: float, now: Callable[[], float]) -> None:
         self.maxSize = maxSize
         self.ttl = ttl
         self._now = now
-        self._expiry: "OrderedDict[str, float]" = OrderedDict()
+        self._expiry: "OrderedDict[str, Tuple[float, float]]" = OrderedDict()
+        self.forgottenUpTo = float("-inf")
 
-    def add(self, key: str) -> bool:
+    def add(self, key: str, stamp: float = 0.0) -> bool:
         """Record C{key}; return C{True} if it was not already known."""
         now = self._now()
         self._expire(now)
         if key in self._expiry:
             return False
-        self._expiry[key] = now + self.ttl
+        self._expiry[key] = (now + self.ttl, stamp)
         if len(self._expiry) > self.maxSize:
-            self._expiry.popitem(last=False)
+            _, (_, forgotten) = self._expiry.popitem(last=False)
+            self.forgottenUpTo = max(self.forgottenUpTo, forgotten)
         return True
 
     def __contains__(self, key: object) -> bool:
@@ -38,7 +47,9 @@ class SeenCache:
     def _expire(self, now: float) -> None:
         expiry = self._expiry
         while expiry:
-            oldest = next(iter(expiry.values()))
+            oldest, stamp = next(iter(expiry.values()))
             if oldest > now:
                 break
             expiry.popitem(last=False)
+            if stamp > self.forgottenUpTo:
+                self.forgottenUpTo = stamp

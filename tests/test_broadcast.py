@@ -19,6 +19,7 @@ from p2poverlay.message import (
     MAX_IDS, Broadcast, Graft, IHave, P2PMessage, Prune, newMessageId,
 )
 from p2poverlay.records import PeerInfo
+from p2poverlay.signing import Verifier
 
 ME = "0" * 32
 ORIGIN = "f" * 32
@@ -89,7 +90,8 @@ def make(tree: bool = True, neighbours=(A, B, C), **config):
     node = FakeNode(**config)
     machine = EpidemicBroadcast(node.nodeId, node.config, node.reactor,
                                 node.peers, Dispatcher(),
-                                node.delivered.append, node.stats)
+                                node.delivered.append, node.stats,
+                                None, Verifier(acceptUnsigned=True))
     connections = {}
     for nodeId in neighbours:
         connections[nodeId] = node.peers.byId[nodeId] = FakeConnection(nodeId)

@@ -28,7 +28,8 @@ from test_console import BOB, CAROL, DAVE, addPeer, receive, written
 
 @pytest.fixture
 def node():
-    return Node(NodeConfig(name="me", ackTimeout=30.0), reactor=MemoryReactorClock())
+    return Node(NodeConfig(name="me", ackTimeout=30.0, plaintext=True),
+                reactor=MemoryReactorClock())
 
 
 class Interpreter:
@@ -80,11 +81,11 @@ def test_info(node, run):
     reply = run("info")
     assert reply.ok
     assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer",
-                           f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
+                           f"  key:     {node.key.fingerprint}; peer links: plaintext"]
     assert reply.result == {"node_id": node.nodeId, "name": "me",
                             "address": None, "port": 0, "uptime": 0.0,
                             "protocol_version": PROTOCOL_VERSION, "peers": 1,
-                            "fingerprint": node.key.fingerprint, "tls": True}
+                            "fingerprint": node.key.fingerprint, "tls": False}
     assertJSONable(reply)
 
 

@@ -67,7 +67,8 @@ class Console:
 
 @pytest.fixture
 def node():
-    return Node(NodeConfig(name="me", ackTimeout=30.0), reactor=MemoryReactorClock())
+    return Node(NodeConfig(name="me", ackTimeout=30.0, plaintext=True),
+                reactor=MemoryReactorClock())
 
 
 @pytest.fixture
@@ -161,12 +162,12 @@ def test_info(node, console):
     addPeer(node)
     assert console.type("info") == [
         f"node {node.nodeId} 'me' not listening yet, 1 peer",
-        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
+        f"  key:     {node.key.fingerprint}; peer links: plaintext"]
     addPeer(node, CAROL, 9001, "carol")
     node.listener.port = Port()
     assert console.type("info") == [
         f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers",
-        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
+        f"  key:     {node.key.fingerprint}; peer links: plaintext"]
 
 
 def test_info_of_a_node_without_a_name(consoles):

@@ -196,7 +196,8 @@ def test_a_broadcast_over_a_direct_link_is_not_delivered(overlay, raw):
     for role, delivered in ((DIRECT, False), (NEIGHBOUR, True)):
         client, rawId = yield peer(raw, t, "sender", role)
         body = f"over a {role} link"
-        client.send(Broadcast(newMessageId(), rawId, 5, body), Ping(1))
+        client.send(Broadcast(newMessageId(), rawId, 5, body,
+                              time=int(time.time() * 1000)), Ping(1))
         yield waitFor(lambda client=client: "PONG" in client.types(),
                       timeout=PROMPT, what="the broadcast handled")
         if delivered:

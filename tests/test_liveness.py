@@ -802,13 +802,15 @@ def test_send_data_fails_when_the_send_buffer_is_full(smallBufferNode):
     fits.addErrback(lambda _: None)
 
 
-def test_broadcast_counts_a_drop_for_a_peer_whose_buffer_is_full(smallBufferNode):
-    node = smallBufferNode
+def test_broadcast_counts_a_drop_for_a_peer_whose_buffer_is_full():
+    # Room for one small signed broadcast, not for one of 1,000 bytes.
+    node = Node(NodeConfig(name="me", maxSendBuffer=1000, ackTimeout=30.0),
+                reactor=MemoryReactorClock())
     bob, bobTransport = established(node)
     carol, carolTransport = established(node, CAROL, CAROL_PORT, "carol",
                                         CAROL_SOURCE)
     bob.outbox.pauseProducing()
-    messageId, sent = node.broadcast("y" * 300)
+    messageId, sent = node.broadcast("y" * 1000)
     assert sent == 1
     assert node.stats.broadcastsDropped == 1
     (received,) = written(carolTransport)

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from p2poverlay import message as m
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import (
-    MAX_HOST_LENGTH, MAX_IDS, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
+    MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
     newMessageId, newNodeId,
@@ -67,8 +67,8 @@ EVERY_TYPE = [
     Broadcast(MSG_ID, NODE_A, 31, "everyone", "alice"),
     Broadcast(MSG_ID, NODE_B, 0, ""),
     Ping(0),
-    Ping(-(2 ** 70)),
-    Pong(2 ** 63),
+    Ping(2 ** 53 - 1),
+    Pong(2 ** 40),
     Bye("node shutting down"),
     Bye(),
     Hello(NODE_A, 1, 9000, "", "direct"),
@@ -235,8 +235,6 @@ REJECTIONS = [
     ("hello-name-list", hello(name=["x"]), "HELLO field 'name' must be a string"),
     ("ping-nonce-bool", b'{"type":"PING","nonce":true}',
      "PING field 'nonce' must be an integer"),
-    ("ping-nonce-nan", b'{"type":"PING","nonce":NaN}',
-     "PING field 'nonce' must be an integer"),
     ("pong-nonce-string", b'{"type":"PONG","nonce":"1"}',
      "PONG field 'nonce' must be an integer"),
     ("broadcast-ttl-bool", broadcast(ttl=True),
@@ -266,13 +264,15 @@ REJECTIONS = [
     ("broadcast-bad-id", broadcast(id=MSG_ID.upper()),
      "id must be 32 lowercase hex digits"),
     # Ranges and lengths.
-    ("hello-port-negative", hello(port=-1), "port out of range: -1"),
+    ("hello-port-negative", hello(port=-1), "HELLO field 'port' out of range: -1"),
     ("hello-port-too-big", hello(port=65536), "port out of range: 65536"),
     ("hello-version-zero", hello(version=0), "bad protocol version 0"),
-    ("hello-version-negative", hello(version=-3), "bad protocol version -3"),
+    ("hello-version-negative", hello(version=-3),
+     "HELLO field 'version' out of range: -3"),
     ("hello-name-too-long", hello(name="n" * (MAX_NAME_LENGTH + 1)),
      f"name longer than {MAX_NAME_LENGTH} characters"),
-    ("broadcast-ttl-negative", broadcast(ttl=-1), "ttl out of range: -1"),
+    ("broadcast-ttl-negative", broadcast(ttl=-1),
+     "BROADCAST field 'ttl' out of range: -1"),
     ("broadcast-ttl-too-big", broadcast(ttl=MAX_TTL + 1),
      f"ttl out of range: {MAX_TTL + 1}"),
     ("broadcast-origin-name-too-long",
@@ -325,6 +325,29 @@ REJECTIONS = [
      f"more than {MAX_IDS} ids"),
     ("graft-bad-id", line({"type": "GRAFT", "ids": ["nope"]}),
      "ids must be 32 lowercase hex digits"),
+    # Numbers: JSON's only, and within what every decoder holds exactly.
+    ("ping-nan", b'{"type":"PING","nonce":NaN}', "not valid JSON"),
+    ("ping-infinity", b'{"type":"PING","nonce":Infinity}', "not valid JSON"),
+    ("ping-negative", line({"type": "PING", "nonce": -1}),
+     "PING field 'nonce' out of range: -1"),
+    ("ping-past-2-53", line({"type": "PING", "nonce": MAX_INTEGER + 1}),
+     f"PING field 'nonce' out of range: {MAX_INTEGER + 1}"),
+    ("ping-float", line({"type": "PING", "nonce": 1.0}),
+     "PING field 'nonce' must be an integer"),
+    # Signatures.
+    ("broadcast-key-without-signature", broadcast(key="ab" * 32),
+     "key and signature come together"),
+    ("broadcast-short-signature", broadcast(key="ab" * 32, signature="ab"),
+     "signature must be 128 lowercase hex digits"),
+    ("broadcast-upper-key", broadcast(key="AB" * 32, signature="ab" * 64),
+     "key must be 64 lowercase hex digits"),
+    ("broadcast-time-negative", broadcast(time=-5),
+     "BROADCAST field 'time' out of range: -5"),
+    ("peers-entry-seq-string", peers(entry(seq="1")),
+     "PEERS entry seq must be an integer"),
+    ("peers-entry-seq-negative", peers(entry(seq=-1)), "seq out of range: -1"),
+    ("peers-entry-key-alone", peers(entry(key="ab" * 32)),
+     "key and signature come together"),
 ]
 
 
@@ -368,13 +391,13 @@ peerAddresses = st.builds(
     PeerAddress, hexIds,
     st.text(min_size=1, max_size=MAX_HOST_LENGTH), st.integers(1, 65535), names)
 validMessages = st.one_of(
-    st.builds(Hello, hexIds, st.integers(1, 2 ** 64), st.integers(0, 65535), names),
+    st.builds(Hello, hexIds, st.integers(1, MAX_INTEGER), st.integers(0, 65535), names),
     st.builds(Peers, st.lists(peerAddresses, max_size=5).map(tuple)),
     st.builds(Data, hexIds, anyText),
     st.builds(Ack, hexIds),
     st.builds(Broadcast, hexIds, hexIds, st.integers(0, MAX_TTL), anyText, names),
-    st.builds(Ping, st.integers()),
-    st.builds(Pong, st.integers()),
+    st.builds(Ping, st.integers(0, MAX_INTEGER)),
+    st.builds(Pong, st.integers(0, MAX_INTEGER)),
     st.builds(Bye, st.text(anyChar, max_size=MAX_REASON_LENGTH)),
 )
 

@@ -1,0 +1,154 @@
+"""
+What a node signs with its key, and how every other node checks it.
+
+Two things travel through the overlay on behalf of a node that is not the
+sender: broadcasts (relayed hop by hop) and addresses (told in peer
+exchange).  The node they are about signs each one with its Ed25519 key,
+and carries its raw public key beside the signature, so that a receiver
+who never met it can check both that the key is the one the node id is
+derived from (the SHA-256 of the key) and that the key signed the bytes.
+
+The signed bytes are a context string, then the fields in a fixed order,
+numbers big-endian and texts length-prefixed, so that no two messages
+sign the same bytes; ``docs/protocol.rst`` gives the layout.  Texts go as
+UTF-8, a lone surrogate (which JSON can carry) as its three-byte form.
+
+A node without a key (in memory, or a plaintext node given an id) signs
+nothing; such unsigned records are taken only by nodes that do not insist
+on signatures (L{Verifier.acceptUnsigned}).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Optional, Tuple
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from p2poverlay.identity import NodeKey, nodeIdOf
+from p2poverlay.message import Broadcast, PeerAddress
+
+BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
+ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
+# Keys of this many nodes are kept, checked against their ids.
+KEY_CACHE_SIZE = 4096
+
+
+def _text(value: str) -> bytes:
+    data = value.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(2, "big") + data
+
+
+def broadcastBytes(message: Broadcast) -> bytes:
+    """What the origin of a broadcast signs: everything but C{ttl}."""
+    return b"".join((
+        BROADCAST_CONTEXT, bytes.fromhex(message.id),
+        bytes.fromhex(message.origin), message.time.to_bytes(8, "big"),
+        _text(message.origin_name),
+        message.body.encode("utf-8", "surrogatepass")))
+
+
+def addressBytes(address: PeerAddress) -> bytes:
+    """What a node signs of its own address record."""
+    return b"".join((
+        ADDRESS_CONTEXT, bytes.fromhex(address.node_id),
+        address.seq.to_bytes(8, "big"), address.port.to_bytes(2, "big"),
+        _text(address.host), _text(address.name)))
+
+
+def isKeyed(nodeId: str) -> bool:
+    """Is C{nodeId} derived from a key (64 hex digits, not 32)?"""
+    return len(nodeId) == 64
+
+
+class Signer:
+    """Signs what a node with the key C{key} sends on its own behalf."""
+
+    def __init__(self, key: NodeKey) -> None:
+        self.key = key
+        self.keyHex = key.publicBytes.hex()
+
+    def broadcast(self, message: Broadcast) -> Broadcast:
+        """C{message}, with this node's key and signature."""
+        signature = self.key.sign(broadcastBytes(message))
+        return _with(message, self.keyHex, signature.hex())
+
+    def address(self, address: PeerAddress) -> PeerAddress:
+        """C{address} (this node's own), with its key and signature."""
+        signature = self.key.sign(addressBytes(address))
+        return _with(address, self.keyHex, signature.hex())
+
+
+def _with(record, key: str, signature: str):
+    return replace(record, key=key, signature=signature)
+
+
+class Verifier:
+    """
+    Checks signed broadcasts and addresses, remembering the keys of the
+    last L{KEY_CACHE_SIZE} nodes it checked (a key's hash is worked out
+    once per node).
+
+    @ivar acceptUnsigned: whether a record about a node without a key
+        (a 32-digit id) counts, unsigned; a node over TLS insists.
+    """
+
+    def __init__(self, acceptUnsigned: bool) -> None:
+        self.acceptUnsigned = acceptUnsigned
+        self._keys: "OrderedDict[str, Tuple[str, Ed25519PublicKey]]" = \
+            OrderedDict()
+
+    def checkBroadcast(self, message: Broadcast) -> Optional[str]:
+        """Why C{message} is not its origin's, or C{None} if it is."""
+        return self._check(message.origin, message.key, message.signature,
+                           broadcastBytes, message)
+
+    def checkAddress(self, address: PeerAddress) -> Optional[str]:
+        """Why C{address} is not one its node signed, or C{None}."""
+        return self._check(address.node_id, address.key, address.signature,
+                           addressBytes, address)
+
+    def _check(self, nodeId: str, keyHex: str, signatureHex: str,
+               signedBytes, record) -> Optional[str]:
+        if not keyHex:
+            if isKeyed(nodeId):
+                return "not signed"
+            return None if self.acceptUnsigned else \
+                "not signed, by a node without a key"
+        publicKey = self._keyOf(nodeId, keyHex)
+        if publicKey is None:
+            return "signed with a key that is not the node's"
+        try:
+            publicKey.verify(bytes.fromhex(signatureHex), signedBytes(record))
+        except InvalidSignature:
+            return "bad signature"
+        return None
+
+    def _keyOf(self, nodeId: str, keyHex: str) -> Optional[Ed25519PublicKey]:
+        cached = self._keys.get(nodeId)
+        if cached is not None:
+            self._keys.move_to_end(nodeId)
+            return cached[1] if cached[0] == keyHex else None
+        raw = bytes.fromhex(keyHex)
+        if nodeIdOf(raw) != nodeId:
+            return None
+        try:
+            publicKey = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            return None
+        self._keys[nodeId] = (keyHex, publicKey)
+        if len(self._keys) > KEY_CACHE_SIZE:
+            self._keys.popitem(last=False)
+        return publicKey
+
+
+def signingFor(key: Optional[NodeKey], plaintext: bool
+               ) -> Tuple[Optional[Signer], Verifier]:
+    """
+    The signer of a node with C{key} (none without one) and its verifier.
+    Over TLS every node has a key: a record that is not signed is forged.
+    """
+    signer = Signer(key) if key is not None else None
+    return signer, Verifier(acceptUnsigned=key is None or plaintext)
