@@ -96,7 +96,7 @@ class P2PMessage:
         cls = _REGISTRY.get(kind)
         if cls is None:
             raise MessageError(f"unknown message type {kind[:32]!r}")
-        values = {}
+        values: Dict[str, Any] = {}
         for name, expected, required in _fieldSpecs(cls):
             if name not in obj:
                 if required:
