@@ -6,7 +6,8 @@ The attacker of the ``attack`` benchmark, run in a process of its own::
 From distinct 127.0.0.x source addresses it connects to the node that
 listens on 127.0.0.1:PORT and, after a ``HELLO``, floods it with ``IHAVE``
 lines of random ids (``--ihave`` connections) and ``PEERS`` lines of
-made-up nodes (``--peers`` connections), as fast as the node reads them;
+made-up nodes, each signed by a key of its own (``--peers`` connections),
+as fast as the node reads them;
 ``--idle`` more connections send nothing or half a ``HELLO``.  A connection
 the node closes is opened again (after a short pause) until ``--seconds``
 have passed or ``--max-attempts`` connections were tried.  It prints
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 from dataclasses import asdict, dataclass
 from typing import Dict, List
@@ -33,7 +35,8 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from p2poverlay.identity import NodeKey
-from p2poverlay.message import MAX_IDS, Hello, PeerAddress, Peers
+from p2poverlay.message import MAX_IDS, MAX_PEER_ENTRIES, Hello, PeerAddress, Peers
+from p2poverlay.signing import Signer
 from p2poverlay.tls import NodeTLS
 
 IHAVE = "ihave"
@@ -43,7 +46,8 @@ IDLE = "idle"
 # nothing listens on: the victim's dials of them are refused at once and
 # never leave the machine.
 FAKE_PORT = 1
-PEERS_ENTRIES = 500  # about 40 kB: fits the default 64 KiB line
+PEERS_ENTRIES = MAX_PEER_ENTRIES  # as many as a receiver reads
+RECORD_POOL = 2000
 LINES_PER_WRITE = 4
 RECONNECT_DELAY = 0.2
 READY_TIMEOUT = 10.0
@@ -55,14 +59,30 @@ def ihaveLine() -> bytes:
     return b'{"type":"IHAVE","ids":["' + ids.encode() + b'"]}\n'
 
 
+_records: List[PeerAddress] = []
+
+
+def _signedRecords() -> List[PeerAddress]:
+    """
+    Made-up nodes at unused loopback addresses, each with a key of its own
+    and a valid signed record: the victim checks every signature.  Made
+    once (keys cost the attacker too), then sent over and over.
+    """
+    if not _records:
+        noise = os.urandom(3 * RECORD_POOL)
+        for i in range(RECORD_POOL):
+            key = NodeKey.generate()
+            _records.append(Signer(key).address(PeerAddress(
+                key.nodeId, f"127.{100 + noise[3 * i] % 100}."
+                f"{noise[3 * i + 1]}.{noise[3 * i + 2] % 254 + 1}",
+                FAKE_PORT, "", 1)))
+    return _records
+
+
 def peersLine() -> bytes:
-    """One PEERS of C{PEERS_ENTRIES} made-up nodes at unused loopback addresses."""
-    noise = os.urandom(3 * PEERS_ENTRIES)
-    return Peers(tuple(
-        PeerAddress(os.urandom(16).hex(),
-                    f"127.{100 + noise[3 * i] % 100}.{noise[3 * i + 1]}."
-                    f"{noise[3 * i + 2] % 254 + 1}", FAKE_PORT)
-        for i in range(PEERS_ENTRIES))).encode() + b"\n"
+    """One PEERS of C{PEERS_ENTRIES} made-up nodes, signed."""
+    return Peers(tuple(random.sample(_signedRecords(), PEERS_ENTRIES))
+                 ).encode() + b"\n"
 
 
 @dataclass

@@ -23,12 +23,17 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from p2poverlay.addrgroups import addressGroup
 from p2poverlay.newtable import NewTable, rank
+from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.records import CONNECTED, KNOWN, KnownPeer
 
 # The tried table's part of the book (Bitcoin Core gives it a fifth).
 TRIED_SHARE = 0.25
 # The most of the new table one source may hold, even with room to spare.
 SOURCE_SHARE = 1 / 3
+
+
+def _newer(record: Optional[PeerAddress], than: Optional[PeerAddress]) -> bool:
+    return record is not None and (than is None or record.seq > than.seq)
 
 
 def _keepTried(entry: KnownPeer) -> Tuple[float, float]:
@@ -88,21 +93,33 @@ class AddressBook:
     # -- what the node learns ---------------------------------------------
 
     def learn(self, nodeId: str, host: str, port: int, name: str = "",
-              lastSeen: float = 0.0, source: Optional[str] = None
-              ) -> Optional[KnownPeer]:
+              lastSeen: float = 0.0, source: Optional[str] = None,
+              record: Optional[PeerAddress] = None) -> Optional[KnownPeer]:
         """
         Remember a node heard of (from peer exchange, a saved file, a
-        HELLO) without changing what is known of one already in the book.
+        HELLO) without changing what is known of one already in the book,
+        except where the node signed a newer C{record} of its address:
+        the newest record wins.
 
         @param source: the host that told of it (its address group counts);
             by default C{host}, the node telling of itself.
+        @param record: the node's own signed record of this address, if
+            it came with one (and was checked).
         @return: the entry, or L{None} if it made no room (or C{port} is 0).
         """
-        if nodeId in self._peers or not port:
-            return self._peers.get(nodeId)
+        old = self._peers.get(nodeId)
+        if old is not None:
+            if _newer(record, old.record) and old.state != CONNECTED:
+                # The node moved, in its own words.
+                old = self._peers[nodeId] = replace(
+                    old, host=host, port=port, name=name, record=record)
+            return old
+        if not port:
+            return None
         group = addressGroup(host if source is None else source)
         return self._put(KnownPeer(nodeId, host, port, name, KNOWN,
-                                   lastSeen, self._now(), source=group))
+                                   lastSeen, self._now(), source=group,
+                                   record=record))
 
     def restore(self, entries: Iterable[KnownPeer]) -> int:
         """
@@ -124,8 +141,8 @@ class AddressBook:
         return sum(1 for nodeId in added if nodeId in self._peers)
 
     def update(self, nodeId: str, host: str, port: int, name: str,
-               state: str, nextAttempt: Optional[float] = None
-               ) -> Optional[KnownPeer]:
+               state: str, nextAttempt: Optional[float] = None,
+               record: Optional[PeerAddress] = None) -> Optional[KnownPeer]:
         """
         Record what is now true of a node (L{None} if it made no room); a
         node L{CONNECTED} enters the tried table.
@@ -136,8 +153,10 @@ class AddressBook:
         lastSeen = now if state == CONNECTED else (old.last_seen if old else 0.0)
         tried = state == CONNECTED or (old is not None and old.tried)
         source = old.source if old is not None else addressGroup(host)
+        if old is not None and not _newer(record, old.record):
+            record = old.record
         return self._put(KnownPeer(nodeId, host, port, name, state, lastSeen,
-                                   since, nextAttempt, tried, source))
+                                   since, nextAttempt, tried, source, record))
 
     def setState(self, nodeId: str, state: str,
                  nextAttempt: Optional[float] = None) -> Optional[KnownPeer]:

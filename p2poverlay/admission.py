@@ -20,9 +20,13 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
 
+from zope.interface import implementer
+
 from p2poverlay.addrgroups import addressGroup
 from p2poverlay.config import NodeConfig
 from p2poverlay.limits import TokenBucket
+from p2poverlay.interfaces import IAdmission
+from p2poverlay.message import Peers
 from p2poverlay.reasons import CloseKind, CloseReason
 
 if TYPE_CHECKING:
@@ -191,3 +195,14 @@ class InboundPolicy:
         if crowd[group] < crowd[addressGroup(newcomer.remoteHost)] + 2:
             return None
         return max(groups[group], key=lambda c: c.info.since)
+
+
+@implementer(IAdmission)
+class OpenAdmission:
+    """Admits every neighbour, and has no other nodes to tell of."""
+
+    def hasRoomFor(self, connection: "PeerConnection") -> bool:
+        return True
+
+    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
+        return Peers(())

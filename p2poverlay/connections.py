@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
-from p2poverlay.admission import InboundPolicy, isLocal
+from p2poverlay.admission import InboundPolicy, OpenAdmission, isLocal
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
@@ -33,9 +33,10 @@ from p2poverlay.interfaces import (
     IAdmission, IConnectionListener, IPeerConnectionOwner,
 )
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage, Peers
+from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
+from p2poverlay.ownaddress import OwnAddress, recordOf
 from p2poverlay.pins import Pins
 from p2poverlay.private import PrivateOverlay
 from p2poverlay.protocol import PeerConnection
@@ -49,17 +50,6 @@ STOP_GRACE = 1.5
 
 def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
     return connection.handshake
-
-
-@implementer(IAdmission)
-class OpenAdmission:
-    """Admits every neighbour, and has no other nodes to tell of."""
-
-    def hasRoomFor(self, connection: PeerConnection) -> bool:
-        return True
-
-    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
-        return Peers(())
 
 
 @implementer(IPeerConnectionOwner)
@@ -102,6 +92,7 @@ class Connections:
         self._selfAddresses: Set[Tuple[str, int]] = set()
         self.pins = Pins(config.pins)
         self.private = PrivateOverlay(config.networkKey, config.allowed)
+        self.ownAddress = OwnAddress()
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -128,7 +119,8 @@ class Connections:
     # -- IPeerConnectionOwner ----------------------------------------------
 
     def helloFor(self, connection: PeerConnection) -> Hello:
-        hello = self._hello(connection.role)
+        hello = self.ownAddress.signedHello(self._hello(connection.role),
+                                            connection)
         proof = self.private.proofFor(connection)
         return replace(hello, network_proof=proof) if proof else hello
 
@@ -280,6 +272,9 @@ class Connections:
         if not connection.provesNodeId(hello.node_id):
             connection.protocolError("node id does not match its key")
             return
+        if (wrong := self.ownAddress.check(hello)) is not None:
+            connection.protocolError(wrong)
+            return
         pinned = self.pins.mismatch(connection.dialed, hello.node_id)
         if pinned is not None:
             host, port = connection.dialed or ("?", 0)
@@ -297,7 +292,8 @@ class Connections:
             name=hello.name, direction=connection.direction,
             since=self.clock.seconds(), role=connection.role,
             fingerprint=(fingerprintOf(connection.peerKey)
-                         if connection.peerKey is not None else None))
+                         if connection.peerKey is not None else None),
+            record=recordOf(hello))
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             self._settleDuplicate(connection, existing, info)

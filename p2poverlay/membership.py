@@ -113,7 +113,7 @@ class Membership(ConnectionListener):
     def peerReached(self, info: PeerInfo, connection: PeerConnection) -> None:
         """C{connection} is now the one connection to C{info}'s node."""
         self.book.update(info.node_id, info.host, info.port, info.name,
-                         CONNECTED)
+                         CONNECTED, record=info.record)
         link = self.links.get(info.node_id)
         if link is not None:
             if connection.link is link:

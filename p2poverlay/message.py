@@ -19,10 +19,12 @@ from typing import Any, ClassVar, Dict, Tuple, Type
 
 from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     MAX_CODE_LENGTH, MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH,
+    MAX_PEER_ENTRIES,
     MAX_REASON_LENGTH, MAX_TTL, MessageError, checkHex, checkLength,
     checkMessageId, checkNodeId, checkPort, checkRange, checkSigned, isNodeId,
     newMessageId, newNodeId,
 )
+from p2poverlay.peeraddress import PeerAddress
 
 PROTOCOL_VERSION = 1
 
@@ -172,59 +174,15 @@ def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
             raise MessageError(f"{kind} field {name!r} must be a list of "
                                f"strings")
         return tuple(value)
-    return tuple(PeerAddress.fromDict(kind, item) for item in value)
-
-
-@dataclass(frozen=True)
-class PeerAddress:
-    """One entry of a L{Peers} message: a node and where it listens."""
-
-    node_id: str
-    host: str
-    port: int
-    name: str = ""
-    # The node's own record of its address: a number that grows with each
-    # new record (the newest wins), its raw key and its signature (see
-    # p2poverlay.signing), in hex; empty for a node without a key.
-    seq: int = 0
-    key: str = ""
-    signature: str = ""
-
-    def toDict(self) -> Dict[str, Any]:
-        # Not dataclasses.asdict: it deep-copies, and PEERS carry dozens.
-        fields = {"node_id": self.node_id, "host": self.host,
-                  "port": self.port, "name": self.name}
-        if self.key:
-            fields.update(seq=self.seq, key=self.key,
-                          signature=self.signature)
-        return fields
-
-    @classmethod
-    def fromDict(cls, kind: str, item: Any) -> "PeerAddress":
-        if not isinstance(item, dict):
-            raise MessageError(f"{kind} entry is not an object")
+    # Each entry stands alone: a bad one is skipped, and those past the
+    # first MAX_PEER_ENTRIES are not even looked at.
+    entries = []
+    for item in value[:MAX_PEER_ENTRIES]:
         try:
-            node_id, host, port = item["node_id"], item["host"], item["port"]
-        except KeyError as e:
-            raise MessageError(f"{kind} entry lacks field {e.args[0]!r}") from None
-        name = item.get("name", "")
-        seq = item.get("seq", 0)
-        key, signature = item.get("key", ""), item.get("signature", "")
-        if not all(isinstance(value, str) for value in
-                   (node_id, host, name, key, signature)):
-            raise MessageError(f"{kind} entry has a non-string field")
-        for field, value in (("port", port), ("seq", seq)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MessageError(f"{kind} entry {field} must be an integer")
-        checkNodeId(node_id, "node_id")
-        checkPort(port, "port")
-        checkRange(seq, "seq")
-        if not host:
-            raise MessageError(f"{kind} entry has an empty host")
-        checkLength(host, "host", MAX_HOST_LENGTH)
-        checkLength(name, "name", MAX_NAME_LENGTH)
-        checkSigned(key, signature)
-        return cls(node_id, host, port, name, seq, key, signature)
+            entries.append(PeerAddress.fromDict(kind, item))
+        except MessageError:
+            pass
+    return tuple(entries)
 
 
 @dataclass(frozen=True)
@@ -239,16 +197,29 @@ class Hello(P2PMessage):
     role: str = NEIGHBOUR
     # In a private overlay: the proof that the sender holds its key.
     network_proof: str = ""
+    # The sender's signed record of its address (a PeerAddress with
+    # node_id, port and name from above); none from a node without a key.
+    host: str = ""
+    seq: int = 0
+    key: str = ""
+    signature: str = ""
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
         if not self.network_proof:  # Outside private overlays.
             del fields["network_proof"]
+        if not self.key:
+            del fields["host"], fields["seq"], fields["key"], \
+                fields["signature"]
         return fields
 
     def validate(self) -> None:
         checkNodeId(self.node_id, "node_id")
         checkHex(self.network_proof, "network_proof", 64)
+        checkSigned(self.key, self.signature)
+        checkLength(self.host, "host", MAX_HOST_LENGTH)
+        if self.key and not self.host:
+            raise MessageError("HELLO has a signed address without a host")
         if self.version < 1:
             raise MessageError(f"bad protocol version {self.version}")
         # Port 0 announces a node that accepts no connections.

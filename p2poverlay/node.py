@@ -12,6 +12,7 @@ reactor thread; see L{p2poverlay.threads} for other threads.
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Optional, Tuple
 
 from twisted.application.service import Service
@@ -28,7 +29,7 @@ from p2poverlay.connections import Connections
 from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import SelfConnection
-from p2poverlay.events import NodeStats, ObserverList, ReceivedMessage
+from p2poverlay.events import NodeStats, ObserverList
 from p2poverlay.identity import NodeKey
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
@@ -39,6 +40,7 @@ from p2poverlay.message import (
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.nodeidentity import identityOf
+from p2poverlay.ownaddress import OwnAddress
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import signingFor
@@ -97,6 +99,7 @@ class Node(Service):
                store: Optional[NodeStore]) -> None:
         """Make the node's parts and wire them to one another."""
         book = AddressBook(config.addressBookSize, clock.seconds)
+        deliver = partial(self.observers.notify, "messageReceived")
         dispatcher = Dispatcher()
         self.metrics = Metrics(clock, self.stats, self.peers, book)
         self.misbehaviour = Misbehaviour(
@@ -110,15 +113,15 @@ class Node(Service):
             self.network, self.connections, dispatcher, self.random)
         self.direct = DirectMessages(
             config, clock, self.peers, book, dispatcher,
-            self.connections.connect, self._deliver, self.stats)
+            self.connections.connect, deliver, self.stats)
         self.topology = Topology(
             self.nodeId, config, clock, self.random, self.peers, book,
             self.connections, self.misbehaviour, dispatcher,
             isLinked=self.membership.isLinked,
-            awaitingAcks=self.direct.awaitingAcks)
+            awaitingAcks=self.direct.awaitingAcks, verifier=self.verifier)
         self.broadcaster = EpidemicBroadcast(
             self.nodeId, config, clock, self.peers, dispatcher,
-            self._deliver, self.stats, self.signer, self.verifier)
+            deliver, self.stats, self.signer, self.verifier)
         self.connections.admission = self.topology
         # The order they are told in: see IConnectionListener.
         self.connections.listeners += [
@@ -128,6 +131,8 @@ class Node(Service):
             self.network.serverEndpoint, config.listen,
             self.connections.factory, "listen", onListening=self._listened)
         self.listening: Deferred[IListeningPort] = self.listener.listening
+        self.connections.ownAddress = OwnAddress(
+            self.signer, self.verifier, self.listener, clock)
 
     @property
     def shortId(self) -> str:
@@ -162,9 +167,6 @@ class Node(Service):
 
     def removeObserver(self, observer: object) -> None:
         self.observers.remove(observer)
-
-    def _deliver(self, message: ReceivedMessage) -> None:
-        self.observers.notify("messageReceived", message)
 
     # -- service life ---------------------------------------------------
 
@@ -206,9 +208,7 @@ class Node(Service):
     def abort(self) -> "Deferred[None]":
         """
         Stop at once, as a killed process stops: no BYE to anyone, the
-        listening port closed, every connection cut, no more probes or
-        redials.
-
+        port closed, every connection cut, no more probes or redials.
         @return: fires once every connection is gone.
         """
         Service.stopService(self)

@@ -78,6 +78,8 @@ class PeerInfo(_Labelled):
         connection for direct messages only).
     @ivar fingerprint: that of the key the peer proved over TLS, or
         L{None} on a link that proves none (plaintext, in memory).
+    @ivar record: the peer's signed record of its address, from its HELLO
+        (L{p2poverlay.ownaddress}); L{None} from a node without a key.
     """
 
     node_id: str
@@ -88,6 +90,7 @@ class PeerInfo(_Labelled):
     since: float
     role: str = NEIGHBOUR
     fingerprint: Optional[str] = None
+    record: Optional[PeerAddress] = None
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -103,6 +106,8 @@ class KnownPeer(_Labelled):
         address book's I{tried} table; otherwise it was only heard of).
     @ivar source: the address group (L{p2poverlay.addrgroups}) of the node
         that told of it (empty: the group of its own address).
+    @ivar record: the newest address record the node signed
+        (L{p2poverlay.ownaddress}), if one came.
     """
 
     node_id: str
@@ -115,9 +120,13 @@ class KnownPeer(_Labelled):
     next_attempt: Optional[float] = None
     tried: bool = False
     source: str = ""
+    record: Optional[PeerAddress] = None
 
     def peerAddress(self) -> PeerAddress:
-        """This node as peer exchange sends it."""
+        """This node as peer exchange sends it: the newest record it
+        signed, as it signed it, or (a node without a key) its address."""
+        if self.record is not None:
+            return self.record
         return PeerAddress(self.node_id, self.host, self.port, self.name)
 
 

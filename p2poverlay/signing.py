@@ -101,7 +101,8 @@ class Verifier:
             OrderedDict()
 
     def checkBroadcast(self, message: Broadcast) -> Optional[str]:
-        """Why C{message} is not its origin's, or C{None} if it is."""
+        """Why C{message} is not its origin's (a phrase: "has a bad
+        signature"), or C{None} if it is."""
         return self._check(message.origin, message.key, message.signature,
                            broadcastBytes, message)
 
@@ -114,16 +115,16 @@ class Verifier:
                signedBytes, record) -> Optional[str]:
         if not keyHex:
             if isKeyed(nodeId):
-                return "not signed"
+                return "is not signed"
             return None if self.acceptUnsigned else \
-                "not signed, by a node without a key"
+                "is not signed, and its node has no key"
         publicKey = self._keyOf(nodeId, keyHex)
         if publicKey is None:
-            return "signed with a key that is not the node's"
+            return "is signed with a key that is not its node's"
         try:
             publicKey.verify(bytes.fromhex(signatureHex), signedBytes(record))
         except InvalidSignature:
-            return "bad signature"
+            return "has a bad signature"
         return None
 
     def _keyOf(self, nodeId: str, keyHex: str) -> Optional[Ed25519PublicKey]:

@@ -78,9 +78,14 @@ def _peer(entry) -> KnownPeer:
         raise MessageError("tried must be true or false")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LENGTH:
         raise MessageError("source must be a short string")
+    record = None
+    if entry.get("record") is not None:
+        record = PeerAddress.fromDict("saved record", entry["record"])
+        if record.node_id != address.node_id or not record.key:
+            raise MessageError("record is not a signed one of that node")
     return KnownPeer(address.node_id, address.host, address.port,
                      address.name, last_seen=lastSeen, tried=tried,
-                     source=source)
+                     source=source, record=record)
 
 
 class NodeStore:
@@ -218,6 +223,8 @@ class NodeStore:
         data = {"peers": [{"node_id": p.node_id, "host": p.host,
                            "port": p.port, "name": p.name,
                            "last_seen": p.last_seen, "tried": p.tried,
-                           "source": p.source} for p in peers]}
+                           "source": p.source,
+                           "record": p.record.toDict() if p.record else None}
+                          for p in peers]}
         atomicWrite(self._path(name),
                     json.dumps(data, indent=1).encode("utf-8"))

@@ -36,6 +36,7 @@ from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.registry import PeerRegistry
+from p2poverlay.signing import Verifier, isKeyed
 
 if TYPE_CHECKING:
     from p2poverlay.connections import Connections
@@ -77,7 +78,8 @@ class Topology(ConnectionListener):
                  book: AddressBook, connections: "Connections",
                  misbehaviour: Misbehaviour, dispatcher: Dispatcher,
                  isLinked: Callable[[str], bool],
-                 awaitingAcks: Callable[["PeerConnection"], bool]) -> None:
+                 awaitingAcks: Callable[["PeerConnection"], bool],
+                 verifier: Verifier) -> None:
         self.nodeId = nodeId
         self.config = config
         self.clock = clock
@@ -88,6 +90,7 @@ class Topology(ConnectionListener):
         self.misbehaviour = misbehaviour
         self.isLinked = isLinked
         self.awaitingAcks = awaitingAcks
+        self.verifier = verifier
         self.running = False
         self._dialing: Set[str] = set()
         # Where to join again when alone: --join, and every join() since.
@@ -296,9 +299,12 @@ class Topology(ConnectionListener):
         recipientIsLoopback = isLoopback(recipientHost)
 
         def eligible(e: KnownPeer) -> bool:
+            # Only what a node signed counts for it: none other is sent.
             return bool(e.state in (CONNECTED, KNOWN) and e.port
                     and e.node_id != recipient
-                    and (recipientIsLoopback or not isLoopback(e.host)))
+                    and (e.record is not None or not isKeyed(e.node_id))
+                    and (recipientIsLoopback
+                         or not isLoopback(e.peerAddress().host)))
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
         book = self.book.all()
@@ -319,11 +325,12 @@ class Topology(ConnectionListener):
             self.sendSample(connection)
 
     def sendSample(self, connection: "PeerConnection",
-                   peer: Optional[PeerInfo] = None) -> None:
+                   peer: Optional[PeerInfo] = None,
+                   evenEmpty: bool = False) -> None:
         """Send a sample of known nodes to C{peer} over C{connection}."""
         peer = peer or connection.info
         message = self.sample(peer.node_id, peer.host)
-        if message.peers:
+        if message.peers or evenEmpty:
             connection.sendMessage(message)
 
     # -- direct links ---------------------------------------------------------
@@ -353,8 +360,12 @@ class Topology(ConnectionListener):
         return self.sample(nodeId, host)
 
     def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
+        # The accepting side's PEERS, right after its HELLO, is the verdict
+        # "accepted" (empty on a direct link): see docs/protocol.rst.
         if connection.role == NEIGHBOUR:
-            self.sendSample(connection, info)
+            self.sendSample(connection, info, evenEmpty=not connection.outbound)
+        elif not connection.outbound:
+            connection.sendMessage(Peers(()))
 
     def roleChanged(self, nodeId: str, old: Optional[str], new: str) -> None:
         if old != new and new == DIRECT:
@@ -393,7 +404,10 @@ class Topology(ConnectionListener):
                 # peer: it is read more slowly.
                 connection.slowDown((len(entries) - index) / LEARNED_PER_SECOND)
                 break
-            if entry.node_id != self.nodeId and entry.node_id not in self.peers:
-                self.book.learn(entry.node_id, entry.host, entry.port,
-                                entry.name, source=connection.info.host)
+            if entry.node_id == self.nodeId or entry.node_id in self.peers \
+                    or self.verifier.checkAddress(entry) is not None:
+                continue  # An address its node did not sign counts for nothing.
+            self.book.learn(entry.node_id, entry.host, entry.port, entry.name,
+                            source=connection.info.host,
+                            record=entry if entry.key else None)
         self.schedule()

@@ -16,6 +16,8 @@ MAX_REASON_LENGTH = 200
 MAX_CODE_LENGTH = 32
 MAX_TTL = 255
 MAX_IDS = 1000
+# PEERS entries a receiver reads; the rest are ignored unread.
+MAX_PEER_ENTRIES = 100
 # Integers on the wire stay within what every JSON implementation holds
 # exactly (IEEE doubles): 0 to 2**53 - 1 unless a field says less.
 MAX_INTEGER = 2 ** 53 - 1

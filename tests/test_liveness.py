@@ -521,7 +521,7 @@ def test_redial_that_reaches_the_peer_resets_the_backoff(started, monkeypatch):
     wrapper, transport = acceptDial(reactor)
     redialed = link.connection
     assert redialed is not None and redialed.outbound
-    assert written(transport) == [node.helloMessage()]
+    assert written(transport) == [node.connections.helloFor(redialed)]
     send(redialed, Hello(BOB, PROTOCOL_VERSION, BOB_PORT, "bob"))
     assert node.peers.connection(BOB) is redialed
     assert node.membership.book.get(BOB).state == CONNECTED

@@ -280,32 +280,6 @@ REJECTIONS = [
      f"origin_name longer than {MAX_NAME_LENGTH} characters"),
     ("bye-reason-too-long", line({"type": "BYE", "reason": "r" * (MAX_REASON_LENGTH + 1)}),
      f"reason longer than {MAX_REASON_LENGTH} characters"),
-    # PEERS entries.
-    ("peers-entry-string", peers("10.0.0.1:9000"), "PEERS entry is not an object"),
-    ("peers-entry-list", peers(entry(), [NODE_A, "h", 1]),
-     "PEERS entry is not an object"),
-    ("peers-entry-null", peers(None), "PEERS entry is not an object"),
-    ("peers-entry-no-node-id", peers(entry(node_id=OMIT)),
-     "PEERS entry lacks field 'node_id'"),
-    ("peers-entry-no-host", peers(entry(host=OMIT)), "PEERS entry lacks field 'host'"),
-    ("peers-entry-no-port", peers(entry(port=OMIT)), "PEERS entry lacks field 'port'"),
-    ("peers-entry-host-int", peers(entry(host=1)), "PEERS entry has a non-string field"),
-    ("peers-entry-name-null", peers(entry(name=None)),
-     "PEERS entry has a non-string field"),
-    ("peers-entry-port-string", peers(entry(port="1")),
-     "PEERS entry port must be an integer"),
-    ("peers-entry-port-bool", peers(entry(port=True)),
-     "PEERS entry port must be an integer"),
-    ("peers-entry-bad-id", peers(entry(node_id="abc")),
-     "node_id must be 64 (or 32) lowercase hex digits"),
-    ("peers-entry-port-zero", peers(entry(port=0)), "port out of range: 0"),
-    ("peers-entry-port-too-big", peers(entry(port=70000)), "port out of range: 70000"),
-    ("peers-entry-empty-host", peers(entry(host="")), "PEERS entry has an empty host"),
-    ("peers-entry-host-too-long", peers(entry(host="h" * (MAX_HOST_LENGTH + 1))),
-     f"host longer than {MAX_HOST_LENGTH} characters"),
-    ("peers-entry-name-too-long", peers(entry(name="n" * (MAX_NAME_LENGTH + 1))),
-     f"name longer than {MAX_NAME_LENGTH} characters"),
-    ("peers-second-entry-bad", peers(entry(), entry(port=-5)), "port out of range: -5"),
     # Roles and tree broadcast.
     ("hello-unknown-role", line({"type": "HELLO", "node_id": NODE_A,
                                  "version": 1, "port": 1, "role": "boss"}),
@@ -343,11 +317,6 @@ REJECTIONS = [
      "key must be 64 lowercase hex digits"),
     ("broadcast-time-negative", broadcast(time=-5),
      "BROADCAST field 'time' out of range: -5"),
-    ("peers-entry-seq-string", peers(entry(seq="1")),
-     "PEERS entry seq must be an integer"),
-    ("peers-entry-seq-negative", peers(entry(seq=-1)), "seq out of range: -1"),
-    ("peers-entry-key-alone", peers(entry(key="ab" * 32)),
-     "key and signature come together"),
 ]
 
 
@@ -378,6 +347,57 @@ def test_from_dict_builds_and_validates():
     assert P2PMessage.fromDict({"type": "ACK", "id": MSG_ID}) == Ack(MSG_ID)
     with pytest.raises(MessageError, match="must be 32 lowercase hex"):
         P2PMessage.fromDict({"type": "ACK", "id": "nope"})
+
+# A bad PEERS entry (the last of each) is skipped; the others stand.
+BAD_ENTRIES = [
+    ("peers-entry-string", peers("10.0.0.1:9000"), "PEERS entry is not an object"),
+    ("peers-entry-list", peers(entry(), [NODE_A, "h", 1]),
+     "PEERS entry is not an object"),
+    ("peers-entry-null", peers(None), "PEERS entry is not an object"),
+    ("peers-entry-no-node-id", peers(entry(node_id=OMIT)),
+     "PEERS entry lacks field 'node_id'"),
+    ("peers-entry-no-host", peers(entry(host=OMIT)), "PEERS entry lacks field 'host'"),
+    ("peers-entry-no-port", peers(entry(port=OMIT)), "PEERS entry lacks field 'port'"),
+    ("peers-entry-host-int", peers(entry(host=1)), "PEERS entry has a non-string field"),
+    ("peers-entry-name-null", peers(entry(name=None)),
+     "PEERS entry has a non-string field"),
+    ("peers-entry-port-string", peers(entry(port="1")),
+     "PEERS entry port must be an integer"),
+    ("peers-entry-port-bool", peers(entry(port=True)),
+     "PEERS entry port must be an integer"),
+    ("peers-entry-bad-id", peers(entry(node_id="abc")),
+     "node_id must be 64 (or 32) lowercase hex digits"),
+    ("peers-entry-port-zero", peers(entry(port=0)), "port out of range: 0"),
+    ("peers-entry-port-too-big", peers(entry(port=70000)), "port out of range: 70000"),
+    ("peers-entry-empty-host", peers(entry(host="")), "PEERS entry has an empty host"),
+    ("peers-entry-host-too-long", peers(entry(host="h" * (MAX_HOST_LENGTH + 1))),
+     f"host longer than {MAX_HOST_LENGTH} characters"),
+    ("peers-entry-name-too-long", peers(entry(name="n" * (MAX_NAME_LENGTH + 1))),
+     f"name longer than {MAX_NAME_LENGTH} characters"),
+    ("peers-second-entry-bad", peers(entry(), entry(port=-5)), "port out of range: -5"),
+    ("peers-entry-seq-string", peers(entry(seq="1")),
+     "PEERS entry seq must be an integer"),
+    ("peers-entry-seq-negative", peers(entry(seq=-1)), "seq out of range: -1"),
+    ("peers-entry-key-alone", peers(entry(key="ab" * 32)),
+     "key and signature come together"),
+]
+
+
+@pytest.mark.parametrize("raw, reason",
+                         [pytest.param(r, why, id=i) for i, r, why in BAD_ENTRIES])
+def test_a_bad_peers_entry_is_skipped_for_a_reason(raw, reason):
+    items = json.loads(raw)["peers"]
+    good = tuple(PeerAddress.fromDict("PEERS", item) for item in items[:-1])
+    assert P2PMessage.decode(raw) == Peers(good)
+    with pytest.raises(MessageError) as info:
+        PeerAddress.fromDict("PEERS", items[-1])
+    assert str(info.value) == reason
+
+
+def test_peers_entries_past_the_first_100_are_not_read():
+    good = [entry(port=1000 + n) for n in range(100)]
+    decoded = P2PMessage.decode(peers(*good, "not even an object", entry()))
+    assert [a.port for a in decoded.peers] == list(range(1000, 1100))
 
 
 # -- properties ---------------------------------------------------------------

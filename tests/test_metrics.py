@@ -71,9 +71,10 @@ def test_each_line_is_counted_once_in_each_direction():
     ma, mb = a.metrics, b.metrics
     overlay.runUntil(lambda: ma.messagesIn == mb.messagesOut
                      and mb.messagesIn == ma.messagesOut, 10, "quiet links")
-    # b joined a; nothing else was said.
+    # b joined a (a's verdict: an empty PEERS); nothing else was said.
     assert dict(mb.messagesOut) == {"HELLO": 1, "ACK": 1}
-    assert dict(ma.messagesOut) == {"HELLO": 1, "DATA": 1, "BROADCAST": 1}
+    assert dict(ma.messagesOut) == {"HELLO": 1, "PEERS": 1, "DATA": 1,
+                                    "BROADCAST": 1}
     # What one end wrote, byte for byte, is what the other read.
     assert ma.bytesOut == mb.bytesIn and mb.bytesOut == ma.bytesIn
     assert ma.bytesOut["BROADCAST"] == a.stats.broadcastPayloadBytes

@@ -88,8 +88,9 @@ def test_valid_hello_registers_the_peer(node, log, outbound, direction):
     transport.clear()
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
     if not outbound:
-        # Its answer to our HELLO.
-        assert written(transport) == [node.helloMessage()]
+        # Its answer to our HELLO, and the verdict: accepted.
+        assert written(transport) == [node.connections.helloFor(connection),
+                                      Peers(())]
         transport.clear()
 
     info = node.peers.get(BOB)
@@ -125,7 +126,7 @@ def test_new_peer_gets_the_other_peers_in_peers(node):
     send(bob, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
 
     hello, peers = written(bobTransport)
-    assert hello == node.helloMessage()
+    assert hello == node.connections.helloFor(bob)
     assert isinstance(peers, Peers)
     assert set(peers.peers) == {
         PeerAddress("a11ce" + "0" * 27, "127.0.0.1", 9001, "alice"),
@@ -142,7 +143,7 @@ def test_peer_not_on_loopback_is_not_told_of_loopback_peers(node):
     transport.clear()
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
     assert written(transport) == [
-        node.helloMessage(),
+        node.connections.helloFor(connection),
         Peers((PeerAddress(DAVE, "10.0.0.5", 9004, "dave"),))]
 
 
@@ -189,7 +190,7 @@ def test_hello_with_our_own_id_on_an_inbound_connection_closes_quietly(node, log
     connection, transport = connect(node)
     send(connection, Hello(node.nodeId, PROTOCOL_VERSION, 0, "me"))
     # Our HELLO, and no BYE: the other end is this node and reports it.
-    assert written(transport) == [node.helloMessage()]
+    assert written(transport) == [node.connections.helloFor(connection)]
     assert transport.disconnecting
     assert len(node.peers) == 0 and node.recorder.connected == []
     assert log.warnings() == []
@@ -216,7 +217,7 @@ def test_handshake_timeout(node, log, outbound):
     connection, transport = connect(node, outbound=outbound)
     clock.advance(node.config.handshakeTimeout - 0.5)
     # The accepting side waits for the dialer's HELLO before its own.
-    assert written(transport) == ([node.helloMessage()] if outbound else [])
+    assert written(transport) == ([node.connections.helloFor(connection)] if outbound else [])
     assert not transport.disconnecting
 
     assert log.warnings() == []

@@ -141,7 +141,7 @@ def test_max_inbound_turns_away_the_extra_connection(overlay, raw):
     late.send(Hello(newNodeId(), 1, 0, "late"))
     yield waitFor(lambda: late.received, timeout=PROMPT, what="HELLO")
     yield pause(0.1)
-    assert not late.closed and late.types() == ["HELLO"]
+    assert not late.closed and late.types() == ["HELLO", "PEERS"]
     assert len(t.connections) == 3
 
 

@@ -175,8 +175,8 @@ BAD_INPUTS = [
     ("hello-twice", HELLO + HELLO, "HELLO sent twice"),
     ("hello-then-oversize", HELLO + b"z" * 5000,
      f"line longer than {MAX_LINE} bytes"),
-    ("hello-then-bad-peers", HELLO + b'{"type":"PEERS","peers":[{"node_id":"%s"}]}\n'
-     % OTHER_ID.encode(), "PEERS entry lacks field 'host'"),
+    ("hello-then-bad-peers", HELLO + b'{"type":"PEERS","peers":{"node_id":"%s"}}\n'
+     % OTHER_ID.encode(), "PEERS field 'peers' must be a list"),
     ("hello-then-bad-ttl",
      HELLO + b'{"type":"BROADCAST","id":"%s","origin":"%s","ttl":999,"body":"x"}\n'
      % (newMessageId().encode(), OTHER_ID.encode()), "ttl out of range: 999"),
