@@ -273,8 +273,15 @@ def memoryPerEnd(n: int) -> Dict[str, int]:
 
 # -- the figures -------------------------------------------------------------
 
-async def run(results: Results, count: int, rounds: int,
-              memoryLinks: int = 300) -> None:
+# Links in the memory measurement: enough that the heap's ups and downs
+# average out, few enough for file descriptors and time.
+MEMORY_LINKS = 300
+
+
+async def run(results: Results, count: int, rounds: int) -> None:
+    """The figures, with C{count} direct messages and C{rounds} links of
+    each kind for the CPU (four times as many, at most L{MEMORY_LINKS},
+    for memory)."""
     body = "x" * 100
     overTLS = await directOver(False, count, body)
     plain = await directOver(True, count, body)
@@ -286,7 +293,8 @@ async def run(results: Results, count: int, rounds: int,
     ms = {kind: seconds * 1000 for kind, seconds in cpu.items()}
     chunks = max(1, rounds // CHUNK_LINKS)
     note = (f"{rounds} links of each kind, made and closed, in {chunks} "
-            f"interleaved chunks (medians); both ends in one process")
+            f"interleaved chunk{'s' * (chunks != 1)} (medians); both ends "
+            f"in one process")
     results.add(Figure(
         "tls", "TLS handshake CPU per side (node link over TLS less in "
         "plaintext, halved)", (ms["node-tls"] - ms["node-plain"]) / 2, "ms",
@@ -298,6 +306,7 @@ async def run(results: Results, count: int, rounds: int,
         "ms", "the same link in plaintext", ms["node-plain"],
         note="the whole link: TLS, HELLO, admission, registry, BYE"))
     results.fact("tls", "setupCPUms", ms)
+    memoryLinks = min(MEMORY_LINKS, 4 * rounds)
     memory = memoryPerEnd(memoryLinks)
     kib = {kind: value / 1024 for kind, value in memory.items()}
     note = (f"RSS growth for {memoryLinks} links, both ends in one fresh "
