@@ -24,13 +24,16 @@ import time
 from typing import Awaitable, Callable, Dict, List, Tuple
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import (
+    Deferred, DeferredList, ensureDeferred, succeed,
+)
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint, connectProtocol, wrapClientTLS,
 )
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from OpenSSL import SSL
 from zope.interface import implementer
 
 from benchmarks.direct import Counter, WINDOW, pipelined
@@ -70,12 +73,34 @@ async def directOver(plaintext: bool, count: int, body: str) -> float:
 
 # -- the four kinds of link, each made and closed ------------------------
 
-async def nodeLink(client, server) -> None:
-    """One direct link from C{client} to C{server}, made and closed."""
+async def nodeLink(client, server, amid: Callable[[], None] = lambda: None
+                   ) -> None:
+    """One direct link from C{client} to C{server}, made and closed (with
+    C{amid()} called in between)."""
     peer = await client.connect("127.0.0.1", server.listenPort, role=DIRECT)
+    amid()
     connection = client.peers.connection(peer.node_id)
     connection.close(CloseReason(CloseKind.IDLE))
     await connection.whenClosed()
+
+
+def handshakeInMemory(client: NodeTLS, server: NodeTLS) -> None:
+    """A TLS 1.3 handshake between C{client} and C{server} and a line each
+    way, through memory only: no socket, no reactor, no Twisted."""
+    ends = client.clientConnectionForTLS(None), \
+        server.serverConnectionForTLS(None)
+    ends[1].set_accept_state()
+    for flight in range(4):
+        sender, receiver = ends[flight % 2], ends[1 - flight % 2]
+        try:
+            sender.do_handshake()
+        except SSL.WantReadError:
+            pass
+        receiver.bio_write(sender.bio_read(65536))
+    for sender, receiver in (ends, ends[::-1]):
+        sender.send(b"{}\n")
+        receiver.bio_write(sender.bio_read(65536))
+        receiver.recv(65536)
 
 
 @implementer(IHandshakeListener)
@@ -137,7 +162,9 @@ async def setupCPU(rounds: int) -> Dict[str, float]:
     """
     CPU seconds per link made and closed (both ends in this process), for
     node links over TLS and in plaintext and for bare connections over
-    TLS and TCP; the median over interleaved chunks of each.
+    TLS and TCP; the median over interleaved chunks of each.  Also
+    ("node-plain+memory") a plaintext node link with a handshake in memory
+    (L{handshakeInMemory}) amid it, and that handshake alone ("memory").
     """
     nodes = [await startNode(autoConnect=False, plaintext=plaintext)
              for plaintext in (False, False, True, True)]
@@ -150,6 +177,10 @@ async def setupCPU(rounds: int) -> Dict[str, float]:
         "node-plain": lambda: nodeLink(nodes[2], nodes[3]),
         "bare-tls": lambda: bareLink(tlsPort.getHost().port, clientTLS),
         "bare-tcp": lambda: bareLink(tcpPort.getHost().port, None),
+        "memory": lambda: succeed(handshakeInMemory(clientTLS, serverTLS)),
+        "node-plain+memory": lambda: nodeLink(
+            nodes[2], nodes[3], lambda: handshakeInMemory(clientTLS,
+                                                          serverTLS)),
     }
     chunks = max(1, rounds // CHUNK_LINKS)
     perChunk = max(1, rounds // chunks)
@@ -157,7 +188,8 @@ async def setupCPU(rounds: int) -> Dict[str, float]:
     seconds: Dict[str, List[float]] = {kind: [] for kind in kinds}
     try:
         for chunk in range(chunks + 1):  # the first warms up
-            for kind in order[chunk % 4:] + order[:chunk % 4]:
+            turn = chunk % len(order)
+            for kind in order[turn:] + order[:turn]:
                 link = kinds[kind]
                 start = time.process_time()
                 for _ in range(perChunk):
@@ -305,6 +337,12 @@ async def run(results: Results, count: int, rounds: int) -> None:
         "tls", "CPU to set up a verified link (both ends)", ms["node-tls"],
         "ms", "the same link in plaintext", ms["node-plain"],
         note="the whole link: TLS, HELLO, admission, registry, BYE"))
+    results.add(Figure(
+        "tls", "CPU of a plaintext node link with a TLS handshake in memory "
+        "amid it", ms["node-plain+memory"], "ms",
+        "the link and the handshake apart", ms["node-plain"] + ms["memory"],
+        note="no target: what a handshake's work does to the node's own "
+             "work around it (caches), not TLS work of the node"))
     results.fact("tls", "setupCPUms", ms)
     memoryLinks = min(MEMORY_LINKS, 4 * rounds)
     memory = memoryPerEnd(memoryLinks)
