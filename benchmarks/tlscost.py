@@ -6,7 +6,9 @@ What TLS costs, each figure against a baseline measured in the same run:
 - the CPU of the TLS handshake, per side: a node link set up over TLS
   less the same link in plaintext, against a bare pyOpenSSL TLS 1.3
   connection less a bare TCP connection (each with a line each way), with
-  the same contexts (L{NodeTLS}: Ed25519 certificates);
+  the same contexts (L{NodeTLS}: Ed25519 certificates); and, to tell
+  where the difference goes, a plaintext node link with a TLS handshake
+  done in memory amid it against the link and that handshake apart;
 - memory per connection end: node links over TLS against bare Twisted TLS
   connections with the same contexts, each kind counted in a fresh
   interpreter (``python -m benchmarks.tlscost --memory KIND N``).
