@@ -68,6 +68,14 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     assert tls["direct messages over TLS, 100 B body"]["baselineName"] == \
         "the same in plaintext"
     assert tls["CPU to set up a verified link (both ends)"]["baseline"] > 0
+    handshake = tls["TLS handshake CPU per side (node link over TLS less in "
+                    "plaintext, halved)"]
+    assert handshake["baselineName"].startswith("bare pyOpenSSL TLS 1.3")
+    assert handshake["maxRatio"] == 1.3 and handshake["baseline"] > 0
+    memory = tls["memory per node link end over TLS"]
+    assert memory["baselineName"].startswith("bare Twisted TLS")
+    assert memory["maxRatio"] == 1.3 and memory["baseline"] > 0
+    assert "memory per node link end in plaintext" in tls
     try:
         import matplotlib  # noqa: F401
     except ImportError:
