@@ -13,7 +13,9 @@ setup(
     package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
                                      "static/*.css"]},
     install_requires=["twisted[tls]>=23.8", "zope.interface", "automat",
-                      "cryptography"],
+                      # PyNaCl (libsodium) checks Ed25519 signatures about
+                      # three times as fast as cryptography does.
+                      "cryptography", "pynacl"],
     entry_points={
         "console_scripts": ["p2p-console = p2poverlay.client:main"],
     },

@@ -22,7 +22,7 @@ from benchmarks import machine
 from benchmarks.report import Results
 
 BENCHMARKS = ["direct", "latency", "broadcast", "overlay", "processes",
-              "attack", "tls"]
+              "attack", "tls", "signing"]
 
 # Sizes for each mode: full, --quick (about a minute) and --smoke (tests).
 SIZES = {
@@ -86,7 +86,7 @@ def sizes(args) -> dict:
 
 async def runInProcess(names, size: dict, results: Results) -> None:
     from benchmarks import (
-        attack, broadcast, direct, formation, multiprocess, tlscost,
+        attack, broadcast, direct, formation, multiprocess, signing, tlscost,
     )
     for name in names:
         print(f"== {name}", flush=True)
@@ -107,6 +107,8 @@ async def runInProcess(names, size: dict, results: Results) -> None:
             attack.run(results, **size["attack"])
         elif name == "tls":
             await tlscost.run(results, size["count"], size["tlsRounds"])
+        elif name == "signing":
+            await signing.run(results, size["count"])
 
 
 def reactorRun(coroutineFunction) -> None:

@@ -34,8 +34,13 @@ if TYPE_CHECKING:
 
 # A banned address gets one new connection per this many seconds.
 BANNED_ADMIT_INTERVAL = 10.0
-# Per-address connection rates remembered at most (the least recent go).
+# Per-address connection rates (and node ids first met) remembered at
+# most (the least recent go).
 MAX_TRACKED_ADDRESSES = 10000
+# A node id is new for this long after this node first met it; new ids
+# that dialed in hold at most this share of the neighbour slots.
+NEWCOMER_TIME = 600.0
+NEWCOMER_SHARE = 0.25
 # Protected from eviction: this many of the most recently useful peers,
 # then this share of the rest, the longest connected.
 PROTECT_USEFUL = 4
@@ -79,6 +84,8 @@ class InboundPolicy:
         self.clock = clock
         self._rates: "OrderedDict[str, TokenBucket]" = OrderedDict()
         self._bannedRates: "OrderedDict[str, TokenBucket]" = OrderedDict()
+        # Node id -> when this node first met it (the least recent go).
+        self._firstMet: "OrderedDict[str, float]" = OrderedDict()
 
     def _bucket(self, table: "OrderedDict[str, TokenBucket]", host: str,
                 rate: float, burst: float, full: bool = True) -> TokenBucket:
@@ -131,15 +138,50 @@ class InboundPolicy:
             return CloseReason(CloseKind.ADDRESS_LIMIT, "too many handshakes")
         return None
 
-    def neighbourRefusal(self, connection: "PeerConnection",
+    def neighbourRefusal(self, connection: "PeerConnection", nodeId: str,
                          neighbours: Sequence["PeerConnection"]
                          ) -> Optional[CloseReason]:
-        """Why C{connection} may not be a neighbour as well as
-        C{neighbours}, or L{None} (whether there is room is another matter)."""
-        if isLocal(connection) or not _limitReached(
-                connection, neighbours, self.config.maxNeighboursPerAddress):
+        """Why C{connection} to the node C{nodeId} may not be a neighbour
+        as well as C{neighbours}, or L{None} (whether there is room is
+        another matter)."""
+        if isLocal(connection):
             return None
-        return CloseReason(CloseKind.ADDRESS_LIMIT, "too many neighbours")
+        if _limitReached(connection, neighbours,
+                         self.config.maxNeighboursPerAddress):
+            return CloseReason(CloseKind.ADDRESS_LIMIT, "too many neighbours")
+        return self._newcomerRefusal(connection, nodeId, neighbours)
+
+    def _newcomerRefusal(self, connection: "PeerConnection", nodeId: str,
+                         neighbours: Sequence["PeerConnection"]
+                         ) -> Optional[CloseReason]:
+        """
+        Keys cost nothing: a node id first met (either way) less than
+        L{NEWCOMER_TIME} ago is a newcomer, others are veterans.  A node
+        with fewer than C{minPeers} veteran neighbours takes anyone (an
+        overlay starting up, or a node just restarted, knows only
+        newcomers); past that, newcomers that dialed in hold at most
+        L{NEWCOMER_SHARE} of the neighbour slots, however many ids (or
+        addresses) they come with.
+        """
+        now = self.clock.seconds()
+        if not self._isNewcomer(nodeId, now) or connection.outbound:
+            return None
+        new = {id(c) for c in neighbours
+               if c.peer is not None and self._isNewcomer(c.peer.node_id, now)}
+        newcomers = sum(1 for c in neighbours if id(c) in new
+                        and not c.outbound and not isLocal(c))
+        veterans = len(neighbours) - len(new)
+        share = max(1, int(self.config.maxPeers * NEWCOMER_SHARE))
+        if veterans < self.config.minPeers or newcomers < share:
+            return None
+        return CloseReason(CloseKind.FULL)
+
+    def _isNewcomer(self, nodeId: str, now: float) -> bool:
+        firstMet = self._firstMet.setdefault(nodeId, now)
+        self._firstMet.move_to_end(nodeId)
+        while len(self._firstMet) > MAX_TRACKED_ADDRESSES:
+            self._firstMet.popitem(last=False)
+        return now - firstMet < NEWCOMER_TIME
 
     def evictionFor(self, newcomer: "PeerConnection",
                     inbound: Sequence["PeerConnection"]

@@ -297,7 +297,7 @@ class Connections:
         existing = self.peers.connection(hello.node_id)
         if existing is not None:
             self._settleDuplicate(connection, existing, info)
-        elif (refusal := self._noRoomFor(connection)) is not None:
+        elif (refusal := self._noRoomFor(connection, info.node_id)) is not None:
             self._turnAway(connection, hello, refusal)
         else:
             self.peers.add(info, connection)
@@ -342,7 +342,8 @@ class Connections:
             return False
         return dialer(new) == preferredDialer
 
-    def _noRoomFor(self, connection: PeerConnection) -> Optional[CloseReason]:
+    def _noRoomFor(self, connection: PeerConnection,
+                   nodeId: str) -> Optional[CloseReason]:
         """
         Why C{connection}, through its handshake, cannot be kept, or
         L{None}.  A direct link always can; a neighbour needs a slot its
@@ -353,7 +354,7 @@ class Connections:
             return None
         neighbours = [c for c in self.peers.connections()
                       if c.role == NEIGHBOUR]
-        refusal = self.inbound.neighbourRefusal(connection, neighbours)
+        refusal = self.inbound.neighbourRefusal(connection, nodeId, neighbours)
         if refusal is not None or self.admission.hasRoomFor(connection):
             return refusal
         victim = self.inbound.evictionFor(

@@ -170,3 +170,4 @@ def test_this_hosts_own_nodes_are_not_banned_for_one_of_them(overlay, raw):
     assert not t.misbehaviour.isBanned("127.0.0.1")
     a = yield overlay.start(join=t, name="a", autoConnect=False)
     yield assertMessagesFlow(overlay, a, t)
+

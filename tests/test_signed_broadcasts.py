@@ -80,7 +80,7 @@ def test_a_tampered_body_or_forged_origin_reaches_nobody(overlay, raw, log):
     for n, forgery in enumerate(forgeries):
         sender = yield neighbourOf(raw, t, f"127.0.0.{2 + n}")
         sender.send(forgery)
-        yield waitFor(lambda: sender.closed, timeout=PROMPT,
+        yield waitFor(lambda sender=sender: sender.closed, timeout=PROMPT,
                       what="the sender of a forgery closed")
         assert "protocol_error" in str(sender.lines()[-1])
     assert t.stats.broadcastsForged == 3

@@ -1,0 +1,104 @@
+"""
+What a node signs (L{p2poverlay.signing}): the documented bytes and
+examples, and that no change to a signed field goes unnoticed.
+"""
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, strategies as st
+
+from p2poverlay.identity import NodeKey
+from p2poverlay.message import Broadcast, Hello, P2PMessage, PeerAddress, Peers
+from p2poverlay.ownaddress import recordOf
+from p2poverlay.signing import Signer, Verifier, broadcastBytes
+
+PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
+# The keys of the examples in docs/protocol.rst.
+ALICE = NodeKey(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+BOB = NodeKey(Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33))))
+STRICT = Verifier(acceptUnsigned=False)
+
+
+def documentedExamples():
+    text = PROTOCOL.read_text()
+    examples = text[text.index("Examples\n--------"):]
+    return [P2PMessage.decode(line.strip().encode())
+            for line in re.findall(r"^    (\{.*\})$", examples, re.M)]
+
+
+def test_every_documented_example_decodes_and_its_signatures_check():
+    examples = documentedExamples()
+    assert len(examples) == 12
+    hello, peers = examples[0], examples[1]
+    assert isinstance(hello, Hello) and hello.node_id == ALICE.nodeId
+    assert STRICT.checkAddress(recordOf(hello)) is None
+    assert isinstance(peers, Peers) and peers.peers[0].node_id == BOB.nodeId
+    assert STRICT.checkAddress(peers.peers[0]) is None
+    sent, relayed = [m for m in examples if isinstance(m, Broadcast)]
+    assert (sent.ttl, relayed.ttl) == (32, 31)
+    for broadcast in (sent, relayed):
+        assert STRICT.checkBroadcast(broadcast) is None
+
+
+def test_signing_with_the_documented_keys_gives_the_documented_signatures():
+    examples = documentedExamples()
+    record = recordOf(examples[0])
+    unsigned = replace(record, key="", signature="")
+    assert Signer(ALICE).address(unsigned) == record
+    sent = examples[4]
+    assert Signer(ALICE).broadcast(replace(sent, key="", signature="")) == sent
+
+
+def test_the_broadcast_bytes_are_the_documented_layout():
+    message = Broadcast("00" * 16, "11" * 32, 9, "hé", "al", time=258)
+    assert broadcastBytes(message) == (
+        b"p2poverlay/broadcast/1\x00" + bytes(16) + b"\x11" * 32
+        + (258).to_bytes(8, "big") + b"\x00\x02al" + "hé".encode())
+
+
+BROADCAST = Signer(ALICE).broadcast(Broadcast(
+    "e1fd96f1a2b34c5d8e9f0a1b2c3d4e5f", ALICE.nodeId, 32, "pay bob 5",
+    "alice", time=1764600002000))
+
+
+@given(field=st.sampled_from(["id", "body", "origin_name", "time"]),
+       data=st.data())
+def test_any_change_to_a_signed_broadcast_field_fails(field, data):
+    old = getattr(BROADCAST, field)
+    if isinstance(old, int):
+        new = data.draw(st.integers(0, 2 ** 53 - 1).filter(lambda v: v != old))
+    elif field == "id":
+        new = data.draw(st.text("0123456789abcdef", min_size=32, max_size=32)
+                        .filter(lambda v: v != old))
+    else:
+        new = data.draw(st.text(max_size=20).filter(lambda v: v != old))
+    forged = replace(BROADCAST, **{field: new})
+    assert STRICT.checkBroadcast(forged) == "has a bad signature"
+    # The ttl alone is not signed: relays lower it.
+    assert STRICT.checkBroadcast(replace(BROADCAST, ttl=3)) is None
+
+
+def test_a_key_that_is_not_the_origins_is_refused_even_once_cached():
+    verifier = Verifier(acceptUnsigned=False)
+    assert verifier.checkBroadcast(BROADCAST) is None  # alice's key cached
+    mallory = Signer(BOB).broadcast(replace(BROADCAST, key="", signature=""))
+    assert verifier.checkBroadcast(mallory) == \
+        "is signed with a key that is not its node's"
+    fresh = Verifier(acceptUnsigned=False)
+    assert fresh.checkBroadcast(mallory) == \
+        "is signed with a key that is not its node's"
+
+
+def test_unsigned_records_count_only_from_nodes_without_a_key_where_allowed():
+    keyless = PeerAddress("ab" * 16, "10.0.0.1", 9000)
+    keyed = PeerAddress(ALICE.nodeId, "10.0.0.1", 9000)
+    assert Verifier(acceptUnsigned=True).checkAddress(keyless) is None
+    assert Verifier(acceptUnsigned=True).checkAddress(keyed) == "is not signed"
+    assert STRICT.checkAddress(keyless) == \
+        "is not signed, and its node has no key"
+    # Nor do they carry the signed fields on the wire.
+    assert keyless.toDict() == {"node_id": "ab" * 16, "host": "10.0.0.1",
+                                "port": 9000, "name": ""}
