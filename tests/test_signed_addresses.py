@@ -9,18 +9,9 @@ from p2poverlay.identity import NodeKey
 from p2poverlay.message import NEIGHBOUR, Hello, PeerAddress, Peers, Ping
 from p2poverlay.signing import Signer, Verifier
 from helpers import PROMPT, waitFor
+from test_signed_broadcasts import neighbourOf
 
 TLS = dict(plaintext=False)
-
-
-@pytest_twisted.inlineCallbacks
-def rawNeighbour(raw, node, source):
-    key = NodeKey.generate()
-    client = yield raw(node, source, key=key)
-    client.send(Hello(key.nodeId, 1, 0, "raw", NEIGHBOUR))
-    yield waitFor(lambda: key.nodeId in node.peers, timeout=PROMPT,
-                  what="the raw neighbour admitted")
-    return client
 
 
 @pytest_twisted.inlineCallbacks
@@ -50,7 +41,7 @@ def test_nodes_pass_on_the_address_a_node_signed(overlay):
 def test_nobody_can_point_a_nodes_id_at_another_host(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False, **TLS)
     a = yield overlay.start(name="a", autoConnect=False, **TLS)
-    mallory = yield rawNeighbour(raw, t, "127.0.0.5")
+    mallory = yield neighbourOf(raw, t, "127.0.0.5")
     malloryKey = NodeKey.generate()
     genuine = Signer(a.key).address(
         PeerAddress(a.nodeId, "127.0.0.1", a.listenPort, "a", 5))
@@ -72,7 +63,7 @@ def test_nobody_can_point_a_nodes_id_at_another_host(overlay, raw):
 @pytest_twisted.inlineCallbacks
 def test_the_newest_record_a_node_signed_wins(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False, **TLS)
-    teller = yield rawNeighbour(raw, t, "127.0.0.5")
+    teller = yield neighbourOf(raw, t, "127.0.0.5")
     key = NodeKey.generate()
     signer = Signer(key)
 
