@@ -16,11 +16,8 @@ import os
 import stat
 from typing import Tuple
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey, Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_FILE = "node.key"
 
@@ -58,15 +55,6 @@ def readPrivateFile(path: str, limit: int = 65536) -> bytes:
         raise KeyFileError(f"cannot read {path}: {e.strerror}") from None
 
 
-def verify(publicKey: bytes, signature: bytes, data: bytes) -> bool:
-    """Did the key C{publicKey} sign C{data}?"""
-    try:
-        Ed25519PublicKey.from_public_bytes(publicKey).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 class NodeKey:
     """A node's private key, and what follows from it."""
 
@@ -80,9 +68,6 @@ class NodeKey:
     @classmethod
     def generate(cls) -> "NodeKey":
         return cls(Ed25519PrivateKey.generate())
-
-    def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)
 
     # -- files ------------------------------------------------------------
 

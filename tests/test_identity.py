@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from p2poverlay.identity import (
-    KeyFileError, NodeKey, fingerprintOf, nodeIdOf, verify,
+    KeyFileError, NodeKey, fingerprintOf, nodeIdOf,
 )
 
 
@@ -62,12 +62,3 @@ def test_a_key_file_that_holds_no_node_key_is_refused(tmp_path, content,
         NodeKey.load(str(path))
     assert str(e.value) == f"{path} {reason}"
     assert path.read_bytes() == content  # Never overwritten.
-
-
-def test_a_signature_verifies_with_its_key_only():
-    key, other = NodeKey.generate(), NodeKey.generate()
-    signature = key.sign(b"hello")
-    assert verify(key.publicBytes, signature, b"hello")
-    assert not verify(key.publicBytes, signature, b"hellO")
-    assert not verify(other.publicBytes, signature, b"hello")
-    assert not verify(b"short", signature, b"hello")
