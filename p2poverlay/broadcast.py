@@ -7,7 +7,9 @@ themselves.  Every neighbour starts I{eager} (it gets payloads).  A node
 that receives a payload it already has answers PRUNE, and both ends of that
 link turn it I{lazy}: from then on it carries only message ids, in IHAVE
 batches.  A node that hears of an id by IHAVE and does not get the payload
-within C{graftTimeout} sends GRAFT to an announcer, which sends the payload
+within the graft timeout (at least C{graftTimeout}, longer where payloads
+come late: L{p2poverlay.graftclock}) sends GRAFT to an announcer, which
+sends the payload
 and turns the link eager again: the tree repairs itself when a node on it
 dies.  In steady state each node receives each payload once.
 
@@ -28,6 +30,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import MessageTooLarge
 from p2poverlay.events import NodeStats, ReceivedMessage
+from p2poverlay.graftclock import GraftTimeout
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
@@ -90,7 +93,7 @@ class EpidemicBroadcast(ConnectionListener):
         self.stats = stats
         self.tree = config.broadcastMode == "tree"
         self.maxLineLength = config.maxLineLength
-        self.graftTimeout = config.graftTimeout
+        self.graftClock = GraftTimeout(config.graftTimeout)
         self.lazyDelay = config.lazyDelay
         self.seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
                               clock.seconds)
@@ -99,8 +102,10 @@ class EpidemicBroadcast(ConnectionListener):
         # id -> the encoded line to relay; the newest last.
         self._payloads: "OrderedDict[str, bytes]" = OrderedDict()
         self._payloadBytes = 0
-        # id -> node ids that announced it, in the order heard.
+        # id -> node ids that announced it, in the order heard, and when
+        # it was first announced.
         self._missing: Dict[str, List[str]] = {}
+        self._firstHeard: Dict[str, float] = {}
         self._graftTimers: Dict[str, "IDelayedCall"] = {}
         # node id -> ids waiting to go out in one IHAVE.
         self._announce: Dict[str, List[str]] = {}
@@ -310,6 +315,7 @@ class EpidemicBroadcast(ConnectionListener):
                 if len(self._missing) >= MAX_MISSING:
                     continue
                 announcers = self._missing[messageId] = []
+                self._firstHeard[messageId] = self.clock.seconds()
             if sender not in announcers and len(announcers) < MAX_ANNOUNCERS:
                 announcers.append(sender)
             if messageId not in self._graftTimers:
@@ -334,9 +340,15 @@ class EpidemicBroadcast(ConnectionListener):
                 self.graftTimeout / 2, self._graftTimedOut, messageId)
             return
         self._missing.pop(messageId, None)
+        self._firstHeard.pop(messageId, None)
 
     def _stopWaiting(self, messageId: str) -> None:
+        """The payload of C{messageId} came: how late it was, if announced
+        first, sets the graft timeout."""
         self._missing.pop(messageId, None)
+        heard = self._firstHeard.pop(messageId, None)
+        if heard is not None:
+            self.graftClock.observed(self.clock.seconds() - heard)
         timer = self._graftTimers.pop(messageId, None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -374,6 +386,11 @@ class EpidemicBroadcast(ConnectionListener):
             self.stats.broadcastControlBytes += len(line) + 1
 
     @property
+    def graftTimeout(self) -> float:
+        """How long this node waits now for an announced payload."""
+        return self.graftClock.seconds
+
+    @property
     def waitingFor(self) -> int:
         """How many announced ids this node waits to receive."""
         return len(self._missing)
@@ -388,3 +405,4 @@ class EpidemicBroadcast(ConnectionListener):
                 timer.cancel()
         self._graftTimers.clear()
         self._missing.clear()
+        self._firstHeard.clear()

@@ -10,7 +10,7 @@ from typing import Dict, List
 import pytest
 from twisted.internet.task import Clock
 
-from p2poverlay import broadcast as broadcastModule
+from p2poverlay import broadcast as broadcastModule, graftclock
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
@@ -210,6 +210,42 @@ def test_the_next_announcer_is_asked_after_half_the_timeout():
     assert conns[C].take() == [Graft((m.id,))]
     node.reactor.advance(10)
     assert conns[B].take() == [] and conns[C].take() == []
+
+
+def test_the_graft_timeout_follows_how_late_payloads_come():
+    node, machine, conns = make(graftTimeout=0.5)
+    clock = node.reactor
+    assert machine.graftTimeout == 0.5  # nothing observed yet: the floor
+    grafted = []
+    for _ in range(12):  # every payload comes 0.8 s after its IHAVE
+        m = message()
+        machine.ihaveReceived(conns[B], IHave((m.id,)))
+        clock.advance(0.8)
+        grafted.append(Graft((m.id,)) in conns[B].take())
+        machine.payloadReceived(conns[A], m)
+        conns[A].take(), conns[B].take(), conns[C].take()
+    # The first ones are grafted needlessly; then the node waits longer.
+    assert grafted[0] and not any(grafted[-6:])
+    assert 0.8 < machine.graftTimeout <= graftclock.MAX_GRAFT_TIMEOUT
+    # A payload that never comes is still grafted, only later.
+    m = message()
+    machine.ihaveReceived(conns[B], IHave((m.id,)))
+    clock.advance(machine.graftTimeout)
+    assert conns[B].take() == [Graft((m.id,))]
+
+
+def test_the_graft_timeout_is_smoothed_and_bounded():
+    timeout = graftclock.GraftTimeout(floor=0.5)
+    for _ in range(50):
+        timeout.observed(0.01)
+    assert timeout.seconds == 0.5  # never below the configured timeout
+    for _ in range(50):
+        timeout.observed(100.0)
+    assert timeout.seconds == graftclock.MAX_GRAFT_TIMEOUT
+    steady = graftclock.GraftTimeout(floor=0.1)
+    for _ in range(200):
+        steady.observed(1.0)
+    assert steady.seconds == pytest.approx(1.0, abs=0.01)  # no deviation
 
 
 def test_a_payload_that_comes_in_time_cancels_the_graft():
