@@ -95,17 +95,22 @@ class Membership(ConnectionListener):
         self.book.restore(replace(p, tried=True) for p in anchors)
         self.book.setAnchors(p.node_id for p in anchors)
 
-    def stop(self) -> Deferred:
+    def stop(self, save: bool = True) -> Deferred:
         """
         Stop probing and redialing; save the address book and the
-        outbound neighbours (the anchors of the next start).
+        outbound neighbours (the anchors of the next start), unless the
+        node stops as a killed process would (C{save} false).
         """
         self.running = False
         if self._liveness.running:
             self._liveness.stop()
         links, self.links = list(self.links.values()), {}
-        self.save()
-        self.saveAnchors()
+        if save:
+            self.save()
+            self.saveAnchors()
+        elif self._saveCall is not None and self._saveCall.active():
+            self._saveCall.cancel()
+            self._saveCall = None
         return DeferredList([link.stopService() for link in links])
 
     # -- what the connections report --------------------------------------------

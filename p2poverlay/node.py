@@ -214,7 +214,7 @@ class Node(Service):
         Service.stopService(self)
         self.topology.stop()
         self.broadcaster.stop()
-        waits = [self.listener.stopService(), self.membership.stop(),
+        waits = [self.listener.stopService(), self.membership.stop(save=False),
                  self.connections.abortAll()]
         return DeferredList(waits).addCallback(lambda _: None)
 

@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 
 import pytest
+import pytest_twisted
 from twisted.logger import formatEvent
 
 import p2poverlay.store as store_module
@@ -607,3 +608,20 @@ def test_a_corrupt_anchors_file_is_reported_in_one_line_and_consumed(
     path.write_bytes(content)
     assert loadWithOneWarning(store, ANCHORS_FILE, log, complaint) == []
     assert not path.exists()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_aborted_writes_nothing_a_node_stopped_saves(overlay, opened,
+                                                            tmp_path):
+    a = yield overlay.start(name="a", autoConnect=False)
+    killed, stopped = tmp_path / "killed", tmp_path / "stopped"
+    b = yield overlay.start(join=a, name="b", store=opened(killed),
+                            autoConnect=False)
+    yield b.abort()  # as a killed process: no last words on disk
+    assert not (killed / store_module.ANCHORS_FILE).exists()
+    assert not (killed / store_module.PEERS_FILE).exists()
+    c = yield overlay.start(join=a, name="c", store=opened(stopped),
+                            autoConnect=False)
+    yield c.stopService()
+    assert (stopped / store_module.ANCHORS_FILE).exists()
+    assert (stopped / store_module.PEERS_FILE).exists()
