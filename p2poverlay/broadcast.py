@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Set
 
 from twisted.internet.interfaces import IDelayedCall
 
+from p2poverlay.checks import BroadcastChecks
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import MessageTooLarge
@@ -85,8 +86,6 @@ class EpidemicBroadcast(ConnectionListener):
                  verifier: Verifier) -> None:
         self.nodeId = nodeId
         self.signer = signer
-        self.verifier = verifier
-        self.window = config.broadcastWindow * 1000  # ms, as stamped
         self.clock = clock
         self.peers = registry
         self.deliver = deliver
@@ -97,6 +96,10 @@ class EpidemicBroadcast(ConnectionListener):
         self.lazyDelay = config.lazyDelay
         self.seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
                               clock.seconds)
+        self.checks = BroadcastChecks(verifier, config.broadcastWindow,
+                                      self.seen, clock)
+        # Ids whose signature is being checked (in the checks' thread).
+        self._checking: Set[str] = set()
         self.eager: Set[str] = set()
         self.lazy: Set[str] = set()
         # id -> the encoded line to relay; the newest last.
@@ -172,7 +175,7 @@ class EpidemicBroadcast(ConnectionListener):
         @return: how many neighbours were told (payload or id).
         @raise MessageTooLarge: if it would not fit a line; nobody is told.
         """
-        message = replace(message, time=self._now())
+        message = replace(message, time=self.checks.now())
         if self.signer is not None:
             message = self.signer.broadcast(message)
         line = message.encode()
@@ -186,22 +189,35 @@ class EpidemicBroadcast(ConnectionListener):
                         message: Broadcast) -> None:
         sender = connection.info.node_id
         # The cheap check first: a duplicate is dropped unread.
-        if message.id in self.seen:
+        if message.id in self.seen or message.id in self._checking:
             self.stats.broadcastDuplicates += 1
             if self.tree and sender in self.eager:
                 self._makeLazy(sender)
                 self._sendControl(connection, Prune())
             return
-        if not self._fresh(message):
+        if not self.checks.fresh(message):
             self.stats.broadcastsStale += 1
             return
-        wrong = self.verifier.checkBroadcast(message)
+        self._checking.add(message.id)
+        self.checks.signature(message).addCallback(
+            self._checked, connection, message)
+
+    def _checked(self, wrong: Optional[str], connection: "PeerConnection",
+                 message: Broadcast) -> None:
+        """The signature of C{message} is checked: C{wrong} says why it is
+        not its origin's, or is L{None}.  (The sender may be gone by now:
+        a genuine broadcast is news all the same.)"""
+        if message.id not in self._checking:
+            return  # The node stopped meanwhile.
+        self._checking.discard(message.id)
         if wrong is not None:
             # Honest nodes relay only what they checked: the sender is to
             # blame, whoever the origin.
             self.stats.broadcastsForged += 1
-            connection.protocolError(f"BROADCAST {message.id} {wrong}")
+            if not connection.closing:
+                connection.protocolError(f"BROADCAST {message.id} {wrong}")
             return
+        sender = connection.info.node_id
         self.seen.add(message.id, message.time)
         self._stopWaiting(message.id)
         self._makeEager(sender)
@@ -217,19 +233,6 @@ class EpidemicBroadcast(ConnectionListener):
             line = replace(message, ttl=message.ttl - 1).encode()
             self._remember(message.id, line)
             self._push(message.id, line, exclude=sender)
-
-    def _now(self) -> int:
-        return int(self.clock.seconds() * 1000)
-
-    def _fresh(self, message: Broadcast) -> bool:
-        """
-        Is C{message} inside the replay window: sent no longer ago, nor
-        further ahead of this node's clock, than C{broadcastWindow}, and
-        later than every broadcast this node has forgotten?
-        """
-        age = self._now() - message.time
-        return -self.window <= age <= self.window \
-            and message.time > self.seen.forgottenUpTo
 
     def _push(self, messageId: str, line: bytes,
               exclude: Optional[str]) -> int:
@@ -395,8 +398,14 @@ class EpidemicBroadcast(ConnectionListener):
         """How many announced ids this node waits to receive."""
         return len(self._missing)
 
+    def start(self) -> None:
+        """Check signatures beside the reactor, where it has threads."""
+        self.checks.start()
+
     def stop(self) -> None:
-        """Cancel every timer (the node is stopping)."""
+        """Cancel every timer and stop checking (the node is stopping)."""
+        self.checks.stop()
+        self._checking.clear()
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None

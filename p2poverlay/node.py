@@ -190,6 +190,7 @@ class Node(Service):
         self.listener.startService()
         self.membership.start()
         self.topology.start()
+        self.broadcaster.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port, self.connections.pins.pinnedAt(host, port)
@@ -283,9 +284,8 @@ class Node(Service):
     def whenSendable(self) -> "Deferred[None]":
         """
         Fires at once while the backlog of direct messages is low, else once
-        it has drained to half its high-water mark: a sender that waits on
-        it between sends never overruns its receivers, nor fills the queue.
-        """
+        it has drained to half its high-water mark: a sender waiting on it
+        between sends never overruns its receivers, nor fills the queue."""
         return self.direct.backlog.whenRoom()
 
     def broadcast(self, body: str) -> Tuple[str, int]:
