@@ -26,7 +26,14 @@ into figures.
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import io
+import json
 import math
+import pstats
+import resource
+import sys
 import time
 from statistics import mean
 from typing import Dict, List, Optional
@@ -34,7 +41,8 @@ from typing import Dict, List, Optional
 from benchmarks.machine import rssBytes
 from benchmarks.report import Figure, Results
 from benchmarks.simscenarios import (
-    SIM_CONFIG, Progress, churn, formOverlay, massFailure, steadyState,
+    SIM_CONFIG, WARMUP, Progress, churn, formOverlay, massFailure,
+    steadyState,
 )
 
 BENCHMARK = "sim"
@@ -117,7 +125,8 @@ def addSteady(results: Results, size: int, figures: dict) -> None:
 
 def addFailure(results: Results, size: int, fraction: float,
                figures: dict) -> None:
-    label = f"sim {size:,} nodes, {fraction:.0%} crashed at once"
+    how = "silently (power cut)" if figures["silent"] else "(killed)"
+    label = f"sim {size:,} nodes, {fraction:.0%} crashed at once {how}"
     first = figures["probes"][0]
     results.add(Figure(
         BENCHMARK, f"{label}: reliability of the first broadcast",
@@ -177,13 +186,15 @@ def run(results: Results, size: dict,
         progress.begin(f"steady state, {nodes:,} nodes", nodes)
         addSteady(results, nodes, steadyFigures(
             nodes, seed, size["broadcasts"], size["warmup"], progress))
-    for fraction in size["failures"]:
-        nodes = size["failureSize"]
-        progress.begin(f"{fraction:.0%} of {nodes:,} nodes crash", nodes)
-        started = time.perf_counter()
-        figures = massFailure(nodes, seed, fraction, progress)
-        figures["real"] = time.perf_counter() - started
-        addFailure(results, nodes, fraction, figures)
+    for silent in size.get("silent", (False, True)):
+        for fraction in size["failures"]:
+            nodes = size["failureSize"]
+            progress.begin(f"{fraction:.0%} of {nodes:,} nodes crash"
+                           f"{' silently' if silent else ''}", nodes)
+            started = time.perf_counter()
+            figures = massFailure(nodes, seed, fraction, progress, silent)
+            figures["real"] = time.perf_counter() - started
+            addFailure(results, nodes, fraction, figures)
     if size.get("churnMinutes"):
         nodes = size["churnSize"]
         progress.begin(f"churn, {nodes:,} nodes", nodes)
@@ -198,3 +209,48 @@ def deterministicFigures(results: Results) -> List[tuple]:
     """The figures of a run that depend on the seed alone (not on time)."""
     return [(f.name, f.value, f.baseline) for f in results.figures
             if "real seconds" not in f.name and "memory" not in f.name]
+
+
+def main(argv=None) -> int:
+    """
+    ``python -m benchmarks.sim --nodes N [--profile PATH]``: one overlay of
+    N nodes in steady state, with the real time and memory it took, and
+    (with C{--profile}) where the time went.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.sim",
+        description="Form one simulated overlay and broadcast over it, "
+                    "flooding then Plumtree; print its figures, real time "
+                    "and memory.")
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--broadcasts", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", metavar="PATH",
+                        help="run under cProfile, save the stats to PATH "
+                             "and print the top functions")
+    args = parser.parse_args(argv)
+    if args.nodes < 2 or args.broadcasts < 1:
+        parser.error("--nodes must be at least 2 and --broadcasts at least 1")
+    progress = Progress()
+    progress.begin(f"steady state, {args.nodes:,} nodes", args.nodes)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    figures = steadyFigures(args.nodes, args.seed, args.broadcasts, WARMUP,
+                            progress)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        for order in ("tottime", "cumulative"):
+            stream = io.StringIO()
+            pstats.Stats(profiler, stream=stream).sort_stats(
+                order).print_stats(25)
+            print(stream.getvalue())
+    figures["cost"]["peakRSS"] = resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

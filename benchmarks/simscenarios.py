@@ -32,6 +32,10 @@ SETTLE = 3.0
 WARMUP = 3
 
 
+def _printNow(line: str) -> None:
+    print(line, flush=True)
+
+
 class Progress:
     """
     Prints where a scenario is, at most once every C{every} real seconds:
@@ -39,9 +43,9 @@ class Progress:
     """
 
     def __init__(self, every: float = 5.0,
-                 out: Callable[[str], None] = print) -> None:
+                 out: Optional[Callable[[str], None]] = None) -> None:
         self.every = every
-        self.out = out
+        self.out = out if out is not None else _printNow
         self.what = ""
         self.total = 0
         self._started = self._shown = time.perf_counter()
@@ -138,11 +142,14 @@ def _graphState(overlay: MemoryOverlay) -> Tuple[bool, Dict[str, int]]:
 
 
 def massFailure(size: int, seed: object, fraction: float, progress: Progress,
-                listed: int = 10, interval: float = 1.0, window: float = 10.0,
+                silent: bool = False, listed: int = 10, interval: float = 1.0, window: float = 10.0,
                 timeout: float = 600.0) -> dict:
     """
     Crash C{fraction} of a formed overlay at once, then broadcast from a
-    random live node every C{interval} virtual seconds.  Each broadcast is
+    random live node every C{interval} virtual seconds.  Killed nodes'
+    peers see their connections reset; with C{silent}, as in a power cut,
+    nothing reaches them and their own failure detection has to notice
+    (a PING every 5 s, given up after 15 s).  Each broadcast is
     judged C{window} seconds after it started, against what flooding the
     graph as it stood at its start could reach.
 
@@ -156,7 +163,7 @@ def massFailure(size: int, seed: object, fraction: float, progress: Progress,
     for index in range(WARMUP):
         spreadOne(overlay, rng.choice(overlay.running), f"warm-up {index}")
     start = overlay.now
-    victims = overlay.crashFraction(fraction)
+    victims = overlay.crashFraction(fraction, silent=silent)
     pending: List[Tuple[Probe, float, bool]] = []
     probes: List[dict] = []
     connected: Optional[float] = None
@@ -185,7 +192,7 @@ def massFailure(size: int, seed: object, fraction: float, progress: Progress,
                 healed = probe.sent - start
         progress.show(overlay, f" ({len(probes)} broadcasts judged)")
     nan = float("nan")
-    return dict(fraction=fraction, crashed=len(victims), probes=probes,
+    return dict(fraction=fraction, silent=silent, crashed=len(victims), probes=probes,
                 listed=min(listed, len(probes)),
                 connected=nan if connected is None else connected,
                 healed=nan if healed is None else healed)

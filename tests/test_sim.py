@@ -42,7 +42,8 @@ def test_sameSeedGivesTheSameFigures():
                      "tree broadcast relative message redundancy",
                      "tree broadcast last delivery hop, max",
                      "tree broadcast time to the last node, max",
-                     "50% crashed at once: reliability of the first",
+                     "50% crashed at once (killed): reliability of the first",
+                     "50% crashed at once silently (power cut): reliability",
                      "until reliability is 100 % again",
                      "churn 10% a virtual minute for 1 min: broadcast "
                      "reliability, mean", "highest degree"):
@@ -126,3 +127,10 @@ def test_broadcastModeIsTreeOrFlood():
     assert overlay.node("n0").broadcaster.tree is False
     setBroadcastMode(overlay, "tree")
     assert overlay.node("n0").broadcaster.tree is True
+
+
+def test_commandRefusesATinyOverlay(capsys):
+    with pytest.raises(SystemExit) as exited:
+        sim.main(["--nodes", "1"])
+    assert exited.value.code == 2
+    assert "--nodes must be at least 2" in capsys.readouterr().err
