@@ -41,8 +41,8 @@ from typing import Dict, List, Optional
 from benchmarks.machine import rssBytes
 from benchmarks.report import Figure, Results
 from benchmarks.simscenarios import (
-    SIM_CONFIG, WARMUP, Progress, churn, formOverlay, massFailure,
-    steadyState,
+    SIM_CONFIG, WARMUP, OutOfTime, Progress, churn, formOverlay,
+    massFailure, steadyState,
 )
 
 BENCHMARK = "sim"
@@ -67,13 +67,17 @@ def summarize(spreads) -> Dict[str, float]:
 
 
 def steadyFigures(size: int, seed: object, broadcasts: int, warmup: int,
-                  progress: Progress) -> dict:
+                  progress: Progress, realLimit: Optional[float] = None
+                  ) -> dict:
     """
     Form an overlay of C{size} nodes; broadcast over flooding, then over
     the tree.  Real time and memory come with it, apart.
+
+    @param realLimit: real seconds the forming may take at most (see
+        L{formOverlay}).
     """
     started, rss = time.perf_counter(), rssBytes()
-    overlay = formOverlay(size, seed, progress)
+    overlay = formOverlay(size, seed, progress, realLimit=realLimit)
     formedReal, formedVirtual = time.perf_counter() - started, overlay.now
     memory = (rssBytes() - rss) / size
     spreads = steadyState(overlay, seed, broadcasts, warmup, progress)
@@ -225,6 +229,9 @@ def main(argv=None) -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--broadcasts", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--real-limit", type=float, metavar="SECONDS",
+                        help="stop forming after this much real time and "
+                             "say how far it got")
     parser.add_argument("--profile", metavar="PATH",
                         help="run under cProfile, save the stats to PATH "
                              "and print the top functions")
@@ -236,8 +243,18 @@ def main(argv=None) -> int:
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
-    figures = steadyFigures(args.nodes, args.seed, args.broadcasts, WARMUP,
-                            progress)
+    started, rss = time.perf_counter(), rssBytes()
+    try:
+        figures = steadyFigures(args.nodes, args.seed, args.broadcasts,
+                                WARMUP, progress, args.real_limit)
+    except OutOfTime as out:
+        overlay = out.overlay
+        progress.show(overlay, " (out of real time)", force=True)
+        figures = dict(partial=dict(
+            started=len(overlay.names), virtual=overlay.now,
+            real=time.perf_counter() - started,
+            components=len(overlay.components()),
+            memoryPerNode=(rssBytes() - rss) / max(1, len(overlay.names))))
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -246,7 +263,7 @@ def main(argv=None) -> int:
             pstats.Stats(profiler, stream=stream).sort_stats(
                 order).print_stats(25)
             print(stream.getvalue())
-    figures["cost"]["peakRSS"] = resource.getrusage(
+    figures["peakRSS"] = resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures, indent=1))
     return 0

@@ -71,25 +71,45 @@ class Progress:
                  f"{now - self._started:.1f} s{note}")
 
 
+class OutOfTime(Exception):
+    """The real time allowed ran out; C{overlay} is as far as it got."""
+
+    def __init__(self, overlay: MemoryOverlay) -> None:
+        super().__init__("out of real time")
+        self.overlay = overlay
+
+
 def formOverlay(size: int, seed: object, progress: Progress,
-                timeout: float = 1200.0) -> MemoryOverlay:
+                timeout: float = 1200.0,
+                realLimit: Optional[float] = None) -> MemoryOverlay:
     """
     Start C{size} nodes, L{JOIN_SPACING} apart, each joining a random node
     started before it; run until the overlay is connected, then
     L{STABILIZE} seconds more.
 
+    @param realLimit: real seconds it may take at most.
     @raise NotReached: if it is not connected within C{timeout} virtual
         seconds.
+    @raise OutOfTime: past C{realLimit}.
     """
     overlay = MemoryOverlay(seed=seed, config=NodeConfig(**SIM_CONFIG))
+    started = time.perf_counter()
+
+    def checkTime() -> None:
+        if realLimit is not None \
+                and time.perf_counter() - started > realLimit:
+            raise OutOfTime(overlay)
+
     chunk = max(1, size // 50)
     while len(overlay.names) < size:
         overlay.addNodes(min(chunk, size - len(overlay.names)),
                          every=JOIN_SPACING)
         overlay.run(JOIN_SPACING)
         progress.show(overlay, " (starting)")
+        checkTime()
     deadline = overlay.now + timeout
     while not overlay.isConnected():
+        checkTime()
         if overlay.now >= deadline:
             raise NotReached(f"{size} nodes not connected within "
                              f"{timeout:g} s of virtual time")

@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import sim
 from benchmarks.report import Results
-from benchmarks.simscenarios import Progress
+from benchmarks.simscenarios import OutOfTime, Progress, formOverlay
 from p2poverlay.config import NodeConfig
 from p2poverlay.memnet import FixedDelay, MemoryOverlay
 from p2poverlay.memnet.broadcasts import (
@@ -134,3 +134,12 @@ def test_commandRefusesATinyOverlay(capsys):
         sim.main(["--nodes", "1"])
     assert exited.value.code == 2
     assert "--nodes must be at least 2" in capsys.readouterr().err
+
+
+def test_formingStopsWhenItsRealTimeIsUp():
+    lines: list = []
+    with pytest.raises(OutOfTime) as out:
+        formOverlay(40, 1, Progress(every=0.0, out=lines.append),
+                    realLimit=0.0)
+    assert 0 < len(out.value.overlay.names) < 40
+    assert lines and "nodes up" in lines[-1]
