@@ -31,7 +31,8 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     figures = json.loads(results.read_text())["figures"]
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
-                          "processes", "attack", "tls", "signing"}, benchmarks
+                          "processes", "attack", "tls", "signing",
+                          "sim"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}

@@ -15,10 +15,14 @@ faults, deterministic from a seed.
 L{MemoryOverlay} builds and drives the nodes; L{MemoryNetwork} is the
 network under them (one L{MemoryHost}, an
 L{p2poverlay.network.INetwork}, per host); L{SimulationClock} is the
-clock; L{p2poverlay.memnet.delays} has the link delay models.  See
+clock; L{p2poverlay.memnet.delays} has the link delay models;
+L{p2poverlay.memnet.broadcasts} measures a broadcast (L{Probe}, L{Spread}).  See
 C{docs/memnet.rst}.
 """
 
+from p2poverlay.memnet.broadcasts import (
+    Probe, Spread, hops, payloadsSent, reachable, setBroadcastMode,
+)
 from p2poverlay.memnet.clock import Livelock, SimulationClock
 from p2poverlay.memnet.delays import (
     WAN, FixedDelay, LogNormalDelay, UniformDelay,
@@ -31,6 +35,7 @@ from p2poverlay.memnet.transport import MemoryConnection, MemoryTransport
 __all__ = [
     "Delivery", "FixedDelay", "Livelock", "LogNormalDelay", "MemoryConnection",
     "MemoryHost", "MemoryNetwork", "MemoryOverlay", "MemoryTransport",
-    "NotReached", "Reach", "Recorder", "SimulationClock", "UniformDelay",
-    "WAN", "components", "hostAddress",
+    "NotReached", "Probe", "Reach", "Recorder", "SimulationClock", "Spread",
+    "UniformDelay", "WAN", "components", "hops", "hostAddress", "payloadsSent",
+    "reachable", "setBroadcastMode",
 ]

@@ -87,6 +87,7 @@ class MemoryOverlay:
         self._names: Dict[str, str] = {}
         self._incarnations: Dict[str, int] = {}
         self._origins: Dict[str, str] = {}
+        self._retired: List[Node] = []
 
     # -- building --------------------------------------------------------
 
@@ -157,6 +158,8 @@ class MemoryOverlay:
                     network=self.network.host(self._hosts[name]), rng=rng)
         self._names[node.nodeId] = name
         node.addObserver(self.records[name])
+        if name in self._nodes:
+            self._retired.append(self._nodes[name])
         self._nodes[name] = node
         if start:
             node.startService()
@@ -177,6 +180,15 @@ class MemoryOverlay:
     def running(self) -> List[str]:
         """The names of the nodes running now."""
         return [name for name, node in self._nodes.items() if node.running]
+
+    @property
+    def everyNode(self) -> List[Node]:
+        """Every node made so far, those replaced by a restart too."""
+        return self._retired + list(self._nodes.values())
+
+    def origin(self, messageId: str) -> Optional[str]:
+        """The name of the node that broadcast C{messageId}, if known."""
+        return self._origins.get(messageId)
 
     def nameOf(self, nodeId: str) -> str:
         """The name of the node with C{nodeId} (its short id if none)."""

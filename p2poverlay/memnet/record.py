@@ -8,7 +8,9 @@ broadcast; L{components} finds the connected parts of a neighbour graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Mapping, Set, Tuple
+from typing import (
+    Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple,
+)
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -48,6 +50,7 @@ class Recorder(NodeObserver):
         self.peersUp: List[Tuple[float, str]] = []
         self.peersDown: List[Tuple[float, str, str]] = []
         self._counts: Dict[str, int] = {}
+        self._first: Dict[str, Delivery] = {}
 
     def messageReceived(self, message: ReceivedMessage) -> None:
         delivery = Delivery(self._clock.seconds(), message.kind,
@@ -55,8 +58,10 @@ class Recorder(NodeObserver):
                             self._nameOf(message.sender_id),
                             self._nameOf(message.via.node_id))
         self.messages.append(delivery)
-        self._counts[message.message_id] = \
-            self._counts.get(message.message_id, 0) + 1
+        count = self._counts.get(message.message_id, 0)
+        self._counts[message.message_id] = count + 1
+        if not count:
+            self._first[message.message_id] = delivery
         self._log.append((delivery.time, self.name, "message", delivery.kind,
                           delivery.body, delivery.sender, delivery.via))
 
@@ -75,6 +80,10 @@ class Recorder(NodeObserver):
     def count(self, messageId: str) -> int:
         """How many times this node delivered message C{messageId}."""
         return self._counts.get(messageId, 0)
+
+    def first(self, messageId: str) -> Optional[Delivery]:
+        """This node's first delivery of message C{messageId}, if any."""
+        return self._first.get(messageId)
 
 
 @dataclass(frozen=True)
