@@ -20,7 +20,7 @@ def formatAddress(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1 << 16)  # a host per node: many in a simulator
 def isLoopback(host: str) -> bool:
     """Is C{host} a loopback address (or ``localhost``)?"""
     try:

@@ -15,7 +15,7 @@ import functools
 import ipaddress
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1 << 16)
 def addressGroup(host: str) -> str:
     """
     The group of C{host}: ``a.b.0.0/16``, ``x:y::/32``, or the host itself.

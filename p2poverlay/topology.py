@@ -55,6 +55,7 @@ DIALS_PER_SECOND = 2.0
 DIAL_BURST = 32.0
 # Addresses learned from one peer, per second and at once (Bitcoin Core
 # takes 0.1/s; peer exchange here sends 32 every exchangeInterval).
+CANDIDATE_SAMPLE = 256  # book entries looked at to pick whom to dial
 LEARNED_PER_SECOND = 10.0
 LEARNED_BURST = 1000.0
 
@@ -226,8 +227,13 @@ class Topology(ConnectionListener):
             if until <= now:
                 del self._unanswered[address]
         retryDead = now - self.config.reconnectMaxDelay
+        entries = self.book.all()
+        if len(entries) > CANDIDATE_SAMPLE:  # the anchors, and a random part
+            picked = [self.book.get(n) for n in self.book.anchors()]
+            picked += self.random.sample(entries, CANDIDATE_SAMPLE)
+            entries = list({e.node_id: e for e in picked if e}.values())
         candidates = [
-            entry for entry in self.book.all()
+            entry for entry in entries
             if (entry.state == KNOWN
                 or entry.state == DEAD and entry.since <= retryDead)
             and entry.port
@@ -303,8 +309,8 @@ class Topology(ConnectionListener):
             return bool(e.state in (CONNECTED, KNOWN) and e.port
                     and e.node_id != recipient
                     and (e.record is not None or not isKeyed(e.node_id))
-                    and (recipientIsLoopback
-                         or not isLoopback(e.peerAddress().host)))
+                    and (recipientIsLoopback or not isLoopback(
+                        e.record.host if e.record is not None else e.host)))
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
         book = self.book.all()
