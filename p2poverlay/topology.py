@@ -42,8 +42,7 @@ if TYPE_CHECKING:
     from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
-# Addresses sent in one PEERS message (within maxPeersPerExchange).
-EXCHANGE_SAMPLE = 32
+EXCHANGE_SAMPLE = 32  # addresses in one PEERS (within maxPeersPerExchange)
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
@@ -314,12 +313,14 @@ class Topology(ConnectionListener):
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
         book = self.book.all()
-        # Most of the book is eligible: look at a few random entries
-        # rather than all of them (this runs for every new neighbour).
+        # Look at a few random entries, not all: this runs for every new
+        # neighbour, and for every newcomer turned away.
         picks = self.random.sample(book, min(len(book), 4 * size))
         chosen = [e for e in picks if eligible(e)]
         if len(chosen) < size and len(picks) < len(book):
-            chosen = [e for e in book if eligible(e)]
+            # Few were: look further, never through a large book whole.
+            picks = self.random.sample(book, min(len(book), 8 * size))
+            chosen = [e for e in picks if eligible(e)]
         chosen = self.random.sample(chosen, min(size, len(chosen)))
         return Peers(tuple(e.peerAddress() for e in chosen))
 
