@@ -98,8 +98,6 @@ class EpidemicBroadcast(ConnectionListener):
                               clock.seconds)
         self.checks = BroadcastChecks(verifier, config.broadcastWindow,
                                       self.seen, clock)
-        # Ids whose signature is being checked (in the checks' thread).
-        self._checking: Set[str] = set()
         self.eager: Set[str] = set()
         self.lazy: Set[str] = set()
         # id -> the encoded line to relay; the newest last.
@@ -189,7 +187,7 @@ class EpidemicBroadcast(ConnectionListener):
                         message: Broadcast) -> None:
         sender = connection.info.node_id
         # The cheap check first: a duplicate is dropped unread.
-        if message.id in self.seen or message.id in self._checking:
+        if message.id in self.seen:
             self.stats.broadcastDuplicates += 1
             if self.tree and sender in self.eager:
                 self._makeLazy(sender)
@@ -198,26 +196,13 @@ class EpidemicBroadcast(ConnectionListener):
         if not self.checks.fresh(message):
             self.stats.broadcastsStale += 1
             return
-        self._checking.add(message.id)
-        self.checks.signature(message).addCallback(
-            self._checked, connection, message)
-
-    def _checked(self, wrong: Optional[str], connection: "PeerConnection",
-                 message: Broadcast) -> None:
-        """The signature of C{message} is checked: C{wrong} says why it is
-        not its origin's, or is L{None}.  (The sender may be gone by now:
-        a genuine broadcast is news all the same.)"""
-        if message.id not in self._checking:
-            return  # The node stopped meanwhile.
-        self._checking.discard(message.id)
+        wrong = self.checks.signature(message)
         if wrong is not None:
             # Honest nodes relay only what they checked: the sender is to
             # blame, whoever the origin.
             self.stats.broadcastsForged += 1
-            if not connection.closing:
-                connection.protocolError(f"BROADCAST {message.id} {wrong}")
+            connection.protocolError(f"BROADCAST {message.id} {wrong}")
             return
-        sender = connection.info.node_id
         self.seen.add(message.id, message.time)
         self._stopWaiting(message.id)
         self._makeEager(sender)
@@ -398,14 +383,8 @@ class EpidemicBroadcast(ConnectionListener):
         """How many announced ids this node waits to receive."""
         return len(self._missing)
 
-    def start(self) -> None:
-        """Check signatures beside the reactor, where it has threads."""
-        self.checks.start()
-
     def stop(self) -> None:
-        """Cancel every timer and stop checking (the node is stopping)."""
-        self.checks.stop()
-        self._checking.clear()
+        """Cancel every timer (the node is stopping)."""
         if self._flushCall is not None and self._flushCall.active():
             self._flushCall.cancel()
         self._flushCall = None

@@ -190,7 +190,6 @@ class Node(Service):
         self.listener.startService()
         self.membership.start()
         self.topology.start()
-        self.broadcaster.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port, self.connections.pins.pinnedAt(host, port)

@@ -4,24 +4,15 @@ examples, and that no change to a signed field goes unnoticed.
 """
 
 import re
-import threading
 from dataclasses import replace
 from pathlib import Path
 
-import pytest_twisted
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, strategies as st
-from twisted.internet import reactor
-from twisted.internet.defer import DeferredList
-from twisted.internet.task import Clock
-
-from p2poverlay.checks import BroadcastChecks
 
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import Broadcast, Hello, P2PMessage, PeerAddress, Peers
 from p2poverlay.ownaddress import recordOf
-from p2poverlay.seen import SeenCache
 from p2poverlay.signing import Signer, Verifier, broadcastBytes
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
@@ -112,38 +103,3 @@ def test_unsigned_records_count_only_from_nodes_without_a_key_where_allowed():
     assert keyless.toDict() == {"node_id": "ab" * 16, "host": "10.0.0.1",
                                 "port": 9000, "name": ""}
 
-
-def test_checks_on_a_clock_without_threads_are_done_at_once():
-    clock = Clock()
-    checks = BroadcastChecks(STRICT, 300.0, SeenCache(10, 60.0, clock.seconds),
-                             clock)
-    checks.start()  # a Clock has no threads: nothing starts
-    results = []
-    checks.signature(replace(BROADCAST, body="forged")).addCallback(
-        results.append)
-    assert results == ["has a bad signature"]
-
-
-@pytest_twisted.inlineCallbacks
-def test_on_the_reactor_signatures_are_checked_in_a_thread_of_their_own():
-    checks = BroadcastChecks(STRICT, 300.0,
-                             SeenCache(10, 60.0, reactor.seconds), reactor)
-    threads = []
-    check = checks.verifier.checkBroadcast
-
-    def recording(message):
-        threads.append(threading.get_ident())
-        return check(message)
-
-    checks.verifier.checkBroadcast = recording
-    checks.start()
-    try:
-        results = yield DeferredList([
-            checks.signature(BROADCAST),
-            checks.signature(replace(BROADCAST, body="forged")),
-            checks.signature(BROADCAST)])
-    finally:
-        checks.stop()
-    assert [value for _, value in results] == [None, "has a bad signature",
-                                               None]
-    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
