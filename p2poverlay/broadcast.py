@@ -9,9 +9,8 @@ link turn it I{lazy}: from then on it carries only message ids, in IHAVE
 batches.  A node that hears of an id by IHAVE and does not get the payload
 within the graft timeout (at least C{graftTimeout}, longer where payloads
 come late: L{p2poverlay.graftclock}) sends GRAFT to an announcer, which
-sends the payload
-and turns the link eager again: the tree repairs itself when a node on it
-dies.  In steady state each node receives each payload once.
+sends the payload and turns the link eager again: the tree repairs itself
+when a node on it dies.  In steady state each node receives each payload once.
 
 Flooding is the same machine with pruning off: every neighbour stays eager
 and gets every payload.  It still answers GRAFT and IHAVE, so nodes of

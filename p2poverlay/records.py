@@ -122,6 +122,11 @@ class KnownPeer(_Labelled):
     source: str = ""
     record: Optional[PeerAddress] = None
 
+    @property
+    def advertisedHost(self) -> str:
+        """The host peer exchange tells of (see L{peerAddress})."""
+        return self.record.host if self.record is not None else self.host
+
     def peerAddress(self) -> PeerAddress:
         """This node as peer exchange sends it: the newest record it
         signed, as it signed it, or (a node without a key) its address."""

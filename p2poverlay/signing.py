@@ -27,10 +27,10 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Optional, Tuple
 
-from nacl.exceptions import BadSignatureError
 from cryptography.hazmat.primitives.serialization import (
     Encoding, NoEncryption, PrivateFormat,
 )
+from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from p2poverlay.identity import NodeKey, nodeIdOf
@@ -85,15 +85,13 @@ class Signer:
 
     def broadcast(self, message: Broadcast) -> Broadcast:
         """C{message}, with this node's key and signature."""
-        return _with(message, self.keyHex, self._sign(broadcastBytes(message)))
+        return replace(message, key=self.keyHex,
+                       signature=self._sign(broadcastBytes(message)))
 
     def address(self, address: PeerAddress) -> PeerAddress:
         """C{address} (this node's own), with its key and signature."""
-        return _with(address, self.keyHex, self._sign(addressBytes(address)))
-
-
-def _with(record, key: str, signature: str):
-    return replace(record, key=key, signature=signature)
+        return replace(address, key=self.keyHex,
+                       signature=self._sign(addressBytes(address)))
 
 
 class Verifier:

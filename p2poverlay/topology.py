@@ -308,8 +308,8 @@ class Topology(ConnectionListener):
             return bool(e.state in (CONNECTED, KNOWN) and e.port
                     and e.node_id != recipient
                     and (e.record is not None or not isKeyed(e.node_id))
-                    and (recipientIsLoopback or not isLoopback(
-                        e.record.host if e.record is not None else e.host)))
+                    and (recipientIsLoopback
+                         or not isLoopback(e.advertisedHost)))
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
         book = self.book.all()
