@@ -27,6 +27,8 @@ from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
 from p2poverlay.peeraddress import PeerAddress
 
 PROTOCOL_VERSION = 1
+# An optional count a message leaves out (on the wire, counts are >= 0).
+UNSAID = -1
 
 # What a connection is for, as its dialer says in HELLO.
 NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
@@ -203,11 +205,15 @@ class Hello(P2PMessage):
     seq: int = 0
     key: str = ""
     signature: str = ""
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
         if not self.network_proof:  # Outside private overlays.
             del fields["network_proof"]
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
         if not self.key:
             del fields["host"], fields["seq"], fields["key"], \
                 fields["signature"]
@@ -339,6 +345,14 @@ class Ping(P2PMessage):
 
     TYPE: ClassVar[str] = "PING"
     nonce: int
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
+        return fields
 
 
 @dataclass(frozen=True)
@@ -347,6 +361,14 @@ class Pong(P2PMessage):
 
     TYPE: ClassVar[str] = "PONG"
     nonce: int
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
+        return fields
 
 
 @dataclass(frozen=True)

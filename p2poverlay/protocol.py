@@ -24,7 +24,8 @@ from p2poverlay.framing import LineFraming
 from p2poverlay.interfaces import IPeerConnectionOwner
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, Bye, Hello, MessageError, P2PMessage,
+    NEIGHBOUR, PROTOCOL_VERSION, UNSAID, Bye, Hello, MessageError,
+    P2PMessage,
 )
 from p2poverlay.outbox import Outbox
 from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
@@ -81,6 +82,8 @@ class PeerConnection(LineFraming, ProvesKey):
         self.closing = False
         self.closeReason: Optional[CloseReason] = None
         self.lastHeard = 0.0
+        # The peer's overlay neighbours, as it last said (HELLO, PONG).
+        self.neighbourCount = UNSAID
         self.link = None  # the PeerLink that dialed this connection, if any
         # The (host, port) dialed, on an outbound one that Connections made.
         self.dialed: Optional[Tuple[str, int]] = None

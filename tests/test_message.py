@@ -16,7 +16,7 @@ from p2poverlay.message import (
     MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
-    newMessageId, newNodeId,
+    UNSAID, newMessageId, newNodeId,
 )
 from p2poverlay.addresses import formatAddress, parseAddress
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
@@ -69,6 +69,9 @@ EVERY_TYPE = [
     Ping(0),
     Ping(2 ** 53 - 1),
     Pong(2 ** 40),
+    Pong(3, neighbours=0),
+    Ping(4, neighbours=9),
+    Hello(NODE_A, 1, 9000, "bob", neighbours=12),
     Bye("node shutting down"),
     Bye(),
     Hello(NODE_A, 1, 9000, "", "direct"),
@@ -127,6 +130,16 @@ def test_optional_fields_default_when_absent():
     assert P2PMessage.decode(line(
         {"type": "PEERS", "peers": [{"node_id": NODE_A, "host": "h", "port": 2}]})
     ) == Peers((PeerAddress(NODE_A, "h", 2, ""),))
+
+
+def test_a_count_of_neighbours_is_sent_only_when_said():
+    assert b"neighbours" not in Pong(5).encode()
+    assert b"neighbours" not in Hello(NODE_A, 1, 1).encode()
+    assert Pong(5, neighbours=0).encode() == \
+        b'{"type":"PONG","nonce":5,"neighbours":0}'
+    assert P2PMessage.decode(b'{"type":"PONG","nonce":5}').neighbours == UNSAID
+    with pytest.raises(MessageError):
+        P2PMessage.decode(b'{"type":"PONG","nonce":5,"neighbours":-1}')
 
 
 def test_unknown_extra_fields_are_ignored():
