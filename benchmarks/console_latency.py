@@ -1,0 +1,150 @@
+"""
+Console to console latency: from a line ``send <B> tok<i>`` written into
+node A's standard input until node B prints the message on its standard
+output, between two real ``twistd -n p2p`` processes on 127.0.0.1.
+
+The baseline is a bare Twisted relay measured in the same run
+(L{benchmarks.bare_relay}): one process writes each line of its standard
+input to a TCP connection, the other prints each line that arrives.  The
+rounds of the relay and of the nodes (over TLS, and in plaintext) take
+turns, so that whatever else runs on the machine weighs on each alike.
+Every process is killed at the end.
+
+    python -m benchmarks.console_latency [--rounds N] [--warmup N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from benchmarks.multiprocess import BANNER, Child, PipedProcess
+from benchmarks.report import Figure, Results
+
+LISTENING = re.compile(r"^listening on (?P<port>\d+)$")
+DELIVERED = re.compile(r"^delivered to ")
+CONNECTED = re.compile(r"^\* connected: ")
+TARGET = 1.2
+
+
+@dataclass
+class Path:
+    """
+    One way from a console to another: what to type into C{sender} for
+    round C{i}, what C{receiver} then prints, and what else must be
+    printed before the next round may start.
+    """
+
+    name: str
+    sender: PipedProcess
+    receiver: PipedProcess
+    line: Callable[[int], str]
+    printed: Callable[[int], re.Pattern]
+    answer: Optional[re.Pattern] = None
+    times: List[float] = field(default_factory=list)
+
+    def round(self, i: int) -> float:
+        """One message through: seconds from typing it until it is printed."""
+        mark = self.receiver.mark()
+        answerMark = self.sender.mark()
+        typed = self.sender.type(self.line(i))
+        _, printed, _ = self.receiver.waitFor(self.printed(i), mark)
+        if self.answer is not None:
+            # The sender's answer is in before the next line goes.
+            self.sender.waitFor(self.answer, answerMark)
+        return printed - typed
+
+
+def bareRelay(workdir: str, processes: List[PipedProcess]) -> Path:
+    command = [sys.executable, "-m", "benchmarks.bare_relay"]
+    receiver = PipedProcess("relay-listen", workdir, command + ["listen"])
+    processes.append(receiver)
+    port = int(receiver.waitFor(LISTENING)[2].group("port"))
+    sender = PipedProcess("relay-send", workdir, command + ["send", str(port)])
+    processes.append(sender)
+    return Path("bare Twisted stdin-TCP-stdout relay", sender, receiver,
+                lambda i: f"tok{i}",
+                lambda i: re.compile(rf"^tok{i}$"))
+
+
+def nodePair(name: str, workdir: str, extra: List[str],
+             processes: List[PipedProcess]) -> Path:
+    receiver = Child(f"{name}-b", workdir, None, extra)
+    processes.append(receiver)
+    banner = receiver.waitFor(BANNER)[2]
+    receiver.port = int(banner.group("port"))
+    receiver.nodeId = banner.group("id")
+    sender = Child(f"{name}-a", workdir, receiver.port, extra)
+    processes.append(sender)
+    sender.waitFor(BANNER)
+    waitForPeer(sender)
+    return Path(name, sender, receiver,
+                lambda i: f"send {receiver.nodeId} tok{i}",
+                lambda i: re.compile(rf"^\[direct\] .*: tok{i}$"),
+                DELIVERED)
+
+
+def waitForPeer(child: Child, timeout: float = 30.0) -> None:
+    """Until C{child} says it is connected to a peer."""
+    child.waitFor(CONNECTED, 0, timeout)
+    if child.peerCount() < 1:
+        raise RuntimeError(f"{child.name}: connected, yet no peer")
+
+
+def percentile(values: List[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def measure(paths: List[Path], rounds: int, warmup: int) -> None:
+    """Run the paths' rounds in turn; the first C{warmup} are not kept."""
+    for i in range(warmup + rounds):
+        for path in paths:
+            took = path.round(i)
+            if i >= warmup:
+                path.times.append(took)
+
+
+def run(results: Results, rounds: int, warmup: int) -> None:
+    processes: List[PipedProcess] = []
+    workdir = tempfile.mkdtemp(prefix="p2p-console-")
+    try:
+        bare = bareRelay(workdir, processes)
+        tls = nodePair("nodes over TLS", workdir, [], processes)
+        plain = nodePair("nodes in plaintext", workdir,
+                         ["--insecure-plaintext"], processes)
+        measure([bare, tls, plain], rounds, warmup)
+    finally:
+        for process in processes:
+            process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    note = f"{rounds} rounds after {warmup} of warm-up, in turn"
+    for label, share in (("p50", 0.5), ("p99", 0.99)):
+        base = percentile(bare.times, share) * 1e3
+        for path, target in ((tls, TARGET), (plain, None)):
+            results.add(Figure(
+                "console", f"console to console latency, {path.name}, {label}",
+                percentile(path.times, share) * 1e3, "ms",
+                f"{bare.name}, {label}", base, maxRatio=target, note=note))
+    results.fact("console", "mean_ms", {
+        path.name: statistics.fmean(path.times) * 1e3
+        for path in (bare, tls, plain)})
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.console_latency",
+                                     description=__doc__)
+    parser.add_argument("--rounds", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args(argv)
+    run(Results(), args.rounds, args.warmup)
+
+
+if __name__ == "__main__":
+    main()
