@@ -16,6 +16,7 @@ Every process is killed at the end.
 from __future__ import annotations
 
 import argparse
+import pstats
 import re
 import shutil
 import statistics
@@ -24,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from benchmarks.multiprocess import BANNER, Child, PipedProcess
+from benchmarks.multiprocess import BANNER, DEADLINE, Child, PipedProcess
 from benchmarks.report import Figure, Results
 
 LISTENING = re.compile(r"^listening on (?P<port>\d+)$")
@@ -74,13 +75,25 @@ def bareRelay(workdir: str, processes: List[PipedProcess]) -> Path:
 
 
 def nodePair(name: str, workdir: str, extra: List[str],
-             processes: List[PipedProcess]) -> Path:
-    receiver = Child(f"{name}-b", workdir, None, extra)
+             processes: List[PipedProcess], profile: str = "") -> Path:
+    """
+    Node A joined to node B.
+
+    @param profile: if given, where each node saves its cProfile
+        statistics when it exits (C{PATH-a}, C{PATH-b}).
+    """
+    def options(end: str) -> List[str]:
+        if not profile:
+            return []
+        return [f"--profile={profile}-{end}", "--profiler=cprofile",
+                "--savestats"]
+
+    receiver = Child(f"{name}-b", workdir, None, extra, options("b"))
     processes.append(receiver)
     banner = receiver.waitFor(BANNER)[2]
     receiver.port = int(banner.group("port"))
     receiver.nodeId = banner.group("id")
-    sender = Child(f"{name}-a", workdir, receiver.port, extra)
+    sender = Child(f"{name}-a", workdir, receiver.port, extra, options("a"))
     processes.append(sender)
     sender.waitFor(BANNER)
     waitForPeer(sender)
@@ -103,7 +116,12 @@ def percentile(values: List[float], share: float) -> float:
 
 
 def measure(paths: List[Path], rounds: int, warmup: int) -> None:
-    """Run the paths' rounds in turn; the first C{warmup} are not kept."""
+    """
+    Run the paths' rounds in turn; the first C{warmup} are not kept.
+    Each path's next line waits for the other paths' rounds: the pause
+    lets a node finish the work it does after printing, and keeps the
+    machine as busy (and as quick to wake) as back-to-back rounds would.
+    """
     for i in range(warmup + rounds):
         for path in paths:
             took = path.round(i)
@@ -137,13 +155,52 @@ def run(results: Results, rounds: int, warmup: int) -> None:
         for path in (bare, tls, plain)})
 
 
+def profile(path: str, rounds: int, warmup: int, extra: List[str],
+            lines: int) -> None:
+    """
+    Run one pair of nodes under cProfile, stop them with C{exit} and print
+    where each spent its time.
+    """
+    processes: List[PipedProcess] = []
+    workdir = tempfile.mkdtemp(prefix="p2p-console-")
+    try:
+        pair = nodePair("profiled nodes", workdir, extra, processes, path)
+        measure([pair], rounds, warmup)
+        for process in (pair.sender, pair.receiver):
+            process.type("exit")
+        for process in processes:
+            process.proc.wait(DEADLINE)
+    finally:
+        for process in processes:
+            process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{pair.name}: p50 {percentile(pair.times, 0.5) * 1e3:.3f} ms "
+          f"(profiled, {rounds} rounds)")
+    for end, role in (("a", "sender"), ("b", "receiver")):
+        for order in ("tottime", "cumulative"):
+            print(f"== {role} (node {end.upper()}), by {order}")
+            stats = pstats.Stats(f"{path}-{end}")
+            stats.strip_dirs().sort_stats(order).print_stats(lines)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.console_latency",
                                      description=__doc__)
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--profile", metavar="PATH",
+                        help="profile one pair of nodes instead, saving "
+                             "their statistics in PATH-a and PATH-b")
+    parser.add_argument("--plaintext", action="store_true",
+                        help="with --profile: nodes in plaintext")
+    parser.add_argument("--lines", type=int, default=25,
+                        help="with --profile: functions shown")
     args = parser.parse_args(argv)
-    run(Results(), args.rounds, args.warmup)
+    if args.profile:
+        profile(args.profile, args.rounds, args.warmup,
+                ["--insecure-plaintext"] if args.plaintext else [], args.lines)
+    else:
+        run(Results(), args.rounds, args.warmup)
 
 
 if __name__ == "__main__":

@@ -116,9 +116,14 @@ class Child(PipedProcess):
     """One twistd node with a console on pipes; lines are timestamped."""
 
     def __init__(self, name: str, cwd: str, join: Optional[int],
-                 extra: Sequence[str] = ()) -> None:
-        args = ["-n", "p2p", "--port", "tcp:0:interface=127.0.0.1",
-                "--data-dir", ""]
+                 extra: Sequence[str] = (),
+                 twistdOptions: Sequence[str] = ()) -> None:
+        """
+        @param extra: options of the node, after C{p2p}.
+        @param twistdOptions: options of twistd itself, before C{p2p}.
+        """
+        args = ["-n", *twistdOptions, "p2p", "--port",
+                "tcp:0:interface=127.0.0.1", "--data-dir", ""]
         if join is not None:
             args += ["--join", f"127.0.0.1:{join}"]
         args += extra
