@@ -22,6 +22,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -59,7 +60,28 @@ class Path:
         if self.answer is not None:
             # The sender's answer is in before the next line goes.
             self.sender.waitFor(self.answer, answerMark)
+        for process in (self.sender, self.receiver):
+            waitIdle(process.proc.pid)
         return printed - typed
+
+
+def waitIdle(pid: int, timeout: float = 1.0) -> None:
+    """
+    Until process C{pid} sleeps (waits for input), so that the work it
+    does after printing is not timed in the next round, of any path.
+    Polled, without sleeping: a machine that sleeps between rounds wakes
+    up slower than one that does not.  Where there is no C{/proc}, at once.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            while time.monotonic() < deadline:
+                stat.seek(0)
+                # The state follows the command name, which ends with ")".
+                if stat.read().rpartition(b")")[2].split()[0] != b"R":
+                    return
+    except (OSError, IndexError):
+        return
 
 
 def bareRelay(workdir: str, processes: List[PipedProcess]) -> Path:
@@ -118,9 +140,7 @@ def percentile(values: List[float], share: float) -> float:
 def measure(paths: List[Path], rounds: int, warmup: int) -> None:
     """
     Run the paths' rounds in turn; the first C{warmup} are not kept.
-    Each path's next line waits for the other paths' rounds: the pause
-    lets a node finish the work it does after printing, and keeps the
-    machine as busy (and as quick to wake) as back-to-back rounds would.
+    Every round ends once both processes of its path are idle again.
     """
     for i in range(warmup + rounds):
         for path in paths:
