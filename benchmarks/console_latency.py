@@ -7,10 +7,18 @@ The baseline is a bare Twisted relay measured in the same run
 (L{benchmarks.bare_relay}): one process writes each line of its standard
 input to a TCP connection, the other prints each line that arrives.  The
 rounds of the relay and of the nodes (over TLS, and in plaintext) take
-turns, so that whatever else runs on the machine weighs on each alike.
+turns, so that whatever else runs on the machine weighs on each alike; a
+round ends once the processes of its path are idle again (the sender's
+``delivered`` answer is in, and nothing runs), so that no round is timed
+for work left over from another.  Times are taken in this process: before
+the line is written, and by a reader thread as the printed line arrives.
 Every process is killed at the end.
 
     python -m benchmarks.console_latency [--rounds N] [--warmup N]
+    python -m benchmarks.console_latency --profile /tmp/console [--plaintext]
+
+With C{--profile}, one pair of nodes runs under twistd's cProfile and
+the functions each spent its time in are printed.
 """
 
 from __future__ import annotations
@@ -106,9 +114,9 @@ def nodePair(name: str, workdir: str, extra: List[str],
     """
     def options(end: str) -> List[str]:
         if not profile:
-            return []
-        return [f"--profile={profile}-{end}", "--profiler=cprofile",
-                "--savestats"]
+            return ["--pidfile="]
+        return ["--pidfile=", f"--profile={profile}-{end}",
+                "--profiler=cprofile", "--savestats"]
 
     receiver = Child(f"{name}-b", workdir, None, extra, options("b"))
     processes.append(receiver)
@@ -170,6 +178,7 @@ def run(results: Results, rounds: int, warmup: int) -> None:
                 "console", f"console to console latency, {path.name}, {label}",
                 percentile(path.times, share) * 1e3, "ms",
                 f"{bare.name}, {label}", base, maxRatio=target, note=note))
+    results.fact("console", "rounds", rounds)
     results.fact("console", "mean_ms", {
         path.name: statistics.fmean(path.times) * 1e3
         for path in (bare, tls, plain)})
