@@ -13,7 +13,7 @@ take then is buffered and written as Twisted always does, in order.
 from __future__ import annotations
 
 from twisted.internet import process
-from twisted.internet._posixstdio import StandardIO
+from twisted.internet.stdio import StandardIO
 from twisted.internet.interfaces import IProtocol
 
 __all__ = ["ConsoleIO", "ImmediateWriter"]
@@ -23,11 +23,7 @@ class ImmediateWriter(process.ProcessWriter):
     """
     A pipe writer that writes at once when its buffer is empty, and
     otherwise buffers, as L{process.ProcessWriter} does.
-
-    @ivar immediate: how many writes went out at once (all of their bytes).
     """
-
-    immediate = 0
 
     def write(self, data: bytes) -> None:
         if data and self._idle():
@@ -36,7 +32,6 @@ class ImmediateWriter(process.ProcessWriter):
             # doWrite meets it again and handles it as usual.
             if isinstance(written, int) and written > 0:
                 if written == len(data):
-                    self.immediate += 1
                     return
                 data = data[written:]
         process.ProcessWriter.write(self, data)
