@@ -17,7 +17,6 @@ fake addresses pushes out its own, never the others' share.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -65,7 +64,8 @@ class AddressBook:
         self.newSize = maxSize - self.triedSize
         self.sourceSize = max(1, int(self.newSize * SOURCE_SHARE))
         self._now = now
-        self._peers: "OrderedDict[str, KnownPeer]" = OrderedDict()
+        # Oldest first (a dict keeps the order entries came in).
+        self._peers: Dict[str, KnownPeer] = {}
         self._tried: Dict[str, None] = {}
         self._new = NewTable()
         self._anchors: List[str] = []
