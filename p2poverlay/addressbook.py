@@ -18,7 +18,8 @@ fake addresses pushes out its own, never the others' share.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+import random
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from p2poverlay.addrgroups import addressGroup
 from p2poverlay.newtable import NewTable, rank
@@ -81,6 +82,15 @@ class AddressBook:
 
     def all(self) -> List[KnownPeer]:
         return list(self._peers.values())
+
+    def randomEntries(self, rng: random.Random) -> Iterator[KnownPeer]:
+        """Every entry once, in random order, each drawn as it is wanted
+        (a Fisher-Yates shuffle that goes no further than asked)."""
+        entries = list(self._peers.values())
+        for last in range(len(entries) - 1, -1, -1):
+            pick = rng.randrange(last + 1)
+            entries[last], entries[pick] = entries[pick], entries[last]
+            yield entries[last]
 
     def tried(self) -> List[KnownPeer]:
         """The entries of the tried table."""

@@ -18,6 +18,7 @@ closed after C{directLinkIdle} seconds without a direct message.
 from __future__ import annotations
 
 import random
+from itertools import islice
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
@@ -312,16 +313,15 @@ class Topology(ConnectionListener):
                          or not isLoopback(e.advertisedHost)))
 
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
-        book = self.book.all()
-        # Look at a few random entries, not all: this runs for every new
-        # neighbour, and for every newcomer turned away.
-        picks = self.random.sample(book, min(len(book), 4 * size))
-        chosen = [e for e in picks if eligible(e)]
-        if len(chosen) < size and len(picks) < len(book):
-            # Few were: look further, never through a large book whole.
-            picks = self.random.sample(book, min(len(book), 8 * size))
-            chosen = [e for e in picks if eligible(e)]
-        chosen = self.random.sample(chosen, min(size, len(chosen)))
+        # Random entries until enough are eligible, never more than a few
+        # times as many: this runs for every new neighbour, and for every
+        # newcomer turned away.
+        chosen: List[KnownPeer] = []
+        for entry in islice(self.book.randomEntries(self.random), 8 * size):
+            if eligible(entry):
+                chosen.append(entry)
+                if len(chosen) == size:
+                    break
         return Peers(tuple(e.peerAddress() for e in chosen))
 
     def exchange(self) -> None:
