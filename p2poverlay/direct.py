@@ -10,11 +10,16 @@ message whose connection closes unconfirmed goes over the peer's other
 connection if it has one, else it fails; so does one not confirmed within
 C{ackTimeout} of being written.  Received C{DATA} is delivered once (a
 resent copy is only confirmed again).
+
+What one read brings is confirmed together: a peer of protocol version 2
+gets one C{ACKS} for the C{DATA} of a read (up to L{ACK_BATCH} ids each),
+after all of them were delivered; a version 1 peer an C{ACK} for each.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
@@ -28,7 +33,7 @@ from p2poverlay.errors import (
 )
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
-from p2poverlay.message import DIRECT, Ack, Data, newMessageId
+from p2poverlay.message import DIRECT, Ack, Acks, Data, newMessageId
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import CloseReason
 from p2poverlay.records import KnownPeer, PeerInfo, matchIdOrName
@@ -38,6 +43,9 @@ from p2poverlay.sendwindow import Backlog, Outgoing, SendWindow
 
 # Front ends stop feeding messages once this many windows' worth wait.
 HIGH_WATER_WINDOWS = 2
+# Most ids in one ACKS sent: its line (35 bytes an id) stays under 4 KiB,
+# whatever line limit the peer set.
+ACK_BATCH = 100
 
 
 class DirectMessages(ConnectionListener):
@@ -64,6 +72,8 @@ class DirectMessages(ConnectionListener):
         self._seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
                                clock.seconds)
         self._windows: Dict[PeerConnection, SendWindow] = {}
+        # Ids received in the read being handled, to confirm at its end.
+        self._acks: Dict[PeerConnection, List[str]] = {}
         # Unconfirmed lines stay well within the send buffer, whose
         # overflow would fail a message.
         self._windowBytes = max(1, config.maxSendBuffer // 4)
@@ -72,6 +82,7 @@ class DirectMessages(ConnectionListener):
                                clock)
         dispatcher.register(Data, self.dataReceived)
         dispatcher.register(Ack, self.ackReceived)
+        dispatcher.register(Acks, self.acksReceived)
 
     # -- sending ----------------------------------------------------------
 
@@ -94,6 +105,16 @@ class DirectMessages(ConnectionListener):
         line = message.encode()
         if len(line) > self.config.maxLineLength:
             return fail(MessageTooLarge.of(len(line), self.config.maxLineLength))
+        # The common case first: the node id of a peer.
+        connection = self.peers.connection(target)
+        if connection is not None:
+            try:
+                self.backlog.add()
+            except SendQueueFull as e:
+                return fail(e)
+            outgoing = Outgoing(message, line, Deferred())
+            self._enqueue(connection, outgoing)
+            return outgoing.done
         try:
             info = self.peers.find(target)
             known = None if info else self._findKnown(target)
@@ -184,25 +205,38 @@ class DirectMessages(ConnectionListener):
         return window
 
     def _pump(self, connection: PeerConnection, window: SendWindow) -> None:
-        """Write the waiting messages the window has room for, in order."""
+        """
+        Write the waiting messages the window has room for, in order and
+        in one write; those the connection does not take fail.
+        """
+        if window.holding:
+            return
+        now = self.clock.seconds()
+        deadline = now + self.config.ackTimeout
         while True:
+            batch = []
             outgoing = window.nextReady()
-            if outgoing is None:
+            while outgoing is not None:
+                window.written(outgoing, deadline)
+                batch.append(outgoing)
+                outgoing = window.nextReady()
+            if not batch:
                 break
-            connection.lastUsed = self.clock.seconds()
-            if connection.closing:
-                self._notSent(Failure(DeliveryFailed(
-                    f"connection to {connection.describe()} is closing")),
-                    outgoing)
-            elif connection.sendEncoded(outgoing.line, Data.TYPE):
-                outgoing.timeout = self.clock.callLater(
-                    self.config.ackTimeout, self._ackTimedOut, connection,
-                    outgoing.message.id)
-                window.written(outgoing)
+            connection.lastUsed = now
+            taken = connection.sendEncodedLines([o.line for o in batch],
+                                                Data.TYPE)
+            if taken:
+                if window.timer is None:
+                    window.timer = self.clock.callLater(
+                        self.config.ackTimeout, self._ackTimedOut,
+                        connection, window)
                 # Only now: room in the backlog may bring the next send.
-                self.backlog.remove()
-            else:
+                self.backlog.remove(taken)
+            for outgoing in batch[taken:]:
+                window.confirmed(outgoing.message.id)
                 self._notSent(Failure(DeliveryFailed(
+                    f"connection to {connection.describe()} is closing"
+                    if connection.closing else
                     f"send buffer to {connection.describe()} is full: it "
                     f"reads too slowly")), outgoing)
         self._forgetIfEmpty(connection, window)
@@ -210,6 +244,7 @@ class DirectMessages(ConnectionListener):
     def _forgetIfEmpty(self, connection: PeerConnection,
                        window: SendWindow) -> None:
         if not window and self._windows.get(connection) is window:
+            window.stopTimer()
             del self._windows[connection]
 
     def awaitingAcks(self, connection: PeerConnection) -> bool:
@@ -227,29 +262,54 @@ class DirectMessages(ConnectionListener):
         return tuple(o.message.id for o in window.waiting) \
             if window is not None else ()
 
-    def _confirmed(self, connection: PeerConnection,
-                   messageId: str) -> Optional[Outgoing]:
-        """Take an unconfirmed message out of its window, letting in more."""
+    def ackReceived(self, connection: PeerConnection, ack: Ack) -> None:
+        self._confirm(connection, (ack.id,))
+
+    def acksReceived(self, connection: PeerConnection, acks: Acks) -> None:
+        self._confirm(connection, acks.ids)
+
+    def _confirm(self, connection: PeerConnection,
+                 ids: Tuple[str, ...]) -> None:
+        """
+        The peer confirmed the messages C{ids}: take them out of the
+        window, let in as many more, and tell each sender in turn.  An id
+        not waiting (late, repeated or unknown) means nothing: the sender
+        already gave up or knows.
+        """
         window = self._windows.get(connection)
         if window is None:
-            return None
-        outgoing = window.confirmed(messageId)
-        if outgoing is None:
-            return None
-        if outgoing.timeout is not None and outgoing.timeout.active():
-            outgoing.timeout.cancel()
+            return
+        confirmed = [outgoing for outgoing in map(window.confirmed, ids)
+                     if outgoing is not None]
+        if not confirmed:
+            return
+        info = connection.info
+        # What the senders send now waits, and goes in one write with the
+        # rest after them.
+        window.holding = True
+        try:
+            for outgoing in confirmed:
+                outgoing.done.callback(info)
+        finally:
+            window.holding = False
         self._pump(connection, window)
-        return outgoing
 
-    def ackReceived(self, connection: PeerConnection, ack: Ack) -> None:
-        outgoing = self._confirmed(connection, ack.id)
-        if outgoing is not None:
-            outgoing.done.callback(connection.info)
-        # Else late or duplicate: the sender already gave up or knows.
-
-    def _ackTimedOut(self, connection: PeerConnection, messageId: str) -> None:
-        outgoing = self._confirmed(connection, messageId)
-        if outgoing is not None:
+    def _ackTimedOut(self, connection: PeerConnection,
+                     window: SendWindow) -> None:
+        """
+        The window's timer: fail what is past its deadline, and set the
+        timer again for the oldest left.
+        """
+        window.timer = None
+        expired = window.expired(self.clock.seconds())
+        self._pump(connection, window)
+        oldest = window.oldestDeadline()
+        if oldest is not None and window.timer is None \
+                and self._windows.get(connection) is window:
+            window.timer = self.clock.callLater(
+                max(0.0, oldest - self.clock.seconds()), self._ackTimedOut,
+                connection, window)
+        for outgoing in expired:
             outgoing.done.errback(DeliveryFailed(
                 f"{connection.describe()} did not confirm delivery within "
                 f"{self.config.ackTimeout:g} s"))
@@ -261,15 +321,14 @@ class DirectMessages(ConnectionListener):
         those still waiting for it, go in the same order over the peer's
         other connection if it has one, else they fail.
         """
+        self._acks.pop(connection, None)
         window = self._windows.pop(connection, None)
-        if not window:
+        if window is None:
             return
         written = len(window.unconfirmed)
         everything = window.takeAll()
-        for outgoing in everything:
-            if outgoing.timeout is not None and outgoing.timeout.active():
-                outgoing.timeout.cancel()
-            outgoing.timeout = None
+        if not everything:
+            return
         info = connection.peer
         other = self.peers.connection(info.node_id) if info else None
         if other is not None and not other.closing:
@@ -295,4 +354,23 @@ class DirectMessages(ConnectionListener):
                 kind="direct", message_id=message.id, body=message.body,
                 sender_id=via.node_id, sender_name=via.name, sender=via,
                 via=via))
-        connection.sendMessage(Ack(message.id))
+        self._acknowledge(connection, message.id)
+
+    def _acknowledge(self, connection: PeerConnection, messageId: str) -> None:
+        """Confirm C{messageId}, with the others of the same read."""
+        pending = self._acks.get(connection)
+        if pending is not None:
+            pending.append(messageId)
+            if len(pending) >= ACK_BATCH:
+                self._sendAcks(connection)
+        elif connection.version < 2:
+            connection.sendMessage(Ack(messageId))
+        else:
+            self._acks[connection] = [messageId]
+            connection.afterRead(partial(self._sendAcks, connection))
+
+    def _sendAcks(self, connection: PeerConnection) -> None:
+        ids = self._acks.pop(connection, None)
+        if ids:
+            connection.sendMessage(Ack(ids[0]) if len(ids) == 1
+                                   else Acks(tuple(ids)))

@@ -15,18 +15,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Tuple, Type
+from json.encoder import encode_basestring
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     MAX_CODE_LENGTH, MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH,
-    MAX_PEER_ENTRIES,
-    MAX_REASON_LENGTH, MAX_TTL, MessageError, checkHex, checkLength,
-    checkMessageId, checkNodeId, checkPort, checkRange, checkSigned, isNodeId,
-    newMessageId, newNodeId,
+    MAX_PEER_ENTRIES, MAX_REASON_LENGTH, MAX_TTL, MessageError, areMessageIds,
+    checkHex,
+    checkIds, checkLength, checkMessageId, checkNodeId, checkPort, checkRange,
+    checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
 from p2poverlay.peeraddress import PeerAddress
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ACKS, confirming several DATA at once
 
 # What a connection is for, as its dialer says in HELLO.
 NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
@@ -82,10 +83,19 @@ class P2PMessage:
         except UnicodeDecodeError:
             raise MessageError("not valid UTF-8") from None
         try:
-            obj = _decodeJSON(text)
-        except (ValueError, RecursionError):
-            raise MessageError("not valid JSON") from None
-        return P2PMessage.fromDict(obj)
+            # Just the scanner, for a line of one JSON value alone.
+            obj, end = _scanJSON(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end != len(text):
+            try:
+                obj = _decodeJSON(text)
+            except (ValueError, RecursionError):
+                raise MessageError("not valid JSON") from None
+        kind = obj.get("type") if obj.__class__ is dict else None
+        quick = _QUICK.get(kind) if kind.__class__ is str else None
+        message = quick(obj) if quick is not None else None
+        return message if message is not None else P2PMessage.fromDict(obj)
 
     @staticmethod
     def fromDict(obj: Any) -> "P2PMessage":
@@ -130,7 +140,10 @@ def _refuseConstant(name: str) -> None:
 
 
 # NaN and Infinity are not JSON, though Python's decoder takes them.
-_decodeJSON = json.JSONDecoder(parse_constant=_refuseConstant).decode
+_decoder = json.JSONDecoder(parse_constant=_refuseConstant)
+_decodeJSON = _decoder.decode
+# What JSONDecoder.decode runs after skipping whitespace (typeshed lacks it).
+_scanJSON = _decoder.scan_once  # type: ignore[attr-defined]
 
 # Message class -> ((field name, expected type, required), ...).
 _SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
@@ -248,6 +261,12 @@ class Data(P2PMessage):
     def validate(self) -> None:
         checkMessageId(self.id)
 
+    def encode(self) -> bytes:
+        # What the generic encoder writes, without building a dict.
+        return ('{"type":"DATA","id":%s,"body":%s}' % (
+            encode_basestring(self.id), encode_basestring(self.body))
+        ).encode("utf-8", "backslashreplace")
+
 
 @dataclass(frozen=True)
 class Ack(P2PMessage):
@@ -258,6 +277,17 @@ class Ack(P2PMessage):
 
     def validate(self) -> None:
         checkMessageId(self.id)
+
+
+@dataclass(frozen=True)
+class Acks(P2PMessage):
+    """Confirms several L{Data}, as an L{Ack} of each would (version 2)."""
+
+    TYPE: ClassVar[str] = "ACKS"
+    ids: Tuple[str, ...]
+
+    def validate(self) -> None:
+        checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -291,15 +321,6 @@ class Broadcast(P2PMessage):
         checkSigned(self.key, self.signature)
 
 
-def _checkIds(ids: Tuple[str, ...]) -> None:
-    if not ids:
-        raise MessageError("ids is empty")
-    if len(ids) > MAX_IDS:
-        raise MessageError(f"more than {MAX_IDS} ids")
-    for messageId in ids:
-        checkMessageId(messageId, "ids")
-
-
 @dataclass(frozen=True)
 class IHave(P2PMessage):
     """Tree broadcast: the sender has these broadcasts (ids only)."""
@@ -308,7 +329,7 @@ class IHave(P2PMessage):
     ids: Tuple[str, ...]
 
     def validate(self) -> None:
-        _checkIds(self.ids)
+        checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -323,7 +344,7 @@ class Graft(P2PMessage):
 
     def validate(self) -> None:
         if self.ids:
-            _checkIds(self.ids)
+            checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -363,6 +384,27 @@ class Bye(P2PMessage):
     def validate(self) -> None:
         checkLength(self.reason, "reason", MAX_REASON_LENGTH)
         checkLength(self.code, "code", MAX_CODE_LENGTH)
+
+
+# Quick builders of the messages that come by the thousand, from objects in
+# the common form; None leaves the object (and its error) to fromDict.
+def _quickData(obj: Dict[str, Any]) -> Optional[Data]:
+    messageId, body = obj.get("id", ""), obj.get("body")
+    if body.__class__ is str and isMessageId(messageId):
+        return Data(messageId, body)
+    return None
+
+
+def _quickAcks(obj: Dict[str, Any]) -> Optional[Acks]:
+    ids = obj.get("ids")
+    if ids.__class__ is list and 0 < len(ids) <= MAX_IDS \
+            and areMessageIds(ids):
+        return Acks(tuple(ids))
+    return None
+
+
+_QUICK: Dict[str, Callable[[Dict[str, Any]], Optional[P2PMessage]]] = {
+    Data.TYPE: _quickData, Acks.TYPE: _quickAcks}
 
 
 # Field annotations are strings (from __future__ import annotations).

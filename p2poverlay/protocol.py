@@ -209,7 +209,7 @@ class PeerConnection(LineFraming, ProvesKey):
 
     @_machine.output()
     def _sayBye(self, reason: CloseReason) -> None:
-        self._write(reason.bye().encode(), Bye.TYPE, force=True)
+        self._write([reason.bye().encode()], Bye.TYPE, force=True)
 
     @_machine.output()
     def _loseConnection(self) -> None:
@@ -391,26 +391,29 @@ class PeerConnection(LineFraming, ProvesKey):
     def sendMessage(self, message: P2PMessage) -> None:
         """Send a small control message; it is queued even when full."""
         if not self.closing:
-            self._write(message.encode(), message.TYPE, force=True)
+            self._write([message.encode()], message.TYPE, force=True)
 
     def sendEncoded(self, line: bytes, messageType: str,
                     force: bool = False) -> bool:
         """
-        Send a message that is already encoded (once, for several
-        connections).
+        Send a message already encoded (once, for several connections);
+        C{force} queues it even when the send buffer is full.
 
-        @param messageType: the C{TYPE} of the encoded message.
-        @param force: queue it even when the send buffer is full (for small
-            control messages).
-        @return: False if it was dropped because the peer reads too slowly
-            or the connection is closing.
+        @return: False if it was dropped: the peer reads too slowly, or
+            the connection is closing.
         """
-        return not self.closing and self._write(line, messageType, force)
+        return not self.closing and self._write([line], messageType, force) > 0
 
-    def _write(self, line: bytes, messageType: str,
-               force: bool = False) -> bool:
+    def sendEncodedLines(self, lines: List[bytes], messageType: str) -> int:
+        """Send encoded messages of one type in one write; return how many
+        went, from the first on (see L{sendEncoded})."""
+        return 0 if self.closing else self._write(lines, messageType)
+
+    def _write(self, lines: List[bytes], messageType: str,
+               force: bool = False) -> int:
         """Every line this connection sends goes out (and is counted) here."""
-        if self.outbox.write(line, force):
-            self.metrics.sent(messageType, len(line) + 1)
-            return True
-        return False
+        taken = self.outbox.writeLines(lines, force)
+        sent = self.metrics.sent
+        for line in lines if taken == len(lines) else lines[:taken]:
+            sent(messageType, len(line) + 1)
+        return taken

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from typing import Tuple
 
 MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 255
@@ -49,6 +50,20 @@ def isNodeId(value: str) -> bool:
     return bool(_NODE_ID.match(value))
 
 
+def isMessageId(value: object) -> bool:
+    """Is C{value} a message id in its wire form?"""
+    return value.__class__ is str and _MESSAGE_ID.match(value) is not None
+
+
+def areMessageIds(values: list) -> bool:
+    """Is every one of C{values} a message id in its wire form?"""
+    match = _MESSAGE_ID.match
+    for value in values:
+        if value.__class__ is not str or match(value) is None:
+            return False
+    return True
+
+
 def checkNodeId(value: str, field: str) -> None:
     if not _NODE_ID.match(value):
         raise MessageError(f"{field} must be 64 (or 32) lowercase hex digits")
@@ -57,6 +72,16 @@ def checkNodeId(value: str, field: str) -> None:
 def checkMessageId(value: str, field: str = "id") -> None:
     if not _MESSAGE_ID.match(value):
         raise MessageError(f"{field} must be 32 lowercase hex digits")
+
+
+def checkIds(ids: Tuple[str, ...]) -> None:
+    """1 to L{MAX_IDS} message ids (IHAVE, GRAFT, ACKS)."""
+    if not ids:
+        raise MessageError("ids is empty")
+    if len(ids) > MAX_IDS:
+        raise MessageError(f"more than {MAX_IDS} ids")
+    for messageId in ids:
+        checkMessageId(messageId, "ids")
 
 
 def checkHex(value: str, field: str, digits: int) -> None:

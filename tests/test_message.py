@@ -14,7 +14,7 @@ from p2poverlay import message as m
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import (
     MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
+    PROTOCOL_VERSION, Ack, Acks, Broadcast, Bye, Data, Graft, Hello, IHave,
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
     newMessageId, newNodeId,
 )
@@ -64,6 +64,8 @@ EVERY_TYPE = [
     Data(MSG_ID, "Hello!\n\u2028\x00 \U0001f600"),
     Data(MSG_ID, ""),
     Ack(MSG_ID),
+    Acks((MSG_ID,)),
+    Acks(tuple(newMessageId() for _ in range(MAX_IDS))),
     Broadcast(MSG_ID, NODE_A, 31, "everyone", "alice"),
     Broadcast(MSG_ID, NODE_B, 0, ""),
     Ping(0),
@@ -93,8 +95,34 @@ def test_round_trip_of_every_type(msg):
 def test_every_registered_type_is_covered():
     assert {type(msg) for msg in EVERY_TYPE} == set(m._REGISTRY.values())
     assert set(m._REGISTRY) == {
-        "HELLO", "PEERS", "DATA", "ACK", "BROADCAST", "PING", "PONG", "BYE",
-        "IHAVE", "GRAFT", "PRUNE"}
+        "HELLO", "PEERS", "DATA", "ACK", "ACKS", "BROADCAST", "PING", "PONG",
+        "BYE", "IHAVE", "GRAFT", "PRUNE"}
+
+
+@deterministic
+@given(st.text(), st.text(alphabet="0123456789abcdef", min_size=32,
+                          max_size=32))
+@example("\ud800 lone surrogate \x7f \u2028 \"quoted\" \\", MSG_ID)
+def test_data_encodes_as_the_generic_encoder_does(body, messageId):
+    data = Data(messageId, body)
+    generic = m._encodeJSON(data.toDict()).encode("utf-8", "backslashreplace")
+    assert data.encode() == generic
+
+
+def test_whitespace_around_a_message_is_still_json():
+    assert P2PMessage.decode(b' {"type":"ACK","id":"%s"} \t' % MSG_ID.encode()
+                             ) == Ack(MSG_ID)
+    assert P2PMessage.decode(line({"type": "DATA", "id": MSG_ID, "body": "b",
+                                   "later": [1, {"x": None}]})
+                             ) == Data(MSG_ID, "b")
+
+
+def test_acks_confirms_ids_in_order():
+    ids = (MSG_ID, newMessageId(), MSG_ID)
+    assert P2PMessage.decode(line({"type": "ACKS", "ids": list(ids)})
+                             ) == Acks(ids)
+    assert Acks(ids).encode() == (
+        '{"type":"ACKS","ids":["%s","%s","%s"]}' % ids).encode()
 
 
 def test_encoding_is_compact_json_with_a_type_field():
@@ -299,6 +327,29 @@ REJECTIONS = [
      f"more than {MAX_IDS} ids"),
     ("graft-bad-id", line({"type": "GRAFT", "ids": ["nope"]}),
      "ids must be 32 lowercase hex digits"),
+    ("acks-empty", line({"type": "ACKS", "ids": []}), "ids is empty"),
+    ("acks-missing", line({"type": "ACKS", "id": MSG_ID}),
+     "ACKS lacks field 'ids'"),
+    ("acks-not-a-list", line({"type": "ACKS", "ids": MSG_ID}),
+     "ACKS field 'ids' must be a list"),
+    ("acks-number", line({"type": "ACKS", "ids": [MSG_ID, 7]}),
+     "ACKS field 'ids' must be a list of strings"),
+    ("acks-bad-id", line({"type": "ACKS", "ids": [MSG_ID, MSG_ID.upper()]}),
+     "ids must be 32 lowercase hex digits"),
+    ("acks-too-many", line({"type": "ACKS", "ids": [MSG_ID] * (MAX_IDS + 1)}),
+     f"more than {MAX_IDS} ids"),
+    ("data-id-number", line({"type": "DATA", "id": 5, "body": ""}),
+     "DATA field 'id' must be a string"),
+    ("data-body-list", line({"type": "DATA", "id": MSG_ID, "body": ["x"]}),
+     "DATA field 'body' must be a string"),
+    ("data-no-body", line({"type": "DATA", "id": MSG_ID}),
+     "DATA lacks field 'body'"),
+    ("data-bad-id", line({"type": "DATA", "id": "x" * 32, "body": ""}),
+     "id must be 32 lowercase hex digits"),
+    ("data-trailing-garbage", line({"type": "DATA", "id": MSG_ID,
+                                    "body": ""}) + b"x", "not valid JSON"),
+    ("data-two-values", line({"type": "DATA", "id": MSG_ID, "body": ""}) * 2,
+     "not valid JSON"),
     # Numbers: JSON's only, and within what every decoder holds exactly.
     ("ping-nan", b'{"type":"PING","nonce":NaN}', "not valid JSON"),
     ("ping-infinity", b'{"type":"PING","nonce":Infinity}', "not valid JSON"),
