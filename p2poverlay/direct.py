@@ -193,9 +193,12 @@ class DirectMessages(ConnectionListener):
             self._notSent(Failure(DeliveryFailed(
                 f"connection to {connection.describe()} is closing")), outgoing)
             return
-        window = self._windowOf(connection)
+        window = self._windows.get(connection)
+        if window is None:
+            window = self._windowOf(connection)
         window.waiting.append(outgoing)
-        self._pump(connection, window)
+        if not window.holding:
+            self._pump(connection, window)
 
     def _windowOf(self, connection: PeerConnection) -> SendWindow:
         window = self._windows.get(connection)
@@ -279,8 +282,7 @@ class DirectMessages(ConnectionListener):
         window = self._windows.get(connection)
         if window is None:
             return
-        confirmed = [outgoing for outgoing in map(window.confirmed, ids)
-                     if outgoing is not None]
+        confirmed = window.confirmedAll(ids)
         if not confirmed:
             return
         info = connection.info
@@ -347,23 +349,26 @@ class DirectMessages(ConnectionListener):
 
     def dataReceived(self, connection: PeerConnection, message: Data) -> None:
         connection.lastUsed = self.clock.seconds()
-        if self._seen.add(message.id):
+        messageId = message.id
+        if self._seen.add(messageId):
             self.stats.directDelivered += 1
             via = connection.info
             self.deliver(ReceivedMessage(
-                kind="direct", message_id=message.id, body=message.body,
+                kind="direct", message_id=messageId, body=message.body,
                 sender_id=via.node_id, sender_name=via.name, sender=via,
                 via=via))
-        self._acknowledge(connection, message.id)
-
-    def _acknowledge(self, connection: PeerConnection, messageId: str) -> None:
-        """Confirm C{messageId}, with the others of the same read."""
+        # Confirmed with the others of the same read, once delivered.
         pending = self._acks.get(connection)
-        if pending is not None:
+        if pending is None:
+            self._acknowledge(connection, messageId)
+        else:
             pending.append(messageId)
             if len(pending) >= ACK_BATCH:
                 self._sendAcks(connection)
-        elif connection.version < 2:
+
+    def _acknowledge(self, connection: PeerConnection, messageId: str) -> None:
+        """Confirm C{messageId}, the first of its read."""
+        if connection.version < 2:
             connection.sendMessage(Ack(messageId))
         else:
             self._acks[connection] = [messageId]

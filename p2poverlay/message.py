@@ -163,7 +163,7 @@ def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
 
 def _toJSON(value: Any) -> Any:
     if isinstance(value, tuple):
-        return [_toJSON(v) for v in value]
+        return [v if v.__class__ is str else _toJSON(v) for v in value]
     if isinstance(value, PeerAddress):
         return value.toDict()
     return value

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Deque, Iterator, List, Optional
+from typing import Deque, Iterable, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -122,6 +122,17 @@ class SendWindow:
         if outgoing is not None:
             self.bytesUnconfirmed -= len(outgoing.line)
         return outgoing
+
+    def confirmedAll(self, ids: Iterable[str]) -> List[Outgoing]:
+        """Take those of C{ids} that are unconfirmed messages, in order."""
+        pop = self.unconfirmed.pop
+        taken = []
+        for messageId in ids:
+            outgoing = pop(messageId, None)
+            if outgoing is not None:
+                self.bytesUnconfirmed -= len(outgoing.line)
+                taken.append(outgoing)
+        return taken
 
     def takeAll(self) -> List[Outgoing]:
         """Empty the window: the unconfirmed messages first, in order."""
