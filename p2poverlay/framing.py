@@ -37,6 +37,12 @@ class LineFraming(LineReceiver):
         else:
             self._afterRead.append(call)
 
+    def settleRead(self) -> None:
+        """Call now what waits for the end of the read (L{afterRead})."""
+        calls, self._afterRead = self._afterRead, None
+        for call in calls or ():
+            call()
+
     def dataReceived(self, data: bytes) -> None:
         """
         Frame lines: split everything that arrived at once and keep the
@@ -71,6 +77,4 @@ class LineFraming(LineReceiver):
                 buffered = self._buffer
         finally:
             self._busyReceiving = False
-            calls, self._afterRead = self._afterRead, None
-            for call in calls or ():
-                call()
+            self.settleRead()

@@ -199,6 +199,7 @@ class PeerConnection(LineFraming, ProvesKey):
 
     @_machine.output()
     def _beginClosing(self, reason: CloseReason) -> None:
+        self.settleRead()  # What the lines read so far owe goes before BYE.
         self.closing = True
         self.closeReason = reason
         self._cancelTimer()
@@ -413,7 +414,6 @@ class PeerConnection(LineFraming, ProvesKey):
                force: bool = False) -> int:
         """Every line this connection sends goes out (and is counted) here."""
         taken = self.outbox.writeLines(lines, force)
-        sent = self.metrics.sent
-        for line in lines if taken == len(lines) else lines[:taken]:
-            sent(messageType, len(line) + 1)
+        for line in lines[:taken]:
+            self.metrics.sent(messageType, len(line) + 1)
         return taken
