@@ -217,12 +217,7 @@ class DirectMessages(ConnectionListener):
         now = self.clock.seconds()
         deadline = now + self.config.ackTimeout
         while True:
-            batch = []
-            outgoing = window.nextReady()
-            while outgoing is not None:
-                window.written(outgoing, deadline)
-                batch.append(outgoing)
-                outgoing = window.nextReady()
+            batch = window.writeReady(deadline)
             if not batch:
                 break
             connection.lastUsed = now

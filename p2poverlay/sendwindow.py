@@ -14,9 +14,9 @@ and front ends ask it when to stop feeding messages and when to go on.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Iterable, Iterator, List, Optional
+from typing import Deque, Dict, Iterable, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -64,7 +64,8 @@ class SendWindow:
     def __init__(self, size: int, maxBytes: int) -> None:
         self.size = size
         self.maxBytes = maxBytes
-        self.unconfirmed: "OrderedDict[str, Outgoing]" = OrderedDict()
+        # In the order written (a dict keeps it).
+        self.unconfirmed: Dict[str, Outgoing] = {}
         self.waiting: Deque[Outgoing] = deque()
         self.bytesUnconfirmed = 0
         self.timer: Optional[IDelayedCall] = None
@@ -73,24 +74,26 @@ class SendWindow:
     def __bool__(self) -> bool:
         return bool(self.unconfirmed or self.waiting)
 
-    def hasRoom(self, outgoing: Outgoing) -> bool:
-        """Whether C{outgoing} may be written now, window-wise."""
-        if not self.unconfirmed:
-            return True
-        return len(self.unconfirmed) < self.size and \
-            self.bytesUnconfirmed + len(outgoing.line) <= self.maxBytes
-
-    def nextReady(self) -> Optional[Outgoing]:
-        """Take the first waiting message if the window has room for it."""
-        if self.waiting and self.hasRoom(self.waiting[0]):
-            return self.waiting.popleft()
-        return None
-
-    def written(self, outgoing: Outgoing, deadline: float) -> None:
-        """C{outgoing} went out: it waits for its ACK until C{deadline}."""
-        outgoing.deadline = deadline
-        self.unconfirmed[outgoing.message.id] = outgoing
-        self.bytesUnconfirmed += len(outgoing.line)
+    def writeReady(self, deadline: float) -> List[Outgoing]:
+        """
+        Take the waiting messages, from the first, that the window has
+        room for: they are written now and wait for their ACK until
+        C{deadline}.
+        """
+        waiting, unconfirmed = self.waiting, self.unconfirmed
+        ready = []
+        while waiting:
+            outgoing = waiting[0]
+            if unconfirmed and (
+                    len(unconfirmed) >= self.size or self.bytesUnconfirmed
+                    + len(outgoing.line) > self.maxBytes):
+                break
+            waiting.popleft()
+            outgoing.deadline = deadline
+            unconfirmed[outgoing.message.id] = outgoing
+            self.bytesUnconfirmed += len(outgoing.line)
+            ready.append(outgoing)
+        return ready
 
     def oldestDeadline(self) -> Optional[float]:
         """The deadline of the message written first, if any waits."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from typing import Tuple
+from typing import List, Tuple
 
 MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 255
@@ -40,9 +40,22 @@ def newNodeId() -> str:
     return uuid.uuid4().hex
 
 
+# Message ids drawn from the OS a batch at a time (one system call for
+# many); list.pop and extend are atomic, so threads never share one.
+_ID_BATCH = 64
+_freshIds: List[str] = []
+if hasattr(os, "register_at_fork"):  # A forked child draws its own.
+    os.register_at_fork(after_in_child=_freshIds.clear)
+
+
 def newMessageId() -> str:
     """A fresh random message id: 32 lowercase hex digits."""
-    return os.urandom(16).hex()  # uuid4's source, without the UUID object
+    try:
+        return _freshIds.pop()
+    except IndexError:
+        digits = os.urandom(16 * _ID_BATCH).hex()  # uuid4's source
+        _freshIds.extend([digits[i:i + 32] for i in range(0, len(digits), 32)])
+        return _freshIds.pop()
 
 
 def isNodeId(value: str) -> bool:

@@ -4,6 +4,7 @@ and peer lookup (L{p2poverlay.registry}) and of L{p2poverlay.seen.SeenCache}.
 """
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -107,6 +108,22 @@ def test_data_encodes_as_the_generic_encoder_does(body, messageId):
     data = Data(messageId, body)
     generic = m._encodeJSON(data.toDict()).encode("utf-8", "backslashreplace")
     assert data.encode() == generic
+
+
+def test_message_ids_are_fresh_in_a_forked_child_too():
+    newMessageId()  # Ids are drawn a batch at a time: some wait now.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, newMessageId().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = {newMessageId() for _ in range(200)}
+    assert len(child) == 32 and child not in ours
+    assert len(ours) == 200
 
 
 def test_whitespace_around_a_message_is_still_json():
