@@ -225,9 +225,7 @@ class DirectMessages(ConnectionListener):
                                                 Data.TYPE)
             if taken:
                 if window.timer is None:
-                    window.timer = self.clock.callLater(
-                        self.config.ackTimeout, self._ackTimedOut,
-                        connection, window)
+                    self._setTimer(connection, window, now)
                 # Only now: room in the backlog may bring the next send.
                 self.backlog.remove(taken)
             for outgoing in batch[taken:]:
@@ -291,6 +289,14 @@ class DirectMessages(ConnectionListener):
             window.holding = False
         self._pump(connection, window)
 
+    def _setTimer(self, connection: PeerConnection, window: SendWindow,
+                  now: float) -> None:
+        """Set the window's timer for its oldest deadline, if any."""
+        oldest = window.oldestDeadline()
+        if oldest is not None:
+            window.timer = self.clock.callLater(
+                max(0.0, oldest - now), self._ackTimedOut, connection, window)
+
     def _ackTimedOut(self, connection: PeerConnection,
                      window: SendWindow) -> None:
         """
@@ -298,14 +304,11 @@ class DirectMessages(ConnectionListener):
         timer again for the oldest left.
         """
         window.timer = None
-        expired = window.expired(self.clock.seconds())
-        self._pump(connection, window)
-        oldest = window.oldestDeadline()
-        if oldest is not None and window.timer is None \
-                and self._windows.get(connection) is window:
-            window.timer = self.clock.callLater(
-                max(0.0, oldest - self.clock.seconds()), self._ackTimedOut,
-                connection, window)
+        now = self.clock.seconds()
+        expired = window.expired(now)
+        if self._windows.get(connection) is window:
+            self._setTimer(connection, window, now)
+            self._pump(connection, window)
         for outgoing in expired:
             outgoing.done.errback(DeliveryFailed(
                 f"{connection.describe()} did not confirm delivery within "

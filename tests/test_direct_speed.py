@@ -285,6 +285,23 @@ def test_each_message_fails_its_own_ack_timeout_after_being_written():
     assert node.reactor.getDelayedCalls() == []
 
 
+def test_a_message_written_as_another_times_out_does_not_delay_the_rest():
+    node = makeNode(sendWindow=2)
+    connection, transport = established(node)
+    a, b, c, d = (node.send(BOB, name) for name in "abcd")
+    node.reactor.advance(5)
+    send(connection, Ack(dataOf(transport)[0].id))  # a; c goes at 5
+    node.reactor.advance(25)  # b times out at 30; d goes at 30
+    assert failureOf(b).check(DeliveryFailed)
+    assert [m.body for m in dataOf(transport)] == ["a", "b", "c", "d"]
+    node.reactor.advance(5)
+    assert failureOf(c).check(DeliveryFailed)  # at 35, not at d's 60
+    assert not d.called
+    node.reactor.advance(25)
+    assert failureOf(d).check(DeliveryFailed)
+    assert resultOf(a) == connection.peer
+
+
 def test_confirming_everything_stops_the_window_timer():
     node = makeNode()
     connection, transport = established(node)
