@@ -107,35 +107,32 @@ class DirectMessages(ConnectionListener):
             return fail(MessageTooLarge.of(len(line), self.config.maxLineLength))
         # The common case first: the node id of a peer.
         connection = self.peers.connection(target)
-        if connection is not None:
+        info = known = None
+        if connection is None:
             try:
-                self.backlog.add()
-            except SendQueueFull as e:
-                return fail(e)
-            outgoing = Outgoing(message, line, Deferred())
-            self._enqueue(connection, outgoing)
-            return outgoing.done
-        try:
-            info = self.peers.find(target)
-            known = None if info else self._findKnown(target)
-        except AmbiguousPeer as e:
-            return fail(UnknownPeer(str(e)))
-        if info is None:
-            if known is not None:
-                host, port = known.host, known.port
-            else:
-                try:
-                    host, port = parseAddress(target)
-                except ValueError:
-                    return fail(UnknownPeer(
-                        f"no peer matches {target!r} (use host:port, a node "
-                        f"id prefix or a name; see 'peers' and 'known')"))
+                info = self.peers.find(target)
+                known = None if info else self._findKnown(target)
+            except AmbiguousPeer as e:
+                return fail(UnknownPeer(str(e)))
+            if info is None:
+                if known is not None:
+                    host, port = known.host, known.port
+                else:
+                    try:
+                        host, port = parseAddress(target)
+                    except ValueError:
+                        return fail(UnknownPeer(
+                            f"no peer matches {target!r} (use host:port, a "
+                            f"node id prefix or a name; see 'peers' and "
+                            f"'known')"))
         try:
             self.backlog.add()
         except SendQueueFull as e:
             return fail(e)
         outgoing = Outgoing(message, line, Deferred())
-        if info is not None:
+        if connection is not None:
+            self._enqueue(connection, outgoing)
+        elif info is not None:
             self._sendTo(info, outgoing)
         else:
             d = self.connect(host, port, role=DIRECT)
