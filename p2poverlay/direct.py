@@ -343,7 +343,6 @@ class DirectMessages(ConnectionListener):
     # -- receiving --------------------------------------------------------
 
     def dataReceived(self, connection: PeerConnection, message: Data) -> None:
-        connection.lastUsed = self.clock.seconds()
         messageId = message.id
         if self._seen.add(messageId):
             self.stats.directDelivered += 1
@@ -363,6 +362,7 @@ class DirectMessages(ConnectionListener):
 
     def _acknowledge(self, connection: PeerConnection, messageId: str) -> None:
         """Confirm C{messageId}, the first of its read."""
+        connection.lastUsed = self.clock.seconds()  # for the whole read
         if connection.version < 2:
             connection.sendMessage(Ack(messageId))
         else:

@@ -23,10 +23,10 @@ from twisted.internet.interfaces import IDelayedCall
 
 from p2poverlay.errors import SendQueueFull
 from p2poverlay.message import Data
-from p2poverlay.records import PeerInfo
+from p2poverlay.records import SLOTS, PeerInfo
 
 
-@dataclass
+@dataclass(**SLOTS)
 class Outgoing:
     """
     One direct message on its way: its C{DATA}, encoded as C{line}, and
