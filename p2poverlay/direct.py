@@ -14,6 +14,9 @@ resent copy is only confirmed again).
 What one read brings is confirmed together: a peer of protocol version 2
 gets one C{ACKS} for the C{DATA} of a read (up to L{ACK_BATCH} ids each),
 after all of them were delivered; a version 1 peer an C{ACK} for each.
+One C{ACKS} confirms many at once, and the sends that its confirmations
+bring go out in one write.  A peer that confirms many ids that are not
+waiting is read more slowly.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from p2poverlay.errors import (
 )
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.limits import TokenBucket
 from p2poverlay.message import DIRECT, Ack, Acks, Data, newMessageId
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import CloseReason
@@ -46,6 +50,11 @@ HIGH_WATER_WINDOWS = 2
 # Most ids in one ACKS sent: its line (35 bytes an id) stays under 4 KiB,
 # whatever line limit the peer set.
 ACK_BATCH = 100
+# Confirmations of ids not waiting (late, after their timeout, from an
+# honest peer) a connection may send a second, and at once: past that it is
+# read more slowly.
+STRAY_IDS_PER_SECOND = 1000
+STRAY_IDS_BURST = 4000
 
 
 class DirectMessages(ConnectionListener):
@@ -74,6 +83,8 @@ class DirectMessages(ConnectionListener):
         self._windows: Dict[PeerConnection, SendWindow] = {}
         # Ids received in the read being handled, to confirm at its end.
         self._acks: Dict[PeerConnection, List[str]] = {}
+        # The budget of stray confirmations of a connection that sent some.
+        self._strays: Dict[PeerConnection, TokenBucket] = {}
         # Unconfirmed lines stay well within the send buffer, whose
         # overflow would fail a message.
         self._windowBytes = max(1, config.maxSendBuffer // 4)
@@ -270,10 +281,10 @@ class DirectMessages(ConnectionListener):
         already gave up or knows.
         """
         window = self._windows.get(connection)
-        if window is None:
-            return
-        confirmed = window.confirmedAll(ids)
-        if not confirmed:
+        confirmed = window.confirmedAll(ids) if window is not None else []
+        if len(confirmed) < len(ids):
+            self._stray(connection, len(ids) - len(confirmed))
+        if window is None or not confirmed:
             return
         info = connection.info
         # What the senders send now waits, and goes in one write with the
@@ -285,6 +296,15 @@ class DirectMessages(ConnectionListener):
         finally:
             window.holding = False
         self._pump(connection, window)
+
+    def _stray(self, connection: PeerConnection, count: int) -> None:
+        """C{connection} confirmed C{count} ids that were not waiting."""
+        budget = self._strays.get(connection)
+        if budget is None:
+            budget = self._strays[connection] = TokenBucket(
+                STRAY_IDS_PER_SECOND, STRAY_IDS_BURST, self.clock.seconds)
+        if not budget.take(count):
+            connection.slowDown(count / STRAY_IDS_PER_SECOND)
 
     def _setTimer(self, connection: PeerConnection, window: SendWindow,
                   now: float) -> None:
@@ -319,6 +339,7 @@ class DirectMessages(ConnectionListener):
         other connection if it has one, else they fail.
         """
         self._acks.pop(connection, None)
+        self._strays.pop(connection, None)
         window = self._windows.pop(connection, None)
         if window is None:
             return

@@ -181,6 +181,24 @@ def test_acks_for_ids_never_sent_mean_nothing_and_close_nothing():
     assert resultOf(sent) == connection.peer
 
 
+def test_a_flood_of_stray_confirmations_is_read_more_slowly():
+    node = makeNode()
+    connection, transport = established(node)
+    sent = node.send(BOB, "real")
+    (data,) = dataOf(transport)
+    # Late ones, as after a timeout: a few thousand are taken as they come.
+    send(connection, *[Acks(tuple(newMessageId() for _ in range(1000)))] * 4)
+    assert not connection.paused
+    send(connection, Acks(tuple(newMessageId() for _ in range(1000))))
+    assert connection.paused and not connection.closing
+    node.reactor.advance(1)
+    assert not connection.paused
+    # What it confirms is still confirmed; nothing was held against it.
+    send(connection, Acks((data.id,)))
+    assert resultOf(sent) == connection.peer
+    assert node.misbehaviour.score(connection.remoteHost) == 0
+
+
 def test_only_the_connection_that_carried_a_message_confirms_it():
     node = makeNode()
     bob, bobTransport = established(node)
