@@ -26,7 +26,7 @@ from p2poverlay.addrgroups import addressGroup
 from p2poverlay.config import NodeConfig
 from p2poverlay.limits import TokenBucket
 from p2poverlay.interfaces import IAdmission
-from p2poverlay.message import Peers
+from p2poverlay.message import UNSAID, Peers
 from p2poverlay.reasons import CloseKind, CloseReason
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ PROTECT_USEFUL = 4
 PROTECT_LONGEST_SHARE = 0.5
 # Per address group, limits are this many times the per-address ones.
 GROUP_FACTOR = 2
+# A full node gives a slot to a node in need at most this often.
+NEED_SWAPS_PER_SECOND = 1.0
+NEED_SWAP_BURST = 4.0
 
 
 def isLocal(connection: "PeerConnection") -> bool:
@@ -86,6 +89,8 @@ class InboundPolicy:
         self._bannedRates: "OrderedDict[str, TokenBucket]" = OrderedDict()
         # Node id -> when this node first met it (the least recent go).
         self._firstMet: "OrderedDict[str, float]" = OrderedDict()
+        self._needSwaps = TokenBucket(NEED_SWAPS_PER_SECOND, NEED_SWAP_BURST,
+                                      clock.seconds)
 
     def _bucket(self, table: "OrderedDict[str, TokenBucket]", host: str,
                 rate: float, burst: float, full: bool = True) -> TokenBucket:
@@ -207,6 +212,33 @@ class InboundPolicy:
                                                c.lastHeard))
         return self._fromCrowdedGroup(newcomer, self._unprotected(candidates),
                                       candidates)
+
+    def swapForNeed(self, newcomer: "PeerConnection",
+                    neighbours: Sequence["PeerConnection"]
+                    ) -> Optional["PeerConnection"]:
+        """
+        The neighbour that gives up its slot to C{newcomer}, a node with
+        fewer than C{minPeers} neighbours (as its HELLO says), or L{None}.
+
+        Nodes dial until they have C{minPeers} neighbours and take up to
+        C{maxPeers}: in a large overlay nearly every node fills up, and a
+        newcomer is turned away by node after node.  As HyParView does for
+        a join, a full node takes it in and lets go of an inbound
+        neighbour that keeps more than C{minPeers} without this node (as
+        its last PONG said), so nobody is left short.  The longest
+        connected are protected; at most L{NEED_SWAPS_PER_SECOND}.
+        """
+        count = newcomer.neighbourCount
+        minPeers = self.config.minPeers
+        if count == UNSAID or count >= minPeers:
+            return None
+        spare = [c for c in neighbours
+                 if c is not newcomer and not c.outbound and not c.closing
+                 and c.peer is not None and c.neighbourCount > minPeers]
+        pool = self._unprotected(spare)
+        if not pool or not self._needSwaps.take():
+            return None
+        return max(pool, key=lambda c: (c.neighbourCount, c.info.since))
 
     @staticmethod
     def _unprotected(established: List["PeerConnection"]

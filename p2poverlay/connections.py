@@ -151,10 +151,10 @@ class Connections:
             else:
                 self._evict(victim)
 
-    def _evict(self, victim: PeerConnection) -> None:
-        self.log.info("evicting {peer} to make room for a newcomer",
-                      peer=victim.describe())
-        victim.close(CloseReason(CloseKind.EVICTED, "a newcomer"))
+    def _evict(self, victim: PeerConnection, whom: str = "a newcomer") -> None:
+        self.log.info("evicting {peer} to make room for {whom}",
+                      peer=victim.describe(), whom=whom)
+        victim.close(CloseReason(CloseKind.EVICTED, whom))
 
     def _count(self, outbound: bool) -> int:
         return sum(1 for c in self._connections if c.outbound == outbound)
@@ -287,6 +287,7 @@ class Connections:
         if banReason is not None:
             connection.rejected(CloseReason(CloseKind.BANNED, banReason))
             return
+        connection.neighbourCount = hello.neighbours
         info = PeerInfo(
             node_id=hello.node_id, host=connection.remoteHost, port=hello.port,
             name=hello.name, direction=connection.direction,
@@ -359,9 +360,12 @@ class Connections:
             return refusal
         victim = self.inbound.evictionFor(
             connection, [c for c in neighbours if not c.outbound])
-        if victim is None:
+        if victim is not None:
+            self._evict(victim)
+        elif (victim := self.inbound.swapForNeed(connection, neighbours)):
+            self._evict(victim, "a node in need")
+        else:
             return CloseReason(CloseKind.FULL)
-        self._evict(victim)
         return None
 
     def _turnAway(self, connection: PeerConnection, hello: Hello,

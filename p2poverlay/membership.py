@@ -25,7 +25,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.interfaces import ConnectionListener, IPeerConnectionOwner
-from p2poverlay.message import NEIGHBOUR, Hello, Ping, Pong
+from p2poverlay.message import NEIGHBOUR, UNSAID, Hello, Ping, Pong
 from p2poverlay.network import INetwork
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
@@ -222,11 +222,24 @@ class Membership(ConnectionListener):
 
     # -- failure detection ----------------------------------------------------
 
+    def _neighbourCount(self) -> int:
+        return sum(1 for c in self.peers.connections() if c.role == NEIGHBOUR)
+
     def _pingReceived(self, connection: PeerConnection, ping: Ping) -> None:
-        connection.sendMessage(Pong(ping.nonce))
+        self._heardCount(connection, ping.neighbours)
+        connection.sendMessage(Pong(ping.nonce, self._neighbourCount()))
 
     def _pongReceived(self, connection: PeerConnection, pong: Pong) -> None:
-        pass  # Hearing from the peer (lastHeard) is all a PONG is for.
+        # Hearing from the peer (lastHeard) is what a PONG is for, and
+        # its count of neighbours.
+        self._heardCount(connection, pong.neighbours)
+
+    @staticmethod
+    def _heardCount(connection: PeerConnection, neighbours: int) -> None:
+        """The peer says it has C{neighbours} (whether it could spare one,
+        L{p2poverlay.admission.InboundPolicy.swapForNeed})."""
+        if neighbours != UNSAID:
+            connection.neighbourCount = neighbours
 
     def _checkLiveness(self) -> None:
         """
@@ -236,6 +249,7 @@ class Membership(ConnectionListener):
         config = self.config
         now = self.clock.seconds()
         self._nonce += 1
+        ping = Ping(self._nonce, self._neighbourCount())
         for connection in self.peers.connections():
             silent = now - connection.lastHeard
             stalled = connection.outbox.pausedSince
@@ -251,7 +265,7 @@ class Membership(ConnectionListener):
                               stalled=now - stalled)
                 connection.abort(CloseReason(CloseKind.NOT_READING))
             else:
-                connection.sendMessage(Ping(self._nonce))
+                connection.sendMessage(ping)
         for entry in self.book.all():
             if entry.state in (DEAD, LEFT) and \
                     now - entry.since >= config.forgetAfter:

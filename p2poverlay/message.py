@@ -13,9 +13,7 @@ optional fields; an unknown ``type`` is an error.  See ``docs/protocol.rst``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
@@ -26,8 +24,11 @@ from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
 from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.wirejson import dumps, loads, quoted
 
 PROTOCOL_VERSION = 2  # 2: ACKS, confirming several DATA at once
+# An optional count a message leaves out (on the wire, counts are >= 0).
+UNSAID = -1
 
 # What a connection is for, as its dialer says in HELLO.
 NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
@@ -69,7 +70,7 @@ class P2PMessage:
         Encode as one line of compact JSON in UTF-8, without the delimiter.
         A lone surrogate, which UTF-8 cannot carry, goes as its JSON escape.
         """
-        return _encodeJSON(self.toDict()).encode("utf-8", "backslashreplace")
+        return dumps(self.toDict()).encode("utf-8", "backslashreplace")
 
     @staticmethod
     def decode(line: bytes) -> "P2PMessage":
@@ -83,15 +84,9 @@ class P2PMessage:
         except UnicodeDecodeError:
             raise MessageError("not valid UTF-8") from None
         try:
-            # Just the scanner, for a line of one JSON value alone.
-            obj, end = _scanJSON(text, 0)
-        except (StopIteration, ValueError, RecursionError):
-            end = -1
-        if end != len(text):
-            try:
-                obj = _decodeJSON(text)
-            except (ValueError, RecursionError):
-                raise MessageError("not valid JSON") from None
+            obj = loads(text)
+        except (ValueError, RecursionError):
+            raise MessageError("not valid JSON") from None
         kind = obj.get("type") if obj.__class__ is dict else None
         quick = _QUICK.get(kind) if kind.__class__ is str else None
         message = quick(obj) if quick is not None else None
@@ -127,23 +122,6 @@ class P2PMessage:
         message.validate()
         return message
 
-
-# Compact JSON, without building an encoder for every message.  Text goes
-# as UTF-8, not as \u escapes: a relayed message is never larger than the
-# line it came in (an escape takes up to six bytes for one or two).
-_encodeJSON = json.JSONEncoder(separators=(",", ":"),
-                               ensure_ascii=False).encode
-
-
-def _refuseConstant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-# NaN and Infinity are not JSON, though Python's decoder takes them.
-_decoder = json.JSONDecoder(parse_constant=_refuseConstant)
-_decodeJSON = _decoder.decode
-# What JSONDecoder.decode runs after skipping whitespace (typeshed lacks it).
-_scanJSON = _decoder.scan_once  # type: ignore[attr-defined]
 
 # Message class -> ((field name, expected type, required), ...).
 _SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
@@ -216,11 +194,15 @@ class Hello(P2PMessage):
     seq: int = 0
     key: str = ""
     signature: str = ""
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
         if not self.network_proof:  # Outside private overlays.
             del fields["network_proof"]
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
         if not self.key:
             del fields["host"], fields["seq"], fields["key"], \
                 fields["signature"]
@@ -264,7 +246,7 @@ class Data(P2PMessage):
     def encode(self) -> bytes:
         # What the generic encoder writes, without building a dict.
         return ('{"type":"DATA","id":%s,"body":%s}' % (
-            encode_basestring(self.id), encode_basestring(self.body))
+            quoted(self.id), quoted(self.body))
         ).encode("utf-8", "backslashreplace")
 
 
@@ -360,6 +342,14 @@ class Ping(P2PMessage):
 
     TYPE: ClassVar[str] = "PING"
     nonce: int
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
+        return fields
 
 
 @dataclass(frozen=True)
@@ -368,6 +358,14 @@ class Pong(P2PMessage):
 
     TYPE: ClassVar[str] = "PONG"
     nonce: int
+    # How many overlay neighbours the sender has (absent: it does not say).
+    neighbours: int = UNSAID
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if self.neighbours == UNSAID:
+            del fields["neighbours"]
+        return fields
 
 
 @dataclass(frozen=True)

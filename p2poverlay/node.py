@@ -157,7 +157,8 @@ class Node(Service):
     def helloMessage(self, role: str = NEIGHBOUR) -> Hello:
         """The C{HELLO} this node says on a connection of C{role}."""
         return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort,
-                     self.config.name, role)
+                     self.config.name, role,
+                     neighbours=len(self.topology.neighbours()))
 
     # -- observers ------------------------------------------------------
 

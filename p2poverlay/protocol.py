@@ -24,7 +24,7 @@ from p2poverlay.framing import LineFraming
 from p2poverlay.interfaces import IPeerConnectionOwner
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, Bye, Hello, MessageError, P2PMessage,
+    NEIGHBOUR, PROTOCOL_VERSION, UNSAID, Bye, Hello, MessageError, P2PMessage,
 )
 from p2poverlay.outbox import Outbox
 from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
@@ -81,6 +81,8 @@ class PeerConnection(LineFraming, ProvesKey):
         self.closing = False
         self.closeReason: Optional[CloseReason] = None
         self.lastHeard = 0.0
+        # The peer's overlay neighbours, as it last said (HELLO, PONG).
+        self.neighbourCount = UNSAID
         self.link = None  # the PeerLink that dialed this connection, if any
         # The (host, port) dialed, on an outbound one that Connections made.
         self.dialed: Optional[Tuple[str, int]] = None
@@ -400,14 +402,12 @@ class PeerConnection(LineFraming, ProvesKey):
         Send a message already encoded (once, for several connections);
         C{force} queues it even when the send buffer is full.
 
-        @return: False if it was dropped: the peer reads too slowly, or
-            the connection is closing.
+        @return: False if dropped: the peer reads too slowly, or closing.
         """
         return not self.closing and self._write([line], messageType, force) > 0
 
     def sendEncodedLines(self, lines: List[bytes], messageType: str) -> int:
-        """Send encoded messages of one type in one write; return how many
-        went, from the first on (see L{sendEncoded})."""
+        """Send encoded lines of one type in one write: how many went."""
         return 0 if self.closing else self._write(lines, messageType)
 
     def _write(self, lines: List[bytes], messageType: str,

@@ -12,7 +12,7 @@ import pytest_twisted
 from twisted.internet.defer import inlineCallbacks
 
 from p2poverlay import admission
-from p2poverlay.message import NEIGHBOUR, Hello, Ping, newNodeId
+from p2poverlay.message import NEIGHBOUR, UNSAID, Hello, Ping, newNodeId
 from helpers import PROMPT, waitFor
 from test_resilience import assertByeLast, assertMessagesFlow, pause
 
@@ -20,12 +20,14 @@ SYBIL = "127.0.0.9"
 
 
 @inlineCallbacks
-def handshake(raw, node, source, name, role=NEIGHBOUR, nodeId=None):
-    """A raw client from C{source} that said HELLO; fires once the node
-    answered it (with its HELLO, a BYE, or both)."""
+def handshake(raw, node, source, name, role=NEIGHBOUR, nodeId=None,
+              neighbours=UNSAID):
+    """A raw client from C{source} that said HELLO (that it has
+    C{neighbours}); fires once the node answered it (with its HELLO, a BYE,
+    or both)."""
     client = yield raw(node, source)
     nodeId = nodeId or newNodeId()
-    client.send(Hello(nodeId, 1, 0, name, role))
+    client.send(Hello(nodeId, 1, 0, name, role, neighbours=neighbours))
     yield waitFor(lambda: nodeId in node.peers or client.closed,
                   timeout=PROMPT, what=f"the node to answer {name}")
     return client, nodeId
@@ -83,6 +85,46 @@ def test_a_full_node_evicts_the_youngest_of_a_crowded_group(overlay, raw):
     assert byeReason(third) == "full"
     assert {sybils[0][1], sybils[1][1], firstId, secondId} == {
         info.node_id for info in t.peers.snapshot()}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_full_node_takes_in_a_node_in_need(overlay, raw):
+    """A node with fewer than minPeers neighbours gets the slot of a young
+    inbound neighbour that has more than minPeers; no other does."""
+    t = yield overlay.start(name="t", maxPeers=4, minPeers=2,
+                            autoConnect=False)
+    held = []
+    for i, count in enumerate((7, 5, 2, 3)):
+        held.append((yield handshake(raw, t, f"127.0.0.{i + 2}", f"n{i}",
+                                     neighbours=count)))
+        yield pause(0.02)  # Distinct connection times, in this order.
+    # The latest word counts: a PING says the youngest has 6 now.
+    held[3][0].send(Ping(1, neighbours=6))
+    busy, busyId = yield handshake(raw, t, "127.0.0.7", "busy", neighbours=2)
+    yield waitFor(lambda: busy.closed, timeout=PROMPT)
+    assert byeReason(busy) == "full"  # not in need: turned away
+    needy, needyId = yield handshake(raw, t, "127.0.0.8", "needy",
+                                     neighbours=0)
+    # Of those with more than minPeers (n0, n1, n3), the longest connected
+    # is protected; of the others, the one with the most neighbours goes.
+    yield waitFor(lambda: held[3][0].closed, timeout=PROMPT,
+                  what="n3 to give up its slot")
+    assertByeLast(held[3][0], t, "evicted to make room for a node in need")
+    assert needyId in t.peers and not needy.closed
+    assert all(nodeId in t.peers for _, nodeId in held[:3])
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_in_need_is_turned_away_when_nobody_can_spare_a_slot(
+        overlay, raw):
+    t = yield overlay.start(name="t", maxPeers=2, minPeers=2,
+                            autoConnect=False)
+    for i in range(2):
+        yield handshake(raw, t, f"127.0.0.{i + 2}", f"n{i}", neighbours=2)
+    needy, _ = yield handshake(raw, t, "127.0.0.5", "needy", neighbours=0)
+    yield waitFor(lambda: needy.closed, timeout=PROMPT)
+    assert byeReason(needy) == "full"
+    assert len(t.peers) == 2
 
 
 @pytest_twisted.inlineCallbacks

@@ -288,7 +288,7 @@ def test_silent_peer_is_aborted_and_redialed_at_its_listening_address(started):
     assert (info.host, info.port) == BOB_LISTENS
     for second in range(1, 5):
         reactor.advance(1)
-        assert written(transport) == [Ping(second)]
+        assert written(transport) == [Ping(second, neighbours=1)]
         transport.clear()
         assert not transport.disconnecting
     reactor.advance(1)
@@ -327,7 +327,7 @@ def test_peer_that_does_not_read_is_aborted(started):
     # The PINGs wait in the outbox.
     assert written(transport) == []
     assert connection.outbox.queuedBytes == sum(
-        len(Ping(n).encode()) + 1 for n in range(1, 5))
+        len(Ping(n, neighbours=1).encode()) + 1 for n in range(1, 5))
     reactor.advance(1)
     assert transport.disconnected
     assert connection.closeReason.text == "not reading"
@@ -348,7 +348,7 @@ def test_peer_that_reads_again_in_time_is_kept(started):
         reactor.advance(1)
         send(connection, Pong(0))
     connection.outbox.resumeProducing()
-    assert written(transport) == [Ping(1), Ping(2), Ping(3), Ping(4)]
+    assert written(transport) == [Ping(n, neighbours=1) for n in range(1, 5)]
     for _ in range(5, 12):
         reactor.advance(1)
         send(connection, Pong(0))

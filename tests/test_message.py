@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from p2poverlay import message as m
+from p2poverlay.wirejson import dumps
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import (
     MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
     PROTOCOL_VERSION, Ack, Acks, Broadcast, Bye, Data, Graft, Hello, IHave,
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
-    newMessageId, newNodeId,
+    UNSAID, newMessageId, newNodeId,
 )
 from p2poverlay.addresses import formatAddress, parseAddress
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
@@ -72,6 +73,9 @@ EVERY_TYPE = [
     Ping(0),
     Ping(2 ** 53 - 1),
     Pong(2 ** 40),
+    Pong(3, neighbours=0),
+    Ping(4, neighbours=9),
+    Hello(NODE_A, 1, 9000, "bob", neighbours=12),
     Bye("node shutting down"),
     Bye(),
     Hello(NODE_A, 1, 9000, "", "direct"),
@@ -106,7 +110,7 @@ def test_every_registered_type_is_covered():
 @example("\ud800 lone surrogate \x7f \u2028 \"quoted\" \\", MSG_ID)
 def test_data_encodes_as_the_generic_encoder_does(body, messageId):
     data = Data(messageId, body)
-    generic = m._encodeJSON(data.toDict()).encode("utf-8", "backslashreplace")
+    generic = dumps(data.toDict()).encode("utf-8", "backslashreplace")
     assert data.encode() == generic
 
 
@@ -172,6 +176,16 @@ def test_optional_fields_default_when_absent():
     assert P2PMessage.decode(line(
         {"type": "PEERS", "peers": [{"node_id": NODE_A, "host": "h", "port": 2}]})
     ) == Peers((PeerAddress(NODE_A, "h", 2, ""),))
+
+
+def test_a_count_of_neighbours_is_sent_only_when_said():
+    assert b"neighbours" not in Pong(5).encode()
+    assert b"neighbours" not in Hello(NODE_A, 1, 1).encode()
+    assert Pong(5, neighbours=0).encode() == \
+        b'{"type":"PONG","nonce":5,"neighbours":0}'
+    assert P2PMessage.decode(b'{"type":"PONG","nonce":5}').neighbours == UNSAID
+    with pytest.raises(MessageError):
+        P2PMessage.decode(b'{"type":"PONG","nonce":5,"neighbours":-1}')
 
 
 def test_unknown_extra_fields_are_ignored():

@@ -3,7 +3,7 @@ Unit tests of L{PeerConnection}: a Node on a MemoryReactorClock (never
 started) and connections over StringTransports, driven by hand.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -64,7 +64,8 @@ def assertClosedWith(transport, reason):
 
 def test_the_dialer_says_hello_first(node):
     connection, transport = connect(node, outbound=True)
-    assert written(transport) == [Hello(node.nodeId, PROTOCOL_VERSION, 0, "me")]
+    assert written(transport) == [
+        Hello(node.nodeId, PROTOCOL_VERSION, 0, "me", neighbours=0)]
     assert connection.direction == OUTBOUND
     assert connection in node.connections
     assert not transport.disconnecting
@@ -78,7 +79,7 @@ def test_the_accepting_side_answers_hello_with_hello(node):
     assert connection in node.connections
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", "direct"))
     assert written(transport)[0] == Hello(
-        node.nodeId, PROTOCOL_VERSION, 0, "me", "direct")
+        node.nodeId, PROTOCOL_VERSION, 0, "me", "direct", neighbours=0)
     assert not transport.disconnecting
 
 
@@ -89,8 +90,10 @@ def test_valid_hello_registers_the_peer(node, log, outbound, direction):
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
     if not outbound:
         # Its answer to our HELLO, and the verdict: accepted.
-        assert written(transport) == [node.connections.helloFor(connection),
-                                      Peers(())]
+        # (Its HELLO counted no neighbours: the verdict came after.)
+        assert written(transport) == [
+            replace(node.connections.helloFor(connection), neighbours=0),
+            Peers(())]
         transport.clear()
 
     info = node.peers.get(BOB)
@@ -126,7 +129,8 @@ def test_new_peer_gets_the_other_peers_in_peers(node):
     send(bob, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
 
     hello, peers = written(bobTransport)
-    assert hello == node.connections.helloFor(bob)
+    # Said before bob counted: three neighbours.
+    assert hello == replace(node.connections.helloFor(bob), neighbours=3)
     assert isinstance(peers, Peers)
     assert set(peers.peers) == {
         PeerAddress("a11ce" + "0" * 27, "127.0.0.1", 9001, "alice"),
@@ -143,7 +147,7 @@ def test_peer_not_on_loopback_is_not_told_of_loopback_peers(node):
     transport.clear()
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob"))
     assert written(transport) == [
-        node.connections.helloFor(connection),
+        replace(node.connections.helloFor(connection), neighbours=2),
         Peers((PeerAddress(DAVE, "10.0.0.5", 9004, "dave"),))]
 
 
@@ -354,7 +358,7 @@ def test_line_of_exactly_the_maximum_length_is_accepted(node):
     line = line[:-1] + b" " * (MAX_LINE - len(line)) + b"}"
     assert len(line) == MAX_LINE
     connection.dataReceived(line + b"\n")
-    assert written(transport) == [Pong(0)]
+    assert written(transport) == [Pong(0, neighbours=1)]
 
 
 def test_lines_after_a_bad_line_in_the_same_chunk_are_not_processed(node, log):
@@ -400,7 +404,8 @@ def test_unexpected_message_type_after_the_handshake_is_a_protocol_error(node, l
 def test_ping_is_answered_by_pong_with_the_same_nonce(node):
     connection, transport = established(node)
     send(connection, Ping(42), Ping(0), Ping(2 ** 53 - 1))
-    assert written(transport) == [Pong(42), Pong(0), Pong(2 ** 53 - 1)]
+    assert written(transport) == [
+        Pong(n, neighbours=1) for n in (42, 0, 2 ** 53 - 1)]
 
 
 def test_pong_is_not_answered_but_counts_as_heard(node):
@@ -597,4 +602,4 @@ def test_a_peer_past_its_id_or_address_budget_is_read_more_slowly(flood):
     node.reactor.advance(MAX_SLOWDOWN)
     assert transport.producerState == "producing"
     send(connection, Ping(5))
-    assert Pong(5) in written(transport)
+    assert Pong(5, neighbours=1) in written(transport)
