@@ -22,7 +22,7 @@ from benchmarks import machine
 from benchmarks.report import Results
 
 BENCHMARKS = ["direct", "latency", "broadcast", "overlay", "processes",
-              "attack", "tls", "signing", "sim"]
+              "attack", "tls", "signing", "sim", "console"]
 
 # Sizes for each mode: full, --quick (about a minute) and --smoke (tests).
 SIZES = {
@@ -33,7 +33,8 @@ SIZES = {
                              timeout=20.0, ihave=4, peers=2, idle=48),
                  sim=dict(steady=[1000], broadcasts=20, warmup=3,
                           failures=[0.2, 0.4, 0.6, 0.8], failureSize=1000,
-                          churnSize=1000, churnRate=0.01, churnMinutes=20)),
+                          churnSize=1000, churnRate=0.01, churnMinutes=20),
+                 console=dict(rounds=2000, warmup=100)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -41,7 +42,8 @@ SIZES = {
                               timeout=10.0, ihave=2, peers=1, idle=24),
                   sim=dict(steady=[200], broadcasts=10, warmup=3,
                            failures=[0.2, 0.4, 0.6, 0.8], failureSize=200,
-                           churnSize=200, churnRate=0.01, churnMinutes=10)),
+                           churnSize=200, churnRate=0.01, churnMinutes=10),
+                  console=dict(rounds=300, warmup=30)),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -49,7 +51,8 @@ SIZES = {
                               timeout=10.0, ihave=1, peers=1, idle=4),
                   sim=dict(steady=[30], broadcasts=3, warmup=2,
                            failures=[0.4], failureSize=30, churnSize=30,
-                           churnRate=0.05, churnMinutes=2)),
+                           churnRate=0.05, churnMinutes=2),
+                  console=dict(rounds=20, warmup=5)),
 }
 
 
@@ -95,8 +98,8 @@ def sizes(args) -> dict:
 
 async def runInProcess(names, size: dict, results: Results) -> None:
     from benchmarks import (
-        attack, broadcast, direct, formation, multiprocess, signing, sim,
-        tlscost,
+        attack, broadcast, console_latency, direct, formation, multiprocess,
+        signing, sim, tlscost,
     )
     for name in names:
         print(f"== {name}", flush=True)
@@ -121,6 +124,8 @@ async def runInProcess(names, size: dict, results: Results) -> None:
             await signing.run(results, size["count"])
         elif name == "sim":
             sim.run(results, size["sim"])
+        elif name == "console":
+            console_latency.run(results, **size["console"])
 
 
 def reactorRun(coroutineFunction) -> None:

@@ -40,22 +40,19 @@ def twistdCommand() -> List[str]:
             "sys.argv[0] = 'twistd'; run()"]
 
 
-class Child:
-    """One twistd node with a console on pipes; lines are timestamped."""
+class PipedProcess:
+    """
+    One program with its standard input and output on pipes; every line
+    it prints is timestamped as it is read.
+    """
 
-    def __init__(self, name: str, cwd: str, join: Optional[int],
-                 extra: Sequence[str] = ()) -> None:
-        args = ["-n", "p2p", "--port", "tcp:0:interface=127.0.0.1",
-                "--data-dir", ""]
-        if join is not None:
-            args += ["--join", f"127.0.0.1:{join}"]
-        args += extra
+    def __init__(self, name: str, cwd: str, command: Sequence[str]) -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["PYTHONPATH"] = SOURCE_ROOT
         env["PYTHONUNBUFFERED"] = "1"
         self.name = name
         self.proc = subprocess.Popen(
-            twistdCommand() + args, cwd=cwd, stdin=subprocess.PIPE,
+            list(command), cwd=cwd, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         self.lines: List[Tuple[float, str]] = []
         self.changed = threading.Condition()
@@ -101,11 +98,6 @@ class Child:
         self.proc.stdin.flush()
         return typed
 
-    def peerCount(self) -> int:
-        start = self.mark()
-        self.type("info")
-        return int(self.waitFor(INFO, start)[2].group("peers"))
-
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -118,6 +110,29 @@ class Child:
                 stream.close()
             except OSError:
                 pass
+
+
+class Child(PipedProcess):
+    """One twistd node with a console on pipes; lines are timestamped."""
+
+    def __init__(self, name: str, cwd: str, join: Optional[int],
+                 extra: Sequence[str] = (),
+                 twistdOptions: Sequence[str] = ()) -> None:
+        """
+        @param extra: options of the node, after C{p2p}.
+        @param twistdOptions: options of twistd itself, before C{p2p}.
+        """
+        args = ["-n", *twistdOptions, "p2p", "--port",
+                "tcp:0:interface=127.0.0.1", "--data-dir", ""]
+        if join is not None:
+            args += ["--join", f"127.0.0.1:{join}"]
+        args += extra
+        super().__init__(name, cwd, twistdCommand() + args)
+
+    def peerCount(self) -> int:
+        start = self.mark()
+        self.type("info")
+        return int(self.waitFor(INFO, start)[2].group("peers"))
 
 
 def waitFormed(children: List[Child], want: int, timeout: float) -> float:

@@ -18,7 +18,7 @@ through L{p2poverlay.text.escape} first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
@@ -94,6 +94,8 @@ class CommandInterpreter:
     @param stop: called once, by C{exit}, to stop the node's process.
     """
 
+    _commandNames: ClassVar[Dict[str, str]]
+
     def __init__(self, node: Node, stop: Callable[[], None]) -> None:
         self.node = node
         self._stop = stop
@@ -120,11 +122,22 @@ class CommandInterpreter:
     def helpText(cls) -> str:
         return formatHelp(cls.commandSpecs())
 
+    @classmethod
+    def _names(cls) -> Dict[str, str]:
+        """Each command name and alias, with the method that runs it."""
+        # Built once per class: every command line looks its name up here.
+        names = cls.__dict__.get("_commandNames")
+        if names is None:
+            names = {}
+            for attribute, spec in cls._table():
+                for name in (spec.name, *spec.aliases):
+                    names.setdefault(name, attribute)
+            cls._commandNames = names
+        return names
+
     def _handler(self, name: str) -> Optional[Callable[[str], Any]]:
-        for attribute, spec in self._table():
-            if name == spec.name or name in spec.aliases:
-                return getattr(self, attribute)
-        return None
+        attribute = self._names().get(name)
+        return None if attribute is None else getattr(self, attribute)
 
     # -- running ----------------------------------------------------------
 

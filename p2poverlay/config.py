@@ -86,7 +86,9 @@ class NodeConfig:
     reconnectMaxDelay: float = 30.0
     forgetAfter: float = 300.0
     # Resource bounds.
-    addressBookSize: int = 1000
+    # A sample is enough to find neighbours again, as HyParView's passive
+    # view is; every entry costs about 0.5 KiB.
+    addressBookSize: int = 128
     maxInbound: int = 64
     maxOutbound: int = 64
     maxSendBuffer: int = 4 << 20

@@ -23,9 +23,6 @@ def keepNew(entry: KnownPeer) -> Tuple[int, bool, float, float]:
     return (rank(entry), entry.state != DEAD, entry.last_seen, entry.since)
 
 
-_Ranks = Tuple[Dict[str, None], Dict[str, None], Dict[str, None]]
-
-
 class NewTable:
     """
     Node ids of the new table by rank (L{rank}), oldest first, across
@@ -35,7 +32,9 @@ class NewTable:
     def __init__(self) -> None:
         # Node id -> its source, by rank.
         self._byRank: Tuple[Dict[str, str], ...] = ({}, {}, {})
-        self._bySource: Dict[str, _Ranks] = {}
+        # Source -> node id -> rank, oldest first (one small dict each: a
+        # book may hold a source per entry).
+        self._bySource: Dict[str, Dict[str, int]] = {}
         self.counts: Dict[str, int] = {}
         self._atCount: Dict[int, Dict[str, None]] = {}
         self._most = 0
@@ -47,20 +46,17 @@ class NewTable:
         """Index C{entry} (not indexed yet) under its source and rank."""
         r = rank(entry)
         self._byRank[r][entry.node_id] = entry.source
-        ranks = self._bySource.get(entry.source)
-        if ranks is None:
-            ranks = self._bySource[entry.source] = ({}, {}, {})
-        ranks[r][entry.node_id] = None
+        self._bySource.setdefault(entry.source, {})[entry.node_id] = r
         self._recount(entry.source, 1)
 
     def remove(self, nodeId: str) -> None:
         """Forget C{nodeId}, if indexed."""
-        for r, ids in enumerate(self._byRank):
-            source = ids.pop(nodeId, None)
+        for ranked in self._byRank:
+            source = ranked.pop(nodeId, None)
             if source is not None:
-                ranks = self._bySource[source]
-                del ranks[r][nodeId]
-                if not any(ranks):
+                ids = self._bySource[source]
+                del ids[nodeId]
+                if not ids:
                     del self._bySource[source]
                 self._recount(source, -1)
                 return
@@ -111,8 +107,9 @@ class NewTable:
 
     def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
         """The entry of C{source} least worth keeping."""
-        never, answered = self._bySource[source][:2], self._bySource[source][2]
-        for ids in never:
-            if ids:
-                return peers[next(iter(ids))]
-        return min((peers[n] for n in answered), key=keepNew)
+        ids = self._bySource[source]
+        for wanted in (0, 1):  # never answered: the oldest of the lowest
+            for nodeId, r in ids.items():
+                if r == wanted:
+                    return peers[nodeId]
+        return min((peers[n] for n in ids), key=keepNew)

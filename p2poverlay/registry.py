@@ -82,6 +82,9 @@ class PeerRegistry:
 
         @raise AmbiguousPeer: if the reference matches several peers.
         """
+        exact = self.get(reference)  # The common case, without a snapshot.
+        if exact is not None:
+            return exact
         peers = self.snapshot()
         try:
             host, port = parseAddress(reference)

@@ -77,7 +77,8 @@ _NODE_SETTINGS = [
     ("max-peers-per-exchange", "maxPeersPerExchange", COUNT,
      "Most addresses read from one PEERS message."),
     ("address-book-size", "addressBookSize", COUNT,
-     "Most nodes remembered in the address book."),
+     "Most nodes remembered in the address book (a sample of the "
+     "overlay, enough to find neighbours again)."),
     ("seen-cache-size", "seenCacheSize", COUNT,
      "Most broadcast ids remembered for duplicate suppression."),
     ("rate-limit", "messageRate", RATE,

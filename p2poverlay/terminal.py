@@ -12,7 +12,8 @@ process exiting.
 
 L{openConsole} picks: a L{TerminalSession} when standard input and output
 are both a terminal, else the plain line protocol on
-C{twisted.internet.stdio.StandardIO}, byte for byte as it always was.
+L{p2poverlay.consoleio.ConsoleIO} (Twisted's C{StandardIO}, printing each
+line as soon as it is written), byte for byte as it always was.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol, IProtocol, ITran
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from p2poverlay.consoleio import ConsoleIO
 from p2poverlay.lineedit import LineEditor
 
 __all__ = ["RawMode", "TerminalSession", "isTerminal", "openConsole"]
@@ -255,15 +257,15 @@ def openConsole(protocol: IProtocol, prompt: str,
     """
     Connect C{protocol} to standard input and output: through a
     L{TerminalSession} if both are a terminal (or if C{terminal} says so),
-    else directly on L{stdio.StandardIO}.
+    else directly on a L{ConsoleIO}.
 
-    @return: the L{TerminalSession} or the L{stdio.StandardIO}; either
-        has C{loseConnection}.
+    @return: the L{TerminalSession} or the L{ConsoleIO}; either has
+        C{loseConnection}.
     """
     if terminal is None:
         terminal = isTerminal(0, 1)
     if not terminal:
-        return stdio.StandardIO(protocol, reactor=reactor)
+        return ConsoleIO(protocol, reactor=reactor)
     session = TerminalSession(protocol, prompt, completions, reactor)
     session.start()
     return session

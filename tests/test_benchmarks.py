@@ -32,7 +32,7 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
                           "processes", "attack", "tls", "signing",
-                          "sim"}, benchmarks
+                          "sim", "console"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}
@@ -77,6 +77,17 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     assert memory["baselineName"].startswith("bare Twisted TLS")
     assert memory["maxRatio"] == 1.3 and memory["baseline"] > 0
     assert "memory per node link end in plaintext" in tls
+    # Console to console, each against the bare relay of the same run.
+    console = {f["name"]: f for f in figures if f["benchmark"] == "console"}
+    for transport in ("over TLS", "in plaintext"):
+        for label in ("p50", "p99"):
+            figure = console[f"console to console latency, nodes "
+                             f"{transport}, {label}"]
+            assert figure["baselineName"] == \
+                f"bare Twisted stdin-TCP-stdout relay, {label}"
+            assert figure["baseline"] > 0 and figure["value"] > 0
+            assert figure["maxRatio"] == (1.2 if transport == "over TLS"
+                                          else None)
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -333,3 +333,22 @@ def test_watcher_reports_messages_peers_and_warnings(node):
     receive(connection, Data(newMessageId(), "unseen"))
     assert events == []
     assert watcher not in node.observers
+
+
+def test_a_subclass_made_after_the_base_ran_a_command_has_its_own_commands(node):
+    assert Interpreter(node).run("quit-now").error.startswith("unknown command")
+
+    class Later(CommandInterpreter):
+        @command("quit-now", "stop at once", aliases=("q",))
+        def do_quitNow(self, args):
+            return Reply(["bye"], {})
+
+        @command("info", "a different info")
+        def do_myInfo(self, args):
+            return Reply(["mine"], {})
+
+    later = Interpreter(node, Later)
+    assert later.run("q").lines == ["bye"]
+    assert later.run("info").lines == ["mine"]
+    assert Interpreter(node).run("q").error.startswith("unknown command")
+    assert Interpreter(node).run("info").lines != ["mine"]

@@ -565,6 +565,7 @@ def test_client_imports_nothing_of_the_node():
         check=True, cwd=root, env=dict(os.environ, PYTHONPATH=root)).stdout
     assert loaded.split() == ["p2poverlay", "p2poverlay.client",
                               "p2poverlay.commandtable",
+                              "p2poverlay.consoleio",
                               "p2poverlay.controlclient",
                               "p2poverlay.controlwire", "p2poverlay.cookie",
                               "p2poverlay.lineedit",

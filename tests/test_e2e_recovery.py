@@ -95,6 +95,9 @@ def test_a_leaving_node_is_not_chased_and_comes_back(processes):
     a = startNode(processes, "a", ports[0])
     b = startNode(processes, "b", ports[1], "--join", a.address)
     a.expect(connected(b))
+    # Each console tells of the link as its own node sees it: b has
+    # joined (and keeps a among its peers) once b says so.
+    b.expect(connected(a))
     b.type("exit")
     assert b.wait() == 0
     a.expect(disconnected(b) + r"\(node shutting down\)")
