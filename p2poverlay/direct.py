@@ -10,11 +10,19 @@ message whose connection closes unconfirmed goes over the peer's other
 connection if it has one, else it fails; so does one not confirmed within
 C{ackTimeout} of being written.  Received C{DATA} is delivered once (a
 resent copy is only confirmed again).
+
+What one read brings is confirmed together: a peer of protocol version 2
+gets one C{ACKS} for the C{DATA} of a read (up to L{ACK_BATCH} ids each),
+after all of them were delivered; a version 1 peer an C{ACK} for each.
+One C{ACKS} confirms many at once, and the sends that its confirmations
+bring go out in one write.  A peer that confirms many ids that are not
+waiting is read more slowly.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
@@ -28,7 +36,8 @@ from p2poverlay.errors import (
 )
 from p2poverlay.events import NodeStats, ReceivedMessage
 from p2poverlay.interfaces import ConnectionListener
-from p2poverlay.message import DIRECT, Ack, Data, newMessageId
+from p2poverlay.limits import TokenBucket
+from p2poverlay.message import DIRECT, Ack, Acks, Data, newMessageId
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reasons import CloseReason
 from p2poverlay.records import KnownPeer, PeerInfo, matchIdOrName
@@ -38,6 +47,14 @@ from p2poverlay.sendwindow import Backlog, Outgoing, SendWindow
 
 # Front ends stop feeding messages once this many windows' worth wait.
 HIGH_WATER_WINDOWS = 2
+# Most ids in one ACKS sent: its line (35 bytes an id) stays under 4 KiB,
+# whatever line limit the peer set.
+ACK_BATCH = 100
+# Confirmations of ids not waiting (late, after their timeout, from an
+# honest peer) a connection may send a second, and at once: past that it is
+# read more slowly.
+STRAY_IDS_PER_SECOND = 1000
+STRAY_IDS_BURST = 4000
 
 
 class DirectMessages(ConnectionListener):
@@ -64,6 +81,10 @@ class DirectMessages(ConnectionListener):
         self._seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
                                clock.seconds)
         self._windows: Dict[PeerConnection, SendWindow] = {}
+        # Ids received in the read being handled, to confirm at its end.
+        self._acks: Dict[PeerConnection, List[str]] = {}
+        # The budget of stray confirmations of a connection that sent some.
+        self._strays: Dict[PeerConnection, TokenBucket] = {}
         # Unconfirmed lines stay well within the send buffer, whose
         # overflow would fail a message.
         self._windowBytes = max(1, config.maxSendBuffer // 4)
@@ -72,6 +93,7 @@ class DirectMessages(ConnectionListener):
                                clock)
         dispatcher.register(Data, self.dataReceived)
         dispatcher.register(Ack, self.ackReceived)
+        dispatcher.register(Acks, self.acksReceived)
 
     # -- sending ----------------------------------------------------------
 
@@ -94,27 +116,34 @@ class DirectMessages(ConnectionListener):
         line = message.encode()
         if len(line) > self.config.maxLineLength:
             return fail(MessageTooLarge.of(len(line), self.config.maxLineLength))
-        try:
-            info = self.peers.find(target)
-            known = None if info else self._findKnown(target)
-        except AmbiguousPeer as e:
-            return fail(UnknownPeer(str(e)))
-        if info is None:
-            if known is not None:
-                host, port = known.host, known.port
-            else:
-                try:
-                    host, port = parseAddress(target)
-                except ValueError:
-                    return fail(UnknownPeer(
-                        f"no peer matches {target!r} (use host:port, a node "
-                        f"id prefix or a name; see 'peers' and 'known')"))
+        # The common case first: the node id of a peer.
+        connection = self.peers.connection(target)
+        info = known = None
+        if connection is None:
+            try:
+                info = self.peers.find(target)
+                known = None if info else self._findKnown(target)
+            except AmbiguousPeer as e:
+                return fail(UnknownPeer(str(e)))
+            if info is None:
+                if known is not None:
+                    host, port = known.host, known.port
+                else:
+                    try:
+                        host, port = parseAddress(target)
+                    except ValueError:
+                        return fail(UnknownPeer(
+                            f"no peer matches {target!r} (use host:port, a "
+                            f"node id prefix or a name; see 'peers' and "
+                            f"'known')"))
         try:
             self.backlog.add()
         except SendQueueFull as e:
             return fail(e)
         outgoing = Outgoing(message, line, Deferred())
-        if info is not None:
+        if connection is not None:
+            self._enqueue(connection, outgoing)
+        elif info is not None:
             self._sendTo(info, outgoing)
         else:
             d = self.connect(host, port, role=DIRECT)
@@ -172,9 +201,12 @@ class DirectMessages(ConnectionListener):
             self._notSent(Failure(DeliveryFailed(
                 f"connection to {connection.describe()} is closing")), outgoing)
             return
-        window = self._windowOf(connection)
+        window = self._windows.get(connection)
+        if window is None:
+            window = self._windowOf(connection)
         window.waiting.append(outgoing)
-        self._pump(connection, window)
+        if not window.holding:
+            self._pump(connection, window)
 
     def _windowOf(self, connection: PeerConnection) -> SendWindow:
         window = self._windows.get(connection)
@@ -184,25 +216,31 @@ class DirectMessages(ConnectionListener):
         return window
 
     def _pump(self, connection: PeerConnection, window: SendWindow) -> None:
-        """Write the waiting messages the window has room for, in order."""
+        """
+        Write the waiting messages the window has room for, in order and
+        in one write; those the connection does not take fail.
+        """
+        if window.holding:
+            return
+        now = self.clock.seconds()
+        deadline = now + self.config.ackTimeout
         while True:
-            outgoing = window.nextReady()
-            if outgoing is None:
+            batch = window.writeReady(deadline)
+            if not batch:
                 break
-            connection.lastUsed = self.clock.seconds()
-            if connection.closing:
-                self._notSent(Failure(DeliveryFailed(
-                    f"connection to {connection.describe()} is closing")),
-                    outgoing)
-            elif connection.sendEncoded(outgoing.line, Data.TYPE):
-                outgoing.timeout = self.clock.callLater(
-                    self.config.ackTimeout, self._ackTimedOut, connection,
-                    outgoing.message.id)
-                window.written(outgoing)
+            connection.lastUsed = now
+            taken = connection.sendEncodedLines([o.line for o in batch],
+                                                Data.TYPE)
+            if taken:
+                if window.timer is None:
+                    self._setTimer(connection, window, now)
                 # Only now: room in the backlog may bring the next send.
-                self.backlog.remove()
-            else:
+                self.backlog.remove(taken)
+            for outgoing in batch[taken:]:
+                window.confirmed(outgoing.message.id)
                 self._notSent(Failure(DeliveryFailed(
+                    f"connection to {connection.describe()} is closing"
+                    if connection.closing else
                     f"send buffer to {connection.describe()} is full: it "
                     f"reads too slowly")), outgoing)
         self._forgetIfEmpty(connection, window)
@@ -210,6 +248,7 @@ class DirectMessages(ConnectionListener):
     def _forgetIfEmpty(self, connection: PeerConnection,
                        window: SendWindow) -> None:
         if not window and self._windows.get(connection) is window:
+            window.stopTimer()
             del self._windows[connection]
 
     def awaitingAcks(self, connection: PeerConnection) -> bool:
@@ -227,29 +266,67 @@ class DirectMessages(ConnectionListener):
         return tuple(o.message.id for o in window.waiting) \
             if window is not None else ()
 
-    def _confirmed(self, connection: PeerConnection,
-                   messageId: str) -> Optional[Outgoing]:
-        """Take an unconfirmed message out of its window, letting in more."""
-        window = self._windows.get(connection)
-        if window is None:
-            return None
-        outgoing = window.confirmed(messageId)
-        if outgoing is None:
-            return None
-        if outgoing.timeout is not None and outgoing.timeout.active():
-            outgoing.timeout.cancel()
-        self._pump(connection, window)
-        return outgoing
-
     def ackReceived(self, connection: PeerConnection, ack: Ack) -> None:
-        outgoing = self._confirmed(connection, ack.id)
-        if outgoing is not None:
-            outgoing.done.callback(connection.info)
-        # Else late or duplicate: the sender already gave up or knows.
+        self._confirm(connection, (ack.id,))
 
-    def _ackTimedOut(self, connection: PeerConnection, messageId: str) -> None:
-        outgoing = self._confirmed(connection, messageId)
-        if outgoing is not None:
+    def acksReceived(self, connection: PeerConnection, acks: Acks) -> None:
+        self._confirm(connection, acks.ids)
+
+    def _confirm(self, connection: PeerConnection,
+                 ids: Tuple[str, ...]) -> None:
+        """
+        The peer confirmed the messages C{ids}: take them out of the
+        window, let in as many more, and tell each sender in turn.  An id
+        not waiting (late, repeated or unknown) means nothing: the sender
+        already gave up or knows.
+        """
+        window = self._windows.get(connection)
+        confirmed = window.confirmedAll(ids) if window is not None else []
+        if len(confirmed) < len(ids):
+            self._stray(connection, len(ids) - len(confirmed))
+        if window is None or not confirmed:
+            return
+        info = connection.info
+        # What the senders send now waits, and goes in one write with the
+        # rest after them.
+        window.holding = True
+        try:
+            for outgoing in confirmed:
+                outgoing.done.callback(info)
+        finally:
+            window.holding = False
+        self._pump(connection, window)
+
+    def _stray(self, connection: PeerConnection, count: int) -> None:
+        """C{connection} confirmed C{count} ids that were not waiting."""
+        budget = self._strays.get(connection)
+        if budget is None:
+            budget = self._strays[connection] = TokenBucket(
+                STRAY_IDS_PER_SECOND, STRAY_IDS_BURST, self.clock.seconds)
+        if not budget.take(count):
+            connection.slowDown(count / STRAY_IDS_PER_SECOND)
+
+    def _setTimer(self, connection: PeerConnection, window: SendWindow,
+                  now: float) -> None:
+        """Set the window's timer for its oldest deadline, if any."""
+        oldest = window.oldestDeadline()
+        if oldest is not None:
+            window.timer = self.clock.callLater(
+                max(0.0, oldest - now), self._ackTimedOut, connection, window)
+
+    def _ackTimedOut(self, connection: PeerConnection,
+                     window: SendWindow) -> None:
+        """
+        The window's timer: fail what is past its deadline, and set the
+        timer again for the oldest left.
+        """
+        window.timer = None
+        now = self.clock.seconds()
+        expired = window.expired(now)
+        if self._windows.get(connection) is window:
+            self._setTimer(connection, window, now)
+            self._pump(connection, window)
+        for outgoing in expired:
             outgoing.done.errback(DeliveryFailed(
                 f"{connection.describe()} did not confirm delivery within "
                 f"{self.config.ackTimeout:g} s"))
@@ -261,15 +338,15 @@ class DirectMessages(ConnectionListener):
         those still waiting for it, go in the same order over the peer's
         other connection if it has one, else they fail.
         """
+        self._acks.pop(connection, None)
+        self._strays.pop(connection, None)
         window = self._windows.pop(connection, None)
-        if not window:
+        if window is None:
             return
         written = len(window.unconfirmed)
         everything = window.takeAll()
-        for outgoing in everything:
-            if outgoing.timeout is not None and outgoing.timeout.active():
-                outgoing.timeout.cancel()
-            outgoing.timeout = None
+        if not everything:
+            return
         info = connection.peer
         other = self.peers.connection(info.node_id) if info else None
         if other is not None and not other.closing:
@@ -287,12 +364,34 @@ class DirectMessages(ConnectionListener):
     # -- receiving --------------------------------------------------------
 
     def dataReceived(self, connection: PeerConnection, message: Data) -> None:
-        connection.lastUsed = self.clock.seconds()
-        if self._seen.add(message.id):
+        messageId = message.id
+        if self._seen.add(messageId):
             self.stats.directDelivered += 1
             via = connection.info
             self.deliver(ReceivedMessage(
-                kind="direct", message_id=message.id, body=message.body,
+                kind="direct", message_id=messageId, body=message.body,
                 sender_id=via.node_id, sender_name=via.name, sender=via,
                 via=via))
-        connection.sendMessage(Ack(message.id))
+        # Confirmed with the others of the same read, once delivered.
+        pending = self._acks.get(connection)
+        if pending is None:
+            self._acknowledge(connection, messageId)
+        else:
+            pending.append(messageId)
+            if len(pending) >= ACK_BATCH:
+                self._sendAcks(connection)
+
+    def _acknowledge(self, connection: PeerConnection, messageId: str) -> None:
+        """Confirm C{messageId}, the first of its read."""
+        connection.lastUsed = self.clock.seconds()  # for the whole read
+        if connection.version < 2:
+            connection.sendMessage(Ack(messageId))
+        else:
+            self._acks[connection] = [messageId]
+            connection.afterRead(partial(self._sendAcks, connection))
+
+    def _sendAcks(self, connection: PeerConnection) -> None:
+        ids = self._acks.pop(connection, None)
+        if ids:
+            connection.sendMessage(Ack(ids[0]) if len(ids) == 1
+                                   else Acks(tuple(ids)))

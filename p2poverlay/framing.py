@@ -4,9 +4,13 @@ LineFraming: a L{LineReceiver} that splits each read once.
 L{LineReceiver}'s own loop splits the rest of the buffer again for every
 line it hands over, which makes a read of many lines cost time quadratic
 in their number; at the rates peers send, that is most of the work.
+What the lines of one read ask for together (one answer for many) waits
+for the end of the read: L{LineFraming.afterRead}.
 """
 
 from __future__ import annotations
+
+from typing import Callable, List, Optional
 
 from twisted.protocols.basic import LineReceiver
 
@@ -19,6 +23,25 @@ class LineFraming(LineReceiver):
     """
 
     closing = False
+    _afterRead: Optional[List[Callable[[], None]]] = None
+
+    def afterRead(self, call: Callable[[], None]) -> None:
+        """
+        Call C{call()} once the lines of the read being handled are
+        (at once outside a read).
+        """
+        if not self._busyReceiving:
+            call()
+        elif self._afterRead is None:
+            self._afterRead = [call]
+        else:
+            self._afterRead.append(call)
+
+    def settleRead(self) -> None:
+        """Call now what waits for the end of the read (L{afterRead})."""
+        calls, self._afterRead = self._afterRead, None
+        for call in calls or ():
+            call()
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -54,3 +77,4 @@ class LineFraming(LineReceiver):
                 buffered = self._buffer
         finally:
             self._busyReceiving = False
+            self.settleRead()

@@ -13,20 +13,20 @@ optional fields; an unknown ``type`` is an error.  See ``docs/protocol.rst``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
 from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     MAX_CODE_LENGTH, MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH,
-    MAX_PEER_ENTRIES,
-    MAX_REASON_LENGTH, MAX_TTL, MessageError, checkHex, checkLength,
-    checkMessageId, checkNodeId, checkPort, checkRange, checkSigned, isNodeId,
-    newMessageId, newNodeId,
+    MAX_PEER_ENTRIES, MAX_REASON_LENGTH, MAX_TTL, MessageError, areMessageIds,
+    checkHex,
+    checkIds, checkLength, checkMessageId, checkNodeId, checkPort, checkRange,
+    checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
 from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.wirejson import dumps, loads, quoted
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ACKS, confirming several DATA at once
 # An optional count a message leaves out (on the wire, counts are >= 0).
 UNSAID = -1
 
@@ -70,7 +70,7 @@ class P2PMessage:
         Encode as one line of compact JSON in UTF-8, without the delimiter.
         A lone surrogate, which UTF-8 cannot carry, goes as its JSON escape.
         """
-        return _encodeJSON(self.toDict()).encode("utf-8", "backslashreplace")
+        return dumps(self.toDict()).encode("utf-8", "backslashreplace")
 
     @staticmethod
     def decode(line: bytes) -> "P2PMessage":
@@ -84,10 +84,13 @@ class P2PMessage:
         except UnicodeDecodeError:
             raise MessageError("not valid UTF-8") from None
         try:
-            obj = _decodeJSON(text)
+            obj = loads(text)
         except (ValueError, RecursionError):
             raise MessageError("not valid JSON") from None
-        return P2PMessage.fromDict(obj)
+        kind = obj.get("type") if obj.__class__ is dict else None
+        quick = _QUICK.get(kind) if kind.__class__ is str else None
+        message = quick(obj) if quick is not None else None
+        return message if message is not None else P2PMessage.fromDict(obj)
 
     @staticmethod
     def fromDict(obj: Any) -> "P2PMessage":
@@ -120,20 +123,6 @@ class P2PMessage:
         return message
 
 
-# Compact JSON, without building an encoder for every message.  Text goes
-# as UTF-8, not as \u escapes: a relayed message is never larger than the
-# line it came in (an escape takes up to six bytes for one or two).
-_encodeJSON = json.JSONEncoder(separators=(",", ":"),
-                               ensure_ascii=False).encode
-
-
-def _refuseConstant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-# NaN and Infinity are not JSON, though Python's decoder takes them.
-_decodeJSON = json.JSONDecoder(parse_constant=_refuseConstant).decode
-
 # Message class -> ((field name, expected type, required), ...).
 _SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
 
@@ -152,7 +141,7 @@ def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
 
 def _toJSON(value: Any) -> Any:
     if isinstance(value, tuple):
-        return [_toJSON(v) for v in value]
+        return [v if v.__class__ is str else _toJSON(v) for v in value]
     if isinstance(value, PeerAddress):
         return value.toDict()
     return value
@@ -254,6 +243,12 @@ class Data(P2PMessage):
     def validate(self) -> None:
         checkMessageId(self.id)
 
+    def encode(self) -> bytes:
+        # What the generic encoder writes, without building a dict.
+        return ('{"type":"DATA","id":%s,"body":%s}' % (
+            quoted(self.id), quoted(self.body))
+        ).encode("utf-8", "backslashreplace")
+
 
 @dataclass(frozen=True)
 class Ack(P2PMessage):
@@ -264,6 +259,17 @@ class Ack(P2PMessage):
 
     def validate(self) -> None:
         checkMessageId(self.id)
+
+
+@dataclass(frozen=True)
+class Acks(P2PMessage):
+    """Confirms several L{Data}, as an L{Ack} of each would (version 2)."""
+
+    TYPE: ClassVar[str] = "ACKS"
+    ids: Tuple[str, ...]
+
+    def validate(self) -> None:
+        checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -297,15 +303,6 @@ class Broadcast(P2PMessage):
         checkSigned(self.key, self.signature)
 
 
-def _checkIds(ids: Tuple[str, ...]) -> None:
-    if not ids:
-        raise MessageError("ids is empty")
-    if len(ids) > MAX_IDS:
-        raise MessageError(f"more than {MAX_IDS} ids")
-    for messageId in ids:
-        checkMessageId(messageId, "ids")
-
-
 @dataclass(frozen=True)
 class IHave(P2PMessage):
     """Tree broadcast: the sender has these broadcasts (ids only)."""
@@ -314,7 +311,7 @@ class IHave(P2PMessage):
     ids: Tuple[str, ...]
 
     def validate(self) -> None:
-        _checkIds(self.ids)
+        checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -329,7 +326,7 @@ class Graft(P2PMessage):
 
     def validate(self) -> None:
         if self.ids:
-            _checkIds(self.ids)
+            checkIds(self.ids)
 
 
 @dataclass(frozen=True)
@@ -385,6 +382,27 @@ class Bye(P2PMessage):
     def validate(self) -> None:
         checkLength(self.reason, "reason", MAX_REASON_LENGTH)
         checkLength(self.code, "code", MAX_CODE_LENGTH)
+
+
+# Quick builders of the messages that come by the thousand, from objects in
+# the common form; None leaves the object (and its error) to fromDict.
+def _quickData(obj: Dict[str, Any]) -> Optional[Data]:
+    messageId, body = obj.get("id", ""), obj.get("body")
+    if body.__class__ is str and isMessageId(messageId):
+        return Data(messageId, body)
+    return None
+
+
+def _quickAcks(obj: Dict[str, Any]) -> Optional[Acks]:
+    ids = obj.get("ids")
+    if ids.__class__ is list and 0 < len(ids) <= MAX_IDS \
+            and areMessageIds(ids):
+        return Acks(tuple(ids))
+    return None
+
+
+_QUICK: Dict[str, Callable[[Dict[str, Any]], Optional[P2PMessage]]] = {
+    Data.TYPE: _quickData, Acks.TYPE: _quickAcks}
 
 
 # Field annotations are strings (from __future__ import annotations).

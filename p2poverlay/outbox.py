@@ -11,7 +11,7 @@ cannot make a node's memory grow without bound.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, List, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -59,6 +59,23 @@ class Outbox:
         self._queue.append(line)
         self.queuedBytes += size
         return True
+
+    def writeLines(self, lines: List[bytes], force: bool = False) -> int:
+        """
+        Send C{lines} in one write, or while paused queue as many as fit
+        (L{write}).
+
+        @return: how many were taken, from the first on.
+        """
+        if self.pausedSince is None and not self._queue:
+            self.transport.write(self.delimiter.join(lines) + self.delimiter)
+            return len(lines)
+        taken = 0
+        for line in lines:
+            if not self.write(line, force):
+                break
+            taken += 1
+        return taken
 
     def flush(self) -> None:
         """Hand everything queued to the transport (when closing)."""

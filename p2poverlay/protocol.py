@@ -24,8 +24,7 @@ from p2poverlay.framing import LineFraming
 from p2poverlay.interfaces import IPeerConnectionOwner
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import (
-    NEIGHBOUR, PROTOCOL_VERSION, UNSAID, Bye, Hello, MessageError,
-    P2PMessage,
+    NEIGHBOUR, PROTOCOL_VERSION, UNSAID, Bye, Hello, MessageError, P2PMessage,
 )
 from p2poverlay.outbox import Outbox
 from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
@@ -202,6 +201,7 @@ class PeerConnection(LineFraming, ProvesKey):
 
     @_machine.output()
     def _beginClosing(self, reason: CloseReason) -> None:
+        self.settleRead()  # What the lines read so far owe goes before BYE.
         self.closing = True
         self.closeReason = reason
         self._cancelTimer()
@@ -212,7 +212,7 @@ class PeerConnection(LineFraming, ProvesKey):
 
     @_machine.output()
     def _sayBye(self, reason: CloseReason) -> None:
-        self._write(reason.bye().encode(), Bye.TYPE, force=True)
+        self._write([reason.bye().encode()], Bye.TYPE, force=True)
 
     @_machine.output()
     def _loseConnection(self) -> None:
@@ -394,26 +394,26 @@ class PeerConnection(LineFraming, ProvesKey):
     def sendMessage(self, message: P2PMessage) -> None:
         """Send a small control message; it is queued even when full."""
         if not self.closing:
-            self._write(message.encode(), message.TYPE, force=True)
+            self._write([message.encode()], message.TYPE, force=True)
 
     def sendEncoded(self, line: bytes, messageType: str,
                     force: bool = False) -> bool:
         """
-        Send a message that is already encoded (once, for several
-        connections).
+        Send a message already encoded (once, for several connections);
+        C{force} queues it even when the send buffer is full.
 
-        @param messageType: the C{TYPE} of the encoded message.
-        @param force: queue it even when the send buffer is full (for small
-            control messages).
-        @return: False if it was dropped because the peer reads too slowly
-            or the connection is closing.
+        @return: False if dropped: the peer reads too slowly, or closing.
         """
-        return not self.closing and self._write(line, messageType, force)
+        return not self.closing and self._write([line], messageType, force) > 0
 
-    def _write(self, line: bytes, messageType: str,
-               force: bool = False) -> bool:
+    def sendEncodedLines(self, lines: List[bytes], messageType: str) -> int:
+        """Send encoded lines of one type in one write: how many went."""
+        return 0 if self.closing else self._write(lines, messageType)
+
+    def _write(self, lines: List[bytes], messageType: str,
+               force: bool = False) -> int:
         """Every line this connection sends goes out (and is counted) here."""
-        if self.outbox.write(line, force):
+        taken = self.outbox.writeLines(lines, force)
+        for line in lines[:taken]:
             self.metrics.sent(messageType, len(line) + 1)
-            return True
-        return False
+        return taken

@@ -5,6 +5,8 @@ node.
 A L{SendWindow} holds the C{DATA} messages written over one connection and
 not yet confirmed (at most C{size} of them, and, unless it is one alone,
 at most C{maxBytes} of their lines) and, in order, those waiting for room.
+Each written message has a deadline for its ACK; one timer a window, set
+for the oldest, stands for all of them.
 L{Backlog} counts the messages a node has accepted and not yet written,
 over all its connections and dials: past its limit a new one is refused,
 and front ends ask it when to stop feeding messages and when to go on.
@@ -12,31 +14,36 @@ and front ends ask it when to stop feeding messages and when to go on.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Iterator, List, Optional
+from typing import Deque, Dict, Iterable, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 
 from p2poverlay.errors import SendQueueFull
 from p2poverlay.message import Data
-from p2poverlay.records import PeerInfo
+from p2poverlay.records import SLOTS, PeerInfo
 
 
-@dataclass
+@dataclass(**SLOTS)
 class Outgoing:
     """
     One direct message on its way: its C{DATA}, encoded as C{line}, and
     the Deferred told how it ends.
 
-    @ivar timeout: its ACK timeout, once it is written.
+    @ivar deadline: when it fails unconfirmed, once it is written.
     """
 
     message: Data
     line: bytes
     done: "Deferred[PeerInfo]"
-    timeout: Optional[IDelayedCall] = field(default=None)
+    deadline: float = field(default=0.0)
+
+
+# A deadline this close counts as reached: a timer set for one fires at a
+# time that the clock's float arithmetic may put a hair before it.
+DEADLINE_SLACK = 1e-6
 
 
 class SendWindow:
@@ -47,35 +54,70 @@ class SendWindow:
     @param size: most messages unconfirmed at once.
     @param maxBytes: most bytes of unconfirmed lines at once (a single
         longer message still goes, alone).
+    @ivar timer: set for the oldest deadline, or L{None}; its owner sets
+        it (L{DirectMessages}), and it may be late: a deadline of a
+        message since confirmed.
+    @ivar holding: whether its owner holds writes back for now, to make
+        one write of many.
     """
 
     def __init__(self, size: int, maxBytes: int) -> None:
         self.size = size
         self.maxBytes = maxBytes
-        self.unconfirmed: "OrderedDict[str, Outgoing]" = OrderedDict()
+        # In the order written (a dict keeps it).
+        self.unconfirmed: Dict[str, Outgoing] = {}
         self.waiting: Deque[Outgoing] = deque()
         self.bytesUnconfirmed = 0
+        self.timer: Optional[IDelayedCall] = None
+        self.holding = False
 
     def __bool__(self) -> bool:
         return bool(self.unconfirmed or self.waiting)
 
-    def hasRoom(self, outgoing: Outgoing) -> bool:
-        """Whether C{outgoing} may be written now, window-wise."""
-        if not self.unconfirmed:
-            return True
-        return len(self.unconfirmed) < self.size and \
-            self.bytesUnconfirmed + len(outgoing.line) <= self.maxBytes
+    def writeReady(self, deadline: float) -> List[Outgoing]:
+        """
+        Take the waiting messages, from the first, that the window has
+        room for: they are written now and wait for their ACK until
+        C{deadline}.
+        """
+        waiting, unconfirmed = self.waiting, self.unconfirmed
+        ready = []
+        while waiting:
+            outgoing = waiting[0]
+            if unconfirmed and (
+                    len(unconfirmed) >= self.size or self.bytesUnconfirmed
+                    + len(outgoing.line) > self.maxBytes):
+                break
+            waiting.popleft()
+            outgoing.deadline = deadline
+            unconfirmed[outgoing.message.id] = outgoing
+            self.bytesUnconfirmed += len(outgoing.line)
+            ready.append(outgoing)
+        return ready
 
-    def nextReady(self) -> Optional[Outgoing]:
-        """Take the first waiting message if the window has room for it."""
-        if self.waiting and self.hasRoom(self.waiting[0]):
-            return self.waiting.popleft()
+    def oldestDeadline(self) -> Optional[float]:
+        """The deadline of the message written first, if any waits."""
+        for outgoing in self.unconfirmed.values():
+            return outgoing.deadline
         return None
 
-    def written(self, outgoing: Outgoing) -> None:
-        """C{outgoing} went out: it waits for its ACK."""
-        self.unconfirmed[outgoing.message.id] = outgoing
-        self.bytesUnconfirmed += len(outgoing.line)
+    def expired(self, now: float) -> List[Outgoing]:
+        """Take the unconfirmed messages whose deadline is C{now} or past."""
+        gone = []
+        unconfirmed = self.unconfirmed
+        while unconfirmed:
+            outgoing = next(iter(unconfirmed.values()))
+            if outgoing.deadline > now + DEADLINE_SLACK:
+                break
+            del unconfirmed[outgoing.message.id]
+            self.bytesUnconfirmed -= len(outgoing.line)
+            gone.append(outgoing)
+        return gone
+
+    def stopTimer(self) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
 
     def confirmed(self, messageId: str) -> Optional[Outgoing]:
         """Take the unconfirmed message C{messageId}, if it is one."""
@@ -84,8 +126,20 @@ class SendWindow:
             self.bytesUnconfirmed -= len(outgoing.line)
         return outgoing
 
+    def confirmedAll(self, ids: Iterable[str]) -> List[Outgoing]:
+        """Take those of C{ids} that are unconfirmed messages, in order."""
+        pop = self.unconfirmed.pop
+        taken = []
+        for messageId in ids:
+            outgoing = pop(messageId, None)
+            if outgoing is not None:
+                self.bytesUnconfirmed -= len(outgoing.line)
+                taken.append(outgoing)
+        return taken
+
     def takeAll(self) -> List[Outgoing]:
         """Empty the window: the unconfirmed messages first, in order."""
+        self.stopTimer()
         everything = list(self.unconfirmed.values()) + list(self.waiting)
         self.unconfirmed.clear()
         self.waiting.clear()

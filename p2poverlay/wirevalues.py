@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from typing import List, Tuple
 
 MAX_NAME_LENGTH = 64
 MAX_HOST_LENGTH = 255
@@ -39,14 +40,41 @@ def newNodeId() -> str:
     return uuid.uuid4().hex
 
 
+# Message ids drawn from the OS a batch at a time (one system call for
+# many); list.pop and extend are atomic, so threads never share one.
+_ID_BATCH = 64
+_freshIds: List[str] = []
+if hasattr(os, "register_at_fork"):  # A forked child draws its own.
+    os.register_at_fork(after_in_child=_freshIds.clear)
+
+
 def newMessageId() -> str:
     """A fresh random message id: 32 lowercase hex digits."""
-    return os.urandom(16).hex()  # uuid4's source, without the UUID object
+    try:
+        return _freshIds.pop()
+    except IndexError:
+        digits = os.urandom(16 * _ID_BATCH).hex()  # uuid4's source
+        _freshIds.extend([digits[i:i + 32] for i in range(0, len(digits), 32)])
+        return _freshIds.pop()
 
 
 def isNodeId(value: str) -> bool:
     """Is C{value} a node id in its wire form?"""
     return bool(_NODE_ID.match(value))
+
+
+def isMessageId(value: object) -> bool:
+    """Is C{value} a message id in its wire form?"""
+    return value.__class__ is str and _MESSAGE_ID.match(value) is not None
+
+
+def areMessageIds(values: list) -> bool:
+    """Is every one of C{values} a message id in its wire form?"""
+    match = _MESSAGE_ID.match
+    for value in values:
+        if value.__class__ is not str or match(value) is None:
+            return False
+    return True
 
 
 def checkNodeId(value: str, field: str) -> None:
@@ -57,6 +85,16 @@ def checkNodeId(value: str, field: str) -> None:
 def checkMessageId(value: str, field: str = "id") -> None:
     if not _MESSAGE_ID.match(value):
         raise MessageError(f"{field} must be 32 lowercase hex digits")
+
+
+def checkIds(ids: Tuple[str, ...]) -> None:
+    """1 to L{MAX_IDS} message ids (IHAVE, GRAFT, ACKS)."""
+    if not ids:
+        raise MessageError("ids is empty")
+    if len(ids) > MAX_IDS:
+        raise MessageError(f"more than {MAX_IDS} ids")
+    for messageId in ids:
+        checkMessageId(messageId, "ids")
 
 
 def checkHex(value: str, field: str, digits: int) -> None:

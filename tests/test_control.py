@@ -34,7 +34,7 @@ from p2poverlay.control import (
 )
 from p2poverlay.controlwire import BadRequest, parseRequest, unixDescription
 from p2poverlay.errors import ListenError
-from p2poverlay.message import Ack, Data, newMessageId
+from p2poverlay.message import PROTOCOL_VERSION, Ack, Data, newMessageId
 from p2poverlay.node import Node, NodeConfig
 
 from p2poverlay.whereabouts import Whereabouts
@@ -123,7 +123,8 @@ def test_request_and_reply(node, client):
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
                                "address": None, "port": 0, "uptime": 0.0,
-                               "protocol_version": 1, "peers": 0,
+                               "protocol_version": PROTOCOL_VERSION,
+                               "peers": 0,
                                "fingerprint": node.key.fingerprint,
                                "tls": True}
 

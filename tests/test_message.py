@@ -4,6 +4,7 @@ and peer lookup (L{p2poverlay.registry}) and of L{p2poverlay.seen.SeenCache}.
 """
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -11,10 +12,11 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
 from p2poverlay import message as m
+from p2poverlay.wirejson import dumps
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import (
     MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH, MAX_REASON_LENGTH, MAX_TTL,
-    PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Graft, Hello, IHave,
+    PROTOCOL_VERSION, Ack, Acks, Broadcast, Bye, Data, Graft, Hello, IHave,
     MessageError, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
     UNSAID, newMessageId, newNodeId,
 )
@@ -64,6 +66,8 @@ EVERY_TYPE = [
     Data(MSG_ID, "Hello!\n\u2028\x00 \U0001f600"),
     Data(MSG_ID, ""),
     Ack(MSG_ID),
+    Acks((MSG_ID,)),
+    Acks(tuple(newMessageId() for _ in range(MAX_IDS))),
     Broadcast(MSG_ID, NODE_A, 31, "everyone", "alice"),
     Broadcast(MSG_ID, NODE_B, 0, ""),
     Ping(0),
@@ -96,8 +100,50 @@ def test_round_trip_of_every_type(msg):
 def test_every_registered_type_is_covered():
     assert {type(msg) for msg in EVERY_TYPE} == set(m._REGISTRY.values())
     assert set(m._REGISTRY) == {
-        "HELLO", "PEERS", "DATA", "ACK", "BROADCAST", "PING", "PONG", "BYE",
-        "IHAVE", "GRAFT", "PRUNE"}
+        "HELLO", "PEERS", "DATA", "ACK", "ACKS", "BROADCAST", "PING", "PONG",
+        "BYE", "IHAVE", "GRAFT", "PRUNE"}
+
+
+@deterministic
+@given(st.text(), st.text(alphabet="0123456789abcdef", min_size=32,
+                          max_size=32))
+@example("\ud800 lone surrogate \x7f \u2028 \"quoted\" \\", MSG_ID)
+def test_data_encodes_as_the_generic_encoder_does(body, messageId):
+    data = Data(messageId, body)
+    generic = dumps(data.toDict()).encode("utf-8", "backslashreplace")
+    assert data.encode() == generic
+
+
+def test_message_ids_are_fresh_in_a_forked_child_too():
+    newMessageId()  # Ids are drawn a batch at a time: some wait now.
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, newMessageId().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    ours = {newMessageId() for _ in range(200)}
+    assert len(child) == 32 and child not in ours
+    assert len(ours) == 200
+
+
+def test_whitespace_around_a_message_is_still_json():
+    assert P2PMessage.decode(b' {"type":"ACK","id":"%s"} \t' % MSG_ID.encode()
+                             ) == Ack(MSG_ID)
+    assert P2PMessage.decode(line({"type": "DATA", "id": MSG_ID, "body": "b",
+                                   "later": [1, {"x": None}]})
+                             ) == Data(MSG_ID, "b")
+
+
+def test_acks_confirms_ids_in_order():
+    ids = (MSG_ID, newMessageId(), MSG_ID)
+    assert P2PMessage.decode(line({"type": "ACKS", "ids": list(ids)})
+                             ) == Acks(ids)
+    assert Acks(ids).encode() == (
+        '{"type":"ACKS","ids":["%s","%s","%s"]}' % ids).encode()
 
 
 def test_encoding_is_compact_json_with_a_type_field():
@@ -312,6 +358,29 @@ REJECTIONS = [
      f"more than {MAX_IDS} ids"),
     ("graft-bad-id", line({"type": "GRAFT", "ids": ["nope"]}),
      "ids must be 32 lowercase hex digits"),
+    ("acks-empty", line({"type": "ACKS", "ids": []}), "ids is empty"),
+    ("acks-missing", line({"type": "ACKS", "id": MSG_ID}),
+     "ACKS lacks field 'ids'"),
+    ("acks-not-a-list", line({"type": "ACKS", "ids": MSG_ID}),
+     "ACKS field 'ids' must be a list"),
+    ("acks-number", line({"type": "ACKS", "ids": [MSG_ID, 7]}),
+     "ACKS field 'ids' must be a list of strings"),
+    ("acks-bad-id", line({"type": "ACKS", "ids": [MSG_ID, MSG_ID.upper()]}),
+     "ids must be 32 lowercase hex digits"),
+    ("acks-too-many", line({"type": "ACKS", "ids": [MSG_ID] * (MAX_IDS + 1)}),
+     f"more than {MAX_IDS} ids"),
+    ("data-id-number", line({"type": "DATA", "id": 5, "body": ""}),
+     "DATA field 'id' must be a string"),
+    ("data-body-list", line({"type": "DATA", "id": MSG_ID, "body": ["x"]}),
+     "DATA field 'body' must be a string"),
+    ("data-no-body", line({"type": "DATA", "id": MSG_ID}),
+     "DATA lacks field 'body'"),
+    ("data-bad-id", line({"type": "DATA", "id": "x" * 32, "body": ""}),
+     "id must be 32 lowercase hex digits"),
+    ("data-trailing-garbage", line({"type": "DATA", "id": MSG_ID,
+                                    "body": ""}) + b"x", "not valid JSON"),
+    ("data-two-values", line({"type": "DATA", "id": MSG_ID, "body": ""}) * 2,
+     "not valid JSON"),
     # Numbers: JSON's only, and within what every decoder holds exactly.
     ("ping-nan", b'{"type":"PING","nonce":NaN}', "not valid JSON"),
     ("ping-infinity", b'{"type":"PING","nonce":Infinity}', "not valid JSON"),
