@@ -24,6 +24,8 @@ class SeenCache:
         self._now = now
         self._expiry: "OrderedDict[str, Tuple[float, float]]" = OrderedDict()
         self.forgottenUpTo = float("-inf")
+        # No id expires before this (the oldest's expiry, or later).
+        self._nextExpiry = float("inf")
 
     def add(self, key: str, stamp: float = 0.0) -> bool:
         """Record C{key}; return C{True} if it was not already known."""
@@ -31,6 +33,8 @@ class SeenCache:
         self._expire(now)
         if key in self._expiry:
             return False
+        if not self._expiry:
+            self._nextExpiry = now + self.ttl
         self._expiry[key] = (now + self.ttl, stamp)
         if len(self._expiry) > self.maxSize:
             _, (_, forgotten) = self._expiry.popitem(last=False)
@@ -45,10 +49,14 @@ class SeenCache:
         return len(self._expiry)
 
     def _expire(self, now: float) -> None:
+        if now < self._nextExpiry:
+            return  # The common case: nothing is due.
         expiry = self._expiry
+        self._nextExpiry = float("inf")
         while expiry:
             oldest, stamp = next(iter(expiry.values()))
             if oldest > now:
+                self._nextExpiry = oldest
                 break
             expiry.popitem(last=False)
             if stamp > self.forgottenUpTo:

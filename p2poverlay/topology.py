@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
-EXCHANGE_SAMPLE = 32  # addresses in one PEERS (within maxPeersPerExchange)
+EXCHANGE_SAMPLE = 16  # addresses in one PEERS (an eighth of a default book)
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
@@ -54,7 +54,7 @@ MAX_SEEDS = 16
 DIALS_PER_SECOND = 2.0
 DIAL_BURST = 32.0
 # Addresses learned from one peer, per second and at once (Bitcoin Core
-# takes 0.1/s; peer exchange here sends 32 every exchangeInterval).
+# takes 0.1/s; peer exchange here sends 16 every exchangeInterval).
 CANDIDATE_SAMPLE = 256  # book entries looked at to pick whom to dial
 LEARNED_PER_SECOND = 10.0
 LEARNED_BURST = 1000.0
