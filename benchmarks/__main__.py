@@ -111,8 +111,10 @@ async def runInProcess(names, size: dict, results: Results) -> None:
             await broadcast.run(results, size["broadcast"], size["warmup"],
                                 size["measured"])
         elif name == "overlay":
-            await formation.run(results, size["overlay"],
-                                timeout=60 + size["overlay"] * 0.2)
+            for plaintext in (True, False):
+                await formation.run(results, size["overlay"],
+                                    timeout=60 + size["overlay"] * 0.2,
+                                    plaintext=plaintext)
         elif name == "processes":
             multiprocess.run(results, size["processes"],
                              size["processRounds"])

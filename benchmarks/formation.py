@@ -122,7 +122,9 @@ def measureBareMemory(n: int, edges: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
-async def run(results: Results, n: int, timeout: float) -> None:
+async def run(results: Results, n: int, timeout: float,
+              plaintext: bool = False) -> None:
+    """Form an overlay of C{n} nodes (over TLS, or C{plaintext})."""
     config = NodeConfig()
     soft, hard = raiseFileLimit()
     worst = n * (config.maxPeers + 1) + 2 * WAVE + 64
@@ -136,8 +138,9 @@ async def run(results: Results, n: int, timeout: float) -> None:
     results.fact("overlay", "fileLimit", [soft, hard])
     gc.collect()
     rssBefore = rssBytes()
-    seed = await startNode()
-    nodes = [seed] + [await startNode() for _ in range(n - 1)]
+    seed = await startNode(plaintext=plaintext)
+    nodes = [seed] + [await startNode(plaintext=plaintext)
+                      for _ in range(n - 1)]
     start = time.perf_counter()
     retried = 0
     try:
@@ -200,13 +203,13 @@ async def run(results: Results, n: int, timeout: float) -> None:
     print(f"  connected: {isConnected}; nodes left alone that joined again: "
           f"{retried}; nodes with "
           f"more than maxPeers neighbours: {overDegree}", flush=True)
-    results.fact("overlay", "histogram", histogram)
-    results.fact("overlay", "connected", isConnected)
-    results.fact("overlay", "n", n)
-    label = f"{n} nodes"
+    label = f"{n} nodes, {'plaintext' if plaintext else 'TLS'}"
+    results.fact("overlay", label, dict(histogram=histogram, n=n,
+                                        connected=isConnected))
     results.add(Figure(
         "overlay", f"overlay of {label}: time to form from one seed",
         formTime, "s", f"{edges} bare TCP connections", bareTime,
+        maxValue=30.0 if n >= 1000 else None,
         note=f"{retried} joins repeated" + (
             "" if reachedMin else "; until connected, minPeers not reached")))
     results.add(Figure(
@@ -227,4 +230,4 @@ async def run(results: Results, n: int, timeout: float) -> None:
     results.add(Figure(
         "overlay", f"overlay of {label}: memory per node", memoryPerNode / 1024,
         "KiB", "bare listener + connections", bareMem / 1024,
-        maxValue=100.0, note="RSS growth / nodes"))
+        maxValue=100.0 if plaintext else None, note="RSS growth / nodes"))
