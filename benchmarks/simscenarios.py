@@ -278,7 +278,7 @@ def churn(size: int, seed: object, rate: float, minutes: float,
             highest = max((len(peers) for peers in graph.values()),
                           default=0)
             maxDegree = max(maxDegree, highest)
-            minDegree = min([minDegree] + settled)
+            minDegree = min([minDegree, *settled])
             perMinute[minuteOf(now)]["degrees"].append(
                 (min(settled, default=math.nan), highest))
             linked = {name for name, peers in graph.items() if peers}
