@@ -74,6 +74,10 @@ def parseArgs(argv):
                         help="write the broadcast plot here (none by "
                              "default; docs/performance.png is the one "
                              "the docs show)")
+    parser.add_argument("--sim-plots", metavar="DIR",
+                        help="write the simulator's plots into DIR "
+                             "(sim-steady.png, sim-failure.png, "
+                             "sim-churn.png; docs/ holds the docs' ones)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 2 if a figure misses its "
                              "target")
@@ -218,6 +222,9 @@ def main(argv=None) -> int:
     if args.plot:
         from benchmarks.plot import plot
         plot(results, args.plot)
+    if args.sim_plots:
+        from benchmarks.simplot import writePlots
+        writePlots(results.facts, args.sim_plots)
     if args.json:
         results.dump(args.json)
     if args.rst:

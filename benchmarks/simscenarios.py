@@ -10,8 +10,10 @@ and a PING every 5 s (a peer is given up after 15 s).
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from statistics import mean
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from p2poverlay.config import NodeConfig
@@ -229,6 +231,13 @@ def churn(size: int, seed: object, rate: float, minutes: float,
     nodes linked when it started and still running.  Degrees are sampled
     at each broadcast: the highest of every node, the lowest of those up
     a virtual minute or more.
+
+    @return: the figures of the whole run, and C{timeline}: one entry per
+        virtual minute since the churn began (C{minute} 0 is the first),
+        with the C{broadcasts} sent in it, their mean and lowest
+        C{reliability} and C{reachable} (what flooding the graph could
+        reach), the degrees sampled in it (C{minDegree}, C{maxDegree})
+        and the nodes C{replaced} by its end; NaN where nothing was sent.
     """
     overlay = formOverlay(size, seed, progress)
     rng = random.Random(f"{seed}|sim|churn")
@@ -236,11 +245,20 @@ def churn(size: int, seed: object, rate: float, minutes: float,
         spreadOne(overlay, rng.choice(overlay.running), f"warm-up {index}")
     joined = {name: overlay.now - 60.0 for name in overlay.names}
     gap = 60.0 / (rate * size)
-    end = overlay.now + minutes * 60.0
+    begin = overlay.now
+    end = begin + minutes * 60.0
     nextChange, nextBroadcast = overlay.now + gap, overlay.now
-    pending: List[Tuple[Probe, Set[str], float]] = []
+    pending: List[Tuple[Probe, Set[str], float, int]] = []
     judged: List[Tuple[float, float]] = []
     minDegree, maxDegree, replaced = SIM_CONFIG["maxPeers"], 0, 0
+    buckets = max(1, math.ceil(minutes))
+    perMinute: List[dict] = [dict(judged=[], degrees=[], replaced=0)
+                             for _ in range(buckets)]
+
+    def minuteOf(now: float) -> int:
+        # The epsilon keeps an event due exactly on a minute in that minute.
+        return min(buckets - 1, int((now - begin) / 60.0 + 1e-9))
+
     while overlay.now < end or pending:
         due = min(nextChange, nextBroadcast) if overlay.now < end \
             else pending[0][0].sent + window
@@ -251,31 +269,53 @@ def churn(size: int, seed: object, rate: float, minutes: float,
             node = overlay.addNode([rng.choice(overlay.running)])
             joined[node.config.name] = now
             replaced += 1
+            perMinute[minuteOf(now)]["replaced"] += 1
             nextChange += gap
         if now < end and now >= nextBroadcast:
             graph = overlay.graph()
-            for name, peers in graph.items():
-                maxDegree = max(maxDegree, len(peers))
-                if now - joined[name] >= 60.0:
-                    minDegree = min(minDegree, len(peers))
+            settled = [len(peers) for name, peers in graph.items()
+                       if now - joined[name] >= 60.0]
+            highest = max((len(peers) for peers in graph.values()),
+                          default=0)
+            maxDegree = max(maxDegree, highest)
+            minDegree = min([minDegree, *settled])
+            perMinute[minuteOf(now)]["degrees"].append(
+                (min(settled, default=math.nan), highest))
             linked = {name for name, peers in graph.items() if peers}
             order = {name: index for index, name in enumerate(overlay.names)}
             origin = rng.choice(sorted(linked, key=order.__getitem__))
             _, reach = _graphState(overlay)
             probe = Probe.start(overlay, origin, f"churn {len(judged)}")
             pending.append((probe, linked - {origin},
-                            reach[origin] / max(1, len(linked) - 1)))
+                            reach[origin] / max(1, len(linked) - 1),
+                            minuteOf(now)))
             nextBroadcast += broadcastEvery
         while pending and pending[0][0].sent + window <= overlay.now:
-            probe, linked, reachable = pending.pop(0)
+            probe, linked, reachable, minute = pending.pop(0)
             among = [n for n in linked if overlay.node(n).running]
             judged.append((probe.spread(overlay, among).reliability,
                            reachable))
+            perMinute[minute]["judged"].append(judged[-1])
         progress.show(overlay, f" ({replaced} replaced)")
+    nan, timeline, soFar = math.nan, [], 0
+    for minute, got in enumerate(perMinute):
+        soFar += got["replaced"]
+        reliabilities = [r for r, _ in got["judged"]]
+        reachables = [r for _, r in got["judged"]]
+        lows = [low for low, _ in got["degrees"] if low == low]
+        timeline.append(dict(
+            minute=minute, broadcasts=len(reliabilities),
+            reliability=mean(reliabilities) if reliabilities else nan,
+            minReliability=min(reliabilities, default=nan),
+            reachable=mean(reachables) if reachables else nan,
+            minReachable=min(reachables, default=nan),
+            minDegree=min(lows, default=nan),
+            maxDegree=max((high for _, high in got["degrees"]), default=nan),
+            replaced=soFar))
     return dict(rate=rate, minutes=minutes, replaced=replaced,
                 broadcasts=len(judged),
                 reliability=sum(r for r, _ in judged) / len(judged),
                 minReliability=min(r for r, _ in judged),
                 reachable=sum(r for _, r in judged) / len(judged),
                 minReachable=min(r for _, r in judged),
-                minDegree=minDegree, maxDegree=maxDegree)
+                minDegree=minDegree, maxDegree=maxDegree, timeline=timeline)
