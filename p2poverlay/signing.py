@@ -40,6 +40,9 @@ BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
 ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
 # Keys of this many nodes are kept, checked against their ids.
 KEY_CACHE_SIZE = 4096
+# Address records found good, remembered: peer exchange passes the same
+# records on again and again.
+GOOD_ADDRESS_CACHE_SIZE = 4096
 
 
 def _text(value: str) -> bytes:
@@ -98,7 +101,8 @@ class Verifier:
     """
     Checks signed broadcasts and addresses, remembering the keys of the
     last L{KEY_CACHE_SIZE} nodes it checked (a key's hash is worked out
-    once per node).
+    once per node) and the last L{GOOD_ADDRESS_CACHE_SIZE} address records
+    that checked.
 
     @ivar acceptUnsigned: whether a record about a node without a key
         (a 32-digit id) counts, unsigned; a node over TLS insists.
@@ -107,6 +111,7 @@ class Verifier:
     def __init__(self, acceptUnsigned: bool) -> None:
         self.acceptUnsigned = acceptUnsigned
         self._keys: "OrderedDict[str, Tuple[str, VerifyKey]]" = OrderedDict()
+        self._goodAddresses: "OrderedDict[PeerAddress, None]" = OrderedDict()
 
     def checkBroadcast(self, message: Broadcast) -> Optional[str]:
         """Why C{message} is not its origin's (a phrase: "has a bad
@@ -116,8 +121,17 @@ class Verifier:
 
     def checkAddress(self, address: PeerAddress) -> Optional[str]:
         """Why C{address} is not one its node signed, or C{None}."""
-        return self._check(address.node_id, address.key, address.signature,
-                           addressBytes, address)
+        good = self._goodAddresses
+        if address in good:  # Every field the same: signed, as before.
+            good.move_to_end(address)
+            return None
+        why = self._check(address.node_id, address.key, address.signature,
+                          addressBytes, address)
+        if why is None and address.key:
+            good[address] = None
+            if len(good) > GOOD_ADDRESS_CACHE_SIZE:
+                good.popitem(last=False)
+        return why
 
     def _check(self, nodeId: str, keyHex: str, signatureHex: str,
                signedBytes, record) -> Optional[str]:

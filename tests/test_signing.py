@@ -92,6 +92,25 @@ def test_a_key_that_is_not_the_origins_is_refused_even_once_cached():
         "is signed with a key that is not its node's"
 
 
+def test_a_record_that_checked_is_not_checked_again_but_a_changed_one_is(
+        monkeypatch):
+    record = Signer(ALICE).address(PeerAddress(ALICE.nodeId, "10.0.0.1", 9000,
+                                               "alice", seq=5))
+    verifier = Verifier(acceptUnsigned=False)
+    checks = []
+    real = verifier._check
+    monkeypatch.setattr(verifier, "_check",
+                        lambda *args: checks.append(args) or real(*args))
+    assert verifier.checkAddress(record) is None
+    assert verifier.checkAddress(replace(record)) is None  # an equal copy
+    assert len(checks) == 1
+    for changed in (replace(record, host="10.6.6.6"), replace(record, seq=6),
+                    replace(record, signature="00" * 64)):
+        assert verifier.checkAddress(changed) == "has a bad signature"
+        assert verifier.checkAddress(changed) == "has a bad signature"
+    assert len(checks) == 7  # a bad record is checked every time
+
+
 def test_unsigned_records_count_only_from_nodes_without_a_key_where_allowed():
     keyless = PeerAddress("ab" * 16, "10.0.0.1", 9000)
     keyed = PeerAddress(ALICE.nodeId, "10.0.0.1", 9000)
