@@ -235,6 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", metavar="PATH",
                         help="run under cProfile, save the stats to PATH "
                              "and print the top functions")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the figures as 'python -m "
+                             "benchmarks --json' does (for benchmarks.simplot)")
     args = parser.parse_args(argv)
     if args.nodes < 2 or args.broadcasts < 1:
         parser.error("--nodes must be at least 2 and --broadcasts at least 1")
@@ -266,6 +269,12 @@ def main(argv=None) -> int:
     figures["peakRSS"] = resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(figures, indent=1))
+    if args.json and "partial" not in figures:
+        results = Results()
+        results.fact(BENCHMARK, "config", dict(
+            SIM_CONFIG, delay="uniform 5-150 ms one way", seed=args.seed))
+        addSteady(results, args.nodes, figures)
+        results.dump(args.json)
     return 0
 
 

@@ -259,25 +259,32 @@ def writePlots(facts: dict, directory: str,
 
 def main(argv=None) -> int:
     """
-    ``python -m benchmarks.simplot RESULTS.json [--out DIR]``: 0 if a plot
+    ``python -m benchmarks.simplot RESULTS.json... [--out DIR]``: 0 if a plot
     was written, 1 if none was (matplotlib missing, no scenario).
     """
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.simplot",
         description="Plot the simulator's scenarios from the JSON of "
                     "'python -m benchmarks --only sim --json RESULTS.json'.")
-    parser.add_argument("results", metavar="RESULTS.json")
+    parser.add_argument("results", metavar="RESULTS.json", nargs="+",
+                        help="one run's JSON, or several (their scenarios "
+                             "are plotted together)")
     parser.add_argument("--out", default="docs", metavar="DIR",
                         help="where the PNG files go (default: docs)")
     args = parser.parse_args(argv)
-    try:
-        with open(args.results, encoding="utf-8") as f:
-            facts = json.load(f)["facts"]
-        if not isinstance(facts, dict):
-            raise TypeError("facts is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"cannot read {args.results}: {e!r}", file=sys.stderr)
-        return 1
+    facts: dict = {}
+    for path in args.results:
+        try:
+            with open(path, encoding="utf-8") as f:
+                more = json.load(f)["facts"]
+            if not isinstance(more, dict):
+                raise TypeError("facts is not an object")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"cannot read {path}: {e!r}", file=sys.stderr)
+            return 1
+        for benchmark, values in more.items():
+            if isinstance(values, dict):
+                facts.setdefault(benchmark, {}).update(values)
     written = writePlots(facts, args.out)
     return 0 if written else 1
 

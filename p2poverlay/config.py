@@ -62,7 +62,8 @@ class NodeConfig:
     handshakeTimeout: float = 10.0
     connectTimeout: float = 10.0
     ackTimeout: float = 30.0
-    broadcastTTL: int = 32
+    # A broadcast tree of 10,000 nodes is up to 31 hops deep (the simulator).
+    broadcastTTL: int = 64
     seenCacheSize: int = 100_000
     seenCacheTTL: float = 600.0
     # A broadcast sent longer ago than this (by its origin's clock), or

@@ -49,7 +49,7 @@ def test_defaults():
     assert options["name"] == ""
     assert options["max-line-length"] == 65536
     assert options["handshake-timeout"] == 10.0
-    assert options["broadcast-ttl"] == 32
+    assert options["broadcast-ttl"] == 64
 
 
 @pytest.mark.parametrize("port, listen", [
