@@ -40,9 +40,9 @@ BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
 ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
 # Keys of this many nodes are kept, checked against their ids, and this
 # many address records found good (peer exchange passes the same ones on
-# again and again).  About 0.3 KiB each: eight address books' worth.
-KEY_CACHE_SIZE = 1024
-GOOD_ADDRESS_CACHE_SIZE = 1024
+# again and again).  About 0.3 KiB each: two address books' worth.
+KEY_CACHE_SIZE = 256
+GOOD_ADDRESS_CACHE_SIZE = 256
 
 
 def _text(value: str) -> bytes:
