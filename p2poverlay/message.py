@@ -337,10 +337,9 @@ class Prune(P2PMessage):
 
 
 @dataclass(frozen=True)
-class Ping(P2PMessage):
-    """Liveness probe; answered by a L{Pong} with the same nonce."""
+class _Probe(P2PMessage):
+    """What L{Ping} and L{Pong} carry."""
 
-    TYPE: ClassVar[str] = "PING"
     nonce: int
     # How many overlay neighbours the sender has (absent: it does not say).
     neighbours: int = UNSAID
@@ -353,19 +352,17 @@ class Ping(P2PMessage):
 
 
 @dataclass(frozen=True)
-class Pong(P2PMessage):
+class Ping(_Probe):
+    """Liveness probe; answered by a L{Pong} with the same nonce."""
+
+    TYPE: ClassVar[str] = "PING"
+
+
+@dataclass(frozen=True)
+class Pong(_Probe):
     """Answer to a L{Ping}."""
 
     TYPE: ClassVar[str] = "PONG"
-    nonce: int
-    # How many overlay neighbours the sender has (absent: it does not say).
-    neighbours: int = UNSAID
-
-    def toDict(self) -> Dict[str, Any]:
-        fields = super().toDict()
-        if self.neighbours == UNSAID:
-            del fields["neighbours"]
-        return fields
 
 
 @dataclass(frozen=True)
