@@ -92,6 +92,12 @@ def steadyFigures(size: int, seed: object, broadcasts: int, warmup: int,
     return figures
 
 
+def addConfig(results: Results, seed: object) -> None:
+    """The simulated nodes' settings, the links' delays and the seed."""
+    results.fact(BENCHMARK, "config", dict(
+        SIM_CONFIG, delay="uniform 5-150 ms one way", seed=seed))
+
+
 def addSteady(results: Results, size: int, figures: dict) -> None:
     tree, flood = figures["tree"], figures["flood"]
     label = f"sim {size:,} nodes"
@@ -184,8 +190,7 @@ def run(results: Results, size: dict,
     """
     seed = size.get("seed", 1)
     progress = progress if progress is not None else Progress()
-    results.fact(BENCHMARK, "config", dict(SIM_CONFIG, delay="uniform "
-                                           "5-150 ms one way", seed=seed))
+    addConfig(results, seed)
     for nodes in size["steady"]:
         progress.begin(f"steady state, {nodes:,} nodes", nodes)
         addSteady(results, nodes, steadyFigures(
@@ -271,8 +276,7 @@ def main(argv=None) -> int:
     print(json.dumps(figures, indent=1))
     if args.json and "partial" not in figures:
         results = Results()
-        results.fact(BENCHMARK, "config", dict(
-            SIM_CONFIG, delay="uniform 5-150 ms one way", seed=args.seed))
+        addConfig(results, args.seed)
         addSteady(results, args.nodes, figures)
         results.dump(args.json)
     return 0
