@@ -353,8 +353,7 @@ class Connections:
         """
         if connection.role != NEIGHBOUR:
             return None
-        neighbours = [c for c in self.peers.connections()
-                      if c.role == NEIGHBOUR]
+        neighbours = self.peers.neighbours()
         refusal = self.inbound.neighbourRefusal(connection, nodeId, neighbours)
         if refusal is not None or self.admission.hasRoomFor(connection):
             return refusal

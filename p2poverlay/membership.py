@@ -222,12 +222,9 @@ class Membership(ConnectionListener):
 
     # -- failure detection ----------------------------------------------------
 
-    def _neighbourCount(self) -> int:
-        return sum(1 for c in self.peers.connections() if c.role == NEIGHBOUR)
-
     def _pingReceived(self, connection: PeerConnection, ping: Ping) -> None:
         self._heardCount(connection, ping.neighbours)
-        connection.sendMessage(Pong(ping.nonce, self._neighbourCount()))
+        connection.sendMessage(Pong(ping.nonce, len(self.peers.neighbours())))
 
     def _pongReceived(self, connection: PeerConnection, pong: Pong) -> None:
         # Hearing from the peer (lastHeard) is what a PONG is for, and
@@ -249,7 +246,7 @@ class Membership(ConnectionListener):
         config = self.config
         now = self.clock.seconds()
         self._nonce += 1
-        ping = Ping(self._nonce, self._neighbourCount())
+        ping = Ping(self._nonce, len(self.peers.neighbours()))
         for connection in self.peers.connections():
             silent = now - connection.lastHeard
             stalled = connection.outbox.pausedSince

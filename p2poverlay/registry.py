@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from p2poverlay.addresses import parseAddress
+from p2poverlay.message import NEIGHBOUR
 from p2poverlay.records import PeerInfo, matchIdOrName
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ class PeerRegistry:
     def connections(self) -> List["PeerConnection"]:
         with self._lock:
             return [conn for _, conn in self._peers.values()]
+
+    def neighbours(self) -> List["PeerConnection"]:
+        """The connections of overlay neighbours (not direct links)."""
+        return [conn for conn in self.connections() if conn.role == NEIGHBOUR]
 
     def snapshot(self) -> List[PeerInfo]:
         """All peers, oldest connection first."""

@@ -138,7 +138,7 @@ class Topology(ConnectionListener):
     # -- counting -----------------------------------------------------------
 
     def neighbours(self) -> List["PeerConnection"]:
-        return [c for c in self.peers.connections() if c.role == NEIGHBOUR]
+        return self.peers.neighbours()
 
     def directLinks(self) -> List["PeerConnection"]:
         return [c for c in self.peers.connections() if c.role == DIRECT]
