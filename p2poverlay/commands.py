@@ -25,9 +25,12 @@ from twisted.python.failure import Failure
 
 from p2poverlay import commandtable
 from p2poverlay.commandtable import CommandSpec, formatHelp
+from p2poverlay.dht.lookup import LookupResult
+from p2poverlay.dht.reach import Sent
+from p2poverlay.dht.views import lookupLines, lookupSummary, lookupView
 from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, UnknownPeer
 from p2poverlay.node import Node
-from p2poverlay.records import PeerInfo
+from p2poverlay.wirevalues import isNodeId
 from p2poverlay.views import (
     broadcastView, count, infoLine, keyLine, knownLines, knownView, nodeView,
     ownReference, peersLines, peersView, peerView,
@@ -176,11 +179,16 @@ class CommandInterpreter:
         if not target or not body:
             return Reply.failed("usage: send <peer> <message>",
                                 "usage: send <peer> <message>")
-        d = self.node.send(target, body)
+        d = self.node.reach.sendTelling(target, body)
 
-        def delivered(peer: PeerInfo) -> Reply:
-            return Reply([f"delivered to {peer.describe()}"],
-                         {"delivered_to": peerView(peer)})
+        def delivered(sent: Sent) -> Reply:
+            peer, lookup = sent
+            line = f"delivered to {peer.describe()}"
+            result = {"delivered_to": peerView(peer)}
+            if lookup is not None:
+                line += f" (found by lookup: {lookupSummary(lookup)})"
+                result["lookup"] = lookupView(lookup)
+            return Reply([line], result)
 
         def failed(reason: Failure) -> Reply:
             own = ownReference(self.node, target)
@@ -211,6 +219,22 @@ class CommandInterpreter:
         return Reply(
             [f"broadcast {messageId[:8]} sent to {count(neighbours, 'neighbour')}"],
             broadcastView(messageId, neighbours))
+
+    @handles(commandtable.LOOKUP)
+    def do_lookup(self, args: str) -> "Union[Reply, Deferred[Reply]]":
+        if not isNodeId(args):
+            return Reply.failed("usage: lookup <node id> (all 64 or 32 hex "
+                                "digits)")
+        if args == self.node.nodeId:
+            return Reply.failed("that is this node's own id")
+
+        def found(result: LookupResult) -> Reply:
+            return Reply(lookupLines(args, result), lookupView(result))
+
+        def failed(reason: Failure) -> Reply:
+            return Reply.failed(f"lookup failed: {reason.getErrorMessage()}")
+
+        return self.node.dht.findNode(args).addCallbacks(found, failed)
 
     @handles(commandtable.PEERS)
     def do_peers(self, args: str) -> Reply:

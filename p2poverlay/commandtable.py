@@ -39,10 +39,15 @@ class CommandSpec:
 SEND = CommandSpec(
     "send", "send <peer> <message>",
     "send a direct message; <peer> is host:port,\n"
-    "a node id (a unique prefix will do) or a name")
+    "a node id (a unique prefix will do) or a name;\n"
+    "a full node id never heard of is looked up")
 BROADCAST = CommandSpec(
     "broadcast", "broadcast <message>",
     "send a message to every node of the overlay")
+LOOKUP = CommandSpec(
+    "lookup", "lookup <node id>",
+    "find a node by its full id through the DHT;\n"
+    "prints the path: rounds, nodes asked, time")
 PEERS = CommandSpec(
     "peers", "peers", "list neighbours, direct links and lost peers")
 KNOWN = CommandSpec(
@@ -55,7 +60,7 @@ EXIT = CommandSpec(
     aliases=("quit",))
 
 NODE_COMMANDS: Tuple[CommandSpec, ...] = (
-    SEND, BROADCAST, PEERS, KNOWN, INFO, HELP, EXIT)
+    SEND, BROADCAST, LOOKUP, PEERS, KNOWN, INFO, HELP, EXIT)
 """The commands a node runs, at its console and through its control endpoint."""
 
 DETACH = CommandSpec(

@@ -26,14 +26,17 @@ _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "seenCacheSize", "maxPeersPerExchange", "addressBookSize",
            "maxInbound", "maxOutbound", "maxSendBuffer",
            "maxInboundPerAddress", "maxPendingPerAddress",
-           "maxNeighboursPerAddress", "sendWindow", "sendQueueLimit")
+           "maxNeighboursPerAddress", "sendWindow", "sendQueueLimit",
+           "dhtK", "dhtAlpha", "dhtMaxLookups")
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "seenCacheTTL", "broadcastWindow", "directLinkIdle", "exchangeInterval",
              "graftTimeout", "pingInterval", "peerTimeout",
              "reconnectInitialDelay", "reconnectMaxDelay", "forgetAfter",
              "messageRate", "messageBurst", "banThreshold", "banTime",
-             "connectionRatePerAddress", "connectionBurstPerAddress")
+             "connectionRatePerAddress", "connectionBurstPerAddress",
+             "dhtRequestTimeout", "dhtRefreshInterval", "dhtRequestRate",
+             "dhtRequestBurst")
 
 
 @dataclass
@@ -110,6 +113,20 @@ class NodeConfig:
     # connection, most accepted and not yet written by the node.
     sendWindow: int = 256
     sendQueueLimit: int = 100_000
+    # Routing by id (the Kademlia DHT).  Off, a node still answers
+    # FIND_NODE from the nodes it has links to, but never looks anything up.
+    dht: bool = True
+    # Contacts per bucket, requests in
+    # flight per lookup, lookups under way at most, how long a request
+    # waits, how often an idle bucket is refreshed (libp2p's 10 minutes),
+    # and requests served per peer.
+    dhtK: int = 20
+    dhtAlpha: int = 3
+    dhtMaxLookups: int = 16
+    dhtRequestTimeout: float = 5.0
+    dhtRefreshInterval: float = 600.0
+    dhtRequestRate: float = 20.0
+    dhtRequestBurst: float = 100.0
     # Peer links without TLS: for debugging and as a benchmark baseline
     # only; nothing proves a node id then.
     plaintext: bool = False

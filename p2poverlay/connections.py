@@ -29,11 +29,9 @@ from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.identity import fingerprintOf
-from p2poverlay.interfaces import (
-    IAdmission, IConnectionListener, IPeerConnectionOwner,
-)
+from p2poverlay.interfaces import IAdmission, IConnectionListener, IPeerConnectionOwner
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.message import NEIGHBOUR, Hello, P2PMessage
+from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, P2PMessage
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.ownaddress import OwnAddress, recordOf
@@ -203,7 +201,8 @@ class Connections:
             the overlay) or C{"direct"} (direct messages only).
         """
         known = self.peers.byAddress(host, port)
-        if known is not None:
+        # A direct link is no neighbour: dialed again, it may become one.
+        if known is not None and (known.role, role) != (DIRECT, NEIGHBOUR):
             return succeed(known)
         key = (host, port)
         if key in self._selfAddresses:
@@ -296,10 +295,12 @@ class Connections:
                          if connection.peerKey is not None else None),
             record=recordOf(hello))
         existing = self.peers.connection(hello.node_id)
-        if existing is not None:
-            self._settleDuplicate(connection, existing, info)
-        elif (refusal := self._noRoomFor(connection, info.node_id)) is not None:
+        # A direct link dialed again as a neighbour needs a slot too.
+        if (existing is None or existing.role != connection.role == NEIGHBOUR) \
+                and (refusal := self._noRoomFor(connection, info.node_id)):
             self._turnAway(connection, hello, refusal)
+        elif existing is not None:
+            self._settleDuplicate(connection, existing, info)
         else:
             self.peers.add(info, connection)
             self._emit("roleChanged", hello.node_id, None, connection.role)
@@ -329,19 +330,16 @@ class Connections:
     def _prefer(self, new: PeerConnection, old: PeerConnection,
                 remoteId: str) -> bool:
         """
-        Of two connections to one peer, both sides keep the one dialed by
-        the node with the lower id.  If one node dialed both, the older one
-        stays: a HELLO that merely repeats a connected node's id cannot
-        push that node off.
+        Of two connections to one peer, both sides keep a neighbour's over
+        a direct link, else the one dialed by the node with the lower id.
+        If one node dialed both, the older one stays: a HELLO that merely
+        repeats a connected node's id cannot push that node off.
         """
-        preferredDialer = min(self.nodeId, remoteId)
-
-        def dialer(connection: PeerConnection) -> str:
-            return self.nodeId if connection.outbound else remoteId
-
-        if dialer(new) == dialer(old):
-            return False
-        return dialer(new) == preferredDialer
+        if new.role != old.role:
+            return new.role == NEIGHBOUR
+        newDialer, oldDialer = (self.nodeId if c.outbound else remoteId
+                                for c in (new, old))
+        return newDialer != oldDialer and newDialer == min(self.nodeId, remoteId)
 
     def _noRoomFor(self, connection: PeerConnection,
                    nodeId: str) -> Optional[CloseReason]:

@@ -52,3 +52,11 @@ class SendQueueFull(OverlayError):
     def of(cls, limit: int) -> "SendQueueFull":
         return cls(f"{limit} messages already wait to be sent (the send "
                    f"queue limit): try again once some are delivered")
+
+
+class LookupFailed(OverlayError):
+    """A lookup by id did not find the node (or value) it looked for."""
+
+
+class TooManyLookups(LookupFailed):
+    """So many lookups are under way that no more are started."""

@@ -19,9 +19,8 @@ from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     MAX_CODE_LENGTH, MAX_HOST_LENGTH, MAX_IDS, MAX_INTEGER, MAX_NAME_LENGTH,
     MAX_PEER_ENTRIES, MAX_REASON_LENGTH, MAX_TTL, MessageError, areMessageIds,
-    checkHex,
-    checkIds, checkLength, checkMessageId, checkNodeId, checkPort, checkRange,
-    checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
+    checkHex, checkIds, checkLength, checkMessageId, checkNodeId, checkPort,
+    checkRange, checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.wirejson import dumps, loads, quoted
@@ -142,9 +141,8 @@ def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
 def _toJSON(value: Any) -> Any:
     if isinstance(value, tuple):
         return [v if v.__class__ is str else _toJSON(v) for v in value]
-    if isinstance(value, PeerAddress):
-        return value.toDict()
-    return value
+    toDict = getattr(value, "toDict", None)
+    return toDict() if toDict is not None else value
 
 
 def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
@@ -170,7 +168,7 @@ def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
     entries = []
     for item in value[:MAX_PEER_ENTRIES]:
         try:
-            entries.append(PeerAddress.fromDict(kind, item))
+            entries.append(expected.fromDict(kind, item))  # type: ignore
         except MessageError:
             pass
     return tuple(entries)
@@ -407,9 +405,16 @@ class _StrList(tuple):
     pass
 
 
-_FIELD_TYPES = {
+# A tuple of entries maps to the entry's class: C{fromDict(kind, item)}
+# builds one (raising MessageError), C{toDict()} encodes it.
+_FIELD_TYPES: Dict[str, type] = {
     "str": str,
     "int": int,
-    "Tuple[PeerAddress, ...]": tuple,
+    "Tuple[PeerAddress, ...]": PeerAddress,
     "Tuple[str, ...]": _StrList,
 }
+
+
+def registerEntryType(annotation: str, entryClass: type) -> None:
+    """Let message fields annotated C{annotation} hold C{entryClass}es."""
+    _FIELD_TYPES[annotation] = entryClass

@@ -19,18 +19,19 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from p2poverlay.addressbook import AddressBook
-from p2poverlay.addresses import addressOf, formatAddress
+from p2poverlay.addresses import addressOf
 from p2poverlay.broadcast import EpidemicBroadcast
 from p2poverlay.config import NodeConfig
 from p2poverlay.connections import Connections
+from p2poverlay.dht.reach import Reach
+from p2poverlay.dht.service import Kademlia
 from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import SelfConnection
 from p2poverlay.events import NodeStats, ObserverList
 from p2poverlay.identity import NodeKey
+from p2poverlay.joining import joinThrough
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
@@ -114,19 +115,25 @@ class Node(Service):
         self.direct = DirectMessages(
             config, clock, self.peers, book, dispatcher,
             self.connections.connect, deliver, self.stats)
+        self.dht = Kademlia(self.nodeId, config, clock, self.random,
+                            self.peers, self.connections.connect, dispatcher,
+                            self.verifier)
         self.topology = Topology(
             self.nodeId, config, clock, self.random, self.peers, book,
             self.connections, self.misbehaviour, dispatcher,
             isLinked=self.membership.isLinked,
-            awaitingAcks=self.direct.awaitingAcks, verifier=self.verifier)
+            awaitingAcks=lambda c: self.direct.awaitingAcks(c)
+            or self.dht.requests.busy(c), verifier=self.verifier)
         self.broadcaster = EpidemicBroadcast(
             self.nodeId, config, clock, self.peers, dispatcher,
             deliver, self.stats, self.signer, self.verifier)
+        self.reach = Reach(self.direct, self.dht, self.peers, book,
+                           self.connections.connect)
         self.connections.admission = self.topology
         # The order they are told in: see IConnectionListener.
         self.connections.listeners += [
             self.broadcaster, self.membership, self.topology, self.observers,
-            self.direct]
+            self.direct, self.dht]
         self.listener = ListeningService(
             self.network.serverEndpoint, config.listen,
             self.connections.factory, "listen", onListening=self._listened)
@@ -191,6 +198,7 @@ class Node(Service):
         self.listener.startService()
         self.membership.start()
         self.topology.start()
+        self.dht.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port, self.connections.pins.pinnedAt(host, port)
@@ -204,6 +212,7 @@ class Node(Service):
         waits.append(self.membership.stop())
         self.topology.stop()
         self.broadcaster.stop()
+        self.dht.stop()
         return DeferredList(waits).addCallback(lambda _: None)
 
     def abort(self) -> "Deferred[None]":
@@ -215,6 +224,7 @@ class Node(Service):
         Service.stopService(self)
         self.topology.stop()
         self.broadcaster.stop()
+        self.dht.stop()
         waits = [self.listener.stopService(), self.membership.stop(save=False),
                  self.connections.abortAll()]
         return DeferredList(waits).addCallback(lambda _: None)
@@ -231,29 +241,7 @@ class Node(Service):
             one met there over TLS is trusted from then on.
         """
         self.topology.addSeed(host, port)
-        pins = self.connections.pins
-        if nodeId is not None:
-            pins.pin(host, port, nodeId)
-        d = self.connect(host, port)
-
-        def joined(peer: PeerInfo) -> PeerInfo:
-            self.log.info("joined the overlay through {peer}, key {key}",
-                          peer=peer.describe(), key=peer.fingerprint)
-            pins.trustFirstMet(host, port, peer)
-            return peer
-
-        def failed(reason: Failure) -> Failure:
-            if reason.check(SelfConnection):
-                self.log.warn("not joining {address}: that address is this "
-                              "node itself", address=formatAddress(host, port))
-            else:
-                self.log.error("could not join {address}: {why}",
-                               address=formatAddress(host, port),
-                               why=reason.getErrorMessage())
-            return reason
-
-        d.addCallbacks(joined, failed)
-        return d
+        return joinThrough(self.connections, host, port, nodeId)
 
     def connect(self, host: str, port: int,
                 role: str = NEIGHBOUR) -> "Deferred[PeerInfo]":
@@ -263,7 +251,8 @@ class Node(Service):
     def send(self, target: str, body: str) -> "Deferred[PeerInfo]":
         """
         Send C{body} to one node: C{target} is ``host:port``, a node id or
-        a unique prefix of one, or a name (see L{DirectMessages.send}).
+        a unique prefix of one, or a name (see L{DirectMessages.send}); a
+        node id this node never heard of is looked up in the DHT first.
 
         At most C{config.sendWindow} messages are unconfirmed on a
         connection; the next ones wait in order.  A program sending many
@@ -274,7 +263,7 @@ class Node(Service):
         @return: fires with the recipient's L{PeerInfo} once it confirms
             delivery; fails with an L{p2poverlay.errors.OverlayError}.
         """
-        return self.direct.send(target, body)
+        return self.reach.send(target, body)
 
     @property
     def sendBacklog(self) -> int:

@@ -95,6 +95,17 @@ _NODE_SETTINGS = [
     ("max-send-buffer", "maxSendBuffer", BYTES,
      "Bytes queued for a peer that reads slowly; beyond it broadcasts to it "
      "are dropped and direct messages fail."),
+    ("dht-k", "dhtK", COUNT, "Contacts per bucket of the routing table, and "
+     "how many nodes a lookup ends with (Kademlia's k)."),
+    ("dht-alpha", "dhtAlpha", COUNT, "Requests a lookup keeps in flight."),
+    ("dht-max-lookups", "dhtMaxLookups", COUNT, "Most lookups under way at "
+     "once; more fail at once."),
+    ("dht-request-timeout", "dhtRequestTimeout", SECONDS, "Seconds a DHT "
+     "request waits for its answer, the link to its node included."),
+    ("dht-refresh-interval", "dhtRefreshInterval", SECONDS, "Seconds after "
+     "which a bucket no lookup went into is refreshed by one."),
+    ("dht-request-rate", "dhtRequestRate", RATE, "DHT requests answered per "
+     "peer per second (the rest are not answered)."),
 ]
 
 
@@ -145,6 +156,9 @@ class Options(usage.Options):
         ["no-console", None,
          "Do not read commands from standard input (there is never a "
          "console when twistd runs as a daemon)."],
+        ["no-dht", None,
+         "Take no part in routing by id: look nothing up (send reaches "
+         "only nodes this node knows of), join no DHT."],
         ["insecure-plaintext", None,
          "Peer links without TLS, for debugging or as a benchmark baseline "
          "only: anyone on the path can read and change them, and any node "
@@ -334,13 +348,14 @@ def nodeConfig(options: Options) -> NodeConfig:
         allowed=(loadAllowList(options["allow-file"])
                  if options["allow-file"] else None),
         plaintext=bool(options["insecure-plaintext"]),
+        dht=not options["no-dht"],
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
 
 
 _OPTION_OF = dict({field: option for option, field, _, _ in _NODE_SETTINGS},
                   name="name", join="join", listen="port",
                   networkKey="network-key-file",
-                  plaintext="insecure-plaintext")
+                  plaintext="insecure-plaintext", dht="no-dht")
 
 
 def optionNames(error: ConfigError) -> str:

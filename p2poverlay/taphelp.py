@@ -110,6 +110,9 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "max-inbound", "max-outbound", "max-inbound-per-address",
         "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
+    ("Routing by id (DHT)", (
+        "dht-k", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
+        "dht-refresh-interval", "dht-request-rate", "no-dht")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
     ("Private overlays", ("network-key-file", "allow-file")),
     ("Debugging", ("insecure-plaintext",)),

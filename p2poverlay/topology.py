@@ -11,8 +11,7 @@ address books fresh.  No node ends up holding everyone, and the graph stays
 close to a random regular one.
 
 Direct messages to a node that is not a neighbour go over a I{direct}
-connection, dialed on demand: at most C{maxDirectLinks} of them, each
-closed after C{directLinkIdle} seconds without a direct message.
+connection, dialed on demand (L{p2poverlay.directlinks}).
 """
 
 from __future__ import annotations
@@ -28,13 +27,14 @@ from zope.interface import implementer
 
 from p2poverlay.addressbook import AddressBook
 from p2poverlay.addresses import formatAddress, isLoopback
+from p2poverlay.directlinks import DirectLinks
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
 from p2poverlay.limits import Misbehaviour, TokenBucket
 from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
-from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
+from p2poverlay.reasons import CloseReason, Departure, departure
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import Verifier, isKeyed
@@ -68,8 +68,8 @@ class Topology(ConnectionListener):
 
     @param isLinked: whether a node is being redialed already (the
         membership's links).
-    @param awaitingAcks: whether a connection still waits for ACKs (the
-        direct messages'); such a direct link is not closed.
+    @param awaitingAcks: whether a connection still waits for an answer
+        (L{DirectLinks}); such a direct link is not closed.
     """
 
     log = Logger()
@@ -90,7 +90,7 @@ class Topology(ConnectionListener):
         self.connections = connections
         self.misbehaviour = misbehaviour
         self.isLinked = isLinked
-        self.awaitingAcks = awaitingAcks
+        self.directLinks = DirectLinks(config, clock, registry, awaitingAcks)
         self.verifier = verifier
         self.running = False
         self._dialing: Set[str] = set()
@@ -132,16 +132,13 @@ class Topology(ConnectionListener):
         self._maintainCall = None
 
     def _periodic(self) -> None:
-        self.closeIdleDirectLinks()
+        self.directLinks.closeIdle()
         self.maintain()
 
     # -- counting -----------------------------------------------------------
 
     def neighbours(self) -> List["PeerConnection"]:
         return self.peers.neighbours()
-
-    def directLinks(self) -> List["PeerConnection"]:
-        return [c for c in self.peers.connections() if c.role == DIRECT]
 
     @property
     def dialing(self) -> int:
@@ -340,26 +337,6 @@ class Topology(ConnectionListener):
         if message.peers or evenEmpty:
             connection.sendMessage(message)
 
-    # -- direct links ---------------------------------------------------------
-
-    def closeIdleDirectLinks(self) -> None:
-        now = self.clock.seconds()
-        for connection in self.directLinks():
-            if now - connection.lastUsed >= self.config.directLinkIdle \
-                    and not self.awaitingAcks(connection):
-                connection.close(CloseReason(CloseKind.IDLE))
-
-    def makeRoomForDirectLink(self) -> None:
-        """Close the least recently used direct links beyond the bound."""
-        links = [c for c in self.directLinks() if not c.closing]
-        excess = len(links) - self.config.maxDirectLinks
-        if excess <= 0:
-            return
-        idle = sorted((c for c in links if not self.awaitingAcks(c)),
-                      key=lambda c: c.lastUsed)
-        for connection in idle[:excess]:
-            connection.close(CloseReason(CloseKind.DIRECT_LIMIT))
-
     # -- what the connections report -----------------------------------------
 
     def turnAwaySample(self, nodeId: str, host: str) -> Peers:
@@ -376,7 +353,7 @@ class Topology(ConnectionListener):
 
     def roleChanged(self, nodeId: str, old: Optional[str], new: str) -> None:
         if old != new and new == DIRECT:
-            self.makeRoomForDirectLink()
+            self.directLinks.makeRoom()
 
     def peerTurnedAway(self, hello: Hello, host: str) -> None:
         self.turnedAway(hello.node_id)

@@ -31,7 +31,7 @@ from memory import (
 
 def makeNode(**config) -> Node:
     config.setdefault("ackTimeout", 30.0)
-    node = Node(NodeConfig(name="me", plaintext=True, **config),
+    node = Node(NodeConfig(name="me", plaintext=True, dht=False, **config),
                 nodeId="a" * 32, reactor=MemoryReactorClock())
     node.recorder = Recorder()
     node.addObserver(node.recorder)

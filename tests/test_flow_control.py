@@ -28,7 +28,8 @@ from memory import BOB, established, failureOf, lose, resultOf, send, written
 
 def makeNode(**config) -> Node:
     config.setdefault("ackTimeout", 30.0)
-    return Node(NodeConfig(name="me", **config), reactor=MemoryReactorClock())
+    return Node(NodeConfig(name="me", dht=False, **config),
+                reactor=MemoryReactorClock())
 
 
 def dataOf(transport: StringTransport):
@@ -184,7 +185,7 @@ def test_close_fails_every_message_unconfirmed_or_waiting_with_its_reason():
 
 def test_close_moves_every_message_in_order_to_the_peers_other_connection():
     # The lower id's outbound connection wins: ours, once BOB dials too.
-    node = Node(NodeConfig(name="me", sendWindow=2, plaintext=True),
+    node = Node(NodeConfig(name="me", sendWindow=2, plaintext=True, dht=False),
                 nodeId="a" * 32,
                 reactor=MemoryReactorClock())
     old, oldTransport = established(node)

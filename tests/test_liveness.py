@@ -51,7 +51,8 @@ ATTEMPT_DELAY = HostnameEndpoint._DEFAULT_ATTEMPT_DELAY
 LIVENESS = dict(name="me", listen="tcp:7000", pingInterval=1.0,
                 peerTimeout=5.0, reconnectInitialDelay=1.0,
                 reconnectMaxDelay=8.0, forgetAfter=1000.0,
-                plaintext=True)  # Its dials are read as written.
+                plaintext=True,  # Its dials are read as written.
+                dht=False)
 
 
 # -- harness ------------------------------------------------------------------
@@ -769,7 +770,8 @@ def test_outbox_uses_the_given_delimiter():
 
 @pytest.fixture
 def smallBufferNode():
-    return Node(NodeConfig(name="me", maxSendBuffer=300, ackTimeout=30.0),
+    return Node(NodeConfig(name="me", maxSendBuffer=300, ackTimeout=30.0,
+                           dht=False),
                 reactor=MemoryReactorClock())
 
 
@@ -804,7 +806,8 @@ def test_send_data_fails_when_the_send_buffer_is_full(smallBufferNode):
 
 def test_broadcast_counts_a_drop_for_a_peer_whose_buffer_is_full():
     # Room for one small signed broadcast, not for one of 1,000 bytes.
-    node = Node(NodeConfig(name="me", maxSendBuffer=1000, ackTimeout=30.0),
+    node = Node(NodeConfig(name="me", maxSendBuffer=1000, ackTimeout=30.0,
+                           dht=False),
                 reactor=MemoryReactorClock())
     bob, bobTransport = established(node)
     carol, carolTransport = established(node, CAROL, CAROL_PORT, "carol",

@@ -32,7 +32,7 @@ from p2poverlay.store import NodeStore
 
 # Small bounds, and peer exchange often enough that every node finds room
 # within seconds.
-SMALL = NodeConfig(minPeers=3, maxPeers=6, exchangeInterval=1.0)
+SMALL = NodeConfig(minPeers=3, maxPeers=6, exchangeInterval=1.0, dht=False)
 
 
 # -- the clock ---------------------------------------------------------------

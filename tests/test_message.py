@@ -21,6 +21,7 @@ from p2poverlay.message import (
     UNSAID, newMessageId, newNodeId,
 )
 from p2poverlay.addresses import formatAddress, parseAddress
+from p2poverlay.dht.wire import FindNode, Nodes
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
@@ -84,6 +85,10 @@ EVERY_TYPE = [
     Graft((MSG_ID,)),
     Graft(),
     Prune(),
+    FindNode(MSG_ID, "0" * 64),
+    FindNode(MSG_ID, "f" * 64),
+    Nodes(MSG_ID, ()),
+    Nodes(MSG_ID, (PeerAddress(NODE_A, "10.0.0.7", 9001, "a"),)),
 ]
 
 
@@ -101,7 +106,9 @@ def test_every_registered_type_is_covered():
     assert {type(msg) for msg in EVERY_TYPE} == set(m._REGISTRY.values())
     assert set(m._REGISTRY) == {
         "HELLO", "PEERS", "DATA", "ACK", "ACKS", "BROADCAST", "PING", "PONG",
-        "BYE", "IHAVE", "GRAFT", "PRUNE"}
+        "BYE", "IHAVE", "GRAFT", "PRUNE",
+        # Routing by id (p2poverlay.dht.wire).
+        "FIND_NODE", "NODES"}
 
 
 @deterministic

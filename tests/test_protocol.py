@@ -44,7 +44,7 @@ Unhandled.TYPE = "UNHANDLED"
 @pytest.fixture
 def node():
     node = Node(NodeConfig(name="me", maxLineLength=MAX_LINE, handshakeTimeout=10.0,
-                           ackTimeout=30.0, plaintext=True),
+                           ackTimeout=30.0, plaintext=True, dht=False),
                 reactor=MemoryReactorClock())
     node.recorder = Recorder()
     node.addObserver(node.recorder)

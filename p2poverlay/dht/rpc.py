@@ -1,0 +1,205 @@
+"""
+DHT requests and their answers, over the node's links.
+
+A request goes over the link to its node if there is one, else over a
+new I{direct} link (bounded and closed when idle, as those for direct
+messages are: L{p2poverlay.topology}).  The answer must come from the node
+asked, over its link, with the request's id, within the timeout; anything
+else is no answer.  Requests served are limited per peer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Dict, Tuple
+
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
+from p2poverlay.dht.routing import Contact
+from p2poverlay.errors import LookupFailed, PeerUnreachable
+from p2poverlay.limits import TokenBucket
+from p2poverlay.message import DIRECT, P2PMessage
+from p2poverlay.records import PeerInfo
+from p2poverlay.registry import PeerRegistry
+from p2poverlay.wirevalues import newMessageId
+
+# Peers whose request budgets are remembered (the least recent forgotten).
+BUDGETS = 1024
+
+
+class NoAnswer(LookupFailed):
+    """A DHT request got no answer in time (or no link to ask over)."""
+
+
+class _Pending:
+    __slots__ = ("deferred", "contact", "make", "timer", "link", "relinked")
+
+    def __init__(self, deferred: Deferred, contact: Contact,
+                 make: Callable[[str], P2PMessage], timer) -> None:
+        self.deferred = deferred
+        self.contact = contact
+        self.make = make
+        self.timer = timer
+        self.link = None  # the connection it went over, once sent
+        self.relinked = False
+
+    @property
+    def nodeId(self) -> str:
+        return self.contact.nodeId
+
+
+class DHTRequests:
+    """
+    The requests one node has asked and not yet had answered.
+
+    @param connect: C{connect(host, port, role)} reaches a node and fires
+        with its L{PeerInfo} (L{p2poverlay.connections.Connections.connect}).
+    @param timeout: seconds a request waits for its answer, link included.
+    @param rate: requests served per peer per second (C{burst} at once).
+    """
+
+    def __init__(self, clock, registry: PeerRegistry,
+                 connect: Callable[..., "Deferred[PeerInfo]"],
+                 timeout: float, rate: float, burst: float) -> None:
+        self.clock = clock
+        self.peers = registry
+        self.connect = connect
+        self.timeout = timeout
+        self.rate = rate
+        self.burst = burst
+        self._pending: Dict[str, _Pending] = {}
+        self._budgets: "OrderedDict[str, TokenBucket]" = OrderedDict()
+        self.sent = self.answered = self.unanswered = self.refused = 0
+        self.running = True
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def request(self, contact: Contact,
+                make: Callable[[str], P2PMessage]
+                ) -> "Deferred[Tuple[P2PMessage, object]]":
+        """
+        Ask C{contact} the request C{make(rid)}.
+
+        @return: fires with C{(answer, connection)}, or fails with
+            L{NoAnswer} (or L{PeerUnreachable}).
+        """
+        if not self.running:
+            return fail(NoAnswer("the node is stopping"))
+        rid = newMessageId()
+        done: Deferred = Deferred()
+        timer = self.clock.callLater(self.timeout, self._timedOut, rid)
+        self._pending[rid] = _Pending(done, contact, make, timer)
+        self.sent += 1
+        self._reach(rid)
+        return done
+
+    def _reach(self, rid: str) -> None:
+        """Send request C{rid} over its node's link, made first if need be."""
+        contact = self._pending[rid].contact
+        connection = self.peers.connection(contact.nodeId)
+        if connection is not None and not connection.closing:
+            self._send(connection, rid)
+        else:
+            d = self.connect(contact.host, contact.port, DIRECT)
+            d.addCallbacks(self._linked, self._notLinked,
+                           callbackArgs=(rid,), errbackArgs=(rid,))
+
+    def _linked(self, info: PeerInfo, rid: str) -> None:
+        if rid not in self._pending:
+            return
+        contact = self._pending[rid].contact
+        connection = self.peers.connection(info.node_id)
+        if info.node_id != contact.nodeId:
+            self._fail(rid, PeerUnreachable(
+                f"{contact.host}:{contact.port} is another node now "
+                f"({info.shortId}, not {contact.nodeId[:8]})"))
+        elif connection is None or connection.closing:
+            self._fail(rid, PeerUnreachable(f"{info.describe()} went away"))
+        else:
+            self._send(connection, rid)
+
+    def _notLinked(self, reason: Failure, rid: str) -> None:
+        self._fail(rid, reason.value if reason.check(PeerUnreachable)
+                   else PeerUnreachable(reason.getErrorMessage()))
+
+    def _send(self, connection, rid: str) -> None:
+        pending = self._pending[rid]
+        pending.link = connection
+        connection.lastUsed = self.clock.seconds()
+        connection.sendMessage(pending.make(rid))
+
+    def busy(self, connection) -> bool:
+        """Does a request wait for its answer over C{connection}?"""
+        return any(p.link is connection for p in self._pending.values())
+
+    def linkClosed(self, connection) -> None:
+        """
+        C{connection} closed: its requests go once more, over a new link
+        (the peer may have closed an idle link as the request came), or
+        fail if they went over a new link already.
+        """
+        for rid, pending in list(self._pending.items()):
+            if pending.link is not connection:
+                continue
+            pending.link = None
+            if pending.relinked or not self.running:
+                self._fail(rid, NoAnswer(
+                    f"the link to {pending.nodeId[:8]} closed"))
+            else:
+                pending.relinked = True
+                self._reach(rid)
+
+    def _timedOut(self, rid: str) -> None:
+        pending = self._pending.pop(rid, None)
+        if pending is not None:
+            self.unanswered += 1
+            pending.deferred.errback(NoAnswer(
+                f"{pending.nodeId[:8]} did not answer within "
+                f"{self.timeout:g} s"))
+
+    def _fail(self, rid: str, error: Exception) -> None:
+        pending = self._pending.pop(rid, None)
+        if pending is not None:
+            pending.timer.cancel()
+            self.unanswered += 1
+            pending.deferred.errback(error)
+
+    def answerReceived(self, connection, rid: str,
+                       answer: P2PMessage) -> None:
+        """
+        C{connection} answered request C{rid}.  An answer from another
+        node than the one asked, or to no request (a late one), is dropped.
+        """
+        pending = self._pending.get(rid)
+        if pending is None or pending.nodeId != connection.info.node_id:
+            return
+        del self._pending[rid]
+        pending.timer.cancel()
+        self.answered += 1
+        connection.lastUsed = self.clock.seconds()
+        pending.deferred.callback((answer, connection))
+
+    def mayServe(self, connection) -> bool:
+        """May C{connection}'s peer have one more request answered now?"""
+        nodeId = connection.info.node_id
+        budget = self._budgets.get(nodeId)
+        if budget is None:
+            budget = self._budgets[nodeId] = TokenBucket(
+                self.rate, self.burst, self.clock.seconds)
+            if len(self._budgets) > BUDGETS:
+                self._budgets.popitem(last=False)
+        else:
+            self._budgets.move_to_end(nodeId)
+        if budget.take():
+            connection.lastUsed = self.clock.seconds()
+            return True
+        self.refused += 1
+        return False
+
+    def cancelAll(self) -> None:
+        """Fail every request under way, and those asked from now on."""
+        self.running = False
+        for rid in list(self._pending):
+            self._fail(rid, NoAnswer("the node is stopping"))

@@ -1,0 +1,269 @@
+"""
+Routing by id: one node's part in the Kademlia DHT.
+
+L{Kademlia} keeps the node's L{RoutingTable} filled with the nodes it
+hears from itself (its links, and nodes that answer its requests), serves
+other nodes' C{FIND_NODE}, and runs lookups (L{p2poverlay.dht.lookup}).
+A node joins the DHT as the paper says: once it has a first link, it
+looks up its own id, then a random id in each of its buckets.  A bucket
+no lookup went into for C{dhtRefreshInterval} is refreshed the same way:
+a lookup for a random id in its own range.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import List, Optional, Set
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2poverlay.config import NodeConfig
+from p2poverlay.dht.keyspace import dhtIdOf, randomIdIn
+from p2poverlay.dht.lookup import FIND_TARGET, EndRule, Lookup, LookupResult
+from p2poverlay.dht.routing import Contact, RoutingTable
+from p2poverlay.dht.rpc import DHTRequests
+from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.errors import LookupFailed, TooManyLookups
+from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.records import PeerInfo
+from p2poverlay.registry import PeerRegistry
+from p2poverlay.signing import Verifier
+
+# The node's own upkeep (joining, refreshing) runs one lookup at a time.
+UPKEEP_LOOKUPS = 1
+
+
+def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
+    """The contact of a peer that proved its id on a link, if it listens."""
+    if not info.port:
+        return None
+    record = info.record
+    host = record.host if record is not None else info.host
+    return Contact(info.node_id, host, info.port, now, record)
+
+
+def addressOf(contact: Contact) -> PeerAddress:
+    """How an answer names C{contact}: its own signed record if it has one."""
+    if isinstance(contact.record, PeerAddress):
+        return contact.record
+    return PeerAddress(contact.nodeId, contact.host, contact.port)
+
+
+class Kademlia(ConnectionListener):
+    """
+    The DHT of one node.
+
+    @param connect: see L{DHTRequests}.
+    @param verifier: checks the signed records that answers carry.
+    """
+
+    log = Logger()
+
+    def __init__(self, nodeId: str, config: NodeConfig, clock,
+                 rng: random.Random, registry: PeerRegistry, connect,
+                 dispatcher: Dispatcher, verifier: Verifier) -> None:
+        self.nodeId = nodeId
+        self.config = config
+        self.clock = clock
+        self.random = rng
+        self.peers = registry
+        self.verifier = verifier
+        self.table = RoutingTable(nodeId, config.dhtK, clock.seconds)
+        self.requests = DHTRequests(
+            clock, registry, connect, config.dhtRequestTimeout,
+            config.dhtRequestRate, config.dhtRequestBurst)
+        self.lookups = 0  # under way, the node's own upkeep included
+        self.started = self.succeeded = 0
+        self._pinging: Set[str] = set()
+        self._upkeep: List[int] = []  # targets of upkeep lookups to run
+        self._upkeepRunning = False
+        self.joined = False
+        self._refresher = LoopingCall(self.refresh)
+        self._refresher.clock = clock
+        dispatcher.register(FindNode, self.findNodeReceived)
+        dispatcher.register(Nodes, self.nodesReceived)
+
+    # -- life -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self.config.dht:
+            self._refresher.start(self.config.dhtRefreshInterval / 4,
+                                  now=False)
+
+    def stop(self) -> None:
+        if self._refresher.running:
+            self._refresher.stop()
+        self._upkeep.clear()
+        self.requests.cancelAll()
+
+    # -- who is in the table ---------------------------------------------
+
+    def connectionClosed(self, connection, reason) -> None:
+        self.requests.linkClosed(connection)
+
+    def peerReached(self, info: PeerInfo, connection) -> None:
+        contact = contactOf(info, self.clock.seconds())
+        if contact is not None:
+            self._heardFrom(contact)
+        if not self.joined and self.config.dht:
+            self.joined = True
+            self._join()
+
+    def _heardFrom(self, contact: Contact) -> None:
+        """C{contact} proved its id to this node just now."""
+        oldest = self.table.seen(contact)
+        if oldest is None or oldest.nodeId in self._pinging or \
+                not self.config.dht:
+            return
+        if self.peers.connection(oldest.nodeId) is not None:
+            self.table.answered(oldest.nodeId)  # Its link says it is there.
+            return
+        # The oldest is asked, not the newcomer: old nodes tend to stay.
+        self._pinging.add(oldest.nodeId)
+        d = self._findNode(oldest, self.table.ownId)
+
+        def answered(_: object) -> None:
+            self.table.answered(oldest.nodeId)
+
+        def silent(_: Failure) -> None:
+            self.table.failed(oldest.nodeId)
+
+        d.addCallbacks(answered, silent)
+        d.addBoth(lambda _: self._pinging.discard(oldest.nodeId))
+
+    # -- serving ------------------------------------------------------------
+
+    def findNodeReceived(self, connection, message: FindNode) -> None:
+        if not self.requests.mayServe(connection):
+            return
+        info = connection.info
+        contact = contactOf(info, self.clock.seconds())
+        if contact is not None:
+            self._heardFrom(contact)
+        nearest = self.table.closest(int(message.target, 16), self.config.dhtK,
+                                     exclude=(info.node_id,))
+        connection.sendMessage(Nodes(message.rid, tuple(
+            addressOf(c) for c in nearest)))
+
+    def nodesReceived(self, connection, message: Nodes) -> None:
+        self.requests.answerReceived(connection, message.rid, message)
+
+    # -- asking -------------------------------------------------------------
+
+    def _findNode(self, contact: Contact, target: int
+                  ) -> "Deferred[List[Contact]]":
+        """Ask C{contact} for the nodes it knows nearest C{target}."""
+        d = self.requests.request(
+            contact, lambda rid: FindNode(rid, f"{target:064x}"))
+
+        def answered(result) -> List[Contact]:
+            answer, link = result
+            if not isinstance(answer, Nodes):
+                raise LookupFailed(f"{contact.nodeId[:8]} answered "
+                                   f"{answer.TYPE}")
+            self._heardFrom(contactOf(link.info, self.clock.seconds())
+                            or contact)
+            return self._contactsIn(answer)
+
+        def unanswered(reason: Failure) -> Failure:
+            self.table.failed(contact.nodeId)
+            return reason
+
+        return d.addCallbacks(answered, unanswered)
+
+    def _contactsIn(self, answer: Nodes) -> List[Contact]:
+        """The candidates an answer names, those with a forged record left out."""
+        now = self.clock.seconds()
+        named = []
+        for entry in answer.nodes[:self.config.dhtK]:
+            if entry.node_id == self.nodeId or \
+                    self.verifier.checkAddress(entry) is not None:
+                continue
+            named.append(Contact(entry.node_id, entry.host, entry.port, now,
+                                 entry if entry.key else None))
+        return named
+
+    # -- lookups --------------------------------------------------------------
+
+    def lookup(self, target: int, targetNodeId: Optional[str] = None,
+               endRule: EndRule = FIND_TARGET, upkeep: bool = False
+               ) -> "Deferred[LookupResult]":
+        """
+        Look C{target} up.  A lookup for a node (C{targetNodeId}) ends once
+        it answers.
+
+        @raise TooManyLookups: (in the Deferred) if C{dhtMaxLookups} are
+            under way.
+        """
+        if not self.config.dht:
+            return fail(LookupFailed("routing by id is off on this node"))
+        if not upkeep and self.lookups >= self.config.dhtMaxLookups:
+            return fail(TooManyLookups(
+                f"{self.lookups} lookups are under way already"))
+        self.table.lookedUp(target)
+        seeds = self.table.closest(target, self.config.dhtK)
+        self.lookups += 1
+        self.started += 1
+        search = Lookup(
+            target, seeds, lambda c: self._findNode(c, target),
+            k=self.config.dhtK, alpha=self.config.dhtAlpha,
+            now=self.clock.seconds, ownNodeId=self.nodeId,
+            targetNodeId=targetNodeId, endRule=endRule)
+
+        def ended(result: LookupResult) -> LookupResult:
+            self.lookups -= 1
+            if result.found is not None or targetNodeId is None:
+                self.succeeded += 1
+            return result
+
+        return search.start().addCallback(ended)
+
+    def findNode(self, nodeId: str) -> "Deferred[LookupResult]":
+        """Look the node C{nodeId} up; the result's C{found} is its contact."""
+        connection = self.peers.connection(nodeId)
+        if connection is not None and not connection.closing:
+            contact = contactOf(connection.info, self.clock.seconds())
+            if contact is not None:
+                return succeed(LookupResult(dhtIdOf(nodeId), found=contact,
+                                            closest=[contact], namedIn=0))
+        return self.lookup(dhtIdOf(nodeId), nodeId)
+
+    # -- upkeep -----------------------------------------------------------------
+
+    def _join(self) -> None:
+        """Look this node's own id up, then a random id in every bucket."""
+        self._upkeep.append(self.table.ownId)
+        self._upkeep.append(-1)  # then: every bucket, as the table is then
+        self._runUpkeep()
+
+    def refresh(self) -> None:
+        """Refresh, with a lookup in its range, each stale bucket."""
+        if not self.joined:
+            return
+        for bucket in self.table.staleBuckets(self.config.dhtRefreshInterval):
+            self._upkeep.append(randomIdIn(bucket.low, bucket.high,
+                                           self.random))
+        self._runUpkeep()
+
+    def _runUpkeep(self) -> None:
+        if self._upkeepRunning or not self._upkeep:
+            return
+        target = self._upkeep.pop(0)
+        if target == -1:
+            own = self.table.bucketFor(self.table.ownId)
+            self._upkeep[:0] = [randomIdIn(b.low, b.high, self.random)
+                                for b in self.table.buckets if b is not own]
+            self._runUpkeep()
+            return
+        self._upkeepRunning = True
+
+        def next(_: object) -> None:
+            self._upkeepRunning = False
+            self._runUpkeep()
+
+        self.lookup(target, upkeep=True).addBoth(next)

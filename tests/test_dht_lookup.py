@@ -1,0 +1,164 @@
+"""
+The iterative lookup on a network of routing tables in memory (answers
+after a delay on a L{Clock}), and the upkeep that refreshes stale buckets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Dict, List, Set
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock, deferLater
+
+from p2poverlay.config import NodeConfig
+from p2poverlay.dht.keyspace import dhtIdOf
+from p2poverlay.dht.lookup import K_CLOSEST, Lookup
+from p2poverlay.dht.routing import Contact, RoutingTable
+from p2poverlay.dht.service import Kademlia
+from p2poverlay.dispatch import Dispatcher
+from p2poverlay.registry import PeerRegistry
+from p2poverlay.signing import Verifier
+
+
+def keyedId(seed: int) -> str:
+    return hashlib.sha256(b"node %d" % seed).hexdigest()
+
+
+class FakeNetwork:
+    """Nodes that each know a random share of the others, answering late."""
+
+    def __init__(self, size: int, k: int = 20, seed: int = 1,
+                 dead: Set[int] = frozenset()) -> None:
+        rng = random.Random(seed)
+        self.clock = Clock()
+        self.k = k
+        self.ids = [keyedId(i) for i in range(size)]
+        self.dead = {self.ids[i] for i in dead}
+        self.tables: Dict[str, RoutingTable] = {}
+        for nodeId in self.ids:
+            table = RoutingTable(nodeId, k=k)
+            for other in rng.sample(self.ids, min(size, 12 * k)):
+                table.seen(Contact(other, "10.0.0.1", 1))
+            self.tables[nodeId] = table
+        self.inFlight = self.mostInFlight = 0
+
+    def ask(self, target: int):
+        def ask(contact: Contact) -> "Deferred[List[Contact]]":
+            self.inFlight += 1
+            self.mostInFlight = max(self.mostInFlight, self.inFlight)
+
+            def answer() -> List[Contact]:
+                self.inFlight -= 1
+                if contact.nodeId in self.dead:
+                    raise TimeoutError("no answer")
+                return self.tables[contact.nodeId].closest(target, self.k)
+            return deferLater(self.clock, 0.05, answer)
+        return ask
+
+    def lookup(self, source: int, target: int, **options) -> Lookup:
+        own = self.ids[source]
+        targetId = dhtIdOf(self.ids[target])
+        return Lookup(targetId, self.tables[own].closest(targetId, self.k),
+                      self.ask(targetId), k=self.k, alpha=3,
+                      now=self.clock.seconds, ownNodeId=own,
+                      targetNodeId=self.ids[target], **options)
+
+    def run(self, lookup: Lookup):
+        results = []
+        lookup.start().addBoth(results.append)
+        for _ in range(1000):
+            if results:
+                self.clock.advance(1)  # the requests still in flight end
+                return results[0]
+            self.clock.advance(0.05)
+        raise AssertionError("the lookup never ended")
+
+
+def test_a_lookup_for_a_node_ends_when_it_answers_long_before_the_k_rule():
+    network = FakeNetwork(2000)
+    found = network.run(network.lookup(0, 1234))
+    assert found.found is not None and found.found.nodeId == network.ids[1234]
+    assert found.rounds == found.namedIn + 1
+    spec = network.run(network.lookup(0, 1234, endRule=K_CLOSEST))
+    assert spec.found is not None  # the target is the nearest node of all
+    assert spec.closest[0].nodeId == network.ids[1234]
+    assert found.asked < spec.asked and found.rounds <= spec.rounds
+
+
+def test_no_more_than_alpha_requests_in_flight_besides_the_target():
+    network = FakeNetwork(1000)
+    for target in range(1, 40):
+        network.mostInFlight = 0
+        result = network.run(network.lookup(0, target))
+        assert result.found is not None
+        assert network.mostInFlight <= 3 + 1
+    network.mostInFlight = 0
+    network.run(network.lookup(0, 7, endRule=K_CLOSEST))
+    assert network.mostInFlight <= 3
+
+
+def test_nodes_that_never_answer_are_gone_round():
+    network = FakeNetwork(800, dead=set(range(1, 400)))
+    result = network.run(network.lookup(0, 600))
+    assert result.found is not None and result.found.nodeId == network.ids[600]
+    assert result.failed > 0
+    assert all(answered for _, nodeId, answered in result.path
+               if nodeId not in network.dead)
+    assert not any(answered for _, nodeId, answered in result.path
+                   if nodeId in network.dead)
+
+
+def test_a_lookup_for_an_absent_id_ends_with_the_k_nearest_that_answered():
+    network = FakeNetwork(500, k=8)
+    target = 2 ** 255 + 12345
+    lookup = Lookup(target, network.tables[network.ids[0]].closest(target, 8),
+                    network.ask(target), k=8, alpha=3,
+                    now=network.clock.seconds, ownNodeId=network.ids[0])
+    assert lookup.endRule is K_CLOSEST
+    result = network.run(lookup)
+    assert result.found is None
+    nearest = sorted(network.ids[1:], key=lambda n: dhtIdOf(n) ^ target)[:8]
+    assert [c.nodeId for c in result.closest] == nearest
+
+
+def test_a_lookup_with_no_one_to_ask_ends_at_once():
+    result = []
+    Lookup(5, [], lambda c: fail(AssertionError()), k=20, alpha=3,
+           now=lambda: 0.0, targetNodeId=keyedId(3)).start().addBoth(
+        result.append)
+    assert result[0].found is None and result[0].asked == 0
+    assert result[0].namedIn is None
+
+
+def kademlia(**settings) -> Kademlia:
+    clock = Clock()
+    return Kademlia(keyedId(0), NodeConfig(**settings), clock,
+                    random.Random(1), PeerRegistry(), None, Dispatcher(),
+                    Verifier(acceptUnsigned=True))
+
+
+def test_refresh_looks_up_an_id_in_each_stale_bucket_and_only_those():
+    dht = kademlia(dhtK=2, dhtRefreshInterval=600.0)
+    for seed in range(1, 300):
+        dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
+    targets: List[int] = []
+    dht.lookup = lambda target, **kw: (targets.append(target), Deferred())[1]
+    dht.joined = True
+    dht.clock.advance(601)
+    fresh = dht.table.buckets[0]
+    dht.table.lookedUp(fresh.low)  # a lookup just went into this one
+    dht.refresh()
+    stale = dht.table.buckets[1:]
+    assert len(targets) == 1  # one at a time: the next once it ends
+    queued = [targets[0]] + dht._upkeep
+    assert sorted(dht.table.buckets.index(dht.table.bucketFor(t))
+                  for t in queued) == list(range(1, len(stale) + 1))
+
+
+def test_a_node_with_routing_off_looks_nothing_up():
+    dht = kademlia(dht=False)
+    failures = []
+    dht.lookup(123).addErrback(failures.append)
+    assert "routing by id is off" in failures[0].getErrorMessage()

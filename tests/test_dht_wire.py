@@ -1,0 +1,139 @@
+"""
+Routing by id over real loopback TCP: a node never told of another finds
+it by lookup and delivers to it (over TLS), and hostile DHT requests are
+errors on their own link only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest_twisted
+
+from p2poverlay.dht.keyspace import dhtIdOf
+from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.message import DIRECT, newMessageId, newNodeId
+from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.reasons import CloseKind, CloseReason
+
+from helpers import PROMPT, waitFor
+from test_hostile import peer
+from test_resilience import OTHER_HOST, assertMessagesFlow
+
+CHAIN = dict(minPeers=1, maxPeers=2, autoConnect=False)
+
+
+@pytest_twisted.inlineCallbacks
+def chain(overlay, count, **settings):
+    """Nodes n0 - n1 - ... each joined to the one before it only."""
+    nodes = [(yield overlay.start(name="n0", **CHAIN, **settings))]
+    for index in range(1, count):
+        nodes.append((yield overlay.start(join=nodes[-1], name=f"n{index}",
+                                          **CHAIN, **settings)))
+    return nodes
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_to_an_id_never_heard_of_finds_it_by_lookup_over_tls(overlay):
+    nodes = yield chain(overlay, 5, plaintext=False)
+    first, last = nodes[0], nodes[-1]
+    yield waitFor(lambda: all(n.dht.lookups == 0 for n in nodes),
+                  timeout=PROMPT, what="the nodes joining the DHT")
+    # Whatever peer exchange and the DHT's own upkeep told the sender of
+    # it, the sender forgets, and the link the upkeep made goes.
+    link = first.peers.connection(last.nodeId)
+    if link is not None:
+        link.close(CloseReason(CloseKind.IDLE))
+        yield waitFor(lambda: last.nodeId not in first.peers, timeout=PROMPT,
+                      what="the upkeep's link closed")
+    first.addressBook.forget(last.nodeId)
+    assert first.reach.needsLookup(last.nodeId)
+    info, lookup = yield first.reach.sendTelling(last.nodeId, "found you")
+    assert info.node_id == last.nodeId
+    assert lookup is not None and lookup.found.nodeId == last.nodeId
+    assert lookup.rounds >= 1 and lookup.asked >= 1
+    messages = overlay.recorder(last).messages
+    assert [(m.body, m.sender_id) for m in messages] == [
+        ("found you", first.nodeId)]
+    # The link it took is a direct one: the overlay's shape is unchanged.
+    assert last.nodeId not in {c.peer.node_id
+                               for c in first.topology.neighbours()}
+
+
+@pytest_twisted.inlineCallbacks
+def test_find_node_is_answered_with_the_nearest_contacts(overlay, raw):
+    nodes = yield chain(overlay, 4)
+    hub = nodes[1]
+    client, _ = yield peer(raw, hub, "asker", DIRECT)
+    rid = newMessageId()
+    target = nodes[3].nodeId
+    client.send(FindNode(rid, f"{dhtIdOf(target):064x}"))
+    yield waitFor(lambda: "NODES" in client.types(), timeout=PROMPT,
+                  what="the answer")
+    answer = next(m for m in client.lines() if m["type"] == "NODES")
+    assert answer["rid"] == rid
+    named = [entry["node_id"] for entry in answer["nodes"]]
+    everyone = {n.nodeId for n in nodes} - {hub.nodeId}
+    assert set(named) <= everyone and named
+    assert named == sorted(named, key=lambda n: dhtIdOf(n) ^ dhtIdOf(target))
+
+
+def rawLine(**fields) -> bytes:
+    return json.dumps(fields).encode() + b"\n"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_malformed_find_node_closes_that_link_only(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    offender, _ = yield peer(raw, t, "offender")
+    offender.transport.write(rawLine(type="FIND_NODE", rid=newMessageId(),
+                                     target="not an id"))
+    yield waitFor(lambda: offender.closed, timeout=PROMPT, what="the close")
+    bye = [m for m in offender.lines() if m["type"] == "BYE"]
+    assert bye and "target" in bye[0]["reason"]
+    yield assertMessagesFlow(overlay, a, t)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_answer_naming_too_many_nodes_closes_that_link_only(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    offender, _ = yield peer(raw, t, "offender")
+    flood = tuple(PeerAddress(newNodeId(), "10.9.9.9", 1 + i)
+                  for i in range(40))
+    offender.send(Nodes(newMessageId(), flood))
+    yield waitFor(lambda: offender.closed, timeout=PROMPT, what="the close")
+    assert "more than 32" in next(m for m in offender.lines()
+                                  if m["type"] == "BYE")["reason"]
+    yield assertMessagesFlow(overlay, a, t)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_answer_to_nothing_asked_is_ignored(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    stray, strayId = yield peer(raw, t, "stray")
+    stray.send(Nodes(newMessageId(), (PeerAddress(newNodeId(), "10.9.9.9",
+                                                  9),)))
+    probe, _ = yield peer(raw, t, "probe")
+    assert not stray.closed and strayId in t.peers
+    assert t.misbehaviour.score(OTHER_HOST) == 0
+    assert len(t.dht.table) == 0  # nobody it heard from itself listens
+
+
+@pytest_twisted.inlineCallbacks
+def test_requests_past_the_rate_are_not_answered_and_not_punished(
+        overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False, dhtRequestRate=0.01,
+                            dhtRequestBurst=5)
+    asker, askerId = yield peer(raw, t, "asker")
+    asker.send(*[FindNode(newMessageId(), "ab" * 32) for _ in range(20)])
+    probe = newMessageId()
+    yield waitFor(lambda: t.dht.requests.refused == 15, timeout=PROMPT,
+                  what="the requests past the burst")
+    asker.send(FindNode(probe, "cd" * 32))
+    yield waitFor(lambda: t.dht.requests.refused == 16, timeout=PROMPT,
+                  what="one more past the rate")
+    assert asker.types().count("NODES") == 5
+    assert not asker.closed and askerId in t.peers
+    assert t.misbehaviour.score(OTHER_HOST) == 0
