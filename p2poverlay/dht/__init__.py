@@ -1,0 +1,1 @@
+"""Routing by node id: a Kademlia DHT on node keys."""
