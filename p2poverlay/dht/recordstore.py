@@ -173,9 +173,10 @@ class RecordStore:
             if record.expires <= nowMs:
                 self._remove(slot)
             else:
-                self._records.move_to_end(slot)
                 live.append(record)
         live.sort(key=lambda r: (r.seq, r.writer), reverse=True)
+        for record in reversed(live):   # The newest ends most recently used.
+            self._records.move_to_end((key, record.writer))
         return live
 
     def expire(self) -> int:
