@@ -27,7 +27,10 @@ from p2poverlay import commandtable
 from p2poverlay.commandtable import CommandSpec, formatHelp
 from p2poverlay.dht.lookup import LookupResult
 from p2poverlay.dht.reach import Sent
-from p2poverlay.dht.views import lookupLines, lookupSummary, lookupView
+from p2poverlay.dht.views import (
+    getLines, getView, lookupLines, lookupSummary, lookupView, putLines,
+    putView,
+)
 from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, UnknownPeer
 from p2poverlay.node import Node
 from p2poverlay.wirevalues import isNodeId
@@ -231,10 +234,30 @@ class CommandInterpreter:
         def found(result: LookupResult) -> Reply:
             return Reply(lookupLines(args, result), lookupView(result))
 
-        def failed(reason: Failure) -> Reply:
-            return Reply.failed(f"lookup failed: {reason.getErrorMessage()}")
+        return self.node.dht.findNode(args).addCallbacks(
+            found, self._dhtFailed, errbackArgs=("lookup",))
 
-        return self.node.dht.findNode(args).addCallbacks(found, failed)
+    @handles(commandtable.PUT)
+    def do_put(self, args: str) -> "Union[Reply, Deferred[Reply]]":
+        key, _, value = args.partition(" ")
+        if not key or not value:
+            return Reply.failed("usage: put <key> <value>")
+        return self.node.values.put(key, value).addCallbacks(
+            lambda result: Reply(putLines(result), putView(result)),
+            self._dhtFailed, errbackArgs=("put",))
+
+    @handles(commandtable.GET)
+    def do_get(self, args: str) -> "Union[Reply, Deferred[Reply]]":
+        if not args or " " in args:
+            return Reply.failed("usage: get <key>")
+        now = self.node.reactor.seconds()
+        return self.node.values.get(args).addCallbacks(
+            lambda result: Reply(getLines(result, now), getView(result)),
+            self._dhtFailed, errbackArgs=("get",))
+
+    @staticmethod
+    def _dhtFailed(reason: Failure, name: str) -> Reply:
+        return Reply.failed(f"{name} failed: {reason.getErrorMessage()}")
 
     @handles(commandtable.PEERS)
     def do_peers(self, args: str) -> Reply:

@@ -48,6 +48,12 @@ LOOKUP = CommandSpec(
     "lookup", "lookup <node id>",
     "find a node by its full id through the DHT;\n"
     "prints the path: rounds, nodes asked, time")
+PUT = CommandSpec(
+    "put", "put <key> <value>",
+    "store a value signed by this node in the DHT,\n"
+    "on the nodes nearest the key")
+GET = CommandSpec(
+    "get", "get <key>", "read the values stored under a key in the DHT")
 PEERS = CommandSpec(
     "peers", "peers", "list neighbours, direct links and lost peers")
 KNOWN = CommandSpec(
@@ -60,7 +66,7 @@ EXIT = CommandSpec(
     aliases=("quit",))
 
 NODE_COMMANDS: Tuple[CommandSpec, ...] = (
-    SEND, BROADCAST, LOOKUP, PEERS, KNOWN, INFO, HELP, EXIT)
+    SEND, BROADCAST, LOOKUP, PUT, GET, PEERS, KNOWN, INFO, HELP, EXIT)
 """The commands a node runs, at its console and through its control endpoint."""
 
 DETACH = CommandSpec(

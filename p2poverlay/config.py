@@ -36,7 +36,7 @@ _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "messageRate", "messageBurst", "banThreshold", "banTime",
              "connectionRatePerAddress", "connectionBurstPerAddress",
              "dhtRequestTimeout", "dhtRefreshInterval", "dhtRequestRate",
-             "dhtRequestBurst")
+             "dhtRequestBurst", "dhtValueTTL")
 
 
 @dataclass
@@ -127,6 +127,9 @@ class NodeConfig:
     dhtRefreshInterval: float = 600.0
     dhtRequestRate: float = 20.0
     dhtRequestBurst: float = 100.0
+    # How long a value put in the DHT lives; its writer puts it again
+    # every half of it.
+    dhtValueTTL: float = 3600.0
     # Peer links without TLS: for debugging and as a benchmark baseline
     # only; nothing proves a node id then.
     plaintext: bool = False

@@ -3,9 +3,10 @@ Node: one member of the overlay, as a Twisted service.
 
 A facade over its parts: connections (L{p2poverlay.connections}),
 neighbours (L{p2poverlay.topology}), the address book and redials
-(L{p2poverlay.membership}), direct messages (L{p2poverlay.direct}) and
-broadcast (L{p2poverlay.broadcast}).  It wires, starts and stops them, and
-offers join, send, broadcast and observers.  Its state belongs to the
+(L{p2poverlay.membership}), direct messages (L{p2poverlay.direct}),
+broadcast (L{p2poverlay.broadcast}) and routing by id (L{p2poverlay.dht}:
+C{node.dht.findNode}, C{node.values.put} and C{get}).  It wires, starts
+and stops them, and offers join, send, broadcast and observers.  Its state belongs to the
 reactor thread; see L{p2poverlay.threads} for other threads.
 """
 
@@ -27,6 +28,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.connections import Connections
 from p2poverlay.dht.reach import Reach
 from p2poverlay.dht.service import Kademlia
+from p2poverlay.dht.values import DHTValues
 from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.events import NodeStats, ObserverList
@@ -127,6 +129,7 @@ class Node(Service):
         self.broadcaster = EpidemicBroadcast(
             self.nodeId, config, clock, self.peers, dispatcher,
             deliver, self.stats, self.signer, self.verifier)
+        self.values = DHTValues(self.dht, self.signer, dispatcher)
         self.reach = Reach(self.direct, self.dht, self.peers, book,
                            self.connections.connect)
         self.connections.admission = self.topology
@@ -199,6 +202,7 @@ class Node(Service):
         self.membership.start()
         self.topology.start()
         self.dht.start()
+        self.values.start()
         for host, port in self.config.join:
             # join() logs a failure; a node that cannot join keeps serving.
             self.join(host, port, self.connections.pins.pinnedAt(host, port)
@@ -213,6 +217,7 @@ class Node(Service):
         self.topology.stop()
         self.broadcaster.stop()
         self.dht.stop()
+        self.values.stop()
         return DeferredList(waits).addCallback(lambda _: None)
 
     def abort(self) -> "Deferred[None]":
@@ -225,6 +230,7 @@ class Node(Service):
         self.topology.stop()
         self.broadcaster.stop()
         self.dht.stop()
+        self.values.stop()
         waits = [self.listener.stopService(), self.membership.stop(save=False),
                  self.connections.abortAll()]
         return DeferredList(waits).addCallback(lambda _: None)

@@ -70,7 +70,9 @@ def test_send_to_a_node_never_heard_of_is_delivered_after_a_lookup():
     overlay, nodes = overlayOf(40, seed=5)
     sender = nodes[0]
     target = next(n for n in nodes[1:]
-                  if sender.reach.needsLookup(n.nodeId))
+                  if not sender.peers.connection(n.nodeId))
+    # Whatever peer exchange told the sender of it, it forgets.
+    sender.addressBook.forget(target.nodeId)
     sent = outcome(overlay, sender.reach.sendTelling(target.nodeId, "hi"))
     info, lookup = sent
     assert info.node_id == target.nodeId

@@ -11,7 +11,7 @@ import json
 import pytest_twisted
 
 from p2poverlay.dht.keyspace import dhtIdOf
-from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store
 from p2poverlay.message import DIRECT, newMessageId, newNodeId
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.reasons import CloseKind, CloseReason
@@ -137,3 +137,69 @@ def test_requests_past_the_rate_are_not_answered_and_not_punished(
     assert asker.types().count("NODES") == 5
     assert not asker.closed and askerId in t.peers
     assert t.misbehaviour.score(OTHER_HOST) == 0
+
+
+# -- values -------------------------------------------------------------------
+
+
+@pytest_twisted.inlineCallbacks
+def test_put_on_one_node_and_get_on_another_over_tls(overlay):
+    nodes = yield chain(overlay, 6, plaintext=False)
+    yield waitFor(lambda: all(n.dht.lookups == 0 for n in nodes),
+                  timeout=PROMPT, what="the nodes joining the DHT")
+    writer, reader = nodes[0], nodes[-1]
+    put = yield writer.values.put("greeting", "hello from n0")
+    assert put.stored == put.asked == len(nodes) - 1
+    got = yield reader.values.get("greeting")
+    assert [(r.value, r.writer) for r in got.records] == [
+        ("hello from n0", writer.nodeId)]
+    assert got.holders >= len(nodes) - 2  # all but the reader itself, at least
+    # A newer put by the same writer replaces it everywhere.
+    yield writer.values.put("greeting", "hello again")
+    got = yield reader.values.get("greeting")
+    assert [r.value for r in got.records] == ["hello again"]
+
+
+def signedRecord(key="k", value="v", **changes):
+    from dataclasses import replace
+    from p2poverlay.dht.record import signRecord
+    from p2poverlay.identity import NodeKey
+    from p2poverlay.signing import Signer
+    from twisted.internet import reactor
+    record = signRecord(Signer(NodeKey.generate()), key, value, 600.0,
+                        reactor.seconds())
+    return replace(record, **changes)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_forged_record_is_never_stored_or_returned(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    client, _ = yield peer(raw, t, "forger")
+    good = signedRecord("honest", "kept")
+    forged = signedRecord("forged", "changed", signature="0" * 128)
+    client.send(Store(newMessageId(), (good, forged)))
+    yield waitFor(lambda: "STORED" in client.types(), timeout=PROMPT,
+                  what="the answer")
+    answer = next(m for m in client.lines() if m["type"] == "STORED")
+    assert answer["stored"] == 1 and "bad signature" in answer["refused"]
+    assert [r.key for r in t.values.store.records()] == ["honest"]
+    rid = newMessageId()
+    client.send(FindValue(rid, "forged"))
+    yield waitFor(lambda: "VALUE" in client.types(), timeout=PROMPT,
+                  what="the value")
+    value = next(m for m in client.lines() if m["type"] == "VALUE")
+    assert value["rid"] == rid and value["records"] == []
+    assert not client.closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_store_with_no_valid_record_closes_that_link_only(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    a = yield overlay.start(join=t, name="a", autoConnect=False)
+    offender, _ = yield peer(raw, t, "offender")
+    offender.transport.write(rawLine(type="STORE", rid=newMessageId(),
+                                     records=[{"key": "k"}]))
+    yield waitFor(lambda: offender.closed, timeout=PROMPT, what="the close")
+    assert "no record" in next(m for m in offender.lines()
+                               if m["type"] == "BYE")["reason"]
+    yield assertMessagesFlow(overlay, a, t)

@@ -21,7 +21,8 @@ from p2poverlay.message import (
     UNSAID, newMessageId, newNodeId,
 )
 from p2poverlay.addresses import formatAddress, parseAddress
-from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.dht.record import ValueRecord
+from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store, Stored, Value
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
@@ -58,6 +59,8 @@ def test_new_ids_are_32_lowercase_hex_digits_and_distinct():
 
 # -- round trips --------------------------------------------------------------
 
+RECORD = ValueRecord("a key", "a value", "ab" * 32, "cd" * 32, 1, 2,
+                     "ef" * 64)
 EVERY_TYPE = [
     Hello(NODE_A, PROTOCOL_VERSION, 9000, "alice"),
     Hello(NODE_A, 7, 0),
@@ -89,6 +92,12 @@ EVERY_TYPE = [
     FindNode(MSG_ID, "f" * 64),
     Nodes(MSG_ID, ()),
     Nodes(MSG_ID, (PeerAddress(NODE_A, "10.0.0.7", 9001, "a"),)),
+    Store(MSG_ID, (RECORD,)),
+    Stored(MSG_ID, 1),
+    Stored(MSG_ID, 0, "a record has a bad signature"),
+    FindValue(MSG_ID, "a key \u00e9"),
+    Value(MSG_ID, (), ()),
+    Value(MSG_ID, (RECORD,), (PeerAddress(NODE_B, "::1", 65535),)),
 ]
 
 
@@ -108,7 +117,7 @@ def test_every_registered_type_is_covered():
         "HELLO", "PEERS", "DATA", "ACK", "ACKS", "BROADCAST", "PING", "PONG",
         "BYE", "IHAVE", "GRAFT", "PRUNE",
         # Routing by id (p2poverlay.dht.wire).
-        "FIND_NODE", "NODES"}
+        "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE"}
 
 
 @deterministic

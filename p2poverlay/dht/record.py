@@ -21,7 +21,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
@@ -105,6 +105,31 @@ class ValueRecord:
                 raise MessageError(f"{field} must be an integer")
             if not 0 <= number <= MAX_INTEGER:
                 raise MessageError(f"{field} out of range: {number}")
+
+    def toDict(self) -> Dict[str, Any]:
+        """The record as DHT messages carry it (see L{p2poverlay.dht.wire})."""
+        return {"key": self.key, "value": self.value, "writer": self.writer,
+                "public_key": self.publicKey, "seq": self.seq,
+                "expires": self.expires, "signature": self.signature}
+
+    @classmethod
+    def fromDict(cls, kind: str, item: Any) -> "ValueRecord":
+        """
+        The record a DHT message carries, its shape checked.
+
+        @raise MessageError: for one that is not a valid record.
+        """
+        if not isinstance(item, dict):
+            raise MessageError(f"{kind} record is not an object")
+        try:
+            record = cls(item["key"], item["value"], item["writer"],
+                         item["public_key"], item["seq"], item["expires"],
+                         item["signature"])
+        except KeyError as e:
+            raise MessageError(f"{kind} record lacks field {e.args[0]!r}") \
+                from None
+        record.validate()
+        return record
 
     @property
     def size(self) -> int:

@@ -13,7 +13,7 @@ a lookup for a random id in its own range.
 from __future__ import annotations
 
 import random
-from typing import List, Optional, Set
+from typing import Callable, List, Optional, Set
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
@@ -22,7 +22,9 @@ from twisted.python.failure import Failure
 
 from p2poverlay.config import NodeConfig
 from p2poverlay.dht.keyspace import dhtIdOf, randomIdIn
-from p2poverlay.dht.lookup import FIND_TARGET, EndRule, Lookup, LookupResult
+from p2poverlay.dht.lookup import (
+    FIND_TARGET, Ask, EndRule, Lookup, LookupResult,
+)
 from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.rpc import DHTRequests
 from p2poverlay.dht.wire import FindNode, Nodes
@@ -80,6 +82,8 @@ class Kademlia(ConnectionListener):
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0
         self._pinging: Set[str] = set()
+        # Called with each contact new to the table.
+        self.contactAdded: List[Callable[[Contact], None]] = []
         self._upkeep: List[int] = []  # targets of upkeep lookups to run
         self._upkeepRunning = False
         self.joined = False
@@ -116,7 +120,11 @@ class Kademlia(ConnectionListener):
 
     def _heardFrom(self, contact: Contact) -> None:
         """C{contact} proved its id to this node just now."""
+        new = contact.nodeId not in self.table
         oldest = self.table.seen(contact)
+        if new and contact.nodeId in self.table:
+            for tell in self.contactAdded:
+                tell(contact)
         if oldest is None or oldest.nodeId in self._pinging or \
                 not self.config.dht:
             return
@@ -155,20 +163,19 @@ class Kademlia(ConnectionListener):
 
     # -- asking -------------------------------------------------------------
 
-    def _findNode(self, contact: Contact, target: int
-                  ) -> "Deferred[List[Contact]]":
-        """Ask C{contact} for the nodes it knows nearest C{target}."""
-        d = self.requests.request(
-            contact, lambda rid: FindNode(rid, f"{target:064x}"))
+    def ask(self, contact: Contact, make) -> "Deferred":
+        """
+        Send C{contact} the request C{make(rid)}; fires with its answer.
+        A node that answers is one heard from; one that does not leaves
+        the table.
+        """
+        d = self.requests.request(contact, make)
 
-        def answered(result) -> List[Contact]:
+        def answered(result):
             answer, link = result
-            if not isinstance(answer, Nodes):
-                raise LookupFailed(f"{contact.nodeId[:8]} answered "
-                                   f"{answer.TYPE}")
             self._heardFrom(contactOf(link.info, self.clock.seconds())
                             or contact)
-            return self._contactsIn(answer)
+            return answer
 
         def unanswered(reason: Failure) -> Failure:
             self.table.failed(contact.nodeId)
@@ -176,7 +183,19 @@ class Kademlia(ConnectionListener):
 
         return d.addCallbacks(answered, unanswered)
 
-    def _contactsIn(self, answer: Nodes) -> List[Contact]:
+    def _findNode(self, contact: Contact, target: int
+                  ) -> "Deferred[List[Contact]]":
+        """Ask C{contact} for the nodes it knows nearest C{target}."""
+        def named(answer) -> List[Contact]:
+            if not isinstance(answer, Nodes):
+                raise LookupFailed(f"{contact.nodeId[:8]} answered "
+                                   f"{answer.TYPE}")
+            return self.contactsIn(answer)
+
+        return self.ask(contact, lambda rid: FindNode(rid, f"{target:064x}")
+                        ).addCallback(named)
+
+    def contactsIn(self, answer) -> List[Contact]:
         """The candidates an answer names, those with a forged record left out."""
         now = self.clock.seconds()
         named = []
@@ -191,11 +210,13 @@ class Kademlia(ConnectionListener):
     # -- lookups --------------------------------------------------------------
 
     def lookup(self, target: int, targetNodeId: Optional[str] = None,
-               endRule: EndRule = FIND_TARGET, upkeep: bool = False
-               ) -> "Deferred[LookupResult]":
+               endRule: EndRule = FIND_TARGET, upkeep: bool = False,
+               ask: Optional[Ask] = None) -> "Deferred[LookupResult]":
         """
         Look C{target} up.  A lookup for a node (C{targetNodeId}) ends once
         it answers.
+
+        @param ask: how to ask one node (by default C{FIND_NODE}).
 
         @raise TooManyLookups: (in the Deferred) if C{dhtMaxLookups} are
             under way.
@@ -210,7 +231,7 @@ class Kademlia(ConnectionListener):
         self.lookups += 1
         self.started += 1
         search = Lookup(
-            target, seeds, lambda c: self._findNode(c, target),
+            target, seeds, ask or (lambda c: self._findNode(c, target)),
             k=self.config.dhtK, alpha=self.config.dhtAlpha,
             now=self.clock.seconds, ownNodeId=self.nodeId,
             targetNodeId=targetNodeId, endRule=endRule)

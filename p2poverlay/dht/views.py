@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 from p2poverlay.dht.lookup import LookupResult
+from p2poverlay.dht.record import ValueRecord
 from p2poverlay.dht.routing import Contact
+from p2poverlay.dht.values import GetResult, PutResult
 
 JSON = Dict[str, Any]
 
@@ -60,4 +62,44 @@ def lookupLines(reference: str, result: LookupResult) -> List[str]:
             nodeId[:8] + ("" if answered else " (no answer)"))
     for round in sorted(byRound):
         lines.append(f"  round {round}: {', '.join(byRound[round])}")
+    return lines
+
+
+def recordView(record: ValueRecord) -> JSON:
+    return {"key": record.key, "value": record.value,
+            "writer": record.writer, "seq": record.seq,
+            "expires": record.expires / 1000}
+
+
+def putView(result: PutResult) -> JSON:
+    return {"record": recordView(result.record), "stored": result.stored,
+            "asked": result.asked, "refused": result.refused,
+            "lookup": lookupView(result.lookup) if result.lookup else None}
+
+
+def putLines(result: PutResult) -> List[str]:
+    line = (f"stored {result.record.key!r} on {result.stored} of the "
+            f"{result.asked} nodes nearest it")
+    if result.lookup is not None:
+        line += f" (lookup: {lookupSummary(result.lookup)})"
+    refused = sorted(set(r for r in result.refused if r))
+    return [line] + [f"  refused: {why}" for why in refused]
+
+
+def getView(result: GetResult) -> JSON:
+    return {"key": result.key,
+            "records": [recordView(r) for r in result.records],
+            "holders": result.holders, "lookup": lookupView(result.lookup)}
+
+
+def getLines(result: GetResult, now: float) -> List[str]:
+    found = (f"{len(result.records)} value"
+             f"{'' if len(result.records) == 1 else 's'}")
+    lines = [f"get {result.key!r}: {found}, held by {result.holders} of "
+             f"{result.lookup.asked} nodes asked "
+             f"({lookupSummary(result.lookup)})"]
+    for record in result.records:
+        left = max(0.0, record.expires / 1000 - now)
+        lines.append(f"  {record.value} (by {record.writer[:8]}, expires in "
+                     f"{left:.0f} s)")
     return lines

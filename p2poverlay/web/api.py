@@ -20,6 +20,7 @@ from p2poverlay.records import PeerInfo
 from p2poverlay.views import (
     broadcastView, knownView, metricsView, nodeView, peersView, peerView,
 )
+from p2poverlay.web.dhtapi import GetResource, LookupResource, PutResource
 from p2poverlay.web.feed import Feed
 from p2poverlay.web.jsonapi import (
     BadRequest, JSONResource, bodyLimit, errorResponse, jsonResponse, readJSONObject,
@@ -208,6 +209,9 @@ class APIResource(JSONResource):
         self.putChild(b"send", SendResource(node, feed))
         self.putChild(b"broadcast", BroadcastResource(node, feed))
         self.putChild(b"events", events)
+        self.putChild(b"lookup", LookupResource(node))
+        self.putChild(b"put", PutResource(node))
+        self.putChild(b"get", GetResource(node))
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return self if path == b"" else super().getChild(path, request)
