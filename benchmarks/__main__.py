@@ -22,7 +22,7 @@ from benchmarks import machine
 from benchmarks.report import Results
 
 BENCHMARKS = ["direct", "latency", "broadcast", "overlay", "processes",
-              "attack", "tls", "signing", "sim", "console"]
+              "attack", "tls", "signing", "sim", "console", "dht"]
 
 # Sizes for each mode: full, --quick (about a minute) and --smoke (tests).
 SIZES = {
@@ -34,7 +34,8 @@ SIZES = {
                  sim=dict(steady=[1000, 10000], broadcasts=20, warmup=3,
                           failures=[0.2, 0.4, 0.6, 0.8], failureSize=1000,
                           churnSize=1000, churnRate=0.01, churnMinutes=60),
-                 console=dict(rounds=2000, warmup=100)),
+                 console=dict(rounds=2000, warmup=100),
+                 dht=[100, 1000, 10000]),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -43,7 +44,7 @@ SIZES = {
                   sim=dict(steady=[200], broadcasts=10, warmup=3,
                            failures=[0.2, 0.4, 0.6, 0.8], failureSize=200,
                            churnSize=200, churnRate=0.01, churnMinutes=10),
-                  console=dict(rounds=300, warmup=30)),
+                  console=dict(rounds=300, warmup=30), dht=[100, 300]),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -52,7 +53,7 @@ SIZES = {
                   sim=dict(steady=[30], broadcasts=3, warmup=2,
                            failures=[0.4], failureSize=30, churnSize=30,
                            churnRate=0.05, churnMinutes=2),
-                  console=dict(rounds=20, warmup=5)),
+                  console=dict(rounds=20, warmup=5), dht=[30]),
 }
 
 
@@ -102,8 +103,8 @@ def sizes(args) -> dict:
 
 async def runInProcess(names, size: dict, results: Results) -> None:
     from benchmarks import (
-        attack, broadcast, console_latency, direct, formation, multiprocess,
-        signing, sim, tlscost,
+        attack, broadcast, console_latency, dht, direct, formation,
+        multiprocess, signing, sim, tlscost,
     )
     for name in names:
         print(f"== {name}", flush=True)
@@ -132,6 +133,8 @@ async def runInProcess(names, size: dict, results: Results) -> None:
             sim.run(results, size["sim"])
         elif name == "console":
             console_latency.run(results, **size["console"])
+        elif name == "dht":
+            dht.run(results, size["dht"])
 
 
 def reactorRun(coroutineFunction) -> None:

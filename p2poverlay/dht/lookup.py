@@ -86,12 +86,15 @@ class Lookup:
     @param targetNodeId: for a lookup of a node, its id (its answer ends a
         L{FIND_TARGET} lookup).
     @param now: the clock, in seconds.
+    @param budget: the most requests it sends (none: no bound); a refresh
+        needs only a few answers from near its target.
     """
 
     def __init__(self, target: int, seeds: List[Contact], ask: Ask, *,
                  k: int, alpha: int, now: Callable[[], float],
                  ownNodeId: str = "", targetNodeId: Optional[str] = None,
-                 endRule: EndRule = FIND_TARGET) -> None:
+                 endRule: EndRule = FIND_TARGET,
+                 budget: Optional[int] = None) -> None:
         self.target = target
         self.k = k
         self.alpha = alpha
@@ -99,6 +102,7 @@ class Lookup:
         self._now = now
         self._own = ownNodeId
         self._targetNodeId = targetNodeId
+        self._budget = budget
         self.endRule = endRule if targetNodeId is not None else K_CLOSEST
         self._candidates: Dict[str, _Candidate] = {}
         self._inFlight = 0
@@ -148,6 +152,8 @@ class Lookup:
             self._finish()
 
     def _send(self, candidate: _Candidate) -> None:
+        if self._budget is not None and self.result.asked >= self._budget:
+            return
         candidate.state = _Candidate.ASKING
         self._inFlight += 1
         self.result.asked += 1
@@ -190,7 +196,8 @@ class Lookup:
         target = self._candidates.get(self._targetNodeId or "")
         if target is not None and target.state == _Candidate.ANSWERED:
             self.result.found = target.contact
-            # What came after, in flight as it answered, is not its path.
-            self.result.rounds = target.round
+            if self.endRule is FIND_TARGET:
+                # What was in flight as it answered is not on its path.
+                self.result.rounds = target.round
         self.result.elapsed = self._now() - self._started
         self.done.callback(self.result)

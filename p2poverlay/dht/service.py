@@ -37,7 +37,11 @@ from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import Verifier
 
 # The node's own upkeep (joining, refreshing) runs one lookup at a time.
-UPKEEP_LOOKUPS = 1
+# Its lookups for its own id run in full: the nodes nearest it must hear
+# of it.  Those that refresh a bucket ask at most this many times alpha
+# nodes: enough answers from near their target to fill that bucket, for far
+# less than a full lookup costs.
+UPKEEP_BUDGET = 2
 
 
 def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
@@ -234,7 +238,9 @@ class Kademlia(ConnectionListener):
             target, seeds, ask or (lambda c: self._findNode(c, target)),
             k=self.config.dhtK, alpha=self.config.dhtAlpha,
             now=self.clock.seconds, ownNodeId=self.nodeId,
-            targetNodeId=targetNodeId, endRule=endRule)
+            targetNodeId=targetNodeId, endRule=endRule,
+            budget=(UPKEEP_BUDGET * self.config.dhtAlpha
+                    if upkeep and target != self.table.ownId else None))
 
         def ended(result: LookupResult) -> LookupResult:
             self.lookups -= 1
