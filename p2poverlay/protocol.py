@@ -43,6 +43,10 @@ MAX_SLOWDOWN = 1.0
 PROTOCOL_ERROR_POINTS = 60
 
 
+def _ignore(failure: Failure) -> None:
+    return None
+
+
 class PeerConnection(LineFraming, ProvesKey):
     """
     A connection to another node, in either direction.
@@ -65,35 +69,39 @@ class PeerConnection(LineFraming, ProvesKey):
     outbox: Outbox
     bucket: TokenBucket
 
+    # Defaults until a connection sets its own: a connection holds only
+    # what differs, which keeps its instance dict small (past 30 names
+    # CPython gives each instance a full dict of its own, 1.3 KiB more).
+    lastUsed = 0.0  # when a direct message last went either way
+    lastUseful = 0.0  # when the peer last sent news first
+    peer: Optional[PeerInfo] = None
+    version = PROTOCOL_VERSION
+    closeReason: Optional[CloseReason] = None
+    lastHeard = 0.0
+    # The peer's overlay neighbours, as it last said (HELLO, PONG).
+    neighbourCount = UNSAID
+    link = None  # the PeerLink that dialed this connection, if any
+    # The (host, port) dialed, on an outbound one that Connections made.
+    dialed: Optional[Tuple[str, int]] = None
+    _timer: Optional[IDelayedCall] = None
+    _throttled: Optional[IDelayedCall] = None
+    # Made by the first whenClosed.
+    _closedWaiters: Optional[List[Deferred[None]]] = None
+
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool,
                  role: str = NEIGHBOUR) -> None:
         self.owner = owner
         self.outbound = outbound
         # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
         self.role = role
-        self.lastUsed = 0.0  # when a direct message last went either way
-        self.lastUseful = 0.0  # when the peer last sent news first
         self.MAX_LENGTH = owner.config.maxLineLength
         self.clock = owner.clock
         self.metrics = owner.metrics
-        self.peer: Optional[PeerInfo] = None
-        self.version = PROTOCOL_VERSION
-        self.closing = False
-        self.closeReason: Optional[CloseReason] = None
-        self.lastHeard = 0.0
-        # The peer's overlay neighbours, as it last said (HELLO, PONG).
-        self.neighbourCount = UNSAID
-        self.link = None  # the PeerLink that dialed this connection, if any
-        # The (host, port) dialed, on an outbound one that Connections made.
-        self.dialed: Optional[Tuple[str, int]] = None
         self.handshake: Deferred[PeerInfo] = Deferred()
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged
             # where it happens.
-            self.handshake.addErrback(lambda _: None)
-        self._timer: Optional[IDelayedCall] = None
-        self._throttled: Optional[IDelayedCall] = None
-        self._closedWaiters: List[Deferred[None]] = []
+            self.handshake.addErrback(_ignore)
 
     @property
     def direction(self) -> str:
@@ -131,6 +139,8 @@ class PeerConnection(LineFraming, ProvesKey):
     def whenClosed(self) -> "Deferred[None]":
         """A Deferred that fires once this connection has closed."""
         waiter: Deferred[None] = Deferred()
+        if self._closedWaiters is None:
+            self._closedWaiters = []
         self._closedWaiters.append(waiter)
         return waiter
 
@@ -248,8 +258,8 @@ class PeerConnection(LineFraming, ProvesKey):
             error = PeerFull if reason.isRefusal else HandshakeFailed
             self.handshake.errback(error(reason.text))
         self.owner.connectionLost(self, reason)
-        waiters, self._closedWaiters = self._closedWaiters, []
-        for waiter in waiters:
+        waiters, self._closedWaiters = self._closedWaiters, None
+        for waiter in waiters or ():
             waiter.callback(None)
 
     handshaking.upon(established, enter=ready, outputs=[_accept])
@@ -273,9 +283,10 @@ class PeerConnection(LineFraming, ProvesKey):
     del _open, _input
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
     # -- Twisted's protocol calls -------------------------------------------
 
@@ -382,7 +393,8 @@ class PeerConnection(LineFraming, ProvesKey):
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
                 return
-            self.version = min(self.version, message.version)
+            if message.version < self.version:
+                self.version = message.version
             self.owner.helloReceived(self, message)
         elif isinstance(message, Hello):
             self.protocolError("HELLO sent twice")
