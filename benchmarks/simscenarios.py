@@ -94,7 +94,8 @@ def formOverlay(size: int, seed: object, progress: Progress,
         seconds.
     @raise OutOfTime: past C{realLimit}.
     """
-    overlay = MemoryOverlay(seed=seed, config=NodeConfig(**SIM_CONFIG))
+    overlay = MemoryOverlay(seed=seed, config=NodeConfig(**SIM_CONFIG),
+                            history=False)
     started = time.perf_counter()
 
     def checkTime() -> None:

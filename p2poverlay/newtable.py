@@ -25,16 +25,16 @@ def keepNew(entry: KnownPeer) -> Tuple[int, bool, float, float]:
 
 class NewTable:
     """
-    Node ids of the new table by rank (L{rank}), oldest first, across
-    sources and within each; and how many each source holds.
+    Node ids of the new table by rank (L{rank}), oldest first, with their
+    sources; and how many each source holds.
     """
 
     def __init__(self) -> None:
-        # Node id -> its source, by rank.
+        # Node id -> its source, by rank, oldest first.  A source's own
+        # entries are found among them: an index by source would cost a
+        # dict per source (a book may hold a source per entry) for
+        # evictions, which look at a hundred entries or so at most.
         self._byRank: Tuple[Dict[str, str], ...] = ({}, {}, {})
-        # Source -> node id -> rank, oldest first (one small dict each: a
-        # book may hold a source per entry).
-        self._bySource: Dict[str, Dict[str, int]] = {}
         self.counts: Dict[str, int] = {}
         self._atCount: Dict[int, Dict[str, None]] = {}
         self._most = 0
@@ -44,9 +44,7 @@ class NewTable:
 
     def add(self, entry: KnownPeer) -> None:
         """Index C{entry} (not indexed yet) under its source and rank."""
-        r = rank(entry)
-        self._byRank[r][entry.node_id] = entry.source
-        self._bySource.setdefault(entry.source, {})[entry.node_id] = r
+        self._byRank[rank(entry)][entry.node_id] = entry.source
         self._recount(entry.source, 1)
 
     def remove(self, nodeId: str) -> None:
@@ -54,10 +52,6 @@ class NewTable:
         for ranked in self._byRank:
             source = ranked.pop(nodeId, None)
             if source is not None:
-                ids = self._bySource[source]
-                del ids[nodeId]
-                if not ids:
-                    del self._bySource[source]
                 self._recount(source, -1)
                 return
 
@@ -106,10 +100,11 @@ class NewTable:
                     if source in tied), key=keepNew)
 
     def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
-        """The entry of C{source} least worth keeping."""
-        ids = self._bySource[source]
-        for wanted in (0, 1):  # never answered: the oldest of the lowest
-            for nodeId, r in ids.items():
-                if r == wanted:
+        """The entry of C{source} (one that holds some) least worth
+        keeping."""
+        for ranked in self._byRank[:2]:  # never answered: the oldest
+            for nodeId, of in ranked.items():
+                if of == source:
                     return peers[nodeId]
-        return min((peers[n] for n in ids), key=keepNew)
+        return min((peers[n] for n, of in self._byRank[2].items()
+                    if of == source), key=keepNew)

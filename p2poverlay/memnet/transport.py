@@ -66,9 +66,15 @@ class Pipe:
     C{target}, each due one C{delay} (plus jitter) after it was sent, and
     never before the segment sent ahead of it.
 
+    @ivar queue: the segments in flight, or L{None} while there are none
+        (an empty deque takes 0.6 KiB, and most pipes are idle).
     @ivar unconsumed: bytes of data sent and not yet read by the target.
     @ivar stalled: whether the pipe waits for a partition to heal.
     """
+
+    __slots__ = ("connection", "direction", "source", "target", "delay",
+                 "_clock", "_jitter", "_rng", "queue", "unconsumed",
+                 "stalled", "_lastArrival", "_waiting", "_answered")
 
     def __init__(self, connection: "MemoryConnection", direction: int,
                  source: "MemoryTransport", target: "MemoryTransport") -> None:
@@ -83,7 +89,7 @@ class Pipe:
         self._rng = (random.Random(
             f"{network.seed}|jitter|{connection.serial}|{direction}")
             if network.jitter is not None else None)
-        self.queue: Deque[List] = deque()
+        self.queue: Optional[Deque[List]] = None
         self.unconsumed = 0
         self.stalled = False
         self._lastArrival = 0.0
@@ -98,6 +104,8 @@ class Pipe:
         if arrival < self._lastArrival:
             arrival = self._lastArrival
         self._lastArrival = arrival
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append([arrival, kind, data])
         if kind == DATA:
             self.unconsumed += len(data)
@@ -105,7 +113,8 @@ class Pipe:
 
     def drop(self) -> None:
         """Forget every segment not yet delivered."""
-        self.queue.clear()
+        if self.queue is not None:
+            self.queue.clear()
         self.unconsumed = 0
 
     def kick(self) -> None:
@@ -120,7 +129,7 @@ class Pipe:
         """The partition healed: what was held arrives one delay from now."""
         self.stalled = False
         due = self._clock.seconds() + self.delay
-        for segment in self.queue:
+        for segment in self.queue or ():
             segment[0] = max(segment[0], due)
         self.kick()
 
@@ -135,6 +144,8 @@ class Pipe:
             network.stall(self)
             return
         queue = self.queue
+        if queue is None:
+            return
         while queue and queue[0][0] <= now:
             kind = queue[0][1]
             if state == network.DOWN:
@@ -158,6 +169,8 @@ class Pipe:
             else:
                 queue.popleft()
                 target.segmentReceived(kind)
+        if not queue and self.queue is queue:
+            self.queue = None
         self.kick()
 
     def _refuse(self) -> None:
@@ -175,6 +188,7 @@ class Pipe:
     def _consume(self, count: int) -> bytes:
         """Take C{count} segments off the head; return their data."""
         queue = self.queue
+        assert queue is not None
         data = b"".join([queue.popleft()[2] for _ in range(count)])
         self.unconsumed -= len(data)
         return data
@@ -188,6 +202,8 @@ class MemoryConnection:
     @ivar serial: the network's number for it, in the order of dials.
     @ivar delay: the one-way delay between the two hosts.
     """
+
+    __slots__ = ("network", "serial", "delay", "_events", "client", "server")
 
     def __init__(self, network: Network, serial: int,
                  client: IPv4Address, server: IPv4Address,
@@ -228,6 +244,11 @@ class MemoryTransport:
     """
 
     log = Logger()
+    __slots__ = ("connection", "host", "peer", "sendBuffer", "protocol",
+                 "outgoing", "incoming", "connected", "disconnecting",
+                 "disconnected", "readingPaused", "noDelay", "keepAlive",
+                 "producer", "producerPaused", "onConnected", "_closePending",
+                 "_aborted")
 
     def __init__(self, connection: MemoryConnection, host: IPv4Address,
                  peer: IPv4Address, sendBuffer: Optional[int]) -> None:
