@@ -163,6 +163,12 @@ class AddressBook:
         """
         now = self._now()
         old = self._peers.get(nodeId)
+        if old is not None:
+            # Keep the strings the book has rather than a second copy of
+            # each (a HELLO decodes its own).
+            nodeId = old.node_id
+            host = old.host if old.host == host else host
+            name = old.name if old.name == name else name
         since = old.since if old is not None and old.state == state else now
         lastSeen = now if state == CONNECTED else (old.last_seen if old else 0.0)
         tried = state == CONNECTED or (old is not None and old.tried)

@@ -379,6 +379,8 @@ class _Dial:
         protocol = self.factory.buildProtocol(
             self.connection.server.host)
         self._finish()
+        # No other answer can come: the connection need not keep the dial.
+        transport.onConnected = None
         if protocol is None:
             transport.abortConnection()
             self.result.errback(ConnectionRefusedError(
