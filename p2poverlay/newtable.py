@@ -36,7 +36,8 @@ class NewTable:
         # evictions, which look at a hundred entries or so at most.
         self._byRank: Tuple[Dict[str, str], ...] = ({}, {}, {})
         self.counts: Dict[str, int] = {}
-        self._atCount: Dict[int, Dict[str, None]] = {}
+        # How many sources hold each count; the highest count held.
+        self._sourcesAt: Dict[int, int] = {}
         self._most = 0
 
     def __len__(self) -> int:
@@ -56,21 +57,23 @@ class NewTable:
                 return
 
     def _recount(self, source: str, delta: int) -> None:
-        old = self.counts.get(source, 0)
+        counts, sourcesAt = self.counts, self._sourcesAt
+        old = counts.get(source, 0)
         new = old + delta
-        level = self._atCount.get(old)
-        if level is not None:
-            del level[source]
-            if not level:
-                del self._atCount[old]
+        if old:
+            left = sourcesAt[old] - 1
+            if left:
+                sourcesAt[old] = left
+            else:
+                del sourcesAt[old]
         if new:
-            self.counts[source] = new
-            self._atCount.setdefault(new, {})[source] = None
+            counts[source] = new
+            sourcesAt[new] = sourcesAt.get(new, 0) + 1
         else:
-            del self.counts[source]
+            del counts[source]
         if new > self._most:
             self._most = new
-        elif old == self._most and old not in self._atCount:
+        elif old == self._most and old not in sourcesAt:
             # Counts move by one: the source just left is the new top.
             self._most = old - 1
 
@@ -84,20 +87,21 @@ class NewTable:
 
         @param peers: the book's entries by node id.
         """
-        if not self.counts:
+        counts = self.counts
+        if not counts:
             return None
         most = self._most
-        tied = self._atCount[most]
-        if incoming is not None and self.counts.get(incoming) == most > 1:
+        if incoming is not None and counts.get(incoming) == most > 1:
             return self.worstOf(incoming, peers)
-        if len(tied) == 1:
-            return self.worstOf(next(iter(tied)), peers)
+        if self._sourcesAt[most] == 1:
+            return self.worstOf(
+                next(s for s, held in counts.items() if held == most), peers)
         for ids in self._byRank[:2]:
             for nodeId, source in ids.items():
-                if source in tied:
+                if counts[source] == most:
                     return peers[nodeId]
         return min((peers[n] for n, source in self._byRank[2].items()
-                    if source in tied), key=keepNew)
+                    if counts[source] == most), key=keepNew)
 
     def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
         """The entry of C{source} (one that holds some) least worth

@@ -167,6 +167,21 @@ class MemoryNetwork:
         return next(self._serials)
 
 
+class _RoundRobin:
+    """The numbers of a range one after the other, round and round."""
+
+    __slots__ = ("_numbers", "_index")
+
+    def __init__(self, numbers: range) -> None:
+        self._numbers = numbers
+        self._index = 0
+
+    def next(self) -> int:
+        number = self._numbers[self._index]
+        self._index = (self._index + 1) % len(self._numbers)
+        return number
+
+
 @implementer(INetwork)
 class MemoryHost:
     """One host of a L{MemoryNetwork}: where its nodes listen and dial from."""
@@ -175,8 +190,10 @@ class MemoryHost:
         self.network = network
         self.address = address
         self._ports: Dict[int, "MemoryPort"] = {}
-        self._listenPorts = itertools.cycle(LISTEN_PORTS)
-        self._ephemeral = itertools.cycle(EPHEMERAL_PORTS)
+        # Each the next port to hand out, counted round its range (not an
+        # itertools.cycle, which keeps every port of its first round).
+        self._listenPorts = _RoundRobin(LISTEN_PORTS)
+        self._ephemeral = _RoundRobin(EPHEMERAL_PORTS)
 
     def serverEndpoint(self, description: str) -> IStreamServerEndpoint:
         port, interface = parseServerDescription(description)
@@ -213,11 +230,11 @@ class MemoryHost:
 
     def ephemeralPort(self) -> int:
         """A port to dial from."""
-        return next(self._ephemeral)
+        return self._ephemeral.next()
 
-    def _freePort(self, ports, allPorts: range) -> int:
+    def _freePort(self, ports: "_RoundRobin", allPorts: range) -> int:
         for _ in allPorts:
-            port = next(ports)
+            port = ports.next()
             if port not in self._ports:
                 return port
         raise CannotListenError("", 0, OSError(
