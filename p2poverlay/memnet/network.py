@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
@@ -167,21 +167,6 @@ class MemoryNetwork:
         return next(self._serials)
 
 
-class _RoundRobin:
-    """The numbers of a range one after the other, round and round."""
-
-    __slots__ = ("_numbers", "_index")
-
-    def __init__(self, numbers: range) -> None:
-        self._numbers = numbers
-        self._index = 0
-
-    def next(self) -> int:
-        number = self._numbers[self._index]
-        self._index = (self._index + 1) % len(self._numbers)
-        return number
-
-
 @implementer(INetwork)
 class MemoryHost:
     """One host of a L{MemoryNetwork}: where its nodes listen and dial from."""
@@ -190,10 +175,9 @@ class MemoryHost:
         self.network = network
         self.address = address
         self._ports: Dict[int, "MemoryPort"] = {}
-        # Each the next port to hand out, counted round its range (not an
-        # itertools.cycle, which keeps every port of its first round).
-        self._listenPorts = _RoundRobin(LISTEN_PORTS)
-        self._ephemeral = _RoundRobin(EPHEMERAL_PORTS)
+        # Counted round their ranges (a cycle would keep every port).
+        self._listenPorts = itertools.count()
+        self._ephemeral = itertools.count()
 
     def serverEndpoint(self, description: str) -> IStreamServerEndpoint:
         port, interface = parseServerDescription(description)
@@ -230,11 +214,11 @@ class MemoryHost:
 
     def ephemeralPort(self) -> int:
         """A port to dial from."""
-        return self._ephemeral.next()
+        return _nth(EPHEMERAL_PORTS, next(self._ephemeral))
 
-    def _freePort(self, ports: "_RoundRobin", allPorts: range) -> int:
+    def _freePort(self, ports: Iterator[int], allPorts: range) -> int:
         for _ in allPorts:
-            port = ports.next()
+            port = _nth(allPorts, next(ports))
             if port not in self._ports:
                 return port
         raise CannotListenError("", 0, OSError(
@@ -242,6 +226,10 @@ class MemoryHost:
 
     def __repr__(self) -> str:
         return f"<MemoryHost {self.address}>"
+
+
+def _nth(ports: range, count: int) -> int:
+    return ports[count % len(ports)]
 
 
 def parseServerDescription(description: str) -> Tuple[int, str]:
