@@ -11,7 +11,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.memnet import MemoryOverlay
 from p2poverlay.memnet.network import EPHEMERAL_PORTS
 from p2poverlay.memnet.pipe import Pipe
-from tests.test_memnet import Pair
+from test_memnet import Pair
 
 SMALL = NodeConfig(minPeers=3, maxPeers=6, exchangeInterval=1.0)
 
