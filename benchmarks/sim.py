@@ -71,7 +71,11 @@ def steadyFigures(size: int, seed: object, broadcasts: int, warmup: int,
                   ) -> dict:
     """
     Form an overlay of C{size} nodes; broadcast over flooding, then over
-    the tree.  Real time and memory come with it, apart.
+    the tree.  Real time and memory come with it, apart.  Memory per node
+    is the growth of RSS over the forming, divided by the nodes: their
+    state and the simulated network that carries it (its transports stand
+    in for a real node's sockets), not a record of the run (the overlay
+    keeps none: see L{formOverlay}).
 
     @param realLimit: real seconds the forming may take at most (see
         L{formOverlay}).

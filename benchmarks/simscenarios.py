@@ -89,14 +89,16 @@ def formOverlay(size: int, seed: object, progress: Progress,
     """
     Start C{size} nodes, L{JOIN_SPACING} apart, each joining a random node
     started before it; run until the overlay is connected, then
-    L{STABILIZE} seconds more.
+    L{STABILIZE} seconds more.  The overlay keeps no history of events
+    (only what the figures need), so that its memory is the nodes'.
 
     @param realLimit: real seconds it may take at most.
     @raise NotReached: if it is not connected within C{timeout} virtual
         seconds.
     @raise OutOfTime: past C{realLimit}.
     """
-    overlay = MemoryOverlay(seed=seed, config=NodeConfig(**SIM_CONFIG))
+    overlay = MemoryOverlay(seed=seed, config=NodeConfig(**SIM_CONFIG),
+                            history=False)
     started = time.perf_counter()
 
     def checkTime() -> None:

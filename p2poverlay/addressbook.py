@@ -30,6 +30,8 @@ from p2poverlay.records import CONNECTED, KNOWN, KnownPeer
 TRIED_SHARE = 0.25
 # The most of the new table one source may hold, even with room to spare.
 SOURCE_SHARE = 1 / 3
+# Distinct ports the book keeps one int object for (see AddressBook._port).
+SHARED_PORTS = 64
 
 
 def _newer(record: Optional[PeerAddress], than: Optional[PeerAddress]) -> bool:
@@ -70,6 +72,7 @@ class AddressBook:
         self._tried: Dict[str, None] = {}
         self._new = NewTable()
         self._anchors: List[str] = []
+        self._ports: Dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -122,12 +125,13 @@ class AddressBook:
             if _newer(record, old.record) and old.state != CONNECTED:
                 # The node moved, in its own words.
                 old = self._peers[nodeId] = replace(
-                    old, host=host, port=port, name=name, record=record)
+                    old, host=host, port=self._port(port), name=name,
+                    record=record)
             return old
         if not port:
             return None
         group = addressGroup(host if source is None else source)
-        return self._put(KnownPeer(nodeId, host, port, name, KNOWN,
+        return self._put(KnownPeer(nodeId, host, self._port(port), name, KNOWN,
                                    lastSeen, self._now(), source=group,
                                    record=record))
 
@@ -145,7 +149,7 @@ class AddressBook:
             if entry.node_id in self._peers or not entry.port:
                 continue
             self._put(replace(entry, state=KNOWN, since=now,
-                              next_attempt=None,
+                              next_attempt=None, port=self._port(entry.port),
                               source=entry.source or addressGroup(entry.host)))
             added.append(entry.node_id)
         return sum(1 for nodeId in added if nodeId in self._peers)
@@ -159,14 +163,21 @@ class AddressBook:
         """
         now = self._now()
         old = self._peers.get(nodeId)
+        if old is not None:
+            # Keep the strings the book has rather than a second copy of
+            # each (a HELLO decodes its own).
+            nodeId = old.node_id
+            host = old.host if old.host == host else host
+            name = old.name if old.name == name else name
         since = old.since if old is not None and old.state == state else now
         lastSeen = now if state == CONNECTED else (old.last_seen if old else 0.0)
         tried = state == CONNECTED or (old is not None and old.tried)
         source = old.source if old is not None else addressGroup(host)
         if old is not None and not _newer(record, old.record):
             record = old.record
-        return self._put(KnownPeer(nodeId, host, port, name, state, lastSeen,
-                                   since, nextAttempt, tried, source, record))
+        return self._put(KnownPeer(nodeId, host, self._port(port), name,
+                                   state, lastSeen, since, nextAttempt, tried,
+                                   source, record))
 
     def setState(self, nodeId: str, state: str,
                  nextAttempt: Optional[float] = None) -> Optional[KnownPeer]:
@@ -213,6 +224,19 @@ class AddressBook:
         """C{nodeId} was dialed: it is an anchor no longer."""
         if nodeId in self._anchors:
             self._anchors.remove(nodeId)
+
+    def _port(self, port: int) -> int:
+        """
+        The one int object for C{port}: each decoded line makes its own,
+        and most nodes listen on the same few ports.
+        """
+        ports = self._ports
+        shared = ports.get(port)
+        if shared is not None:
+            return shared
+        if len(ports) < SHARED_PORTS:
+            ports[port] = port
+        return port
 
     # -- the two tables -------------------------------------------------------
 

@@ -16,6 +16,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 class TokenBucket:
     """Allows C{rate} events per second on average, C{burst} at once."""
 
+    # One per connection, per host admitted and per peer's budget: many.
+    __slots__ = ("rate", "burst", "_now", "_tokens", "_last")
+
     def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
         self.rate = rate
         self.burst = burst

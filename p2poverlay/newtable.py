@@ -25,18 +25,19 @@ def keepNew(entry: KnownPeer) -> Tuple[int, bool, float, float]:
 
 class NewTable:
     """
-    Node ids of the new table by rank (L{rank}), oldest first, across
-    sources and within each; and how many each source holds.
+    Node ids of the new table by rank (L{rank}), oldest first, with their
+    sources; and how many each source holds.
     """
 
     def __init__(self) -> None:
-        # Node id -> its source, by rank.
+        # Node id -> its source, by rank, oldest first.  A source's own
+        # entries are found among them: an index by source would cost a
+        # dict per source (a book may hold a source per entry) for
+        # evictions, which look at a hundred entries or so at most.
         self._byRank: Tuple[Dict[str, str], ...] = ({}, {}, {})
-        # Source -> node id -> rank, oldest first (one small dict each: a
-        # book may hold a source per entry).
-        self._bySource: Dict[str, Dict[str, int]] = {}
         self.counts: Dict[str, int] = {}
-        self._atCount: Dict[int, Dict[str, None]] = {}
+        # How many sources hold each count; the highest count held.
+        self._sourcesAt: Dict[int, int] = {}
         self._most = 0
 
     def __len__(self) -> int:
@@ -44,9 +45,7 @@ class NewTable:
 
     def add(self, entry: KnownPeer) -> None:
         """Index C{entry} (not indexed yet) under its source and rank."""
-        r = rank(entry)
-        self._byRank[r][entry.node_id] = entry.source
-        self._bySource.setdefault(entry.source, {})[entry.node_id] = r
+        self._byRank[rank(entry)][entry.node_id] = entry.source
         self._recount(entry.source, 1)
 
     def remove(self, nodeId: str) -> None:
@@ -54,29 +53,27 @@ class NewTable:
         for ranked in self._byRank:
             source = ranked.pop(nodeId, None)
             if source is not None:
-                ids = self._bySource[source]
-                del ids[nodeId]
-                if not ids:
-                    del self._bySource[source]
                 self._recount(source, -1)
                 return
 
     def _recount(self, source: str, delta: int) -> None:
-        old = self.counts.get(source, 0)
+        counts, sourcesAt = self.counts, self._sourcesAt
+        old = counts.get(source, 0)
         new = old + delta
-        level = self._atCount.get(old)
-        if level is not None:
-            del level[source]
-            if not level:
-                del self._atCount[old]
+        if old:
+            left = sourcesAt[old] - 1
+            if left:
+                sourcesAt[old] = left
+            else:
+                del sourcesAt[old]
         if new:
-            self.counts[source] = new
-            self._atCount.setdefault(new, {})[source] = None
+            counts[source] = new
+            sourcesAt[new] = sourcesAt.get(new, 0) + 1
         else:
-            del self.counts[source]
+            del counts[source]
         if new > self._most:
             self._most = new
-        elif old == self._most and old not in self._atCount:
+        elif old == self._most and old not in sourcesAt:
             # Counts move by one: the source just left is the new top.
             self._most = old - 1
 
@@ -90,26 +87,28 @@ class NewTable:
 
         @param peers: the book's entries by node id.
         """
-        if not self.counts:
+        counts = self.counts
+        if not counts:
             return None
         most = self._most
-        tied = self._atCount[most]
-        if incoming is not None and self.counts.get(incoming) == most > 1:
+        if incoming is not None and counts.get(incoming) == most > 1:
             return self.worstOf(incoming, peers)
-        if len(tied) == 1:
-            return self.worstOf(next(iter(tied)), peers)
+        if self._sourcesAt[most] == 1:
+            return self.worstOf(
+                next(s for s, held in counts.items() if held == most), peers)
         for ids in self._byRank[:2]:
             for nodeId, source in ids.items():
-                if source in tied:
+                if counts[source] == most:
                     return peers[nodeId]
         return min((peers[n] for n, source in self._byRank[2].items()
-                    if source in tied), key=keepNew)
+                    if counts[source] == most), key=keepNew)
 
     def worstOf(self, source: str, peers: Dict[str, KnownPeer]) -> KnownPeer:
-        """The entry of C{source} least worth keeping."""
-        ids = self._bySource[source]
-        for wanted in (0, 1):  # never answered: the oldest of the lowest
-            for nodeId, r in ids.items():
-                if r == wanted:
+        """The entry of C{source} (one that holds some) least worth
+        keeping."""
+        for ranked in self._byRank[:2]:  # never answered: the oldest
+            for nodeId, of in ranked.items():
+                if of == source:
                     return peers[nodeId]
-        return min((peers[n] for n in ids), key=keepNew)
+        return min((peers[n] for n, of in self._byRank[2].items()
+                    if of == source), key=keepNew)

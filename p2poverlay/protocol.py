@@ -65,35 +65,35 @@ class PeerConnection(LineFraming, ProvesKey):
     outbox: Outbox
     bucket: TokenBucket
 
+    # Defaults until a connection sets its own, and the owner's clock and
+    # metrics: few attributes stay inline (past about twenty, CPython
+    # gives a connection a whole dict, 0.8 KiB more).
+    clock = property(lambda self: self.owner.clock)
+    metrics = property(lambda self: self.owner.metrics)
+    peer: Optional[PeerInfo] = None
+    version = PROTOCOL_VERSION
+    closeReason: Optional[CloseReason] = None
+    lastHeard = lastUsed = 0.0  # lastUsed: a direct message either way
+    lastUseful = 0.0  # when the peer last sent news first
+    neighbourCount = UNSAID  # the peer's neighbours, as it last said
+    link = None  # the PeerLink that dialed this connection, if any
+    dialed: Optional[Tuple[str, int]] = None  # (host, port), if it dialed
+    _timer: Optional[IDelayedCall] = None
+    _throttled: Optional[IDelayedCall] = None
+    _closedWaiters: Tuple[Deferred[None], ...] = ()
+
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool,
                  role: str = NEIGHBOUR) -> None:
         self.owner = owner
         self.outbound = outbound
         # NEIGHBOUR or DIRECT: the dialer's choice, learned from its HELLO.
         self.role = role
-        self.lastUsed = 0.0  # when a direct message last went either way
-        self.lastUseful = 0.0  # when the peer last sent news first
         self.MAX_LENGTH = owner.config.maxLineLength
-        self.clock = owner.clock
-        self.metrics = owner.metrics
-        self.peer: Optional[PeerInfo] = None
-        self.version = PROTOCOL_VERSION
-        self.closing = False
-        self.closeReason: Optional[CloseReason] = None
-        self.lastHeard = 0.0
-        # The peer's overlay neighbours, as it last said (HELLO, PONG).
-        self.neighbourCount = UNSAID
-        self.link = None  # the PeerLink that dialed this connection, if any
-        # The (host, port) dialed, on an outbound one that Connections made.
-        self.dialed: Optional[Tuple[str, int]] = None
         self.handshake: Deferred[PeerInfo] = Deferred()
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged
             # where it happens.
             self.handshake.addErrback(lambda _: None)
-        self._timer: Optional[IDelayedCall] = None
-        self._throttled: Optional[IDelayedCall] = None
-        self._closedWaiters: List[Deferred[None]] = []
 
     @property
     def direction(self) -> str:
@@ -131,7 +131,7 @@ class PeerConnection(LineFraming, ProvesKey):
     def whenClosed(self) -> "Deferred[None]":
         """A Deferred that fires once this connection has closed."""
         waiter: Deferred[None] = Deferred()
-        self._closedWaiters.append(waiter)
+        self._closedWaiters += (waiter,)
         return waiter
 
     # -- the life cycle ---------------------------------------------------
@@ -248,7 +248,7 @@ class PeerConnection(LineFraming, ProvesKey):
             error = PeerFull if reason.isRefusal else HandshakeFailed
             self.handshake.errback(error(reason.text))
         self.owner.connectionLost(self, reason)
-        waiters, self._closedWaiters = self._closedWaiters, []
+        waiters, self._closedWaiters = self._closedWaiters, ()
         for waiter in waiters:
             waiter.callback(None)
 
@@ -382,7 +382,8 @@ class PeerConnection(LineFraming, ProvesKey):
             if not isinstance(message, Hello):
                 self.protocolError(f"expected HELLO, got {message.TYPE}")
                 return
-            self.version = min(self.version, message.version)
+            if message.version < self.version:
+                self.version = message.version
             self.owner.helloReceived(self, message)
         elif isinstance(message, Hello):
             self.protocolError("HELLO sent twice")

@@ -42,6 +42,8 @@ class SimulationClock(Clock):
         self._heap: List[Tuple[float, int, DelayedCall]] = []
         self._current: Dict[DelayedCall, int] = {}
         self._order = itertools.count()
+        # What every DelayedCall is given, bound once rather than per call.
+        self._hooks = (self._cancelled, self._push, self.seconds)
 
     # Clock's own list of calls is replaced by the heap: a read-only view.
     @property
@@ -52,7 +54,7 @@ class SimulationClock(Clock):
     def callLater(self, delay: float, callable: Callable[..., object],
                   *args: object, **kw: object) -> IDelayedCall:
         call = DelayedCall(self.rightNow + delay, callable, args, kw,
-                           self._cancelled, self._push, self.seconds)
+                           *self._hooks)
         self._push(call)
         return call
 

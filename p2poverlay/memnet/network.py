@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import itertools
 import random
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
@@ -78,7 +78,6 @@ class MemoryNetwork:
         self.sendBuffer = sendBuffer
         self.deliveries = Deliveries(clock)
         self._hosts: Dict[str, MemoryHost] = {}
-        self._delays: Dict[Tuple[str, str], float] = {}
         self._down: set = set()
         self._sides: Dict[str, int] = {}
         self._stalled: Dict[Tuple[int, int], Pipe] = {}
@@ -96,12 +95,11 @@ class MemoryNetwork:
 
     def delayBetween(self, a: str, b: str) -> float:
         """The one-way delay between hosts C{a} and C{b}, in seconds."""
-        pair = (a, b) if a <= b else (b, a)
-        delay = self._delays.get(pair)
-        if delay is None:
-            rng = random.Random(f"{self.seed}|delay|{pair[0]}|{pair[1]}")
-            delay = self._delays[pair] = self.delay.draw(rng)
-        return delay
+        if b < a:
+            a, b = b, a
+        # Drawn afresh each time (the same from the seed): a table of
+        # every pair that ever talked would grow with the run.
+        return self.delay.draw(random.Random(f"{self.seed}|delay|{a}|{b}"))
 
     def connections(self) -> List[MemoryConnection]:
         """The connections accepted and not yet closed at both ends."""
@@ -177,8 +175,9 @@ class MemoryHost:
         self.network = network
         self.address = address
         self._ports: Dict[int, "MemoryPort"] = {}
-        self._listenPorts = itertools.cycle(LISTEN_PORTS)
-        self._ephemeral = itertools.cycle(EPHEMERAL_PORTS)
+        # Counted round their ranges (a cycle would keep every port).
+        self._listenPorts = itertools.count()
+        self._ephemeral = itertools.count()
 
     def serverEndpoint(self, description: str) -> IStreamServerEndpoint:
         port, interface = parseServerDescription(description)
@@ -215,11 +214,11 @@ class MemoryHost:
 
     def ephemeralPort(self) -> int:
         """A port to dial from."""
-        return next(self._ephemeral)
+        return _nth(EPHEMERAL_PORTS, next(self._ephemeral))
 
-    def _freePort(self, ports, allPorts: range) -> int:
+    def _freePort(self, ports: Iterator[int], allPorts: range) -> int:
         for _ in allPorts:
-            port = next(ports)
+            port = _nth(allPorts, next(ports))
             if port not in self._ports:
                 return port
         raise CannotListenError("", 0, OSError(
@@ -227,6 +226,10 @@ class MemoryHost:
 
     def __repr__(self) -> str:
         return f"<MemoryHost {self.address}>"
+
+
+def _nth(ports: range, count: int) -> int:
+    return ports[count % len(ports)]
 
 
 def parseServerDescription(description: str) -> Tuple[int, str]:
@@ -381,6 +384,8 @@ class _Dial:
         protocol = self.factory.buildProtocol(
             self.connection.server.host)
         self._finish()
+        # No other answer can come: the connection need not keep the dial.
+        transport.onConnected = None
         if protocol is None:
             transport.abortConnection()
             self.result.errback(ConnectionRefusedError(

@@ -67,12 +67,19 @@ class MemoryOverlay:
     @param jitter: a per-segment delay model added to the link delay.
     @param sendBuffer: see L{MemoryNetwork}.
     @param port: the port every node listens on.
+    @param history: whether the recorders keep every event (their
+        C{messages}, C{peersUp}, C{peersDown}) and the overlay its C{log};
+        without it, only what L{reach} and probes need.  A simulation
+        leaves it off, so that its record of the run does not grow with
+        the run and weigh on the nodes' memory.
     """
 
     def __init__(self, seed: object = 0, config: Optional[NodeConfig] = None,
                  delay=WAN, jitter=None, sendBuffer: Optional[int] = 65536,
-                 port: int = 9000, clock: Optional[Clock] = None) -> None:
+                 port: int = 9000, clock: Optional[Clock] = None,
+                 history: bool = True) -> None:
         self.seed = seed
+        self.history = history
         self.clock = clock if clock is not None else SimulationClock()
         self.network = MemoryNetwork(self.clock, seed, delay, jitter,
                                      sendBuffer)
@@ -112,7 +119,8 @@ class MemoryOverlay:
         self._hosts[name] = hostAddress(len(self._nodes))
         nodeId = f"{self._ids.getrandbits(128):032x}"
         self._names[nodeId] = name
-        self.records[name] = Recorder(name, self.clock, self.nameOf, self.log)
+        self.records[name] = Recorder(name, self.clock, self.nameOf, self.log,
+                                      self.history)
         config = replace(self.config, name=name, listen=f"tcp:{self.port}",
                          join=tuple(self._address(j) for j in join),
                          **settings)

@@ -38,11 +38,15 @@ class Recorder(NodeObserver):
     @ivar messages: L{Delivery}s, in order.
     @ivar peersUp: C{(time, peer name)} for each peer connected.
     @ivar peersDown: C{(time, peer name, reason)} for each peer lost.
+    @ivar history: whether to keep those three and the common log; if
+        not, it keeps only each message's first delivery and count.
     """
 
     def __init__(self, name: str, clock: IReactorTime,
-                 nameOf: Callable[[str], str], log: List[tuple]) -> None:
+                 nameOf: Callable[[str], str], log: List[tuple],
+                 history: bool = True) -> None:
         self.name = name
+        self.history = history
         self._clock = clock
         self._nameOf = nameOf
         self._log = log
@@ -57,21 +61,27 @@ class Recorder(NodeObserver):
                             message.message_id, message.body,
                             self._nameOf(message.sender_id),
                             self._nameOf(message.via.node_id))
-        self.messages.append(delivery)
         count = self._counts.get(message.message_id, 0)
         self._counts[message.message_id] = count + 1
         if not count:
             self._first[message.message_id] = delivery
+        if not self.history:
+            return
+        self.messages.append(delivery)
         self._log.append((delivery.time, self.name, "message", delivery.kind,
                           delivery.body, delivery.sender, delivery.via))
 
     def peerConnected(self, peer: PeerInfo) -> None:
+        if not self.history:
+            return
         now = self._clock.seconds()
         self.peersUp.append((now, self._nameOf(peer.node_id)))
         self._log.append((now, self.name, "up", self._nameOf(peer.node_id),
                           peer.role))
 
     def peerDisconnected(self, peer: PeerInfo, reason: str) -> None:
+        if not self.history:
+            return
         now = self._clock.seconds()
         self.peersDown.append((now, self._nameOf(peer.node_id), reason))
         self._log.append((now, self.name, "down", self._nameOf(peer.node_id),

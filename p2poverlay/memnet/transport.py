@@ -15,169 +15,20 @@ more than C{sendBuffer} bytes written have not been read by the peer.
 from __future__ import annotations
 
 import itertools
-import random
-from collections import deque
-from typing import Any, Callable, Deque, List, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
     ConnectionAborted, ConnectionDone, ConnectionLost,
 )
 from twisted.internet.interfaces import (
-    IConsumer, IPushProducer, IReactorTime, ITCPTransport,
+    IConsumer, IPushProducer, ITCPTransport,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from p2poverlay.memnet.clock import Deliveries
-from p2poverlay.memnet.delays import Delay
-
-
-
-class Network(Protocol):
-    """What a connection needs of its L{p2poverlay.memnet.MemoryNetwork}."""
-
-    clock: IReactorTime
-    seed: object
-    jitter: Optional[Delay]
-    deliveries: Deliveries
-    DOWN: str
-    CUT: str
-
-    def delayBetween(self, a: str, b: str) -> float: ...
-
-    def linkState(self, a: str, b: str) -> str: ...
-
-    def stall(self, pipe: "Pipe") -> None: ...
-
-    def closed(self, connection: "MemoryConnection") -> None: ...
-
-# Segment kinds.
-DATA = 0
-CONNECT = 1  # the accepting side's answer: the dialer is now connected
-FIN = 2
-RST = 3
-
-
-class Pipe:
-    """
-    One direction of a connection: segments in flight from C{source} to
-    C{target}, each due one C{delay} (plus jitter) after it was sent, and
-    never before the segment sent ahead of it.
-
-    @ivar unconsumed: bytes of data sent and not yet read by the target.
-    @ivar stalled: whether the pipe waits for a partition to heal.
-    """
-
-    def __init__(self, connection: "MemoryConnection", direction: int,
-                 source: "MemoryTransport", target: "MemoryTransport") -> None:
-        self.connection = connection
-        self.direction = direction
-        self.source = source
-        self.target = target
-        self.delay = connection.delay
-        network = connection.network
-        self._clock = network.clock
-        self._jitter = network.jitter
-        self._rng = (random.Random(
-            f"{network.seed}|jitter|{connection.serial}|{direction}")
-            if network.jitter is not None else None)
-        self.queue: Deque[List] = deque()
-        self.unconsumed = 0
-        self.stalled = False
-        self._lastArrival = 0.0
-        self._waiting = False
-        self._answered = False
-
-    def send(self, kind: int, data: bytes = b"") -> None:
-        """Put a segment on its way."""
-        arrival = self._clock.seconds() + self.delay
-        if self._rng is not None and self._jitter is not None:
-            arrival += self._jitter.draw(self._rng)
-        if arrival < self._lastArrival:
-            arrival = self._lastArrival
-        self._lastArrival = arrival
-        self.queue.append([arrival, kind, data])
-        if kind == DATA:
-            self.unconsumed += len(data)
-        self.kick()
-
-    def drop(self) -> None:
-        """Forget every segment not yet delivered."""
-        self.queue.clear()
-        self.unconsumed = 0
-
-    def kick(self) -> None:
-        """Make sure the segment at the head gets delivered when due."""
-        if self._waiting or self.stalled or not self.queue:
-            return
-        self._waiting = True
-        self.connection.schedule(max(self.queue[0][0], self._clock.seconds()),
-                                 self._deliver)
-
-    def unstall(self) -> None:
-        """The partition healed: what was held arrives one delay from now."""
-        self.stalled = False
-        due = self._clock.seconds() + self.delay
-        for segment in self.queue:
-            segment[0] = max(segment[0], due)
-        self.kick()
-
-    def _deliver(self) -> None:
-        self._waiting = False
-        network = self.connection.network
-        source, target = self.source, self.target
-        now = self._clock.seconds()
-        state = network.linkState(source.host.host, target.host.host)
-        if state == network.CUT:
-            self.stalled = True
-            network.stall(self)
-            return
-        queue = self.queue
-        while queue and queue[0][0] <= now:
-            kind = queue[0][1]
-            if state == network.DOWN:
-                self._consume(1)
-                source.drained()
-            elif kind == DATA:
-                if target.disconnecting:
-                    self._refuse()
-                    continue
-                if target.readingPaused:
-                    return  # resumeProducing kicks the pipe again
-                count = 1
-                while count < len(queue) and queue[count][1] == DATA \
-                        and queue[count][0] <= now:
-                    count += 1
-                target.dataReceived(self._consume(count))
-                source.drained()
-            elif kind == FIN and target.readingPaused \
-                    and not target.disconnecting:
-                return
-            else:
-                queue.popleft()
-                target.segmentReceived(kind)
-        self.kick()
-
-    def _refuse(self) -> None:
-        """
-        Drop the data at the head: its end is closing, or closed and gone,
-        in which case it answers a reset (once).
-        """
-        self._consume(1)
-        self.source.drained()
-        if self.target.disconnected and not self.source.disconnecting \
-                and not self._answered:
-            self._answered = True
-            self.target.outgoing.send(RST)
-
-    def _consume(self, count: int) -> bytes:
-        """Take C{count} segments off the head; return their data."""
-        queue = self.queue
-        data = b"".join([queue.popleft()[2] for _ in range(count)])
-        self.unconsumed -= len(data)
-        return data
+from p2poverlay.memnet.pipe import CONNECT, DATA, FIN, RST, Network, Pipe
 
 
 class MemoryConnection:
@@ -188,6 +39,8 @@ class MemoryConnection:
     @ivar serial: the network's number for it, in the order of dials.
     @ivar delay: the one-way delay between the two hosts.
     """
+
+    __slots__ = ("network", "serial", "delay", "_events", "client", "server")
 
     def __init__(self, network: Network, serial: int,
                  client: IPv4Address, server: IPv4Address,
@@ -228,6 +81,11 @@ class MemoryTransport:
     """
 
     log = Logger()
+    __slots__ = ("connection", "host", "peer", "sendBuffer", "protocol",
+                 "outgoing", "incoming", "connected", "disconnecting",
+                 "disconnected", "readingPaused", "noDelay", "keepAlive",
+                 "producer", "producerPaused", "onConnected", "_closePending",
+                 "_aborted")
 
     def __init__(self, connection: MemoryConnection, host: IPv4Address,
                  peer: IPv4Address, sendBuffer: Optional[int]) -> None:
