@@ -36,7 +36,8 @@ class Contact:
         L{None} for a node without a key.
     """
 
-    __slots__ = ("nodeId", "dhtId", "host", "port", "lastSeen", "record")
+    __slots__ = ("nodeId", "dhtId", "host", "port", "lastSeen", "record",
+                 "misses")
 
     def __init__(self, nodeId: str, host: str, port: int,
                  lastSeen: float = 0.0, record: object = None) -> None:
@@ -46,6 +47,7 @@ class Contact:
         self.port = port
         self.lastSeen = lastSeen
         self.record = record
+        self.misses = 0  # requests unanswered since it was last heard from
 
     def __repr__(self) -> str:
         return f"<Contact {self.nodeId[:8]} {self.host}:{self.port}>"
@@ -133,6 +135,7 @@ class RoutingTable:
             if known is not None:
                 known.host, known.port = contact.host, contact.port
                 known.lastSeen = contact.lastSeen
+                known.misses = 0
                 if contact.record is not None:
                     known.record = contact.record
                 bucket.contacts.move_to_end(contact.nodeId)
@@ -157,7 +160,19 @@ class RoutingTable:
         contact = bucket.contacts.get(nodeId)
         if contact is not None:
             contact.lastSeen = self._now()
+            contact.misses = 0
             bucket.contacts.move_to_end(nodeId)
+
+    def missed(self, nodeId: str, tolerance: int) -> None:
+        """
+        A request to C{nodeId} went unanswered: after C{tolerance} in a
+        row (a link that closed as the request went loses one), it fails.
+        """
+        contact = self.get(nodeId)
+        if contact is not None:
+            contact.misses += 1
+            if contact.misses >= tolerance:
+                self.failed(nodeId)
 
     def failed(self, nodeId: str) -> Optional[Contact]:
         """

@@ -36,6 +36,9 @@ from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import Verifier
 
+# Requests a contact may leave unanswered in a row before it leaves the
+# table (the oldest asked about for a newcomer leaves at its first).
+MISSES = 2
 # The node's own upkeep (joining, refreshing) runs one lookup at a time.
 # Its lookups for its own id run in full: the nodes nearest it must hear
 # of it.  Those that refresh a bucket ask at most this many times alpha
@@ -182,7 +185,7 @@ class Kademlia(ConnectionListener):
             return answer
 
         def unanswered(reason: Failure) -> Failure:
-            self.table.failed(contact.nodeId)
+            self.table.missed(contact.nodeId, MISSES)
             return reason
 
         return d.addCallbacks(answered, unanswered)
