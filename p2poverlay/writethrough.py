@@ -68,9 +68,9 @@ class WriteThrough:
             # Later writes of this turn wait for its end (and so do those
             # that sending this one may cause: a producer resumed).
             self._held = []
-            self._tcp.reactor.callLater(0, self._endTurn)
             self._buffer(data)
             self._sendNow()
+            self._tcp.reactor.callLater(0, self._endTurn)
 
     def flush(self) -> None:
         """
