@@ -85,7 +85,10 @@ class WriteThrough:
 
     def _endTurn(self) -> None:
         held, self._held = self._held, None
-        if held:
+        tcp = self._tcp
+        # Aborted, what is held is dropped with the transport's own buffer
+        # (TLS would only fail on its shut-down session).
+        if held and not (tcp.disconnected or getattr(tcp, "_aborting", False)):
             idle = not self._closing and self._idle()
             self._buffer(b"".join(held))
             if idle:

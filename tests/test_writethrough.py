@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionAborted, ConnectionLost
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
@@ -187,3 +188,21 @@ def test_transports_other_than_twisteds_tcp_are_written_as_they_are():
     outbox.write(b"a")
     outbox.writeLines([b"b", b"c"])
     assert transport.value() == b"a\nb\nc\n"
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest_twisted.inlineCallbacks
+def test_lines_held_when_the_connection_is_aborted_are_dropped_quietly(
+        tls):
+    writer, lines, closed, port = yield openLink(tls)
+    lost = []
+    writer.connectionLost = lost.append
+    for i in range(20):
+        writer.outbox.write(b"%d" % i)
+    writer.transport.abortConnection()
+    yield closed
+    yield waitFor(lambda: lost, what="the writer's end to close")
+    yield port.stopListening()
+    # The first line had gone at once; the held ones went nowhere.
+    assert lines in ([], [b"0"])
+    assert lost[0].check(ConnectionAborted) or lost[0].check(ConnectionLost)
