@@ -5,10 +5,14 @@ output, between two real ``twistd -n p2p`` processes on 127.0.0.1.
 
 The baseline is a bare Twisted relay measured in the same run
 (L{benchmarks.bare_relay}): one process writes each line of its standard
-input to a TCP connection, the other prints each line that arrives.  The
-rounds of the relay and of the nodes (over TLS, and in plaintext) take
-turns, so that whatever else runs on the machine weighs on each alike; a
-round ends once the processes of its path are idle again (the sender's
+input to a TCP connection, the other prints each line that arrives; a
+second relay does the same over Twisted's TLS with the node's TLS
+settings.  Each pair of nodes is judged against the relay of its kind
+(the nodes over TLS against the TLS relay, those in plaintext against the
+plaintext one); the nodes over TLS are shown against the plaintext relay
+too.  The rounds of the relays and of the nodes take turns, so that
+whatever else runs on the machine weighs on each alike; a round ends
+once the processes of its path are idle again (the sender's
 ``delivered`` answer is in, and nothing runs), so that no round is timed
 for work left over from another.  Times are taken in this process: before
 the line is written, and by a reader thread as the printed line arrives.
@@ -41,6 +45,7 @@ LISTENING = re.compile(r"^listening on (?P<port>\d+)$")
 DELIVERED = re.compile(r"^delivered to ")
 CONNECTED = re.compile(r"^\* connected: ")
 TARGET = 1.2
+PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
 
 
 @dataclass
@@ -92,14 +97,22 @@ def waitIdle(pid: int, timeout: float = 1.0) -> None:
         return
 
 
-def bareRelay(workdir: str, processes: List[PipedProcess]) -> Path:
+def bareRelay(workdir: str, processes: List[PipedProcess],
+              tls: bool = False) -> Path:
+    """The bare relay, over TLS if C{tls}."""
     command = [sys.executable, "-m", "benchmarks.bare_relay"]
-    receiver = PipedProcess("relay-listen", workdir, command + ["listen"])
+    if tls:
+        command.append("--tls")
+    kind = "tls" if tls else "tcp"
+    receiver = PipedProcess(f"relay-{kind}-listen", workdir,
+                            command + ["listen"])
     processes.append(receiver)
     port = int(receiver.waitFor(LISTENING)[2].group("port"))
-    sender = PipedProcess("relay-send", workdir, command + ["send", str(port)])
+    sender = PipedProcess(f"relay-{kind}-send", workdir,
+                          command + ["send", str(port)])
     processes.append(sender)
-    return Path("bare Twisted stdin-TCP-stdout relay", sender, receiver,
+    return Path(f"bare Twisted stdin-{'TLS' if tls else 'TCP'}-stdout relay",
+                sender, receiver,
                 lambda i: f"tok{i}",
                 lambda i: re.compile(rf"^tok{i}$"))
 
@@ -162,26 +175,35 @@ def run(results: Results, rounds: int, warmup: int) -> None:
     workdir = tempfile.mkdtemp(prefix="p2p-console-")
     try:
         bare = bareRelay(workdir, processes)
+        bareTLS = bareRelay(workdir, processes, tls=True)
         tls = nodePair("nodes over TLS", workdir, [], processes)
         plain = nodePair("nodes in plaintext", workdir,
                          ["--insecure-plaintext"], processes)
-        measure([bare, tls, plain], rounds, warmup)
+        measure([bare, bareTLS, tls, plain], rounds, warmup)
     finally:
         for process in processes:
             process.kill()
         shutil.rmtree(workdir, ignore_errors=True)
     note = f"{rounds} rounds after {warmup} of warm-up, in turn"
-    for label, share in (("p50", 0.5), ("p99", 0.99)):
-        base = percentile(bare.times, share) * 1e3
-        for path, target in ((tls, TARGET), (plain, None)):
+    for label, share in PERCENTILES:
+        def ms(path: Path, share: float = share) -> float:
+            return percentile(path.times, share) * 1e3
+
+        # Each against the relay of its kind (the target), and TLS against
+        # the plaintext relay too.
+        for path, base, suffix, target in (
+                (tls, bareTLS, "", TARGET),
+                (tls, bare, " against the plaintext relay", None),
+                (plain, bare, "", TARGET)):
             results.add(Figure(
-                "console", f"console to console latency, {path.name}, {label}",
-                percentile(path.times, share) * 1e3, "ms",
-                f"{bare.name}, {label}", base, maxRatio=target, note=note))
+                "console",
+                f"console to console latency, {path.name}{suffix}, {label}",
+                ms(path), "ms", f"{base.name}, {label}", ms(base),
+                maxRatio=target, note=note))
     results.fact("console", "rounds", rounds)
     results.fact("console", "mean_ms", {
         path.name: statistics.fmean(path.times) * 1e3
-        for path in (bare, tls, plain)})
+        for path in (bare, bareTLS, tls, plain)})
 
 
 def profile(path: str, rounds: int, warmup: int, extra: List[str],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Optional, Set, Tuple
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
@@ -29,15 +29,49 @@ from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
 from p2poverlay.commands import HELP, CommandInterpreter, Reply
+from p2poverlay.events import ReceivedMessage
 from p2poverlay.node import Node
 from p2poverlay.pacing import InputPacer
+from p2poverlay.records import PeerInfo
 from p2poverlay.terminal import TerminalSession, isTerminal, openConsole
 from p2poverlay.text import escape, fieldLines
+from p2poverlay.views import formatMessage
 from p2poverlay.watch import NodeEvent, NodeWatcher
 from p2poverlay.whereabouts import Whereabouts
 
-__all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "stdinIsNull",
-           "stopReactor"]
+__all__ = ["HELP", "ConsoleProtocol", "ConsoleService", "ConsoleWatcher",
+           "stdinIsNull", "stopReactor"]
+
+
+class ConsoleWatcher(NodeWatcher):
+    """
+    A L{NodeWatcher} for a console, which prints only the line of each
+    event: a delivered message gets no JSON view, and the start of its
+    line (kind and sender) is kept for the next one from the same peer.
+
+    @param show: called with the line of each delivered message.
+    """
+
+    def __init__(self, node: Node, deliver: Callable[[NodeEvent], None],
+                 show: Callable[[str], None]) -> None:
+        super().__init__(node, deliver)
+        self.show = show
+        self._lastFrom: Optional[Tuple[str, PeerInfo]] = None
+        self._lastStart = ""
+
+    def messageReceived(self, message: ReceivedMessage) -> None:
+        if not self.watching:
+            return
+        sender = message.sender
+        if sender is None:
+            self.show(formatMessage(message))
+            return
+        # PeerInfo is frozen: the same object describes itself the same.
+        last = self._lastFrom
+        if last is None or last[1] is not sender or last[0] != message.kind:
+            self._lastFrom = (message.kind, sender)
+            self._lastStart = f"[{message.kind}] {sender.describe()}: "
+        self.show(self._lastStart + message.body)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -61,7 +95,7 @@ class ConsoleProtocol(LineReceiver):
         self.exitOnEOF = exitOnEOF
         self.whereabouts = whereabouts
         self.interpreter = CommandInterpreter(node, stop)
-        self.watcher = NodeWatcher(node, self._showEvent)
+        self.watcher = ConsoleWatcher(node, self._showEvent, self.say)
         self._pending: Set[Deferred] = set()
         self.inputEnded = False
         self.pacer = InputPacer(node, self.pauseProducing, self._goOn)

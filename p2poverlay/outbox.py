@@ -5,7 +5,9 @@ A transport asks its registered producer to pause when its write buffer
 fills (the peer reads slower than we write) and to resume once it drains.
 While paused, the outbox holds lines in a queue of at most C{limit} bytes
 instead of growing the transport's buffer, so a slow or stalled reader
-cannot make a node's memory grow without bound.
+cannot make a node's memory grow without bound.  Over TCP (and TLS over
+it) a line goes to the socket at once when nothing waits before it
+(L{p2poverlay.writethrough}).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Callable, Deque, List, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
+
+from p2poverlay.writethrough import WriteThrough
 
 
 @implementer(IPushProducer)
@@ -35,6 +39,7 @@ class Outbox:
         self.queuedBytes = 0
         # Made when first needed: most connections never queue anything.
         self._queue: Optional[Deque[bytes]] = None
+        self._through = WriteThrough.of(transport)
         transport.registerProducer(self, True)
 
     @property
@@ -49,7 +54,7 @@ class Outbox:
         @return: False if the queue is full and the line was not taken.
         """
         if self.pausedSince is None and not self._queue:
-            self.transport.writeSequence((line, self.delimiter))
+            self._sendLine(line)
             return True
         size = len(line) + len(self.delimiter)
         if not force and self.queuedBytes + size > self.limit:
@@ -68,7 +73,11 @@ class Outbox:
         @return: how many were taken, from the first on.
         """
         if self.pausedSince is None and not self._queue:
-            self.transport.write(self.delimiter.join(lines) + self.delimiter)
+            data = self.delimiter.join(lines) + self.delimiter
+            if self._through is None:
+                self.transport.write(data)
+            else:
+                self._through.write(data)
             return len(lines)
         taken = 0
         for line in lines:
@@ -78,14 +87,25 @@ class Outbox:
         return taken
 
     def flush(self) -> None:
-        """Hand everything queued to the transport (when closing)."""
+        """
+        Hand everything queued to the transport, and from now on write
+        straight to it (when closing).
+        """
         while self._queue:
             self._writeQueued(self._queue)
+        if self._through is not None:
+            self._through.flush()
 
     def _writeQueued(self, queue: Deque[bytes]) -> None:
         line = queue.popleft()
         self.queuedBytes -= len(line) + len(self.delimiter)
-        self.transport.writeSequence((line, self.delimiter))
+        self._sendLine(line)
+
+    def _sendLine(self, line: bytes) -> None:
+        if self._through is None:
+            self.transport.writeSequence((line, self.delimiter))
+        else:
+            self._through.write(line + self.delimiter)
 
     # IPushProducer: the transport calls these.
 

@@ -77,17 +77,20 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     assert memory["baselineName"].startswith("bare Twisted TLS")
     assert memory["maxRatio"] == 1.3 and memory["baseline"] > 0
     assert "memory per node link end in plaintext" in tls
-    # Console to console, each against the bare relay of the same run.
+    # Console to console, each against the bare relay of its kind in the
+    # same run (the target), and TLS against the plaintext relay too.
     console = {f["name"]: f for f in figures if f["benchmark"] == "console"}
-    for transport in ("over TLS", "in plaintext"):
-        for label in ("p50", "p99"):
+    for name, relay, target in (
+            ("over TLS", "TLS", 1.2),
+            ("over TLS against the plaintext relay", "TCP", None),
+            ("in plaintext", "TCP", 1.2)):
+        for label in ("p50", "p90", "p99"):
             figure = console[f"console to console latency, nodes "
-                             f"{transport}, {label}"]
+                             f"{name}, {label}"]
             assert figure["baselineName"] == \
-                f"bare Twisted stdin-TCP-stdout relay, {label}"
+                f"bare Twisted stdin-{relay}-stdout relay, {label}"
             assert figure["baseline"] > 0 and figure["value"] > 0
-            assert figure["maxRatio"] == (1.2 if transport == "over TLS"
-                                          else None)
+            assert figure["maxRatio"] == target
     try:
         import matplotlib  # noqa: F401
     except ImportError:
