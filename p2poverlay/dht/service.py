@@ -39,6 +39,10 @@ from p2poverlay.signing import Verifier
 # Requests a contact may leave unanswered in a row before it leaves the
 # table (the oldest asked about for a newcomer leaves at its first).
 MISSES = 2
+# A join whose own lookup found fewer than k nodes (its first link knew
+# few) looks again, this many times at most, this many seconds apart.
+JOIN_RETRIES = 5
+JOIN_RETRY_DELAY = 5.0
 # The node's own upkeep (joining, refreshing) runs one lookup at a time.
 # Its lookups for its own id run in full: the nodes nearest it must hear
 # of it.  Those that refresh a bucket ask at most this many times alpha
@@ -94,6 +98,7 @@ class Kademlia(ConnectionListener):
         self._upkeep: List[int] = []  # targets of upkeep lookups to run
         self._upkeepRunning = False
         self.joined = False
+        self._joinRetries = 0
         self._refresher = LoopingCall(self.refresh)
         self._refresher.clock = clock
         dispatcher.register(FindNode, self.findNodeReceived)
@@ -272,11 +277,17 @@ class Kademlia(ConnectionListener):
         self._runUpkeep()
 
     def refresh(self) -> None:
-        """Refresh, with a lookup in its range, each stale bucket."""
+        """
+        Refresh, with a lookup in its range, each stale bucket; the one of
+        this node's own id by a lookup of that id (so that the nodes
+        nearest it, some of them new, hear of it).
+        """
         if not self.joined:
             return
+        own = self.table.bucketFor(self.table.ownId)
         for bucket in self.table.staleBuckets(self.config.dhtRefreshInterval):
-            self._upkeep.append(randomIdIn(bucket.low, bucket.high,
+            self._upkeep.append(self.table.ownId if bucket is own else
+                                randomIdIn(bucket.low, bucket.high,
                                            self.random))
         self._runUpkeep()
 
@@ -292,8 +303,21 @@ class Kademlia(ConnectionListener):
             return
         self._upkeepRunning = True
 
-        def next(_: object) -> None:
+        def next(result: object) -> None:
             self._upkeepRunning = False
+            if target == self.table.ownId and \
+                    isinstance(result, LookupResult) and \
+                    len(result.closest) < self.config.dhtK and \
+                    len(self.table) < self.config.dhtK and \
+                    self._joinRetries < JOIN_RETRIES:
+                # Joined through a node that knew next to nobody yet.
+                self._joinRetries += 1
+                self.clock.callLater(JOIN_RETRY_DELAY, self._retryJoin)
             self._runUpkeep()
 
         self.lookup(target, upkeep=True).addBoth(next)
+
+    def _retryJoin(self) -> None:
+        if self._refresher.running:
+            self._upkeep.append(self.table.ownId)
+            self._runUpkeep()
