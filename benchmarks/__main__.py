@@ -35,7 +35,7 @@ SIZES = {
                           failures=[0.2, 0.4, 0.6, 0.8], failureSize=1000,
                           churnSize=1000, churnRate=0.01, churnMinutes=60),
                  console=dict(rounds=2000, warmup=100),
-                 dht=[100, 1000, 10000]),
+                 dht=dict(sizes=[100, 1000, 10000], lookups=200)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -44,7 +44,8 @@ SIZES = {
                   sim=dict(steady=[200], broadcasts=10, warmup=3,
                            failures=[0.2, 0.4, 0.6, 0.8], failureSize=200,
                            churnSize=200, churnRate=0.01, churnMinutes=10),
-                  console=dict(rounds=300, warmup=30), dht=[100, 300]),
+                  console=dict(rounds=300, warmup=30),
+                  dht=dict(sizes=[100, 300], lookups=200)),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -53,7 +54,8 @@ SIZES = {
                   sim=dict(steady=[30], broadcasts=3, warmup=2,
                            failures=[0.4], failureSize=30, churnSize=30,
                            churnRate=0.05, churnMinutes=2),
-                  console=dict(rounds=20, warmup=5), dht=[30]),
+                  console=dict(rounds=20, warmup=5),
+                  dht=dict(sizes=[20], lookups=20)),
 }
 
 
@@ -134,7 +136,7 @@ async def runInProcess(names, size: dict, results: Results) -> None:
         elif name == "console":
             console_latency.run(results, **size["console"])
         elif name == "dht":
-            dht.run(results, size["dht"])
+            dht.run(results, **size["dht"])
 
 
 def reactorRun(coroutineFunction) -> None:

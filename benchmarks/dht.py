@@ -35,7 +35,6 @@ DHT_CONFIG = dict(minPeers=4, maxPeers=8, exchangeInterval=10.0,
                   pingInterval=5.0, peerTimeout=15.0, dht=True,
                   dhtRefreshInterval=300.0)
 JOIN_SPACING = 0.01
-LOOKUPS = 200
 
 
 def percentile(values: List[float], share: float) -> float:
@@ -56,7 +55,7 @@ def form(size: int, seed: int) -> Tuple[MemoryOverlay, List[Node]]:
     return overlay, nodes
 
 
-def lookups(overlay: MemoryOverlay, pairs, endRule) -> List[LookupResult]:
+def lookUp(overlay: MemoryOverlay, pairs, endRule) -> List[LookupResult]:
     """Each pair's lookup, all at once; the failed ones as None."""
     batch = [a.dht.lookup(b.dht.table.ownId, b.nodeId, endRule=endRule)
              for a, b in pairs]
@@ -139,23 +138,24 @@ def replicas(overlay: MemoryOverlay, nodes: List[Node], results: Results,
                        "k", 20, minRatio=0.9))
 
 
-def simulated(results: Results, size: int, seed: int = 1) -> None:
+def simulated(results: Results, size: int, count: int, seed: int = 1) -> None:
     print(f"  simulator, {size} nodes", flush=True)
     overlay, nodes = form(size, seed)
-    pairs = pairsOf(nodes, LOOKUPS, seed + 1)
-    ours = lookups(overlay, pairs, FIND_TARGET)
-    spec = lookups(overlay, pairs, K_CLOSEST)
+    pairs = pairsOf(nodes, count, seed + 1)
+    ours = lookUp(overlay, pairs, FIND_TARGET)
+    spec = lookUp(overlay, pairs, K_CLOSEST)
     addLookupFigures(results, size, ours, spec)
     replicas(overlay, nodes, results, size)
     crashed = random.Random(seed + 2).sample(nodes[1:], size // 5)
     overlay.crash(*crashed)
     overlay.run(DHT_CONFIG["dhtRefreshInterval"])
-    pairs = pairsOf(nodes, LOOKUPS, seed + 3)
-    addLookupFigures(results, size, lookups(overlay, pairs, FIND_TARGET),
-                     lookups(overlay, pairs, K_CLOSEST),
+    pairs = pairsOf(nodes, count, seed + 3)
+    addLookupFigures(results, size, lookUp(overlay, pairs, FIND_TARGET),
+                     lookUp(overlay, pairs, K_CLOSEST),
                      label=" with 20 % crashed")
 
 
-def run(results: Results, sizes: List[int]) -> None:
+def run(results: Results, sizes: List[int], lookups: int) -> None:
+    """At each of C{sizes}, C{lookups} lookups of each kind."""
     for size in sizes:
-        simulated(results, size)
+        simulated(results, size, lookups)

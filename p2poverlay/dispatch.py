@@ -1,7 +1,8 @@
 """
 Dispatch by table: each part of a node registers the wire messages it
 handles, and an established connection's messages go to their handler.
-Adding a message type is a class in L{p2poverlay.message} and one
+Adding a message type is a L{P2PMessage} class (in L{p2poverlay.message},
+or in its part's own module, as L{p2poverlay.dht.wire}) and one
 L{Dispatcher.register} call.
 """
 

@@ -32,7 +32,7 @@ def test_benchmark_command_prints_every_figure_with_baseline_and_ratio(tmp_path)
     benchmarks = {f["benchmark"] for f in figures}
     assert benchmarks == {"direct", "latency", "broadcast", "overlay",
                           "processes", "attack", "tls", "signing",
-                          "sim", "console"}, benchmarks
+                          "sim", "console", "dht"}, benchmarks
     summary = out[out.index("All figures"):]
     printed = {m.group("name"): m for m in
                map(FIGURE.match, summary.splitlines()) if m}

@@ -203,7 +203,7 @@ def test_send_to_this_node_says_so(node, run):
 
 
 def test_send_to_this_node_s_address_says_so(node, run, monkeypatch):
-    monkeypatch.setattr(node, "send", lambda target, body: fail(
+    monkeypatch.setattr(node.reach, "sendTelling", lambda target, body: fail(
         SelfConnection("connected to self")))
     reply = run("send 127.0.0.1:9000 hi")
     assert reply.error == ("send to 127.0.0.1:9000 failed: that address is "
@@ -257,8 +257,8 @@ def test_help_structured(run):
     reply = run("help")
     assert reply.lines == HELP.splitlines()
     names = [c["name"] for c in reply.result["commands"]]
-    assert names == ["send", "broadcast", "peers", "known", "info", "help",
-                     "exit"]
+    assert names == ["send", "broadcast", "lookup", "put", "get", "peers",
+                     "known", "info", "help", "exit"]
     send = reply.result["commands"][0]
     assert send["usage"] == "send <peer> <message>"
     assert "\n" not in send["help"]

@@ -28,7 +28,8 @@ from p2poverlay.whereabouts import Whereabouts
 BOB = "b0b" + "0" * 29
 CAROL = "ca201" + "0" * 27
 DAVE = "da4e" + "0" * 28
-COMMANDS = ["send", "broadcast", "peers", "known", "info", "help", "exit"]
+COMMANDS = ["send", "broadcast", "lookup", "put", "get", "peers", "known",
+            "info", "help", "exit"]
 deterministic = settings(derandomize=True, database=None, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,0 +1,50 @@
+"""
+Routing by id between 30 real C{twistd -n p2p} processes on 127.0.0.1,
+each with at most two neighbours: C{send} to a node the sender was never
+told of, C{lookup}, and C{put} on one process read by C{get} on another.
+"""
+
+from __future__ import annotations
+
+import re
+
+from processes import DEADLINE, label
+
+SIZE = 30
+SPARSE = ("--min-peers", "1", "--max-peers", "2")
+KNOWN_ID = re.compile(r"\b([0-9a-f]{64})\b")
+
+
+def test_send_lookup_put_and_get_across_thirty_processes(processes):
+    nodes = [processes.node("n0", *SPARSE)]
+    for index in range(1, SIZE):
+        nodes.append(processes.node(f"n{index}", *SPARSE, "--join",
+                                    nodes[-1].address))
+    sender = nodes[0]
+    # The nodes the sender has heard of: its peers and its address book.
+    heard = set(KNOWN_ID.findall("\n".join(
+        sender.command("known") + sender.command("peers"))))
+    strangers = [n for n in nodes[1:] if n.nodeId not in heard]
+    assert strangers, "the sender has heard of every node"
+    target = strangers[-1]
+    sender.type(f"send {target.nodeId} found by id")
+    sender.expect(rf"^delivered to {label(target)} \(found by lookup: \d+ "
+                  rf"rounds?, \d+ asked", timeout=3 * DEADLINE)
+    target.expect(rf"^\[direct\] {label(sender)}: found by id$")
+
+    other = nodes[SIZE // 2]
+    sender.type(f"lookup {other.nodeId}")
+    sender.expect(rf"^lookup {other.nodeId[:16]}: found {label(other)} in "
+                  rf"\d+ rounds?, \d+ asked", timeout=3 * DEADLINE)
+
+    writer, reader = nodes[3], nodes[SIZE - 4]
+    writer.type("put motd across processes")
+    writer.expect(r"^stored 'motd' on [1-9]\d* of the \d+ nodes nearest it",
+                  timeout=3 * DEADLINE)
+    reader.type("get motd")
+    reader.expect(r"^get 'motd': 1 value, held by [1-9]\d* of",
+                  timeout=3 * DEADLINE)
+    reader.expect(rf"^  across processes \(by {writer.nodeId[:8]}, "
+                  rf"expires in \d+ s\)$")
+    for node in nodes:
+        assert "Traceback" not in node.transcript()
