@@ -375,8 +375,7 @@ class Connections:
         """
         self._emit("peerTurnedAway", hello, connection.remoteHost)
         if not connection.outbound:
-            sample = self.admission.turnAwaySample(hello.node_id,
-                                                   connection.remoteHost)
+            sample = self.admission.turnAwaySample(connection, hello)
             if sample.peers:
                 connection.sendMessage(sample)
         connection.rejected(reason, error=PeerFull)

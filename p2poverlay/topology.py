@@ -33,7 +33,11 @@ from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
 from p2poverlay.limits import Misbehaviour, TokenBucket
-from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
+from p2poverlay.admission import isLocal
+from p2poverlay.message import DIRECT, NEIGHBOUR, UNSAID, Hello, Peers
+from p2poverlay.needy import NodesInNeed
+from p2poverlay.ownaddress import recordOf
+from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.registry import PeerRegistry
@@ -44,6 +48,12 @@ if TYPE_CHECKING:
     from p2poverlay.protocol import PeerConnection
 
 EXCHANGE_SAMPLE = 16  # addresses in one PEERS (an eighth of a default book)
+# A node with its minPeers neighbours is sent this share of a sample when
+# it connects: it dials nobody, and peer exchange keeps its book fresh.
+SATED_SHARE = 0.25
+# Of a sample sent to a node in need, at most this share are nodes in
+# need themselves (the rest comes from the address book, at random).
+NEEDY_SHARE = 0.5
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
@@ -101,12 +111,16 @@ class Topology(ConnectionListener):
         self._rejoinCount = 0
         self._rejoinDelay = config.reconnectInitialDelay
         self._cooldown: Dict[str, float] = {}
+        # Nodes that said they were full -> until when they are not told
+        # of in samples (a newcomer would only be turned away again).
+        self._saidFull: Dict[str, float] = {}
         # Addresses that did not answer -> when they may be dialed again,
         # whichever node id claims them.
         self._unanswered: Dict[Tuple[str, int], float] = {}
         self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST,
                                        clock.seconds)
         self._learnBudget: Dict[str, TokenBucket] = {}
+        self.needy = NodesInNeed(clock, config.minPeers)
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
         self._tick.clock = clock
@@ -220,9 +234,10 @@ class Topology(ConnectionListener):
         turned this one away recently come only when nothing else is left.
         """
         now = self.clock.seconds()
-        for nodeId, until in list(self._cooldown.items()):
-            if until <= now:
-                del self._cooldown[nodeId]
+        for table in (self._cooldown, self._saidFull):
+            for nodeId, until in list(table.items()):
+                if until <= now:
+                    del table[nodeId]
         for address, until in list(self._unanswered.items()):
             if until <= now:
                 del self._unanswered[address]
@@ -274,6 +289,8 @@ class Topology(ConnectionListener):
         elif reason.check(PeerFull):
             # Alive, only without room (it may have said so before HELLO).
             self.turnedAway(entry.node_id)
+            self._saidFull[entry.node_id] = \
+                self.clock.seconds() + FULL_COOLDOWN
         else:
             self.log.debug("could not reach {address}: {why}",
                            address=entry.host, why=reason.getErrorMessage())
@@ -300,29 +317,51 @@ class Topology(ConnectionListener):
 
     # -- peer exchange --------------------------------------------------------
 
-    def sample(self, recipient: str, recipientHost: str) -> Peers:
-        """Up to L{EXCHANGE_SAMPLE} addresses of live nodes, at random."""
+    def sample(self, recipient: str, recipientHost: str,
+               neighbours: int = UNSAID) -> Peers:
+        """
+        Up to L{EXCHANGE_SAMPLE} addresses of live nodes, at random.
+
+        @param neighbours: how many neighbours the recipient said it has:
+            one with C{minPeers} gets L{SATED_SHARE} of a sample, one with
+            fewer gets nodes in need among them (L{NodesInNeed}).
+        """
         recipientIsLoopback = isLoopback(recipientHost)
+        saidFull, now = self._saidFull, self.clock.seconds()
 
         def eligible(e: KnownPeer) -> bool:
             # Only what a node signed counts for it: none other is sent.
             return bool(e.state in (CONNECTED, KNOWN) and e.port
                     and e.node_id != recipient
+                    and saidFull.get(e.node_id, 0.0) <= now
                     and (e.record is not None or not isKeyed(e.node_id))
                     and (recipientIsLoopback
                          or not isLoopback(e.advertisedHost)))
 
+        def eligibleInNeed(address: PeerAddress) -> bool:
+            return bool(address.node_id != recipient
+                        and (recipientIsLoopback
+                             or not isLoopback(address.host)))
+
         size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
+        minPeers = self.config.minPeers
+        inNeed: List[PeerAddress] = []
+        if neighbours != UNSAID and neighbours >= minPeers:
+            size = max(1, int(size * SATED_SHARE))
+        elif neighbours != UNSAID:
+            inNeed = self.needy.take(int(size * NEEDY_SHARE), eligibleInNeed,
+                                     self.random)
+        told = {a.node_id for a in inNeed}
         # Random entries until enough are eligible, never more than a few
         # times as many: this runs for every new neighbour, and for every
         # newcomer turned away.
-        chosen: List[KnownPeer] = []
+        chosen: List[PeerAddress] = list(inNeed)
         for entry in islice(self.book.randomEntries(self.random), 8 * size):
-            if eligible(entry):
-                chosen.append(entry)
-                if len(chosen) == size:
-                    break
-        return Peers(tuple(e.peerAddress() for e in chosen))
+            if len(chosen) >= size:
+                break
+            if eligible(entry) and entry.node_id not in told:
+                chosen.append(entry.peerAddress())
+        return Peers(tuple(chosen))
 
     def exchange(self) -> None:
         """Send one neighbour, picked at random, a sample of known nodes."""
@@ -336,7 +375,8 @@ class Topology(ConnectionListener):
                    evenEmpty: bool = False) -> None:
         """Send a sample of known nodes to C{peer} over C{connection}."""
         peer = peer or connection.info
-        message = self.sample(peer.node_id, peer.host)
+        message = self.sample(peer.node_id, peer.host,
+                              connection.neighbourCount)
         if message.peers or evenEmpty:
             connection.sendMessage(message)
 
@@ -362,15 +402,43 @@ class Topology(ConnectionListener):
 
     # -- what the connections report -----------------------------------------
 
-    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
-        """The addresses a newcomer turned away is sent instead."""
-        return self.sample(nodeId, host)
+    def turnAwaySample(self, connection: "PeerConnection",
+                       hello: Hello) -> Peers:
+        """
+        The addresses a newcomer turned away is sent instead; from then
+        on, it is told of to other nodes in need, if it is one.
+        """
+        sample = self.sample(hello.node_id, connection.remoteHost,
+                             hello.neighbours)
+        self._heardNeed(connection, hello.node_id, recordOf(hello),
+                        connection.remoteHost, hello.port, hello.name,
+                        hello.neighbours)
+        return sample
+
+    def _heardNeed(self, connection: "PeerConnection", nodeId: str,
+                   record: Optional[PeerAddress], host: str, port: int,
+                   name: str, neighbours: int) -> None:
+        """The node C{nodeId} said in its HELLO that it has C{neighbours};
+        only what it signed is told of for a node with a key."""
+        if neighbours == UNSAID or connection.role != NEIGHBOUR:
+            return
+        if record is None:
+            if isKeyed(nodeId):
+                return
+            record = PeerAddress(nodeId, host, port, name)
+        self.needy.heard(record, neighbours, connection.remoteHost,
+                         isLocal(connection))
 
     def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
         # The accepting side's PEERS, right after its HELLO, is the verdict
         # "accepted" (empty on a direct link): see docs/protocol.rst.
         if connection.role == NEIGHBOUR:
             self.sendSample(connection, info, evenEmpty=not connection.outbound)
+            count = connection.neighbourCount
+            # It has this node now, as well as those it said.
+            self._heardNeed(connection, info.node_id, info.record, info.host,
+                            info.port, info.name,
+                            count + 1 if count != UNSAID else UNSAID)
         elif not connection.outbound:
             connection.sendMessage(Peers(()))
 
@@ -384,6 +452,7 @@ class Topology(ConnectionListener):
     def peerRemoved(self, info: PeerInfo, connection: "PeerConnection",
                     reason: CloseReason) -> None:
         self._learnBudget.pop(info.node_id, None)
+        self.needy.forget(info.node_id)
         if not self.running:
             return
         gone = departure(reason, connection.role, info.port)
@@ -405,16 +474,21 @@ class Topology(ConnectionListener):
             budget = self._learnBudget[sender] = TokenBucket(
                 LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
         entries = message.peers[:self.config.maxPeersPerExchange]
+        book = self.book
         for index, entry in enumerate(entries):
             if not budget.take():
                 # The rest of this peer's news can wait, and so can the
                 # peer: it is read more slowly.
                 connection.slowDown((len(entries) - index) / LEARNED_PER_SECOND)
                 break
-            if entry.node_id == self.nodeId or entry.node_id in self.peers \
-                    or self.verifier.checkAddress(entry) is not None:
+            if entry.node_id == self.nodeId or entry.node_id in self.peers:
+                continue
+            known = book.get(entry.node_id)
+            if known is not None and entry.key and known.record == entry:
+                continue  # Nothing new: its signature was checked before.
+            if self.verifier.checkAddress(entry) is not None:
                 continue  # An address its node did not sign counts for nothing.
-            self.book.learn(entry.node_id, entry.host, entry.port, entry.name,
-                            source=connection.info.host,
-                            record=entry if entry.key else None)
+            book.learn(entry.node_id, entry.host, entry.port, entry.name,
+                       source=connection.info.host,
+                       record=entry if entry.key else None)
         self.schedule()
