@@ -26,10 +26,10 @@ from p2poverlay.addrgroups import addressGroup
 from p2poverlay.peeraddress import PeerAddress
 
 # Nodes in need remembered at most (the least recent go).
-MAX_NEEDY = 64
+MAX_NEEDY = 256
 # How long a node in need is told of after its HELLO: past it, it has
 # probably found its neighbours.
-NEED_TIME = 10.0
+NEED_TIME = 30.0
 # Nodes in need from one address group at most.
 MAX_PER_GROUP = 4
 
@@ -87,6 +87,11 @@ class NodesInNeed:
                                     2 * lacking)
         while len(self._needs) > MAX_NEEDY:
             self._needs.popitem(last=False)
+
+    def timesLeft(self, nodeId: str) -> int:
+        """How many more times C{nodeId} is to be told of (0: none)."""
+        need = self._needs.get(nodeId)
+        return need.left if need is not None else 0
 
     def forget(self, nodeId: str) -> None:
         """C{nodeId} is no longer to be told of."""

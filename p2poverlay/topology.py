@@ -7,8 +7,9 @@ Below the minimum it dials nodes picked at random from its address book
 neighbours turns a new one away with a sample of its address book (PEERS,
 then BYE "full"), so that the newcomer finds nodes with room.  Every
 C{exchangeInterval} it sends such a sample to one neighbour, which keeps
-address books fresh.  No node ends up holding everyone, and the graph stays
-close to a random regular one.
+address books fresh (the samples are L{p2poverlay.exchange}'s).  No node
+ends up holding everyone, and the graph stays close to a random regular
+one.
 
 Direct messages to a node that is not a neighbour go over a I{direct}
 connection, dialed on demand: at most C{maxDirectLinks} of them, each
@@ -18,7 +19,6 @@ closed after C{directLinkIdle} seconds without a direct message.
 from __future__ import annotations
 
 import random
-from itertools import islice
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
@@ -27,33 +27,23 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addressbook import AddressBook
-from p2poverlay.addresses import formatAddress, isLoopback
+from p2poverlay.addresses import formatAddress
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
 from p2poverlay.limits import Misbehaviour, TokenBucket
-from p2poverlay.admission import isLocal
-from p2poverlay.message import DIRECT, NEIGHBOUR, UNSAID, Hello, Peers
-from p2poverlay.needy import NodesInNeed
-from p2poverlay.ownaddress import recordOf
-from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.exchange import PeerExchange
+from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
 from p2poverlay.reasons import CloseKind, CloseReason, Departure, departure
-from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
+from p2poverlay.records import DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.registry import PeerRegistry
-from p2poverlay.signing import Verifier, isKeyed
+from p2poverlay.signing import Verifier
 
 if TYPE_CHECKING:
     from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
-EXCHANGE_SAMPLE = 16  # addresses in one PEERS (an eighth of a default book)
-# A node with its minPeers neighbours is sent this share of a sample when
-# it connects: it dials nobody, and peer exchange keeps its book fresh.
-SATED_SHARE = 0.25
-# Of a sample sent to a node in need, at most this share are nodes in
-# need themselves (the rest comes from the address book, at random).
-NEEDY_SHARE = 0.5
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
@@ -63,11 +53,7 @@ MAX_SEEDS = 16
 # exchange cannot aim a node at a third party faster than this.
 DIALS_PER_SECOND = 2.0
 DIAL_BURST = 32.0
-# Addresses learned from one peer, per second and at once (Bitcoin Core
-# takes 0.1/s; peer exchange here sends 16 every exchangeInterval).
 CANDIDATE_SAMPLE = 256  # book entries looked at to pick whom to dial
-LEARNED_PER_SECOND = 10.0
-LEARNED_BURST = 1000.0
 
 
 @implementer(IAdmission)
@@ -101,7 +87,6 @@ class Topology(ConnectionListener):
         self.misbehaviour = misbehaviour
         self.isLinked = isLinked
         self.awaitingAcks = awaitingAcks
-        self.verifier = verifier
         self.running = False
         self._dialing: Set[str] = set()
         # Where to join again when alone: --join, and every join() since.
@@ -111,16 +96,13 @@ class Topology(ConnectionListener):
         self._rejoinCount = 0
         self._rejoinDelay = config.reconnectInitialDelay
         self._cooldown: Dict[str, float] = {}
-        # Nodes that said they were full -> until when they are not told
-        # of in samples (a newcomer would only be turned away again).
-        self._saidFull: Dict[str, float] = {}
         # Addresses that did not answer -> when they may be dialed again,
         # whichever node id claims them.
         self._unanswered: Dict[Tuple[str, int], float] = {}
         self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST,
                                        clock.seconds)
-        self._learnBudget: Dict[str, TokenBucket] = {}
-        self.needy = NodesInNeed(clock, config.minPeers)
+        self.peerExchange = PeerExchange(nodeId, config, clock, rng, registry,
+                                         book, verifier, self.schedule)
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
         self._tick.clock = clock
@@ -234,10 +216,9 @@ class Topology(ConnectionListener):
         turned this one away recently come only when nothing else is left.
         """
         now = self.clock.seconds()
-        for table in (self._cooldown, self._saidFull):
-            for nodeId, until in list(table.items()):
-                if until <= now:
-                    del table[nodeId]
+        for nodeId, until in list(self._cooldown.items()):
+            if until <= now:
+                del self._cooldown[nodeId]
         for address, until in list(self._unanswered.items()):
             if until <= now:
                 del self._unanswered[address]
@@ -289,8 +270,7 @@ class Topology(ConnectionListener):
         elif reason.check(PeerFull):
             # Alive, only without room (it may have said so before HELLO).
             self.turnedAway(entry.node_id)
-            self._saidFull[entry.node_id] = \
-                self.clock.seconds() + FULL_COOLDOWN
+            self.peerExchange.saidFull(entry.node_id)
         else:
             self.log.debug("could not reach {address}: {why}",
                            address=entry.host, why=reason.getErrorMessage())
@@ -317,68 +297,12 @@ class Topology(ConnectionListener):
 
     # -- peer exchange --------------------------------------------------------
 
-    def sample(self, recipient: str, recipientHost: str,
-               neighbours: int = UNSAID) -> Peers:
-        """
-        Up to L{EXCHANGE_SAMPLE} addresses of live nodes, at random.
-
-        @param neighbours: how many neighbours the recipient said it has:
-            one with C{minPeers} gets L{SATED_SHARE} of a sample, one with
-            fewer gets nodes in need among them (L{NodesInNeed}).
-        """
-        recipientIsLoopback = isLoopback(recipientHost)
-        saidFull, now = self._saidFull, self.clock.seconds()
-
-        def eligible(e: KnownPeer) -> bool:
-            # Only what a node signed counts for it: none other is sent.
-            return bool(e.state in (CONNECTED, KNOWN) and e.port
-                    and e.node_id != recipient
-                    and saidFull.get(e.node_id, 0.0) <= now
-                    and (e.record is not None or not isKeyed(e.node_id))
-                    and (recipientIsLoopback
-                         or not isLoopback(e.advertisedHost)))
-
-        def eligibleInNeed(address: PeerAddress) -> bool:
-            return bool(address.node_id != recipient
-                        and (recipientIsLoopback
-                             or not isLoopback(address.host)))
-
-        size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
-        minPeers = self.config.minPeers
-        inNeed: List[PeerAddress] = []
-        if neighbours != UNSAID and neighbours >= minPeers:
-            size = max(1, int(size * SATED_SHARE))
-        elif neighbours != UNSAID:
-            inNeed = self.needy.take(int(size * NEEDY_SHARE), eligibleInNeed,
-                                     self.random)
-        told = {a.node_id for a in inNeed}
-        # Random entries until enough are eligible, never more than a few
-        # times as many: this runs for every new neighbour, and for every
-        # newcomer turned away.
-        chosen: List[PeerAddress] = list(inNeed)
-        for entry in islice(self.book.randomEntries(self.random), 8 * size):
-            if len(chosen) >= size:
-                break
-            if eligible(entry) and entry.node_id not in told:
-                chosen.append(entry.peerAddress())
-        return Peers(tuple(chosen))
-
     def exchange(self) -> None:
         """Send one neighbour, picked at random, a sample of known nodes."""
         neighbours = [c for c in self.neighbours() if not c.closing]
         if neighbours:
             connection = self.random.choice(neighbours)
-            self.sendSample(connection)
-
-    def sendSample(self, connection: "PeerConnection",
-                   peer: Optional[PeerInfo] = None,
-                   evenEmpty: bool = False) -> None:
-        """Send a sample of known nodes to C{peer} over C{connection}."""
-        peer = peer or connection.info
-        message = self.sample(peer.node_id, peer.host,
-                              connection.neighbourCount)
-        if message.peers or evenEmpty:
-            connection.sendMessage(message)
+            self.peerExchange.sendSample(connection)
 
     # -- direct links ---------------------------------------------------------
 
@@ -404,41 +328,14 @@ class Topology(ConnectionListener):
 
     def turnAwaySample(self, connection: "PeerConnection",
                        hello: Hello) -> Peers:
-        """
-        The addresses a newcomer turned away is sent instead; from then
-        on, it is told of to other nodes in need, if it is one.
-        """
-        sample = self.sample(hello.node_id, connection.remoteHost,
-                             hello.neighbours)
-        self._heardNeed(connection, hello.node_id, recordOf(hello),
-                        connection.remoteHost, hello.port, hello.name,
-                        hello.neighbours)
-        return sample
-
-    def _heardNeed(self, connection: "PeerConnection", nodeId: str,
-                   record: Optional[PeerAddress], host: str, port: int,
-                   name: str, neighbours: int) -> None:
-        """The node C{nodeId} said in its HELLO that it has C{neighbours};
-        only what it signed is told of for a node with a key."""
-        if neighbours == UNSAID or connection.role != NEIGHBOUR:
-            return
-        if record is None:
-            if isKeyed(nodeId):
-                return
-            record = PeerAddress(nodeId, host, port, name)
-        self.needy.heard(record, neighbours, connection.remoteHost,
-                         isLocal(connection))
+        """The addresses a newcomer turned away is sent instead."""
+        return self.peerExchange.turnAwaySample(connection, hello)
 
     def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
         # The accepting side's PEERS, right after its HELLO, is the verdict
         # "accepted" (empty on a direct link): see docs/protocol.rst.
         if connection.role == NEIGHBOUR:
-            self.sendSample(connection, info, evenEmpty=not connection.outbound)
-            count = connection.neighbourCount
-            # It has this node now, as well as those it said.
-            self._heardNeed(connection, info.node_id, info.record, info.host,
-                            info.port, info.name,
-                            count + 1 if count != UNSAID else UNSAID)
+            self.peerExchange.newNeighbour(info, connection)
         elif not connection.outbound:
             connection.sendMessage(Peers(()))
 
@@ -451,13 +348,14 @@ class Topology(ConnectionListener):
 
     def peerRemoved(self, info: PeerInfo, connection: "PeerConnection",
                     reason: CloseReason) -> None:
-        self._learnBudget.pop(info.node_id, None)
-        self.needy.forget(info.node_id)
+        self.peerExchange.peerGone(info.node_id)
         if not self.running:
             return
         gone = departure(reason, connection.role, info.port)
         if gone is Departure.TURNED_AWAY:
             self.turnedAway(info.node_id)
+            if reason.remote:
+                self.peerExchange.saidFull(info.node_id)
         elif gone is Departure.BANISHED:
             # Not to be dialed again until it is forgotten.
             self.avoid(info.node_id, self.config.forgetAfter)
@@ -466,29 +364,5 @@ class Topology(ConnectionListener):
     def peersReceived(self, connection: "PeerConnection",
                       message: Peers) -> None:
         """Peer exchange: remember the nodes a neighbour told of."""
-        if not self.running:
-            return
-        sender = connection.info.node_id
-        budget = self._learnBudget.get(sender)
-        if budget is None:
-            budget = self._learnBudget[sender] = TokenBucket(
-                LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
-        entries = message.peers[:self.config.maxPeersPerExchange]
-        book = self.book
-        for index, entry in enumerate(entries):
-            if not budget.take():
-                # The rest of this peer's news can wait, and so can the
-                # peer: it is read more slowly.
-                connection.slowDown((len(entries) - index) / LEARNED_PER_SECOND)
-                break
-            if entry.node_id == self.nodeId or entry.node_id in self.peers:
-                continue
-            known = book.get(entry.node_id)
-            if known is not None and entry.key and known.record == entry:
-                continue  # Nothing new: its signature was checked before.
-            if self.verifier.checkAddress(entry) is not None:
-                continue  # An address its node did not sign counts for nothing.
-            book.learn(entry.node_id, entry.host, entry.port, entry.name,
-                       source=connection.info.host,
-                       record=entry if entry.key else None)
-        self.schedule()
+        if self.running:
+            self.peerExchange.peersReceived(connection, message)
