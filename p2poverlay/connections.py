@@ -404,7 +404,9 @@ class Connections:
             connection.close(SHUTTING_DOWN)
         if not lost:
             return succeed(None)
-        allGone = DeferredList(lost)
+        # Cancelled by the timeout, the DeferredList cancels every waiter:
+        # their CancelledErrors are its to consume.
+        allGone = DeferredList(lost, consumeErrors=True)
         allGone.addTimeout(STOP_GRACE, self.clock)
         allGone.addErrback(lambda _: self.abortAll())
         return allGone.addCallback(lambda _: None)
