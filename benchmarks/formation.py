@@ -2,6 +2,11 @@
 An overlay of N nodes formed from a single seed (every node joins the
 seed): time to form, degree distribution, diameter and memory per node.
 
+The nodes run in L{WORKERS} worker processes (L{benchmarks.formworker}),
+one per core, the seed in the first: a real node has a process of its
+own, and one process holding all of them would measure one core.  Their
+joins go to the seed L{WAVE} at a time in all.
+
 Baselines: the same number of bare TCP connections with a one-line
 exchange (formation time), a random graph with the same degree sequence
 (diameter), the configured minPeers/maxPeers (degrees) and bare
@@ -12,32 +17,34 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import random
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Dict, List, Set
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.protocols.basic import LineReceiver
 
-from benchmarks.broadcast import connected, formed
+from benchmarks.broadcast import connected
 from benchmarks.machine import raiseFileLimit, rssBytes
-from benchmarks.nodes import (
-    neighbourGraph, neighbourIds, sleep, startNode, stopNodes)
+from benchmarks.nodes import sleep
 from benchmarks.report import Figure, Results
 from p2poverlay.config import NodeConfig
 
+ROOT = str(Path(__file__).resolve().parent.parent)
 WAVE = 50  # joins (or bare connections) started at once
-# One process holds every node here, so every node's PINGs add up: 1,000
-# nodes with 10 links each, a PING each way every 5 s, are 4,000 messages
-# a second, most of what the one core does while the overlay forms.  A
-# node in its own process does not feel its 2 a second.
-LIVENESS = dict(pingInterval=30.0, peerTimeout=120.0)
+WORKERS = 2  # processes the nodes are spread over
+# Seconds between two looks at the overlay, and between two rounds of
+# joining again for the nodes left alone.
+POLL = 0.5
+REJOIN_EVERY = 2.0
 
 
 def diameter(graph: Dict[str, Set[str]]) -> int:
@@ -127,70 +134,167 @@ def measureBareMemory(n: int, edges: int) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+class WorkerProcess(ProcessProtocol):
+    """A L{benchmarks.formworker} child: one JSON command, one answer."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.waiting: List[Deferred] = []
+        self.ended: Deferred = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            answer = json.loads(line)
+            waiter = self.waiting.pop(0)
+            if "error" in answer:
+                waiter.errback(RuntimeError(f"worker: {answer['error']}"))
+            else:
+                waiter.callback(answer)
+
+    def ask(self, **command) -> Deferred:
+        """Send C{command}; fires with the worker's answer."""
+        waiter: Deferred = Deferred()
+        self.waiting.append(waiter)
+        self.transport.write(json.dumps(command).encode() + b"\n")
+        return waiter
+
+    def processEnded(self, reason) -> None:
+        waiting, self.waiting = self.waiting, []
+        for waiter in waiting:
+            waiter.errback(reason)
+        self.ended.callback(None)
+
+
+def spawnWorker() -> WorkerProcess:
+    worker = WorkerProcess()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    reactor.spawnProcess(
+        worker, sys.executable, [sys.executable, "-m", "benchmarks.formworker"],
+        env=env, path=ROOT, childFDs={0: "w", 1: "r", 2: 2})
+    return worker
+
+
+async def overlayGraph(workers: List[WorkerProcess], rejoin: bool = False,
+                       want: int = 0) -> tuple:
+    """
+    node id -> set of neighbour ids (both directions merged), over every
+    worker; how many nodes joined again (with C{rejoin}); the CPU seconds
+    each worker has used.  The graph is left out (None) while a node has
+    fewer than C{want} neighbours: the workers need not send it.
+    """
+    answers = [await d for d in [w.ask(cmd="status", rejoin=rejoin, want=want,
+                                       graph=False) for w in workers]]
+    cpu = [a["cpu"] for a in answers]
+    again = sum(a["rejoined"] for a in answers)
+    if sum(a["short"] for a in answers):
+        return None, again, cpu
+    answers = [await d for d in [w.ask(cmd="status") for w in workers]]
+    graph: Dict[str, Set[str]] = {}
+    for answer in answers:
+        for node in answer["graph"]:
+            graph[node] = set()
+    for answer in answers:
+        for node, others in answer["graph"].items():
+            for other in others:
+                if other in graph:
+                    graph[node].add(other)
+                    graph[other].add(node)
+    return graph, again, cpu
+
+
+def isFormed(graph: Dict[str, Set[str]], want: int) -> bool:
+    """Connected, and every node has C{want} neighbours."""
+    return connected(graph) and all(len(v) >= want for v in graph.values())
+
+
 async def run(results: Results, n: int, timeout: float,
-              plaintext: bool = False) -> None:
-    """Form an overlay of C{n} nodes (over TLS, or C{plaintext})."""
+              plaintext: bool = False, workers: int = WORKERS) -> None:
+    """Form an overlay of C{n} nodes (over TLS, or C{plaintext}) in
+    C{workers} processes."""
     config = NodeConfig()
     soft, hard = raiseFileLimit()
-    worst = n * (config.maxPeers + 1) + 2 * WAVE + 64
-    print(f"  RLIMIT_NOFILE soft limit raised to the hard limit ({soft}/{hard});"
-          f" {n} nodes need about n*(mean degree + 1) descriptors, "
-          f"{worst} if every node had maxPeers={config.maxPeers}", flush=True)
-    if worst > soft:
-        print(f"  note: the worst case exceeds the limit; this run relies on "
-              f"the mean degree staying below "
-              f"{(soft - 2 * WAVE - 64) // n - 1}", flush=True)
+    workers = max(1, min(workers, n))
+    shares = [n // workers + (1 if i < n % workers else 0)
+              for i in range(workers)]
+    worst = max(shares) * (config.maxPeers + 1) + 2 * WAVE + 64
+    print(f"  {n} nodes in {workers} worker processes ({shares}); "
+          f"RLIMIT_NOFILE {soft}/{hard}, {worst} descriptors a worker "
+          f"if every node had maxPeers={config.maxPeers}", flush=True)
     results.fact("overlay", "fileLimit", [soft, hard])
-    gc.collect()
-    rssBefore = rssBytes()
-    seed = await startNode(plaintext=plaintext, **LIVENESS)
-    nodes = [seed] + [await startNode(plaintext=plaintext, **LIVENESS)
-                      for _ in range(n - 1)]
-    start = time.perf_counter()
+    want = min(config.minPeers, n - 1)
+    procs = [spawnWorker() for _ in shares]
     retried = 0
     try:
-        for first in range(1, n, WAVE):
-            await DeferredList(
-                [node.join("127.0.0.1", seed.listenPort)
-                 for node in nodes[first:first + WAVE]], consumeErrors=True)
-        # A node the seed turned away before it learned of anyone else
-        # stays alone: like a user, it joins again.
-        deadline = time.perf_counter() + timeout
-        connectedAt = None
-        while not formed(nodes):
-            if connectedAt is None and connected(neighbourGraph(nodes)):
-                connectedAt = time.perf_counter()
-            if time.perf_counter() > deadline:
-                if connectedAt is not None:
+        started = [await proc.ask(cmd="start", count=share,
+                                  plaintext=plaintext)
+                   for proc, share in zip(procs, shares)]
+        seedPort = started[0]["ports"][0]
+        _, _, cpuBefore = await overlayGraph(procs)
+        start = time.perf_counter()
+        # The seed's share of joins is the others': WAVE at once in all.
+        joins = DeferredList(
+            [proc.ask(cmd="join", port=seedPort,
+                      wave=max(1, WAVE // workers), skip=int(i == 0))
+             for i, proc in enumerate(procs)], fireOnOneErrback=True,
+            consumeErrors=True)
+        deadline = start + timeout
+        joined = False
+        lastRejoin = time.perf_counter()
+        while True:
+            await sleep(POLL)
+            if not joined and joins.called:
+                await joins
+                joined = True
+                lastRejoin = time.perf_counter()
+            # A node the seed turned away before it learned of anyone
+            # else stays alone: like a user, it joins again.
+            rejoin = joined and time.perf_counter() - lastRejoin \
+                >= REJOIN_EVERY
+            graph, again, cpu = await overlayGraph(procs, rejoin, want)
+            if rejoin:
+                lastRejoin = time.perf_counter()
+                retried += again
+            now = time.perf_counter()
+            if joined and graph is not None and isFormed(graph, want):
+                break
+            if now > deadline:
+                graph, _, cpu = await overlayGraph(procs)
+                if connected(graph):
                     break  # Connected, but some nodes lack minPeers.
-                degrees = Counter(len(v) for v in neighbourGraph(nodes).values())
+                degrees = Counter(len(v) for v in graph.values())
                 raise TimeoutError(
                     f"no overlay of {n} nodes after {timeout:g} s; degrees "
                     f"{sorted(degrees.items())}")
-            await sleep(2.0)
-            alone = [node for node in nodes[1:] if not len(node.peers)]
-            retried += len(alone)
-            await DeferredList([node.join("127.0.0.1", seed.listenPort)
-                                for node in alone], consumeErrors=True)
-        reachedMin = formed(nodes)
+        reachedMin = isFormed(graph, want)
+        cpuUsed = [after - before for before, after in zip(cpuBefore, cpu)]
+        formTime = now - start
         if not reachedMin:
             print(f"  note: after {timeout:g} s some nodes still have fewer "
-                  f"than minPeers neighbours; the time given is until the "
-                  f"overlay was connected", flush=True)
-            formTime = connectedAt - start
-        else:
-            formTime = time.perf_counter() - start
+                  f"than minPeers neighbours; the overlay is connected",
+                  flush=True)
         await sleep(1.0)
-        gc.collect()
-        memoryPerNode = (rssBytes() - rssBefore) / n
-        graph = neighbourGraph(nodes)
+        memory = [(await proc.ask(cmd="memory"))["perNode"] for proc in procs]
+        memoryPerNode = sum(m * c for m, c in zip(memory, shares)) / n
+        counts = [await proc.ask(cmd="counts") for proc in procs]
+        graph, _, _ = await overlayGraph(procs)
         degrees = [len(v) for v in graph.values()]
-        overDegree = sum(1 for node in nodes
-                         if len(neighbourIds(node)) > node.config.maxPeers)
+        overDegree = sum(1 for d in degrees if d > config.maxPeers)
         isConnected = connected(graph)
         measuredDiameter = diameter(graph)
     finally:
-        await stopNodes(nodes)
+        for proc in procs:
+            proc.ask(cmd="stop").addErrback(lambda _: None)
+        for proc in procs:
+            await proc.ended
+    messages: Counter = Counter()
+    closed: Counter = Counter()
+    for count in counts:
+        messages.update(count["messagesIn"])
+        closed.update(count["closed"])
     edges = sum(degrees) // 2
     mean = sum(degrees) / n
     randomDiameter = diameter(randomGraph(degrees, random.Random(n)))
@@ -208,15 +312,23 @@ async def run(results: Results, n: int, timeout: float,
     print(f"  connected: {isConnected}; nodes left alone that joined again: "
           f"{retried}; nodes with "
           f"more than maxPeers neighbours: {overDegree}", flush=True)
+    print("  CPU seconds each worker used while the overlay formed: "
+          + ", ".join(f"{c:.1f}" for c in cpuUsed), flush=True)
+    print(f"  HELLOs read: {messages['HELLO']}, PEERS read: "
+          f"{messages['PEERS']}; connections closed: "
+          + ", ".join(f"{k} {v}" for k, v in closed.most_common()),
+          flush=True)
     label = f"{n} nodes, {'plaintext' if plaintext else 'TLS'}"
-    results.fact("overlay", label, dict(histogram=histogram, n=n,
-                                        connected=isConnected))
+    results.fact("overlay", label, dict(
+        histogram=histogram, n=n, connected=isConnected, workers=workers,
+        cpuSeconds=cpuUsed,
+        messagesIn=dict(messages), closed=dict(closed)))
     results.add(Figure(
         "overlay", f"overlay of {label}: time to form from one seed",
         formTime, "s", f"{edges} bare TCP connections", bareTime,
         maxValue=30.0 if n >= 1000 else None,
-        note=f"{retried} joins repeated" + (
-            "" if reachedMin else "; until connected, minPeers not reached")))
+        note=f"{workers} processes; {retried} joins repeated" + (
+            "" if reachedMin else "; minPeers not reached in time")))
     results.add(Figure(
         "overlay", f"overlay of {label}: connected", 100.0 if isConnected
         else 0.0, "%", "required", 100.0, minValue=100.0))

@@ -251,7 +251,10 @@ def churn(size: int, seed: object, rate: float, minutes: float,
     gap = 60.0 / (rate * size)
     begin = overlay.now
     end = begin + minutes * 60.0
-    nextChange, nextBroadcast = overlay.now + gap, overlay.now
+    # Due times as multiples from the start, not sums: added up, 10 s
+    # fifteen times can fall short of 150 s and let one more in.
+    changes, broadcasts = 1, 0
+    nextChange, nextBroadcast = begin + gap, begin
     pending: List[Tuple[Probe, Set[str], float, int]] = []
     judged: List[Tuple[float, float]] = []
     minDegree, maxDegree, replaced = SIM_CONFIG["maxPeers"], 0, 0
@@ -274,7 +277,8 @@ def churn(size: int, seed: object, rate: float, minutes: float,
             joined[node.config.name] = now
             replaced += 1
             perMinute[minuteOf(now)]["replaced"] += 1
-            nextChange += gap
+            changes += 1
+            nextChange = begin + changes * gap
         if now < end and now >= nextBroadcast:
             graph = overlay.graph()
             settled = [len(peers) for name, peers in graph.items()
@@ -293,7 +297,8 @@ def churn(size: int, seed: object, rate: float, minutes: float,
             pending.append((probe, linked - {origin},
                             reach[origin] / max(1, len(linked) - 1),
                             minuteOf(now)))
-            nextBroadcast += broadcastEvery
+            broadcasts += 1
+            nextBroadcast = begin + broadcasts * broadcastEvery
         while pending and pending[0][0].sent + window <= overlay.now:
             probe, linked, reachable, minute = pending.pop(0)
             among = [n for n in linked if overlay.node(n).running]

@@ -26,7 +26,7 @@ from p2poverlay.addrgroups import addressGroup
 from p2poverlay.config import NodeConfig
 from p2poverlay.limits import TokenBucket
 from p2poverlay.interfaces import IAdmission
-from p2poverlay.message import UNSAID, Peers
+from p2poverlay.message import UNSAID, Hello, Peers
 from p2poverlay.reasons import CloseKind, CloseReason
 
 if TYPE_CHECKING:
@@ -278,5 +278,6 @@ class OpenAdmission:
     def hasRoomFor(self, connection: "PeerConnection") -> bool:
         return True
 
-    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
+    def turnAwaySample(self, connection: "PeerConnection",
+                       hello: Hello) -> Peers:
         return Peers(())

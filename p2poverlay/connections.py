@@ -373,8 +373,7 @@ class Connections:
         """
         self._emit("peerTurnedAway", hello, connection.remoteHost)
         if not connection.outbound:
-            sample = self.admission.turnAwaySample(hello.node_id,
-                                                   connection.remoteHost)
+            sample = self.admission.turnAwaySample(connection, hello)
             if sample.peers:
                 connection.sendMessage(sample)
         connection.rejected(reason, error=PeerFull)
@@ -403,7 +402,9 @@ class Connections:
             connection.close(SHUTTING_DOWN)
         if not lost:
             return succeed(None)
-        allGone = DeferredList(lost)
+        # Cancelled by the timeout, the DeferredList cancels every waiter:
+        # their CancelledErrors are its to consume.
+        allGone = DeferredList(lost, consumeErrors=True)
         allGone.addTimeout(STOP_GRACE, self.clock)
         allGone.addErrback(lambda _: self.abortAll())
         return allGone.addCallback(lambda _: None)

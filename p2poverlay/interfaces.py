@@ -45,8 +45,9 @@ class IAdmission(Interface):
     def hasRoomFor(connection) -> bool:
         """May C{connection}, just through its handshake, be kept?"""
 
-    def turnAwaySample(nodeId: str, host: str):
-        """The C{PEERS} sent to the node at C{host} that is turned away."""
+    def turnAwaySample(connection, hello):
+        """The C{PEERS} sent over C{connection} to the node that said
+        C{hello} and is turned away."""
 
 
 class IConnectionListener(Interface):

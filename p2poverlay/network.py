@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
-    HostnameEndpoint, serverFromString, wrapClientTLS,
+    HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint,
+    serverFromString, wrapClientTLS,
 )
 from twisted.internet.interfaces import (
     IStreamClientEndpoint, IStreamServerEndpoint,
@@ -40,7 +42,8 @@ class INetwork(Interface):
 @implementer(INetwork)
 class TCPNetwork:
     """
-    TCP through C{reactor}: C{serverFromString} and L{HostnameEndpoint};
+    TCP through C{reactor}: C{serverFromString} and L{HostnameEndpoint}
+    (an IP address is dialed as it is, with no name lookup in a thread);
     with C{tls}, TLS over them both ways (L{p2poverlay.tls}).
     """
 
@@ -56,7 +59,16 @@ class TCPNetwork:
 
     def clientEndpoint(self, host: str, port: int,
                        timeout: float) -> IStreamClientEndpoint:
-        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=timeout)
+        endpoint: IStreamClientEndpoint
+        if isIPAddress(host):
+            endpoint = TCP4ClientEndpoint(self.reactor, host, port,
+                                          timeout=timeout)
+        elif isIPv6Address(host):
+            endpoint = TCP6ClientEndpoint(self.reactor, host, port,
+                                          timeout=timeout)
+        else:
+            endpoint = HostnameEndpoint(self.reactor, host, port,
+                                        timeout=timeout)
         if self.tls is None:
             return endpoint
         return wrapClientTLS(self.tls, endpoint)

@@ -7,8 +7,9 @@ Below the minimum it dials nodes picked at random from its address book
 neighbours turns a new one away with a sample of its address book (PEERS,
 then BYE "full"), so that the newcomer finds nodes with room.  Every
 C{exchangeInterval} it sends such a sample to one neighbour, which keeps
-address books fresh.  No node ends up holding everyone, and the graph stays
-close to a random regular one.
+address books fresh (the samples are L{p2poverlay.exchange}'s).  No node
+ends up holding everyone, and the graph stays close to a random regular
+one.
 
 Direct messages to a node that is not a neighbour go over a I{direct}
 connection, dialed on demand (L{p2poverlay.directlinks}).
@@ -17,7 +18,6 @@ connection, dialed on demand (L{p2poverlay.directlinks}).
 from __future__ import annotations
 
 import random
-from itertools import islice
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.task import LoopingCall
@@ -26,24 +26,24 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addressbook import AddressBook
-from p2poverlay.addresses import formatAddress, isLoopback
+from p2poverlay.addresses import formatAddress
 from p2poverlay.directlinks import DirectLinks
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
 from p2poverlay.limits import Misbehaviour, TokenBucket
+from p2poverlay.exchange import PeerExchange
 from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, Peers
 from p2poverlay.reasons import CloseReason, Departure, departure
-from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
+from p2poverlay.records import DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.registry import PeerRegistry
-from p2poverlay.signing import Verifier, isKeyed
+from p2poverlay.signing import Verifier
 
 if TYPE_CHECKING:
     from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
-EXCHANGE_SAMPLE = 16  # addresses in one PEERS (an eighth of a default book)
 # How long a node that turned this one away ("full") is not dialed again;
 # one that did not answer waits reconnectMaxDelay.
 FULL_COOLDOWN = 30.0
@@ -53,11 +53,7 @@ MAX_SEEDS = 16
 # exchange cannot aim a node at a third party faster than this.
 DIALS_PER_SECOND = 2.0
 DIAL_BURST = 32.0
-# Addresses learned from one peer, per second and at once (Bitcoin Core
-# takes 0.1/s; peer exchange here sends 16 every exchangeInterval).
 CANDIDATE_SAMPLE = 256  # book entries looked at to pick whom to dial
-LEARNED_PER_SECOND = 10.0
-LEARNED_BURST = 1000.0
 
 
 @implementer(IAdmission)
@@ -106,7 +102,8 @@ class Topology(ConnectionListener):
         self._unanswered: Dict[Tuple[str, int], float] = {}
         self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST,
                                        clock.seconds)
-        self._learnBudget: Dict[str, TokenBucket] = {}
+        self.peerExchange = PeerExchange(nodeId, config, clock, rng, registry,
+                                         book, verifier, self.schedule)
         self._maintainCall = None
         self._tick = LoopingCall(self._periodic)
         self._tick.clock = clock
@@ -271,6 +268,7 @@ class Topology(ConnectionListener):
         elif reason.check(PeerFull):
             # Alive, only without room (it may have said so before HELLO).
             self.turnedAway(entry.node_id)
+            self.peerExchange.saidFull(entry.node_id)
         else:
             self.log.debug("could not reach {address}: {why}",
                            address=entry.host, why=reason.getErrorMessage())
@@ -297,57 +295,25 @@ class Topology(ConnectionListener):
 
     # -- peer exchange --------------------------------------------------------
 
-    def sample(self, recipient: str, recipientHost: str) -> Peers:
-        """Up to L{EXCHANGE_SAMPLE} addresses of live nodes, at random."""
-        recipientIsLoopback = isLoopback(recipientHost)
-
-        def eligible(e: KnownPeer) -> bool:
-            # Only what a node signed counts for it: none other is sent.
-            return bool(e.state in (CONNECTED, KNOWN) and e.port
-                    and e.node_id != recipient
-                    and (e.record is not None or not isKeyed(e.node_id))
-                    and (recipientIsLoopback
-                         or not isLoopback(e.advertisedHost)))
-
-        size = min(EXCHANGE_SAMPLE, self.config.maxPeersPerExchange)
-        # Random entries until enough are eligible, never more than a few
-        # times as many: this runs for every new neighbour, and for every
-        # newcomer turned away.
-        chosen: List[KnownPeer] = []
-        for entry in islice(self.book.randomEntries(self.random), 8 * size):
-            if eligible(entry):
-                chosen.append(entry)
-                if len(chosen) == size:
-                    break
-        return Peers(tuple(e.peerAddress() for e in chosen))
-
     def exchange(self) -> None:
         """Send one neighbour, picked at random, a sample of known nodes."""
         neighbours = [c for c in self.neighbours() if not c.closing]
         if neighbours:
             connection = self.random.choice(neighbours)
-            self.sendSample(connection)
-
-    def sendSample(self, connection: "PeerConnection",
-                   peer: Optional[PeerInfo] = None,
-                   evenEmpty: bool = False) -> None:
-        """Send a sample of known nodes to C{peer} over C{connection}."""
-        peer = peer or connection.info
-        message = self.sample(peer.node_id, peer.host)
-        if message.peers or evenEmpty:
-            connection.sendMessage(message)
+            self.peerExchange.sendSample(connection)
 
     # -- what the connections report -----------------------------------------
 
-    def turnAwaySample(self, nodeId: str, host: str) -> Peers:
+    def turnAwaySample(self, connection: "PeerConnection",
+                       hello: Hello) -> Peers:
         """The addresses a newcomer turned away is sent instead."""
-        return self.sample(nodeId, host)
+        return self.peerExchange.turnAwaySample(connection, hello)
 
     def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
         # The accepting side's PEERS, right after its HELLO, is the verdict
         # "accepted" (empty on a direct link): see docs/protocol.rst.
         if connection.role == NEIGHBOUR:
-            self.sendSample(connection, info, evenEmpty=not connection.outbound)
+            self.peerExchange.newNeighbour(info, connection)
         elif not connection.outbound:
             connection.sendMessage(Peers(()))
 
@@ -360,12 +326,14 @@ class Topology(ConnectionListener):
 
     def peerRemoved(self, info: PeerInfo, connection: "PeerConnection",
                     reason: CloseReason) -> None:
-        self._learnBudget.pop(info.node_id, None)
+        self.peerExchange.peerGone(info.node_id)
         if not self.running:
             return
         gone = departure(reason, connection.role, info.port)
         if gone is Departure.TURNED_AWAY:
             self.turnedAway(info.node_id)
+            if reason.remote:
+                self.peerExchange.saidFull(info.node_id)
         elif gone is Departure.BANISHED:
             # Not to be dialed again until it is forgotten.
             self.avoid(info.node_id, self.config.forgetAfter)
@@ -374,24 +342,5 @@ class Topology(ConnectionListener):
     def peersReceived(self, connection: "PeerConnection",
                       message: Peers) -> None:
         """Peer exchange: remember the nodes a neighbour told of."""
-        if not self.running:
-            return
-        sender = connection.info.node_id
-        budget = self._learnBudget.get(sender)
-        if budget is None:
-            budget = self._learnBudget[sender] = TokenBucket(
-                LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
-        entries = message.peers[:self.config.maxPeersPerExchange]
-        for index, entry in enumerate(entries):
-            if not budget.take():
-                # The rest of this peer's news can wait, and so can the
-                # peer: it is read more slowly.
-                connection.slowDown((len(entries) - index) / LEARNED_PER_SECOND)
-                break
-            if entry.node_id == self.nodeId or entry.node_id in self.peers \
-                    or self.verifier.checkAddress(entry) is not None:
-                continue  # An address its node did not sign counts for nothing.
-            self.book.learn(entry.node_id, entry.host, entry.port, entry.name,
-                            source=connection.info.host,
-                            record=entry if entry.key else None)
-        self.schedule()
+        if self.running:
+            self.peerExchange.peersReceived(connection, message)

@@ -1,0 +1,148 @@
+"""
+One worker process of the overlay benchmark (L{benchmarks.formation}): it
+runs its share of the nodes and answers its parent's commands, one JSON
+line each way over its standard input and output.
+
+Commands (each answered with one line, in order):
+
+- C{{"cmd": "start", "count": K, "plaintext": P}}: start K nodes;
+  the answer gives their listening ports;
+- C{{"cmd": "join", "port": S, "wave": W, "skip": I}}: every node but
+  the first I joins the seed at 127.0.0.1:S, W at a time;
+- C{{"cmd": "status", "rejoin": R, "want": M, "graph": G}}: how many
+  nodes have fewer than M neighbours, the CPU time the worker has used
+  and (with G, the default) every node's neighbour ids; with R, the nodes
+  left alone join the seed again (how many is in the answer);
+- C{{"cmd": "memory"}}: RSS growth since before the first node, per node;
+- C{{"cmd": "counts"}}: messages read by type and connections closed by
+  reason, summed over the nodes;
+- C{{"cmd": "stop"}}: stop every node, answer, exit.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import json
+import os
+import sys
+import time
+from collections import Counter
+from typing import List, Optional
+
+from twisted.internet import reactor, stdio
+from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.protocols.basic import LineReceiver
+
+from benchmarks.machine import raiseFileLimit, rssBytes
+from benchmarks.nodes import neighbourIds, startNode, stopNodes
+from p2poverlay import Node
+
+# One process holds many nodes, so every node's PINGs add up: see
+# L{benchmarks.formation}.
+LIVENESS = dict(pingInterval=30.0, peerTimeout=120.0)
+
+
+class Worker(LineReceiver):
+    """Runs the commands of the parent, one at a time, in order."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 26
+
+    def __init__(self) -> None:
+        self.nodes: List[Node] = []
+        self.rssBefore = 0
+        self.seedPort: Optional[int] = None
+        self.queue: List[dict] = []
+        self.busy = False
+
+    def lineReceived(self, line: bytes) -> None:
+        self.queue.append(json.loads(line))
+        self._next()
+
+    def _next(self) -> None:
+        if self.busy or not self.queue:
+            return
+        self.busy = True
+        command = self.queue.pop(0)
+        d = ensureDeferred(self.run(command))
+        d.addErrback(lambda f: {"error": f.getErrorMessage()})
+        d.addCallback(self._answer)
+
+    def _answer(self, answer: dict) -> None:
+        self.sendLine(json.dumps(answer).encode())
+        self.busy = False
+        if answer.get("stopped"):
+            reactor.stop()
+        else:
+            self._next()
+
+    async def run(self, command: dict) -> dict:
+        name = command["cmd"]
+        if name == "start":
+            gc.collect()
+            self.rssBefore = rssBytes()
+            for _ in range(command["count"]):
+                self.nodes.append(await startNode(
+                    plaintext=command["plaintext"], **LIVENESS))
+            return {"ports": [n.listenPort for n in self.nodes],
+                    "ids": [n.nodeId for n in self.nodes]}
+        if name == "join":
+            self.seedPort = command["port"]
+            joiners = self.nodes[command.get("skip", 0):]
+            wave = command["wave"]
+            for first in range(0, len(joiners), wave):
+                await self._join(joiners[first:first + wave])
+            return {"joined": len(joiners)}
+        if name == "status":
+            rejoined = 0
+            if command.get("rejoin") and self.seedPort is not None:
+                alone = [n for n in self.nodes if not len(n.peers)
+                         and n.listenPort != self.seedPort]
+                rejoined = len(alone)
+                await self._join(alone)
+            answer = {"rejoined": rejoined, "cpu": time.process_time(),
+                      "short": sum(1 for n in self.nodes if len(
+                          n.topology.neighbours()) < command.get("want", 0))}
+            if command.get("graph", True):
+                answer["graph"] = {n.nodeId: sorted(neighbourIds(n))
+                                   for n in self.nodes}
+            return answer
+        if name == "memory":
+            gc.collect()
+            return {"perNode": (rssBytes() - self.rssBefore)
+                    / max(1, len(self.nodes))}
+        if name == "counts":
+            messages: Counter = Counter()
+            closed: Counter = Counter()
+            for node in self.nodes:
+                messages.update(node.metrics.messagesIn)
+                closed.update({k: v for k, v in
+                               node.metrics.disconnects.items() if v})
+            return {"messagesIn": dict(messages), "closed": dict(closed)}
+        if name == "stop":
+            await stopNodes(self.nodes)
+            return {"stopped": True}
+        raise ValueError(f"unknown command {name!r}")
+
+    async def _join(self, nodes: List[Node]) -> None:
+        await DeferredList([n.join("127.0.0.1", self.seedPort)
+                            for n in nodes], consumeErrors=True)
+
+
+def main() -> None:
+    """Serve the parent; with C{FORMWORKER_PROFILE} set, under cProfile,
+    the stats saved to that path when the worker stops."""
+    raiseFileLimit()
+    stdio.StandardIO(Worker())
+    path = os.environ.get("FORMWORKER_PROFILE")
+    if not path:
+        reactor.run()
+        return
+    profiler = cProfile.Profile()
+    profiler.runcall(reactor.run)
+    profiler.dump_stats(f"{path}.{os.getpid()}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
