@@ -226,13 +226,16 @@ class Topology(ConnectionListener):
             picked = [self.book.get(n) for n in self.book.anchors()]
             picked += self.random.sample(entries, CANDIDATE_SAMPLE)
             entries = list({e.node_id: e for e in picked if e}.values())
+        # A node linked directly only (a DHT request, a direct message) may
+        # still become a neighbour: dialed as one, its link turns into one.
+        direct = {c.peer.node_id for c in self.directLinks.links() if c.peer}
         candidates = [
             entry for entry in entries
-            if (entry.state == KNOWN
+            if (entry.state == KNOWN or entry.node_id in direct
                 or entry.state == DEAD and entry.since <= retryDead)
             and entry.port
             and entry.node_id not in self._dialing
-            and entry.node_id not in self.peers
+            and (entry.node_id not in self.peers or entry.node_id in direct)
             and not self.isLinked(entry.node_id)
             and (entry.host, entry.port) not in self._unanswered
             and not self.misbehaviour.isBanned(entry.host)
