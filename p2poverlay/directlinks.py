@@ -43,6 +43,11 @@ class DirectLinks:
     def links(self) -> List["PeerConnection"]:
         return [c for c in self.peers.connections() if c.role == DIRECT]
 
+    def idle(self, now: float) -> List["PeerConnection"]:
+        """The settled links unused for L{GRACE} seconds, waiting for nothing."""
+        return [c for c in self.links() if c.peer is not None and not c.closing
+                and now - c.lastUsed >= GRACE and not self.busy(c)]
+
     def closeIdle(self) -> None:
         """
         Close the links unused for C{directLinkIdle} seconds, and those

@@ -228,7 +228,9 @@ class Topology(ConnectionListener):
             entries = list({e.node_id: e for e in picked if e}.values())
         # A node linked directly only (a DHT request, a direct message) may
         # still become a neighbour: dialed as one, its link turns into one.
-        direct = {c.peer.node_id for c in self.directLinks.links() if c.peer}
+        # Only once the link is idle: messages in flight on it as it turns
+        # would be sent again after newer ones.
+        direct = {c.info.node_id for c in self.directLinks.idle(now)}
         candidates = [
             entry for entry in entries
             if (entry.state == KNOWN or entry.node_id in direct
