@@ -49,7 +49,7 @@ SIZES = {
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
-                  attack=dict(nodes=3, broadcasts=2, interval=0.3,
+                  attack=dict(nodes=3, broadcasts=2, interval=1.0,
                               timeout=10.0, ihave=1, peers=1, idle=4),
                   sim=dict(steady=[30], broadcasts=3, warmup=2,
                            failures=[0.4], failureSize=30, churnSize=30,

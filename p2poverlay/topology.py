@@ -263,8 +263,15 @@ class Topology(ConnectionListener):
         self._dialing.add(entry.node_id)
         self.book.anchorDialed(entry.node_id)
         d = self.connections.connect(entry.host, entry.port)
-        d.addErrback(self._dialFailed, entry)
+        d.addCallbacks(self._dialed, self._dialFailed, errbackArgs=(entry,))
         d.addBoth(self._dialEnded, entry.node_id)
+
+    def _dialed(self, info: PeerInfo) -> object:
+        # A direct link made at that moment (a DHT request's dial, which
+        # ours joined): dialed again, it turns into a neighbour.
+        if info.role == DIRECT:
+            return self.connections.connect(info.host, info.port)
+        return info
 
     def _dialFailed(self, reason: Failure, entry: KnownPeer) -> None:
         book = self.book
