@@ -61,6 +61,11 @@ def test_chat_broadcast_and_discovery(processes, tmp_path):
     a.expect(connected(c))
     c.expect(connected(a))
     assert sorted(int(m.group(1)) for m in peerLines(a)) == sorted([b.port, c.port])
+    # C's join of the DHT may have linked it to A directly first; that link
+    # turns into a neighbour's.
+    waitUntil(lambda: not any("direct link" in line
+                              for line in c.command("peers")),
+              "A and C to be neighbours", timeout=DEADLINE)
 
     c.type("broadcast from C")
     c.expect(r"^broadcast [0-9a-f]{8} sent to 2 neighbours$")
