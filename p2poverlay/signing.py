@@ -72,6 +72,32 @@ def isKeyed(nodeId: str) -> bool:
     return len(nodeId) == 64
 
 
+class KeyCache:
+    """
+    The verify keys of the last C{size} nodes asked about, each checked
+    once against its node id (the SHA-256 of the key).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: "OrderedDict[str, Tuple[str, VerifyKey]]" = OrderedDict()
+
+    def keyOf(self, nodeId: str, keyHex: str) -> Optional[VerifyKey]:
+        """The verify key C{keyHex}, or L{None} if it is not C{nodeId}'s."""
+        cached = self._keys.get(nodeId)
+        if cached is not None:
+            self._keys.move_to_end(nodeId)
+            return cached[1] if cached[0] == keyHex else None
+        raw = bytes.fromhex(keyHex)
+        if nodeIdOf(raw) != nodeId:
+            return None
+        publicKey = VerifyKey(raw)
+        self._keys[nodeId] = (keyHex, publicKey)
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return publicKey
+
+
 class Signer:
     """Signs what a node with the key C{key} sends on its own behalf."""
 
@@ -110,7 +136,7 @@ class Verifier:
 
     def __init__(self, acceptUnsigned: bool) -> None:
         self.acceptUnsigned = acceptUnsigned
-        self._keys: "OrderedDict[str, Tuple[str, VerifyKey]]" = OrderedDict()
+        self._keys = KeyCache(KEY_CACHE_SIZE)
         self._goodAddresses: "OrderedDict[PeerAddress, None]" = OrderedDict()
 
     def checkBroadcast(self, message: Broadcast) -> Optional[str]:
@@ -140,7 +166,7 @@ class Verifier:
                 return "is not signed"
             return None if self.acceptUnsigned else \
                 "is not signed, and its node has no key"
-        publicKey = self._keyOf(nodeId, keyHex)
+        publicKey = self._keys.keyOf(nodeId, keyHex)
         if publicKey is None:
             return "is signed with a key that is not its node's"
         try:
@@ -148,20 +174,6 @@ class Verifier:
         except BadSignatureError:
             return "has a bad signature"
         return None
-
-    def _keyOf(self, nodeId: str, keyHex: str) -> Optional[VerifyKey]:
-        cached = self._keys.get(nodeId)
-        if cached is not None:
-            self._keys.move_to_end(nodeId)
-            return cached[1] if cached[0] == keyHex else None
-        raw = bytes.fromhex(keyHex)
-        if nodeIdOf(raw) != nodeId:
-            return None
-        publicKey = VerifyKey(raw)
-        self._keys[nodeId] = (keyHex, publicKey)
-        if len(self._keys) > KEY_CACHE_SIZE:
-            self._keys.popitem(last=False)
-        return publicKey
 
 
 def signingFor(key: Optional[NodeKey], plaintext: bool

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from nacl.exceptions import CryptoError
-from nacl.signing import VerifyKey
 
-from p2poverlay.identity import nodeIdOf
-from p2poverlay.signing import Signer
+from p2poverlay.signing import KeyCache, Signer
 from p2poverlay.wirevalues import MAX_INTEGER, MessageError
 
 MAX_KEY_LENGTH = 200   # characters of a user's key
@@ -201,8 +198,7 @@ class RecordChecker:
         """
         @param cacheSize: how many writers' verify keys to keep.
         """
-        self._cacheSize = cacheSize
-        self._keys: "OrderedDict[str, Tuple[str, VerifyKey]]" = OrderedDict()
+        self._keys = KeyCache(cacheSize)
 
     def check(self, record: ValueRecord, now: float, maxTTL: float
               ) -> Optional[str]:
@@ -223,7 +219,7 @@ class RecordChecker:
             return "has expired"
         if record.expires > (now + maxTTL + CLOCK_SKEW) * 1000:
             return "expires too far ahead"
-        verifyKey = self._keyOf(record.writer, record.publicKey)
+        verifyKey = self._keys.keyOf(record.writer, record.publicKey)
         if verifyKey is None:
             return "is signed with a key that is not its writer's"
         try:
@@ -232,17 +228,3 @@ class RecordChecker:
         except CryptoError:
             return "has a bad signature"
         return None
-
-    def _keyOf(self, writer: str, keyHex: str) -> Optional[VerifyKey]:
-        cached = self._keys.get(writer)
-        if cached is not None:
-            self._keys.move_to_end(writer)
-            return cached[1] if cached[0] == keyHex else None
-        raw = bytes.fromhex(keyHex)
-        if nodeIdOf(raw) != writer:
-            return None
-        verifyKey = VerifyKey(raw)
-        self._keys[writer] = (keyHex, verifyKey)
-        if len(self._keys) > self._cacheSize:
-            self._keys.popitem(last=False)
-        return verifyKey
