@@ -14,7 +14,7 @@ from typing import List
 
 from twisted.internet.defer import DeferredList
 
-from p2poverlay import Node
+from p2poverlay import Node, NodeConfig
 from p2poverlay.dht.lookup import LookupResult
 from p2poverlay.errors import TooManyLookups
 from p2poverlay.memnet import MemoryOverlay, UniformDelay
@@ -29,7 +29,6 @@ DHT = dict(minPeers=3, maxPeers=6, pingInterval=10.0, peerTimeout=30.0,
 
 
 def overlayOf(size: int, seed: int) -> "tuple[MemoryOverlay, List[Node]]":
-    from p2poverlay import NodeConfig
     overlay = MemoryOverlay(seed=seed, config=NodeConfig(**DHT), delay=WAN)
     nodes = overlay.addNodes(size, every=0.02)
     overlay.run(60)  # formed, and every node through its DHT join

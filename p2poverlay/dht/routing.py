@@ -113,6 +113,10 @@ class RoutingTable:
         """The bucket whose range holds C{dhtId}."""
         return self.buckets[bisect.bisect_right(self._lows, dhtId) - 1]
 
+    def holds(self, contact: Contact) -> bool:
+        """Is C{contact}'s node in a bucket (its id's place already known)?"""
+        return contact.nodeId in self.bucketFor(contact.dhtId).contacts
+
     def get(self, nodeId: str) -> Optional[Contact]:
         return self.bucketFor(dhtIdOf(nodeId)).contacts.get(nodeId)
 

@@ -13,7 +13,7 @@ a lookup for a random id in its own range.
 from __future__ import annotations
 
 import random
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
@@ -132,9 +132,9 @@ class Kademlia(ConnectionListener):
 
     def _heardFrom(self, contact: Contact) -> None:
         """C{contact} proved its id to this node just now."""
-        new = contact.nodeId not in self.table
+        new = not self.table.holds(contact)
         oldest = self.table.seen(contact)
-        if new and contact.nodeId in self.table:
+        if new and self.table.holds(contact):
             for tell in self.contactAdded:
                 tell(contact)
         if oldest is None or oldest.nodeId in self._pinging or \
@@ -165,10 +165,14 @@ class Kademlia(ConnectionListener):
         contact = contactOf(info, self.clock.seconds())
         if contact is not None:
             self._heardFrom(contact)
-        nearest = self.table.closest(int(message.target, 16), self.config.dhtK,
-                                     exclude=(info.node_id,))
-        connection.sendMessage(Nodes(message.rid, tuple(
-            addressOf(c) for c in nearest)))
+        connection.sendMessage(Nodes(message.rid, self.nearestAddresses(
+            int(message.target, 16), info.node_id)))
+
+    def nearestAddresses(self, target: int, asker: str
+                         ) -> Tuple[PeerAddress, ...]:
+        """The k contacts nearest C{target} but C{asker}, as answers name them."""
+        return tuple(addressOf(c) for c in self.table.closest(
+            target, self.config.dhtK, exclude=(asker,)))
 
     def nodesReceived(self, connection, message: Nodes) -> None:
         self.requests.answerReceived(connection, message.rid, message)

@@ -25,7 +25,7 @@ from p2poverlay.dht.lookup import K_CLOSEST, LookupResult
 from p2poverlay.dht.record import RecordChecker, ValueRecord, keyId, signRecord
 from p2poverlay.dht.recordstore import RecordStore
 from p2poverlay.dht.routing import Contact
-from p2poverlay.dht.service import Kademlia, addressOf
+from p2poverlay.dht.service import Kademlia
 from p2poverlay.dht.wire import MAX_RECORDS, FindValue, Store, Stored, Value
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import LookupFailed
@@ -112,12 +112,10 @@ class DHTValues:
     def findValueReceived(self, connection, message: FindValue) -> None:
         if not self.dht.requests.mayServe(connection):
             return
-        nearest = self.dht.table.closest(
-            keyId(message.key), self.config.dhtK,
-            exclude=(connection.info.node_id,))
         connection.sendMessage(Value(
             message.rid, tuple(self.store.get(message.key)[:MAX_RECORDS]),
-            tuple(addressOf(c) for c in nearest)))
+            self.dht.nearestAddresses(keyId(message.key),
+                                      connection.info.node_id)))
 
     # -- writing ------------------------------------------------------------
 
