@@ -87,7 +87,6 @@ class Topology(ConnectionListener):
         self.misbehaviour = misbehaviour
         self.isLinked = isLinked
         self.directLinks = DirectLinks(config, clock, registry, awaitingAcks)
-        self.verifier = verifier
         self.running = False
         self._dialing: Set[str] = set()
         # Where to join again when alone: --join, and every join() since.
