@@ -35,7 +35,8 @@ SIZES = {
                           failures=[0.2, 0.4, 0.6, 0.8], failureSize=1000,
                           churnSize=1000, churnRate=0.01, churnMinutes=60),
                  console=dict(rounds=2000, warmup=100),
-                 dht=dict(sizes=[100, 1000, 10000], lookups=200)),
+                 dht=dict(sizes=[100, 1000], lookups=200,
+                          dhtOnly=[100, 1000, 10000])),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -45,7 +46,8 @@ SIZES = {
                            failures=[0.2, 0.4, 0.6, 0.8], failureSize=200,
                            churnSize=200, churnRate=0.01, churnMinutes=10),
                   console=dict(rounds=300, warmup=30),
-                  dht=dict(sizes=[100, 300], lookups=200)),
+                  dht=dict(sizes=[100, 300], lookups=200,
+                           dhtOnly=[100, 1000])),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -55,7 +57,7 @@ SIZES = {
                            failures=[0.4], failureSize=30, churnSize=30,
                            churnRate=0.05, churnMinutes=2),
                   console=dict(rounds=20, warmup=5),
-                  dht=dict(sizes=[20], lookups=20)),
+                  dht=dict(sizes=[20], lookups=20, dhtOnly=[50])),
 }
 
 

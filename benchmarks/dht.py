@@ -72,14 +72,19 @@ def pairsOf(nodes: List[Node], count: int, seed: int):
 
 
 def addLookupFigures(results: Results, size: int, ours, spec,
-                     label: str = "") -> None:
+                     label: str = "", crashed: bool = False) -> None:
+    """
+    The figures of C{ours} (lookups ending when the target answers)
+    against C{spec} (the same pairs, by the spec's rule); the issue's
+    targets apply to those without crashes at 10,000 nodes.
+    """
     bench = "dht"
     found = [r for r in ours if r is not None and r.found is not None]
     specFound = [r for r in spec if r is not None and r.found is not None]
     success = len(found) / len(ours)
     results.add(Figure(bench, f"lookups that find a live node{label}, "
                        f"N={size}", success * 100, "%", "every lookup", 100,
-                       minValue=100 if not label else 99))
+                       minValue=99 if crashed else 100))
     if not found:
         return
     rounds = [r.rounds for r in found]
@@ -87,10 +92,10 @@ def addLookupFigures(results: Results, size: int, ours, spec,
     log2 = math.log2(size)
     results.add(Figure(bench, f"median rounds{label}, N={size}",
                        statistics.median(rounds), "rounds", "log2 N", log2,
-                       maxValue=2 if size >= 10000 and not label else None))
+                       maxValue=2 if size >= 10000 and not crashed else None))
     results.add(Figure(bench, f"p99 rounds{label}, N={size}",
                        percentile(rounds, 0.99), "rounds", "log2 N", log2,
-                       maxValue=4 if size >= 10000 and not label else None))
+                       maxValue=4 if size >= 10000 and not crashed else None))
     results.add(Figure(bench, f"median rounds until the target is named"
                        f"{label}, N={size}", statistics.median(named),
                        "rounds", "log2 N", log2))
@@ -152,10 +157,18 @@ def simulated(results: Results, size: int, count: int, seed: int = 1) -> None:
     pairs = pairsOf(nodes, count, seed + 3)
     addLookupFigures(results, size, lookUp(overlay, pairs, FIND_TARGET),
                      lookUp(overlay, pairs, K_CLOSEST),
-                     label=" with 20 % crashed")
+                     label=" with 20 % crashed", crashed=True)
 
 
-def run(results: Results, sizes: List[int], lookups: int) -> None:
-    """At each of C{sizes}, C{lookups} lookups of each kind."""
+def run(results: Results, sizes: List[int], lookups: int,
+        dhtOnly: List[int]) -> None:
+    """
+    At each of C{sizes}, C{lookups} lookups of each kind in the in-memory
+    overlay; at each of C{dhtOnly}, the same among nodes that know each
+    other only through the DHT (L{benchmarks.dhtnet}).
+    """
+    from benchmarks import dhtnet
     for size in sizes:
         simulated(results, size, lookups)
+    for size in dhtOnly:
+        dhtnet.measure(results, size, lookups)

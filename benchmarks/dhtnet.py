@@ -1,0 +1,62 @@
+"""
+Lookups among many nodes that know each other only through the DHT
+(L{p2poverlay.dht.memory.DHTNetwork}: the real Kademlia of every node,
+requests carried with 5-150 ms one-way delays on a virtual clock), at
+sizes the full in-memory overlay takes hours to form: the same figures as
+L{benchmarks.dht}, ours against the spec's end rule on the same pairs,
+then again a refresh period after a fifth of the nodes crashed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import List, Optional
+
+from twisted.internet.defer import DeferredList
+
+from benchmarks.dht import addLookupFigures
+from benchmarks.report import Results
+from p2poverlay.dht.lookup import FIND_TARGET, K_CLOSEST, EndRule, LookupResult
+from p2poverlay.dht.memory import DHTNetwork, SimulatedNode
+from p2poverlay.config import NodeConfig
+
+REFRESH = 300.0
+
+
+def lookUp(network: DHTNetwork, pairs, endRule: EndRule
+           ) -> List[Optional[LookupResult]]:
+    """Each pair's lookup, all at once; the failed ones as None."""
+    batch = [network.lookup(a, b, endRule) for a, b in pairs]
+    done: List = []
+    DeferredList(batch, consumeErrors=True).addCallback(done.append)
+    network.runUntil(lambda: done, timeout=600)
+    return [result if ok else None for ok, result in done[0]]
+
+
+def pairsOf(network: DHTNetwork, count: int,
+            seed: int) -> List[List[SimulatedNode]]:
+    rng = random.Random(seed)
+    alive = network.alive()
+    return [rng.sample(alive, 2) for _ in range(count)]
+
+
+def measure(results: Results, size: int, count: int, seed: int = 1) -> None:
+    print(f"  DHT only, {size} nodes", flush=True)
+    started = time.perf_counter()
+    network = DHTNetwork(NodeConfig(dht=True, dhtRefreshInterval=REFRESH),
+                         seed=seed)
+    network.addNodes(size)
+    print(f"  {size} nodes joined the DHT in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    label = " (DHT only)"
+    pairs = pairsOf(network, count, seed + 1)
+    addLookupFigures(results, size, lookUp(network, pairs, FIND_TARGET),
+                     lookUp(network, pairs, K_CLOSEST), label=label)
+    for node in random.Random(seed + 2).sample(network.nodes, size // 5):
+        network.crash(node)
+    network.run(REFRESH)
+    pairs = pairsOf(network, count, seed + 3)
+    addLookupFigures(results, size, lookUp(network, pairs, FIND_TARGET),
+                     lookUp(network, pairs, K_CLOSEST),
+                     label=f"{label} with 20 % crashed", crashed=True)
