@@ -36,7 +36,8 @@ SIZES = {
                           churnSize=1000, churnRate=0.01, churnMinutes=60),
                  console=dict(rounds=2000, warmup=100),
                  dht=dict(sizes=[100, 1000], lookups=200,
-                          dhtOnly=[100, 1000, 10000])),
+                          dhtOnly=[100, 1000, 10000]),
+                 dhtSockets=dict(nodes=60, lookups=100)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -47,7 +48,8 @@ SIZES = {
                            churnSize=200, churnRate=0.01, churnMinutes=10),
                   console=dict(rounds=300, warmup=30),
                   dht=dict(sizes=[100, 300], lookups=200,
-                           dhtOnly=[100, 1000])),
+                           dhtOnly=[100, 1000]),
+                  dhtSockets=dict(nodes=30, lookups=40)),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -57,7 +59,8 @@ SIZES = {
                            failures=[0.4], failureSize=30, churnSize=30,
                            churnRate=0.05, churnMinutes=2),
                   console=dict(rounds=20, warmup=5),
-                  dht=dict(sizes=[20], lookups=20, dhtOnly=[50])),
+                  dht=dict(sizes=[20], lookups=20, dhtOnly=[50]),
+                  dhtSockets=dict(nodes=8, lookups=4)),
 }
 
 
@@ -107,8 +110,8 @@ def sizes(args) -> dict:
 
 async def runInProcess(names, size: dict, results: Results) -> None:
     from benchmarks import (
-        attack, broadcast, console_latency, dht, direct, formation,
-        multiprocess, signing, sim, tlscost,
+        attack, broadcast, console_latency, dht, dhtsockets, direct,
+        formation, multiprocess, signing, sim, tlscost,
     )
     for name in names:
         print(f"== {name}", flush=True)
@@ -139,6 +142,7 @@ async def runInProcess(names, size: dict, results: Results) -> None:
             console_latency.run(results, **size["console"])
         elif name == "dht":
             dht.run(results, **size["dht"])
+            await dhtsockets.run(results, **size["dhtSockets"])
 
 
 def reactorRun(coroutineFunction) -> None:

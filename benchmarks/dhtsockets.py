@@ -1,0 +1,82 @@
+"""
+Routing by id over real sockets: nodes in this process on 127.0.0.1,
+over TLS, each with a few neighbours, joined into the DHT; then lookups
+of random nodes that are not the asker's peers, each pair looked up both
+ways (ending when the target answers, and by the spec's end rule), in
+alternating order so that neither gains from links the other left open.
+Wall time, rounds and requests per lookup, ours against the spec's rule.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from typing import List
+
+from benchmarks.nodes import startNode, stopNodes, waitUntil
+from benchmarks.report import Figure, Results
+from p2poverlay.dht.lookup import FIND_TARGET, K_CLOSEST, LookupResult
+
+BENCH = "dht (sockets)"
+
+
+async def run(results: Results, nodes: int, lookups: int,
+              seed: int = 1) -> None:
+    print(f"  {nodes} nodes over TLS on 127.0.0.1", flush=True)
+    rng = random.Random(seed)
+    started: List = []
+    try:
+        first = await startNode(minPeers=2, maxPeers=4)
+        started.append(first)
+        for _ in range(nodes - 1):
+            node = await startNode(minPeers=2, maxPeers=4)
+            started.append(node)
+            await node.join("127.0.0.1", rng.choice(started[:-1]).listenPort)
+        took = await waitUntil(
+            lambda: all(n.dht.joined and n.dht.lookups == 0
+                        for n in started), 300, "every DHT join")
+        print(f"  joined in {took:.1f} s", flush=True)
+        await measure(results, started, lookups, rng)
+    finally:
+        await stopNodes(started)
+
+
+async def lookUp(node, target, endRule) -> tuple:
+    begun = time.perf_counter()
+    result: LookupResult = await node.dht.lookup(
+        target.dht.table.ownId, target.nodeId, endRule=endRule)
+    return result, time.perf_counter() - begun
+
+
+async def measure(results: Results, nodes, count: int,
+                  rng: random.Random) -> None:
+    ours, spec = [], []
+    for index in range(count):
+        asker = rng.choice(nodes)
+        strangers = [n for n in nodes if n is not asker
+                     and asker.peers.connection(n.nodeId) is None]
+        if not strangers:
+            continue
+        target = rng.choice(strangers)
+        order = [(FIND_TARGET, ours), (K_CLOSEST, spec)]
+        for endRule, into in (order if index % 2 == 0 else order[::-1]):
+            into.append(await lookUp(asker, target, endRule))
+    size = len(nodes)
+    found = [(r, t) for r, t in ours if r.found is not None]
+    results.add(Figure(BENCH, f"lookups that find the node, N={size}",
+                       100 * len(found) / len(ours), "%", "every lookup",
+                       100, minValue=100))
+    results.add(Figure(
+        BENCH, f"wall time per lookup (median), N={size}",
+        statistics.median(t for _, t in ours) * 1000, "ms",
+        "spec's end rule", statistics.median(t for _, t in spec) * 1000))
+    results.add(Figure(
+        BENCH, f"rounds per lookup (median), N={size}",
+        statistics.median(r.rounds for r, _ in ours), "rounds",
+        "spec's end rule", statistics.median(r.rounds for r, _ in spec)))
+    results.add(Figure(
+        BENCH, f"requests per lookup (mean), N={size}",
+        statistics.mean(r.asked for r, _ in ours), "requests",
+        "spec's end rule", statistics.mean(r.asked for r, _ in spec),
+        maxValue=20))
