@@ -44,6 +44,9 @@ class Metrics:
         self.messagesOut: DefaultDict[str, int] = defaultdict(int)
         self.bytesOut: DefaultDict[str, int] = defaultdict(int)
         self.disconnects: Dict[str, int] = dict.fromkeys(DISCONNECT_REASONS, 0)
+        # Parts that keep their own counters: each gives a dict of them,
+        # merged into every snapshot (the DHT's, for one).
+        self.sources: List[Callable[[], Dict[str, object]]] = []
 
     # The connections call these for every line: keep them cheap.
 
@@ -75,7 +78,7 @@ class Metrics:
     def snapshot(self) -> Dict[str, object]:
         """Every counter and gauge, as a JSON-ready dict."""
         stats = self.stats
-        return {
+        snapshot: Dict[str, object] = {
             "uptime": self.uptime,
             "peers": len(self.peers),
             "peers_by_state": self.peersByState(),
@@ -95,6 +98,9 @@ class Metrics:
             "broadcast_control_sent": stats.broadcastControlSent,
             "broadcast_control_bytes": stats.broadcastControlBytes,
         }
+        for source in self.sources:
+            snapshot.update(source())
+        return snapshot
 
 
 # Prometheus families: (name, type, help, snapshot key, label name or None).
@@ -141,6 +147,27 @@ _FAMILIES: Tuple[Tuple[str, str, str, str, object], ...] = (
     ("p2p_broadcast_control_sent_bytes_total", "counter",
      "Bytes of broadcast control messages sent.",
      "broadcast_control_bytes", None),
+    ("p2p_dht_contacts", "gauge",
+     "Nodes in the DHT routing table.", "dht_contacts", None),
+    ("p2p_dht_lookups_running", "gauge",
+     "DHT lookups under way.", "dht_lookups_running", None),
+    ("p2p_dht_lookups_total", "counter",
+     "DHT lookups started.", "dht_lookups", None),
+    ("p2p_dht_lookups_succeeded_total", "counter",
+     "DHT lookups that found their node (or ended, for a key).",
+     "dht_lookups_succeeded", None),
+    ("p2p_dht_requests_sent_total", "counter",
+     "DHT requests sent.", "dht_requests_sent", None),
+    ("p2p_dht_requests_unanswered_total", "counter",
+     "DHT requests that got no answer in time.", "dht_requests_unanswered",
+     None),
+    ("p2p_dht_requests_refused_total", "counter",
+     "DHT requests left unanswered because their peer asked too often.",
+     "dht_requests_refused", None),
+    ("p2p_dht_records", "gauge",
+     "DHT value records held.", "dht_records", None),
+    ("p2p_dht_record_bytes", "gauge",
+     "Bytes of the DHT value records held.", "dht_record_bytes", None),
 )
 
 

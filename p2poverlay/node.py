@@ -130,6 +130,7 @@ class Node(Service):
             self.nodeId, config, clock, self.peers, dispatcher,
             deliver, self.stats, self.signer, self.verifier)
         self.values = DHTValues(self.dht, self.signer, dispatcher)
+        self.metrics.sources += [self.dht.counters, self.values.counters]
         self.reach = Reach(self.direct, self.dht, self.peers, book,
                            self.connections.connect)
         self.connections.admission = self.topology

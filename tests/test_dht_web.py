@@ -5,12 +5,15 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest_twisted
+from prometheus_client.parser import text_string_to_metric_families
 
 from p2poverlay.message import newNodeId
 
 from helpers import PROMPT, waitFor
 from test_dht_wire import chain
-from test_web import getJSON, postJSON, web  # noqa: F401 (the fixture)
+from test_web import (  # noqa: F401 (web: the fixture)
+    baseURL, getJSON, http, postJSON, web,
+)
 
 
 @pytest_twisted.inlineCallbacks
@@ -32,6 +35,21 @@ def test_lookup_put_and_get_over_http(overlay, web):  # noqa: F811
     assert status == 200
     assert [r["value"] for r in got["records"]] == ["blue"]
     assert got["holders"] >= 2
+
+    # What it did shows in the metrics, JSON and Prometheus alike.
+    status, snapshot = yield getJSON(service, "/api/metrics")
+    assert status == 200
+    assert snapshot["dht_contacts"] == len(nodes[0].dht.table) >= 3
+    assert snapshot["dht_lookups_succeeded"] >= 2  # the lookup and the put
+    assert snapshot["dht_requests_sent"] >= snapshot["dht_lookups"]
+    assert snapshot["dht_records"] == len(nodes[0].values.store) == 1
+    status, _, data = yield http("GET", baseURL(service) + "/metrics")
+    samples = {s.name: s.value
+               for f in text_string_to_metric_families(data.decode())
+               for s in f.samples}
+    assert samples["p2p_dht_records"] == 1
+    assert samples["p2p_dht_record_bytes"] > len("colour of the skyblue")
+    assert samples["p2p_dht_lookups_total"] >= snapshot["dht_lookups"]
 
 
 @pytest_twisted.inlineCallbacks

@@ -117,6 +117,17 @@ class Kademlia(ConnectionListener):
         self._upkeep.clear()
         self.requests.cancelAll()
 
+    def counters(self) -> dict:
+        """The DHT's counters and gauges, for L{p2poverlay.metrics}."""
+        requests = self.requests
+        return {"dht_contacts": len(self.table),
+                "dht_lookups_running": self.lookups,
+                "dht_lookups": self.started,
+                "dht_lookups_succeeded": self.succeeded,
+                "dht_requests_sent": requests.sent,
+                "dht_requests_unanswered": requests.unanswered,
+                "dht_requests_refused": requests.refused}
+
     # -- who is in the table ---------------------------------------------
 
     def connectionClosed(self, connection, reason) -> None:

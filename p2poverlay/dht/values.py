@@ -86,6 +86,11 @@ class DHTValues:
         for answer in (Stored, Value):
             dispatcher.register(answer, self._answered)
 
+    def counters(self) -> dict:
+        """The record store's gauges, for L{p2poverlay.metrics}."""
+        return {"dht_records": len(self.store),
+                "dht_record_bytes": self.store.bytes}
+
     def start(self) -> None:
         if self.config.dht:
             self._republisher.start(self.config.dhtValueTTL / 2, now=False)
