@@ -94,3 +94,19 @@ def test_lookups_beyond_the_limit_fail_at_once():
     refused[0].addErrback(failures.append)
     assert failures[0].check(TooManyLookups)
     outcome(overlay, DeferredList(pending, consumeErrors=True))
+
+
+def test_a_node_served_a_get_or_a_put_is_one_heard_from():
+    overlay, nodes = overlayOf(10, seed=8)
+    reader = nodes[0]
+    linked = {n.nodeId: n for n in nodes[1:]
+              if reader.peers.connection(n.nodeId) is not None}
+    assert linked
+    # Those it has links to forget it: only its requests can bring it back.
+    for node in linked.values():
+        node.dht.table.failed(reader.nodeId)
+    got = outcome(overlay, reader.values.get("anything"))
+    served = {nodeId for _, nodeId, answered in got.lookup.path if answered}
+    asked = [linked[i] for i in served if i in linked]
+    assert asked
+    assert all(reader.nodeId in n.dht.table for n in asked)

@@ -169,15 +169,23 @@ class Kademlia(ConnectionListener):
 
     # -- serving ------------------------------------------------------------
 
-    def findNodeReceived(self, connection, message: FindNode) -> None:
+    def mayServe(self, connection) -> bool:
+        """
+        May a request from C{connection} be answered now (its peer's
+        request rate)?  A peer served is one heard from over its own
+        link: it enters the table, whichever request it made.
+        """
         if not self.requests.mayServe(connection):
-            return
-        info = connection.info
-        contact = contactOf(info, self.clock.seconds())
+            return False
+        contact = contactOf(connection.info, self.clock.seconds())
         if contact is not None:
             self._heardFrom(contact)
-        connection.sendMessage(Nodes(message.rid, self.nearestAddresses(
-            int(message.target, 16), info.node_id)))
+        return True
+
+    def findNodeReceived(self, connection, message: FindNode) -> None:
+        if self.mayServe(connection):
+            connection.sendMessage(Nodes(message.rid, self.nearestAddresses(
+                int(message.target, 16), connection.info.node_id)))
 
     def nearestAddresses(self, target: int, asker: str
                          ) -> Tuple[PeerAddress, ...]:

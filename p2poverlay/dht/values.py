@@ -105,7 +105,7 @@ class DHTValues:
     # -- serving ------------------------------------------------------------
 
     def storeReceived(self, connection, message: Store) -> None:
-        if not self.dht.requests.mayServe(connection):
+        if not self.dht.mayServe(connection):
             return
         sender = connection.info.node_id
         refused = [why for why in (self.store.store(r, sender)
@@ -115,7 +115,7 @@ class DHTValues:
             f"a record {refused[0]}"[:200] if refused else ""))
 
     def findValueReceived(self, connection, message: FindValue) -> None:
-        if not self.dht.requests.mayServe(connection):
+        if not self.dht.mayServe(connection):
             return
         connection.sendMessage(Value(
             message.rid, tuple(self.store.get(message.key)[:MAX_RECORDS]),
