@@ -50,7 +50,9 @@ class NodeConfig:
     @ivar minPeers: neighbours dialed until the node has at least this many.
     @ivar maxPeers: neighbours accepted at most.
     @ivar maxDirectLinks: connections kept for direct messages to nodes that
-        are not neighbours.
+        are not neighbours, and for DHT requests (a DHT join alone asks a
+        few dozen nodes: fewer would close links that are dialed again
+        moments later).
     @ivar broadcastMode: C{"tree"} (Plumtree: payload along a spanning tree,
         ids to the other neighbours) or C{"flood"} (payload to every
         neighbour).
@@ -77,7 +79,7 @@ class NodeConfig:
     # Topology: how many neighbours a node keeps, and how it broadcasts.
     minPeers: int = 8
     maxPeers: int = 16
-    maxDirectLinks: int = 8
+    maxDirectLinks: int = 32
     directLinkIdle: float = 60.0
     exchangeInterval: float = 30.0
     broadcastMode: str = "tree"  # "tree" (Plumtree) or "flood"
