@@ -139,8 +139,16 @@ class DHTNetwork:
         for _ in range(count):
             added.append(self.addNode())
             self.clock.advance(every)
-        self.runUntil(lambda: all(n.dht.lookups == 0 for n in added),
-                      timeout=3600)
+        # A join's lookups run back to back: a node seen with none under
+        # way has joined.  (All at once may never be: refreshes go on.)
+        joining = set(added)
+
+        def joined() -> bool:
+            joining.difference_update(
+                [n for n in joining if n.dht.joined and n.dht.lookups == 0])
+            return not joining
+
+        self.runUntil(joined, timeout=3600)
         return added
 
     def alive(self) -> List[SimulatedNode]:
