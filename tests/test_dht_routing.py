@@ -102,6 +102,9 @@ def test_closest_is_the_xor_nearest_of_every_contact(seeds, target):
     everyone = sorted(table.contacts(), key=lambda c: c.dhtId ^ target)
     assert [c.nodeId for c in table.closest(target, 5)] == \
         [c.nodeId for c in everyone[:5]]
+    assert [c.nodeId for c in table.closest(
+        target, 5, exclude=(everyone[0].nodeId,))] == \
+        [c.nodeId for c in everyone[1:6]]
 
 
 def test_the_bucket_of_the_own_id_splits_and_the_others_do_not():

@@ -197,9 +197,20 @@ class RoutingTable:
     def closest(self, dhtId: int, count: Optional[int] = None,
                 exclude: Tuple[str, ...] = ()) -> List[Contact]:
         """The C{count} (default C{k}) contacts nearest C{dhtId}, nearest first."""
-        everyone = (c for c in self.contacts() if c.nodeId not in exclude)
-        return heapq.nsmallest(count or self.k, everyone,
-                               key=lambda c: c.dhtId ^ dhtId)
+        count = count or self.k
+        # A bucket's range is an aligned block of ids, and XOR maps it to
+        # an aligned block of distances: blocks never interleave, so the
+        # buckets are taken nearest block first until C{count} are found.
+        def blockDistance(bucket: KBucket) -> int:
+            return (bucket.low ^ dhtId) & ~(bucket.high - bucket.low - 1)
+
+        found: List[Contact] = []
+        for bucket in sorted(self.buckets, key=blockDistance):
+            found.extend(c for c in bucket.contacts.values()
+                         if c.nodeId not in exclude)
+            if len(found) >= count:
+                break
+        return heapq.nsmallest(count, found, key=lambda c: c.dhtId ^ dhtId)
 
     def lookedUp(self, dhtId: int) -> None:
         """A lookup for C{dhtId} ran: its bucket need not be refreshed."""
