@@ -35,7 +35,7 @@ from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, Unk
 from p2poverlay.node import Node
 from p2poverlay.wirevalues import isNodeId
 from p2poverlay.views import (
-    broadcastView, count, infoLine, keyLine, knownLines, knownView, nodeView,
+    broadcastView, count, dhtLine, infoLine, keyLine, knownLines, knownView, nodeView,
     ownReference, peersLines, peersView, peerView,
 )
 
@@ -269,8 +269,8 @@ class CommandInterpreter:
 
     @handles(commandtable.INFO)
     def do_info(self, args: str) -> Reply:
-        return Reply([infoLine(self.node), keyLine(self.node)],
-                     nodeView(self.node))
+        return Reply([infoLine(self.node), keyLine(self.node),
+                      dhtLine(self.node)], nodeView(self.node))
 
     @handles(commandtable.HELP)
     def do_help(self, args: str) -> Reply:

@@ -131,15 +131,18 @@ def nodeView(node: "Node") -> JSON:
     """
     The node itself: C{node_id}, C{name}, C{address} (where it listens, or
     C{None}), C{port}, C{uptime}, C{protocol_version}, C{peers} (how many
-    are connected), C{fingerprint} (of its key, or C{None}) and C{tls}
-    (whether its peer links are TLS).
+    are connected), C{fingerprint} (of its key, or C{None}), C{tls}
+    (whether its peer links are TLS) and C{dht} (L{dhtState} and
+    C{contacts}, the nodes in its routing table; C{None} when off).
     """
     return {"node_id": node.nodeId, "name": node.name,
             "address": addressOf(node.port) if node.port is not None else None,
             "port": node.listenPort, "uptime": node.metrics.uptime,
             "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers),
             "fingerprint": node.key.fingerprint if node.key else None,
-            "tls": not node.config.plaintext}
+            "tls": not node.config.plaintext,
+            "dht": None if dhtState(node) is None else {
+                "state": dhtState(node), "contacts": len(node.dht.table)}}
 
 
 def messageView(message: ReceivedMessage) -> JSON:
@@ -204,6 +207,28 @@ def keyLine(node: "Node") -> str:
     key = node.key.fingerprint if node.key else "none (an id of its own)"
     links = "plaintext" if node.config.plaintext else "TLS 1.3"
     return f"  key:     {key}; peer links: {links}"
+
+
+def dhtState(node: "Node") -> Optional[str]:
+    """
+    The node's part in the DHT: C{"findable"} (its own lookup has run, so
+    that the nodes nearest it know it), C{"joining"}, C{"not joined"}
+    (no link yet), or L{None} (routing by id is off).
+    """
+    dht = node.dht
+    if not node.config.dht:
+        return None
+    return ("findable" if dht.findable else "joining" if dht.joined
+            else "not joined")
+
+
+def dhtLine(node: "Node") -> str:
+    """The console's third line of C{info}: the node's part in the DHT."""
+    state = dhtState(node)
+    if state is None:
+        return "  dht:     off"
+    return (f"  dht:     {count(len(node.dht.table), 'node')} in its table, "
+            f"{state}")
 
 
 def ownReference(node: "Node", reference: str) -> Optional[str]:

@@ -81,11 +81,13 @@ def test_info(node, run):
     reply = run("info")
     assert reply.ok
     assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer",
-                           f"  key:     {node.key.fingerprint}; peer links: plaintext"]
+                           f"  key:     {node.key.fingerprint}; peer links: plaintext",
+                           "  dht:     1 node in its table, joining"]
     assert reply.result == {"node_id": node.nodeId, "name": "me",
                             "address": None, "port": 0, "uptime": 0.0,
                             "protocol_version": PROTOCOL_VERSION, "peers": 1,
-                            "fingerprint": node.key.fingerprint, "tls": False}
+                            "fingerprint": node.key.fingerprint, "tls": False,
+                            "dht": {"state": "joining", "contacts": 1}}
     assertJSONable(reply)
 
 

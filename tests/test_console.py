@@ -163,19 +163,22 @@ def test_info(node, console):
     addPeer(node)
     assert console.type("info") == [
         f"node {node.nodeId} 'me' not listening yet, 1 peer",
-        f"  key:     {node.key.fingerprint}; peer links: plaintext"]
+        f"  key:     {node.key.fingerprint}; peer links: plaintext",
+        "  dht:     1 node in its table, joining"]
     addPeer(node, CAROL, 9001, "carol")
     node.listener.port = Port()
     assert console.type("info") == [
         f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers",
-        f"  key:     {node.key.fingerprint}; peer links: plaintext"]
+        f"  key:     {node.key.fingerprint}; peer links: plaintext",
+        "  dht:     2 nodes in its table, joining"]
 
 
 def test_info_of_a_node_without_a_name(consoles):
     node = Node(NodeConfig(), reactor=MemoryReactorClock())
     assert consoles(node).type("info") == [
         f"node {node.nodeId} (no name) not listening yet, 0 peers",
-        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3",
+        "  dht:     0 nodes in its table, not joined"]
 
 
 @pytest.mark.parametrize("command, usage", [

@@ -118,7 +118,8 @@ def test_request_and_reply(node, client):
     (reply,) = client.request("info", requestId=7)
     assert reply == {"type": "reply", "id": 7, "ok": True, "lines": [
         f"node {node.nodeId} 'me' not listening yet, 0 peers",
-        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3"]}
+        f"  key:     {node.key.fingerprint}; peer links: TLS 1.3",
+        "  dht:     0 nodes in its table, not joined"]}
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
@@ -126,7 +127,8 @@ def test_request_and_reply(node, client):
                                "protocol_version": PROTOCOL_VERSION,
                                "peers": 0,
                                "fingerprint": node.key.fingerprint,
-                               "tls": True}
+                               "tls": True,
+                               "dht": {"state": "not joined", "contacts": 0}}
 
 
 def test_the_same_commands_as_the_console(client):

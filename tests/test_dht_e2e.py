@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from processes import label
+from processes import label, waitUntil
 
 SIZE = 30
 SPARSE = ("--min-peers", "1", "--max-peers", "2")
@@ -31,11 +31,27 @@ def outcome(node, ending: str, success: str) -> str:
     return line
 
 
+def waitFindable(node) -> None:
+    """Wait until C{node}'s own lookup has told the nodes nearest it of it
+    (a node that joined a moment ago may not be found yet)."""
+    def findable() -> bool:
+        node.type("info")
+        return node.expect(r"^  dht:     ").string.endswith(", findable")
+
+    waitUntil(findable, f"{node.name} to be findable", timeout=OUTCOME,
+              interval=0.2)
+
+
 def test_send_lookup_put_and_get_across_thirty_processes(processes):
-    nodes = [processes.node("n0", *SPARSE)]
+    # The sender keeps 8 nodes in its address book and 4 direct links (a
+    # DHT join links a node to most of 30): it cannot know them all.
+    nodes = [processes.node("n0", *SPARSE, "--address-book-size", "8",
+                            "--max-direct-links", "4")]
     for index in range(1, SIZE):
         nodes.append(processes.node(f"n{index}", *SPARSE, "--join",
                                     nodes[-1].address))
+    for node in nodes:
+        waitFindable(node)
     sender = nodes[0]
     # The nodes the sender has heard of: its peers and its address book.
     heard = set(KNOWN_ID.findall("\n".join(

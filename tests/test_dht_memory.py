@@ -55,6 +55,7 @@ def lookUpMany(overlay: MemoryOverlay, nodes: List[Node], count: int,
 
 def test_every_lookup_of_a_live_node_succeeds_and_survives_crashes():
     overlay, nodes = overlayOf(SIZE, seed=1)
+    assert all(n.dht.findable for n in nodes)  # each one's own lookup ran
     results = lookUpMany(overlay, nodes, 200, seed=2)
     assert all(r.found is not None for r in results)
     assert all(r.asked <= 20 for r in results)

@@ -14,7 +14,7 @@ from p2poverlay.message import PROTOCOL_VERSION
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.views import (
-    describeSender, formatMessage, knownLines, knownPeerView, knownView,
+    describeSender, dhtLine, formatMessage, knownLines, knownPeerView, knownView,
     keyLine, messageView, nodeView, peersLines, peersView, peerView,
 )
 
@@ -101,10 +101,22 @@ def test_nodeView(node):
     assert nodeView(node) == {
         "node_id": node.nodeId, "name": "me", "address": None, "port": 0,
         "uptime": 0.0, "protocol_version": PROTOCOL_VERSION, "peers": 1,
-        "fingerprint": node.key.fingerprint, "tls": True}
+        "fingerprint": node.key.fingerprint, "tls": True,
+        "dht": {"state": "joining", "contacts": 1}}
     assert node.key.fingerprint.startswith("SHA256:")
     assert keyLine(node) == (f"  key:     {node.key.fingerprint}; "
                              f"peer links: TLS 1.3")
+
+
+def test_the_dht_line_says_how_far_the_node_is_in_the_dht(node):
+    assert dhtLine(node) == "  dht:     0 nodes in its table, not joined"
+    addPeer(node, BOB, 9000, "bob")
+    assert dhtLine(node) == "  dht:     1 node in its table, joining"
+    node.dht.findable = True  # what the end of its own lookup sets
+    assert dhtLine(node) == "  dht:     1 node in its table, findable"
+    off = Node(NodeConfig(dht=False), reactor=MemoryReactorClock())
+    assert dhtLine(off) == "  dht:     off"
+    assert nodeView(off)["dht"] is None
 
 
 def test_a_message_from_a_node_that_is_not_a_peer():

@@ -97,7 +97,10 @@ class Kademlia(ConnectionListener):
         self.contactAdded: List[Callable[[Contact], None]] = []
         self._upkeep: List[int] = []  # targets of upkeep lookups to run
         self._upkeepRunning = False
-        self.joined = False
+        self.joined = False  # its join has begun
+        # Its own lookup has run: the nodes nearest it know of it, so that
+        # lookups for it find it.
+        self.findable = False
         self._joinRetries = 0
         self._refresher = LoopingCall(self.refresh)
         self._refresher.clock = clock
@@ -328,6 +331,8 @@ class Kademlia(ConnectionListener):
 
         def next(result: object) -> None:
             self._upkeepRunning = False
+            if target == self.table.ownId:
+                self.findable = True
             if target == self.table.ownId and \
                     isinstance(result, LookupResult) and \
                     len(result.closest) < self.config.dhtK and \
