@@ -158,6 +158,11 @@ class ConsoleProcess:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+        self.closePipes()
+        return self.proc.poll()
+
+    def closePipes(self) -> None:
+        """Close its pipes and wait for the reader (once it has exited)."""
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 try:
@@ -166,4 +171,3 @@ class ConsoleProcess:
                     pass
         self._stderr.close()
         self._reader.join(DEADLINE)
-        return self.proc.poll()
