@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO, Callable, List, Optional, Pattern, Union
+from typing import Callable, List, Optional, Union
 
 import p2poverlay
+from p2poverlay.netlab.process import ConsoleProcess
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
 
@@ -90,7 +90,7 @@ def pidAlive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-class TwistdProcess:
+class TwistdProcess(ConsoleProcess):
     """
     One twistd process whose standard output is read line by line by a
     thread; its standard error goes to a file.
@@ -98,84 +98,14 @@ class TwistdProcess:
 
     def __init__(self, name: str, args: List[str], cwd: Path,
                  console: bool = True) -> None:
-        self.name = name
         self.args = args
-        self.cwd = cwd
-        self.stderrPath = cwd / f"{name}.stderr"
-        self._stderr = open(self.stderrPath, "wb")
-        self.proc = subprocess.Popen(
-            [TWISTD, *args], cwd=cwd,
-            stdin=subprocess.PIPE if console else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._stderr,
-            env=childEnvironment())
-        self.lines: List[str] = []
-        self.eof = False
-        self._cursor = 0
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(
-            target=self._read, args=(self.proc.stdout,),
-            name=f"read-{name}", daemon=True)
-        self._reader.start()
+        super().__init__(name, [TWISTD, *args], cwd, env=childEnvironment(),
+                         console=console)
         self.nodeId: Optional[str] = None
         self.port: Optional[int] = None
 
-    def _read(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self.eof = True
-            self._changed.notify_all()
-
-    # -- output ---------------------------------------------------------
-
-    def transcript(self) -> str:
-        with self._changed:
-            out = "\n".join(self.lines)
-        try:
-            err = self.stderrPath.read_text(errors="replace")
-        except OSError:
-            err = ""
-        return (f"--- {self.name} ({' '.join(self.args)}), "
-                f"exit status {self.proc.poll()}\n{out}\n"
-                f"--- {self.name} stderr\n{err}")
-
-    def expect(self, pattern: Union[str, Pattern[str]],
-               timeout: float = DEADLINE) -> re.Match:
-        """
-        Wait for a line matching C{pattern} (a regex, searched) after the
-        line an earlier C{expect} matched; return the match.
-        """
-        index, match = self._waitFor(pattern, self._cursor, timeout)
-        self._cursor = index + 1
-        return match
-
-    def _waitFor(self, pattern: Union[str, Pattern[str]], start: int,
-                 timeout: float):
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for index in range(start, len(self.lines)):
-                    match = regex.search(self.lines[index])
-                    if match:
-                        return index, match
-                remaining = deadline - time.monotonic()
-                if self.eof or remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-        why = "output ended" if self.eof else f"timed out after {timeout}s"
-        raise AssertionError(
-            f"{why} waiting for {regex.pattern!r} at {self.name}\n"
-            f"{self.transcript()}")
-
-    def matching(self, pattern: str) -> List[str]:
-        """Every line so far that matches C{pattern}."""
-        regex = re.compile(pattern)
-        with self._changed:
-            return [line for line in self.lines if regex.search(line)]
+    # The name some tests use.
+    _waitFor = ConsoleProcess.waitFor
 
     def waitForBanner(self) -> int:
         match = self.expect(BANNER)
@@ -187,13 +117,6 @@ class TwistdProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    # -- input ----------------------------------------------------------
-
-    def type(self, line: str) -> None:
-        """Type one console line."""
-        self.proc.stdin.write(line.encode("utf-8") + b"\n")
-        self.proc.stdin.flush()
-
     def closeInput(self) -> None:
         self.proc.stdin.close()
 
@@ -204,13 +127,11 @@ class TwistdProcess:
         typed after it, marks the end.  Lines printed meanwhile by the node
         (a message arriving) are included.
         """
-        with self._changed:
-            start = len(self.lines)
+        start = self.mark()
         self.type(line)
         self.type("info")
-        end, _ = self._waitFor(INFO, start, DEADLINE)
-        with self._changed:
-            return self.lines[start:end]
+        end, _ = self.waitFor(INFO, start, DEADLINE)
+        return self.since(start, end)
 
     # -- life -----------------------------------------------------------
 
@@ -234,14 +155,7 @@ class TwistdProcess:
                 self.proc.wait(DEADLINE)
             except subprocess.TimeoutExpired:
                 pass
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        self._stderr.close()
-        self._reader.join(DEADLINE)
+        self.closePipes()
 
 
 # -- what a console says of another node --------------------------------------
