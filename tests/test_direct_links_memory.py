@@ -9,17 +9,11 @@ from p2poverlay.directlinks import GRACE
 from p2poverlay.message import DIRECT, NEIGHBOUR
 
 from memoverlay import address, bodies, memoryOverlay, outcome, start
-from test_topology_memory import neighbourIds, roleOf
+from test_topology_memory import neighbourIds, roleOf, twoDirectLinks
 
 
 def test_a_new_direct_link_outlives_the_bound_for_its_grace_period_only():
-    overlay = memoryOverlay(seed=11)
-    hub = start(overlay, name="hub", minPeers=3, maxPeers=3)
-    a = start(overlay, join=hub, minPeers=1, maxPeers=1, maxDirectLinks=1)
-    x = start(overlay, join=hub, minPeers=1, maxPeers=1)
-    y = start(overlay, join=hub, minPeers=1, maxPeers=1)
-    outcome(overlay, a.send(address(overlay, x), "to x"))
-    outcome(overlay, a.send(address(overlay, y), "to y"))
+    overlay, _, a, x, y = twoDirectLinks(seed=11)
     made = overlay.now
     overlay.run(GRACE / 2)
     # Two links, one over the bound: the older one is still in its grace.

@@ -95,14 +95,23 @@ def test_an_idle_direct_link_closes_on_both_sides_and_is_not_redialed():
     assert neighbourIds(a) == {b.nodeId}
 
 
-def test_direct_links_beyond_the_bound_close_the_least_recently_used():
-    overlay = memoryOverlay(seed=5)
+def twoDirectLinks(seed: int):
+    """
+    Nodes C{a}, C{x} and C{y} joined to a hub, C{a} allowed one direct
+    link, after C{a} sent to C{x}, then to C{y}: C{(overlay, hub, a, x, y)}.
+    """
+    overlay = memoryOverlay(seed=seed)
     hub = start(overlay, name="hub", minPeers=3, maxPeers=3)
     a = start(overlay, join=hub, minPeers=1, maxPeers=1, maxDirectLinks=1)
     x = start(overlay, join=hub, minPeers=1, maxPeers=1)
     y = start(overlay, join=hub, minPeers=1, maxPeers=1)
     outcome(overlay, a.send(address(overlay, x), "to x"))
     outcome(overlay, a.send(address(overlay, y), "to y"))
+    return overlay, hub, a, x, y
+
+
+def test_direct_links_beyond_the_bound_close_the_least_recently_used():
+    overlay, hub, a, x, y = twoDirectLinks(seed=5)
     overlay.runUntil(lambda: x.nodeId not in a.peers, 10, "x's link closed")
     assert roleOf(a, y) == DIRECT
     assert bodies(overlay, x, "direct") == ["to x"]
