@@ -35,8 +35,8 @@ from p2poverlay.errors import MessageTooLarge, OverlayError, SelfConnection, Unk
 from p2poverlay.node import Node
 from p2poverlay.wirevalues import isNodeId
 from p2poverlay.views import (
-    broadcastView, count, dhtLine, infoLine, keyLine, knownLines, knownView, nodeView,
-    ownReference, peersLines, peersView, peerView,
+    broadcastView, count, dhtLine, infoLine, keyLine, knownLines, knownView,
+    nodeView, ownReference, peersLines, peersView, peerView,
 )
 
 

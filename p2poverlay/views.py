@@ -132,8 +132,7 @@ def nodeView(node: "Node") -> JSON:
     The node itself: C{node_id}, C{name}, C{address} (where it listens, or
     C{None}), C{port}, C{uptime}, C{protocol_version}, C{peers} (how many
     are connected), C{fingerprint} (of its key, or C{None}), C{tls}
-    (whether its peer links are TLS) and C{dht} (L{dhtState} and
-    C{contacts}, the nodes in its routing table; C{None} when off).
+    (whether its peer links are TLS) and C{dht} (L{dhtView}).
     """
     return {"node_id": node.nodeId, "name": node.name,
             "address": addressOf(node.port) if node.port is not None else None,
@@ -141,8 +140,7 @@ def nodeView(node: "Node") -> JSON:
             "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers),
             "fingerprint": node.key.fingerprint if node.key else None,
             "tls": not node.config.plaintext,
-            "dht": None if dhtState(node) is None else {
-                "state": dhtState(node), "contacts": len(node.dht.table)}}
+            "dht": dhtView(node)}
 
 
 def messageView(message: ReceivedMessage) -> JSON:
@@ -209,26 +207,28 @@ def keyLine(node: "Node") -> str:
     return f"  key:     {key}; peer links: {links}"
 
 
-def dhtState(node: "Node") -> Optional[str]:
+def dhtView(node: "Node") -> Optional[JSON]:
     """
-    The node's part in the DHT: C{"findable"} (its own lookup has run, so
-    that the nodes nearest it know it), C{"joining"}, C{"not joined"}
-    (no link yet), or L{None} (routing by id is off).
+    The node's part in the DHT, or L{None} if routing by id is off:
+    C{state}, C{"findable"} (its own lookup has run, so that the nodes
+    nearest it know it), C{"joining"} or C{"not joined"} (no link yet);
+    and C{contacts}, the nodes in its routing table.
     """
     dht = node.dht
     if not node.config.dht:
         return None
-    return ("findable" if dht.findable else "joining" if dht.joined
-            else "not joined")
+    state = ("findable" if dht.findable else "joining" if dht.joined
+             else "not joined")
+    return {"state": state, "contacts": len(dht.table)}
 
 
 def dhtLine(node: "Node") -> str:
     """The console's third line of C{info}: the node's part in the DHT."""
-    state = dhtState(node)
-    if state is None:
+    view = dhtView(node)
+    if view is None:
         return "  dht:     off"
-    return (f"  dht:     {count(len(node.dht.table), 'node')} in its table, "
-            f"{state}")
+    return (f"  dht:     {count(view['contacts'], 'node')} in its table, "
+            f"{view['state']}")
 
 
 def ownReference(node: "Node", reference: str) -> Optional[str]:
