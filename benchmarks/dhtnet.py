@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 from twisted.internet.defer import DeferredList
 
-from benchmarks.dht import addLookupFigures
+from benchmarks.dht import addLookupFigures, pairsOf
 from benchmarks.report import Results
 from p2poverlay.dht.lookup import FIND_TARGET, K_CLOSEST, EndRule, LookupResult
 from p2poverlay.dht.memory import DHTNetwork, SimulatedNode
@@ -50,13 +50,6 @@ def bothWays(network: DHTNetwork, pairs) -> Tuple[list, list]:
     return results[0::2], results[1::2]
 
 
-def pairsOf(network: DHTNetwork, count: int,
-            seed: int) -> List[List[SimulatedNode]]:
-    rng = random.Random(seed)
-    alive = network.alive()
-    return [rng.sample(alive, 2) for _ in range(count)]
-
-
 def measure(results: Results, size: int, count: int, seed: int = 1) -> None:
     print(f"  DHT only, {size} nodes", flush=True)
     started = time.perf_counter()
@@ -66,11 +59,11 @@ def measure(results: Results, size: int, count: int, seed: int = 1) -> None:
     print(f"  {size} nodes joined the DHT in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     label = " (DHT only)"
-    ours, spec = bothWays(network, pairsOf(network, 2 * count, seed + 1))
+    ours, spec = bothWays(network, pairsOf(network.nodes, 2 * count, seed + 1))
     addLookupFigures(results, size, ours, spec, label=label)
     for node in random.Random(seed + 2).sample(network.nodes, size // 5):
         network.crash(node)
     network.run(REFRESH)
-    ours, spec = bothWays(network, pairsOf(network, 2 * count, seed + 3))
+    ours, spec = bothWays(network, pairsOf(network.nodes, 2 * count, seed + 3))
     addLookupFigures(results, size, ours, spec,
                      label=f"{label} with 20 % crashed", crashed=True)
