@@ -12,7 +12,6 @@ optional fields; an unknown ``type`` is an error.  See ``docs/protocol.rst``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Type
 
@@ -23,6 +22,9 @@ from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     checkRange, checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
 from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.wirefields import (  # noqa: F401 (registerEntryType: here too)
+    fieldSpecs, fromJSON, registerEntryType, toJSON,
+)
 from p2poverlay.wirejson import dumps, loads, quoted
 
 PROTOCOL_VERSION = 2  # 2: ACKS, confirming several DATA at once
@@ -58,10 +60,10 @@ class P2PMessage:
     def toDict(self) -> Dict[str, Any]:
         """The JSON object for this message, ``type`` included."""
         fields = {"type": self.TYPE}
-        for name, expected, _ in _fieldSpecs(type(self)):
+        for name, expected, _ in fieldSpecs(type(self)):
             value = getattr(self, name)
             fields[name] = value if expected is str or expected is int \
-                else _toJSON(value)
+                else toJSON(value)
         return fields
 
     def encode(self) -> bytes:
@@ -103,75 +105,23 @@ class P2PMessage:
         if cls is None:
             raise MessageError(f"unknown message type {kind[:32]!r}")
         values: Dict[str, Any] = {}
-        for name, expected, required in _fieldSpecs(cls):
+        for name, expected, required in fieldSpecs(cls):
             if name not in obj:
                 if required:
                     raise MessageError(f"{kind} lacks field {name!r}")
                 continue
             value = obj[name]
-            # The common cases inline; _fromJSON checks the rest.
+            # The common cases inline; fromJSON checks the rest.
             if expected is str and value.__class__ is str:
                 values[name] = value
             elif expected is int and value.__class__ is int \
                     and 0 <= value <= MAX_INTEGER:
                 values[name] = value
             else:
-                values[name] = _fromJSON(kind, name, expected, value)
+                values[name] = fromJSON(kind, name, expected, value)
         message = cls(**values)
         message.validate()
         return message
-
-
-# Message class -> ((field name, expected type, required), ...).
-_SPECS: Dict[type, Tuple[Tuple[str, type, bool], ...]] = {}
-
-
-def _fieldSpecs(cls: type) -> Tuple[Tuple[str, type, bool], ...]:
-    """The wire fields of a message class, worked out once per class."""
-    specs = _SPECS.get(cls)
-    if specs is None:
-        specs = _SPECS[cls] = tuple(
-            (f.name, _FIELD_TYPES[str(f.type)],
-             f.default is dataclasses.MISSING
-             and f.default_factory is dataclasses.MISSING)
-            for f in dataclasses.fields(cls))
-    return specs
-
-
-def _toJSON(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [v if v.__class__ is str else _toJSON(v) for v in value]
-    toDict = getattr(value, "toDict", None)
-    return toDict() if toDict is not None else value
-
-
-def _fromJSON(kind: str, name: str, expected: type, value: Any) -> Any:
-    if expected is int:
-        # bool is a subclass of int in Python, but not a number on the wire.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise MessageError(f"{kind} field {name!r} must be an integer")
-        checkRange(value, f"{kind} field {name!r}")
-        return value
-    if expected is str:
-        if not isinstance(value, str):
-            raise MessageError(f"{kind} field {name!r} must be a string")
-        return value
-    if not isinstance(value, list):
-        raise MessageError(f"{kind} field {name!r} must be a list")
-    if expected is _StrList:
-        if not all(isinstance(item, str) for item in value):
-            raise MessageError(f"{kind} field {name!r} must be a list of "
-                               f"strings")
-        return tuple(value)
-    # Each entry stands alone: a bad one is skipped, and those past the
-    # first MAX_PEER_ENTRIES are not even looked at.
-    entries = []
-    for item in value[:MAX_PEER_ENTRIES]:
-        try:
-            entries.append(expected.fromDict(kind, item))  # type: ignore
-        except MessageError:
-            pass
-    return tuple(entries)
 
 
 @dataclass(frozen=True)
@@ -398,23 +348,3 @@ def _quickAcks(obj: Dict[str, Any]) -> Optional[Acks]:
 
 _QUICK: Dict[str, Callable[[Dict[str, Any]], Optional[P2PMessage]]] = {
     Data.TYPE: _quickData, Acks.TYPE: _quickAcks}
-
-
-# Field annotations are strings (from __future__ import annotations).
-class _StrList(tuple):
-    pass
-
-
-# A tuple of entries maps to the entry's class: C{fromDict(kind, item)}
-# builds one (raising MessageError), C{toDict()} encodes it.
-_FIELD_TYPES: Dict[str, type] = {
-    "str": str,
-    "int": int,
-    "Tuple[PeerAddress, ...]": PeerAddress,
-    "Tuple[str, ...]": _StrList,
-}
-
-
-def registerEntryType(annotation: str, entryClass: type) -> None:
-    """Let message fields annotated C{annotation} hold C{entryClass}es."""
-    _FIELD_TYPES[annotation] = entryClass
