@@ -17,13 +17,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
 from p2poverlay.admission import InboundPolicy, OpenAdmission, isLocal
+from p2poverlay.closing import abortAll, closeAll
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
@@ -31,19 +32,17 @@ from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.identity import fingerprintOf
 from p2poverlay.interfaces import IAdmission, IConnectionListener, IPeerConnectionOwner
 from p2poverlay.limits import Misbehaviour
-from p2poverlay.message import DIRECT, NEIGHBOUR, Hello, P2PMessage
+from p2poverlay.message import DIRECT, NEIGHBOUR, PROBE, Hello, P2PMessage
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.ownaddress import OwnAddress, recordOf
 from p2poverlay.pins import Pins
 from p2poverlay.private import PrivateOverlay
 from p2poverlay.protocol import PeerConnection
+from p2poverlay.reachability import NoReachability
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import PeerRegistry
-
-# How long closeAll waits for peers to take their BYE before cutting.
-STOP_GRACE = 1.5
 
 
 def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
@@ -91,6 +90,8 @@ class Connections:
         self.pins = Pins(config.pins)
         self.private = PrivateOverlay(config.networkKey, config.allowed)
         self.ownAddress = OwnAddress()
+        # Hears the peers' view of this node and settles probes.
+        self.reachability: Any = NoReachability()
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -119,8 +120,12 @@ class Connections:
     def helloFor(self, connection: PeerConnection) -> Hello:
         hello = self.ownAddress.signedHello(self._hello(connection.role),
                                             connection)
-        proof = self.private.proofFor(connection)
-        return replace(hello, network_proof=proof) if proof else hello
+        factory = connection.factory
+        return replace(
+            hello, network_proof=self.private.proofFor(connection),
+            observed=connection.remoteAddress if connection.remoteHost != "?"
+            else "", nonce=getattr(factory, "nonce", "") if connection.outbound
+            else "")
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None
@@ -274,6 +279,10 @@ class Connections:
         if (wrong := self.ownAddress.check(hello)) is not None:
             connection.protocolError(wrong)
             return
+        if connection.role == PROBE:
+            self.reachability.probeSettled(connection, hello)
+            return
+        self.reachability.heard(connection, hello)
         pinned = self.pins.mismatch(connection.dialed, hello.node_id)
         if pinned is not None:
             host, port = connection.dialed or ("?", 0)
@@ -392,27 +401,12 @@ class Connections:
         self._emit("connectionClosed", connection, reason)
 
     def closeAll(self) -> "Deferred[None]":
-        """
-        Say BYE on every connection and refuse new ones; fires once they
-        are gone, or after L{STOP_GRACE} seconds, when the rest are cut.
-        """
+        """Say BYE on every connection and refuse new ones (see
+        L{p2poverlay.closing.closeAll})."""
         self.stopping = True
-        lost = [connection.whenClosed() for connection in self]
-        for connection in self:
-            connection.close(SHUTTING_DOWN)
-        if not lost:
-            return succeed(None)
-        # Cancelled by the timeout, the DeferredList cancels every waiter:
-        # their CancelledErrors are its to consume.
-        allGone = DeferredList(lost, consumeErrors=True)
-        allGone.addTimeout(STOP_GRACE, self.clock)
-        allGone.addErrback(lambda _: self.abortAll())
-        return allGone.addCallback(lambda _: None)
+        return closeAll(list(self), self.clock)
 
     def abortAll(self) -> "Deferred[None]":
         """Cut every connection at once, saying nothing; refuse new ones."""
         self.stopping = True
-        lost = [connection.whenClosed() for connection in self]
-        for connection in self:
-            connection.transport.abortConnection()
-        return DeferredList(lost).addCallback(lambda _: None)
+        return abortAll(list(self))

@@ -20,8 +20,10 @@ class PeerConnectionFactory(ServerFactory):
     noisy = False
 
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool = False,
-                 link=None, role: str = NEIGHBOUR, dialed=None) -> None:
+                 link=None, role: str = NEIGHBOUR, dialed=None,
+                 nonce: str = "") -> None:
         self.dialed = dialed  # the (host, port) dialed, if this one dials
+        self.nonce = nonce  # a probe's (see p2poverlay.reachability)
         self.owner = owner
         self.outbound = outbound
         self.link = link

@@ -21,6 +21,7 @@ from p2poverlay.wirevalues import (  # noqa: F401 (the wire's values, here too)
     checkHex, checkIds, checkLength, checkMessageId, checkNodeId, checkPort,
     checkRange, checkSigned, isMessageId, isNodeId, newMessageId, newNodeId,
 )
+from p2poverlay.addresses import parseAddress
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.wirefields import (  # noqa: F401 (registerEntryType: here too)
     fieldSpecs, fromJSON, registerEntryType, toJSON,
@@ -34,7 +35,8 @@ UNSAID = -1
 # What a connection is for, as its dialer says in HELLO.
 NEIGHBOUR = "neighbour"  # part of the overlay: counts towards the degree
 DIRECT = "direct"  # opened to deliver direct messages to a non-neighbour
-ROLES = (NEIGHBOUR, DIRECT)
+PROBE = "probe"  # a dial-back: is the node reachable where it asked?
+ROLES = (NEIGHBOUR, DIRECT, PROBE)
 
 
 _REGISTRY: Dict[str, Type["P2PMessage"]] = {}
@@ -144,6 +146,12 @@ class Hello(P2PMessage):
     signature: str = ""
     # How many overlay neighbours the sender has (absent: it does not say).
     neighbours: int = UNSAID
+    # The receiver's end of the connection, as the sender sees it
+    # (``host:port``): behind a NAT, the router's side of the mapping.
+    observed: str = ""
+    # On a prober's probe: the nonce the probed node asked to be dialed
+    # back with (the probed node's own HELLO carries none).
+    nonce: str = ""
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
@@ -154,6 +162,9 @@ class Hello(P2PMessage):
         if not self.key:
             del fields["host"], fields["seq"], fields["key"], \
                 fields["signature"]
+        for optional in ("observed", "nonce"):
+            if not fields[optional]:
+                del fields[optional]
         return fields
 
     def validate(self) -> None:
@@ -170,6 +181,15 @@ class Hello(P2PMessage):
         checkLength(self.name, "name", MAX_NAME_LENGTH)
         if self.role not in ROLES:
             raise MessageError(f"unknown role {self.role[:32]!r}")
+        if self.observed:
+            checkLength(self.observed, "observed", MAX_HOST_LENGTH + 8)
+            try:
+                parseAddress(self.observed)
+            except ValueError as e:
+                raise MessageError(f"HELLO field 'observed': {e}") from None
+        checkHex(self.nonce, "nonce", 64)
+        if self.nonce and self.role != PROBE:
+            raise MessageError("HELLO has a nonce but does not probe")
 
 
 @dataclass(frozen=True)

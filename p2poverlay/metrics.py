@@ -168,6 +168,14 @@ _FAMILIES: Tuple[Tuple[str, str, str, str, object], ...] = (
      "DHT value records held.", "dht_records", None),
     ("p2p_dht_record_bytes", "gauge",
      "Bytes of the DHT value records held.", "dht_record_bytes", None),
+    ("p2p_reachability", "gauge",
+     "Whether others can dial this node: 1 for its state now.",
+     "reachability", "state"),
+    ("p2p_dial_backs_total", "counter",
+     "Dial-backs this node asked for, by outcome.", "dial_backs", "outcome"),
+    ("p2p_dial_backs_served_total", "counter",
+     "Dial-backs this node made for its peers, by outcome.",
+     "dial_backs_served", "outcome"),
 )
 
 

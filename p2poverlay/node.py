@@ -41,6 +41,7 @@ from p2poverlay.message import (
     NEIGHBOUR, PROTOCOL_VERSION, Broadcast, Hello, newMessageId,
 )
 from p2poverlay.metrics import Metrics
+from p2poverlay.nat import attachReachability
 from p2poverlay.network import INetwork
 from p2poverlay.nodeidentity import identityOf
 from p2poverlay.ownaddress import OwnAddress
@@ -144,6 +145,9 @@ class Node(Service):
         self.listening: Deferred[IListeningPort] = self.listener.listening
         self.connections.ownAddress = OwnAddress(
             self.signer, self.verifier, self.listener, clock)
+        self.reachability = attachReachability(
+            self.connections, dispatcher, self.metrics,
+            lambda: self.listenPort, self.random)
 
     @property
     def shortId(self) -> str:
@@ -215,10 +219,7 @@ class Node(Service):
         waits = [self.listener.stopService(), self.connections.closeAll()]
         # After the BYEs: stopping a link closes its connection silently.
         waits.append(self.membership.stop())
-        self.topology.stop()
-        self.broadcaster.stop()
-        self.dht.stop()
-        self.values.stop()
+        self._stopParts()
         return DeferredList(waits).addCallback(lambda _: None)
 
     def abort(self) -> "Deferred[None]":
@@ -228,13 +229,15 @@ class Node(Service):
         @return: fires once every connection is gone.
         """
         Service.stopService(self)
-        self.topology.stop()
-        self.broadcaster.stop()
-        self.dht.stop()
-        self.values.stop()
+        self._stopParts()
         waits = [self.listener.stopService(), self.membership.stop(save=False),
                  self.connections.abortAll()]
         return DeferredList(waits).addCallback(lambda _: None)
+
+    def _stopParts(self) -> None:
+        for part in (self.topology, self.broadcaster, self.dht, self.values,
+                     self.reachability):
+            part.stop()
 
     # -- the public API ---------------------------------------------------
 

@@ -8,9 +8,12 @@ it on, unchanged, in peer exchange; a receiver counts an address for a
 node only if that node signed it (L{p2poverlay.signing}).  Nobody can
 point another node's id at a host of their own.
 
-The host signed is the interface the node listens on; a node listening on
-every interface signs the address its side of each connection has, which
-is where that peer reaches it.
+The host signed is the node's public address once a dial-back proved it
+(L{p2poverlay.reachability}), else the interface the node listens on; a
+node listening on every interface signs the address its side of each
+connection has, which is where that peer reaches it.  A node that others
+cannot dial (private, or behind a NAT and not shown reachable) says port
+0 and signs nothing: it advertises no address nobody can reach.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class OwnAddress:
         self.verifier = verifier or Verifier(acceptUnsigned=True)
         self.listener = listener
         self.clock = clock
+        # Whether and where this node is reachable (set by the node).
+        self.reachability: Any = None
         self._records: "OrderedDict[Tuple[str, int, str], PeerAddress]" = \
             OrderedDict()
         self._lastSeq = 0
@@ -74,7 +79,11 @@ class OwnAddress:
     def signedHello(self, hello: Hello, connection: Any) -> Hello:
         """C{hello}, with this node's record of where C{connection}'s peer
         reaches it."""
-        host = self._listeningHost()
+        dialable, public = (self.reachability.advertised()
+                            if self.reachability is not None else (True, None))
+        if not dialable:
+            return replace(hello, port=0)
+        host = public or self._listeningHost()
         if host in _WILDCARDS:
             host = connection.transport.getHost().host
         record = self.record(host, hello.port, hello.name)

@@ -38,6 +38,7 @@ class CloseKind(enum.Enum):
     SELF = "self"  # the node dialed itself
     IDLE = "idle"  # a direct link unused for a while
     DIRECT_LIMIT = "direct_limit"  # too many direct links
+    PROBED = "probed"  # a dial-back probe, done
     LOST = "lost"  # the connection went without a word
 
 
@@ -61,6 +62,7 @@ _TEXT = {
     CloseKind.SELF: "connected to self",
     CloseKind.IDLE: "idle direct link",
     CloseKind.DIRECT_LIMIT: "too many direct links",
+    CloseKind.PROBED: "dial-back done",
     CloseKind.LOST: "connection lost",
 }
 

@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from p2poverlay.config import NodeConfig
-from p2poverlay.connections import STOP_GRACE, Connections
+from p2poverlay.closing import STOP_GRACE
+from p2poverlay.connections import Connections
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.registry import PeerRegistry

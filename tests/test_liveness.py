@@ -30,7 +30,7 @@ from p2poverlay.message import (
     PROTOCOL_VERSION, Ack, Broadcast, Bye, Data, Hello, Ping, Pong,
     newMessageId,
 )
-from p2poverlay.connections import STOP_GRACE
+from p2poverlay.closing import STOP_GRACE
 from p2poverlay import Node, NodeConfig
 from p2poverlay.outbox import Outbox
 from p2poverlay.reconnect import PeerLink

@@ -23,6 +23,7 @@ from p2poverlay.message import (
 from p2poverlay.addresses import formatAddress, parseAddress
 from p2poverlay.dht.record import ValueRecord
 from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store, Stored, Value
+from p2poverlay.natwire import DialBackRequest, DialBackResult
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
@@ -61,6 +62,8 @@ def test_new_ids_are_32_lowercase_hex_digits_and_distinct():
 
 RECORD = ValueRecord("a key", "a value", "ab" * 32, "cd" * 32, 1, 2,
                      "ef" * 64)
+NONCE = "5e" * 32
+
 EVERY_TYPE = [
     Hello(NODE_A, PROTOCOL_VERSION, 9000, "alice"),
     Hello(NODE_A, 7, 0),
@@ -98,6 +101,12 @@ EVERY_TYPE = [
     FindValue(MSG_ID, "a key \u00e9"),
     Value(MSG_ID, (), ()),
     Value(MSG_ID, (RECORD,), (PeerAddress(NODE_B, "::1", 65535),)),
+    Hello(NODE_A, 1, 9000, "", "probe", observed="198.18.0.9:40312",
+          nonce=NONCE),
+    Hello(NODE_A, 1, 9000, observed="[2001:db8::7]:9000"),
+    DialBackRequest(NONCE, "198.18.0.9", 9000),
+    DialBackResult(NONCE, "reached"),
+    DialBackResult(NONCE, "unreached", "connection refused"),
 ]
 
 
@@ -202,6 +211,39 @@ def test_a_count_of_neighbours_is_sent_only_when_said():
     assert P2PMessage.decode(b'{"type":"PONG","nonce":5}').neighbours == UNSAID
     with pytest.raises(MessageError):
         P2PMessage.decode(b'{"type":"PONG","nonce":5,"neighbours":-1}')
+
+
+def test_what_a_hello_observes_is_sent_only_when_said():
+    assert b"observed" not in Hello(NODE_A, 1, 1).encode()
+    assert b"nonce" not in Hello(NODE_A, 1, 1).encode()
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"observed": "nowhere"}, "HELLO field 'observed': expected host:port"),
+    ({"observed": "h:0"}, "HELLO field 'observed': bad port"),
+    ({"observed": "h" * 300 + ":1"}, "observed longer than"),
+    ({"nonce": "ab"}, "nonce must be 64 lowercase hex digits"),
+    ({"nonce": NONCE}, "HELLO has a nonce but does not probe"),
+])
+def test_a_bad_observation_or_nonce_in_a_hello_is_an_error(fields, reason):
+    hello = {"type": "HELLO", "node_id": NODE_A, "version": 1, "port": 9}
+    with pytest.raises(MessageError, match=reason):
+        P2PMessage.decode(line({**hello, **fields}))
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"type": "DIAL_BACK", "nonce": NONCE, "host": "", "port": 9},
+     "DIAL_BACK lacks a host"),
+    ({"type": "DIAL_BACK", "nonce": "", "host": "h", "port": 9},
+     "DIAL_BACK lacks a nonce"),
+    ({"type": "DIAL_BACK", "nonce": NONCE, "host": "h", "port": 0},
+     "port out of range"),
+    ({"type": "DIAL_BACK_RESULT", "nonce": NONCE, "outcome": "maybe"},
+     "unknown outcome 'maybe'"),
+])
+def test_bad_dial_back_messages_are_errors(fields, reason):
+    with pytest.raises(MessageError, match=reason):
+        P2PMessage.decode(line(fields))
 
 
 def test_unknown_extra_fields_are_ignored():

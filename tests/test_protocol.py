@@ -64,8 +64,10 @@ def assertClosedWith(transport, reason):
 
 def test_the_dialer_says_hello_first(node):
     connection, transport = connect(node, outbound=True)
+    # It says where it sees the peer: here, the StringTransport's address.
     assert written(transport) == [
-        Hello(node.nodeId, PROTOCOL_VERSION, 0, "me", neighbours=0)]
+        Hello(node.nodeId, PROTOCOL_VERSION, 0, "me", neighbours=0,
+              observed="127.0.0.1:5555")]
     assert connection.direction == OUTBOUND
     assert connection in node.connections
     assert not transport.disconnecting
@@ -79,7 +81,8 @@ def test_the_accepting_side_answers_hello_with_hello(node):
     assert connection in node.connections
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", "direct"))
     assert written(transport)[0] == Hello(
-        node.nodeId, PROTOCOL_VERSION, 0, "me", "direct", neighbours=0)
+        node.nodeId, PROTOCOL_VERSION, 0, "me", "direct", neighbours=0,
+        observed="127.0.0.1:5555")
     assert not transport.disconnecting
 
 

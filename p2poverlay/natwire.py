@@ -1,0 +1,62 @@
+"""
+The wire messages of reachability (see ``docs/protocol.rst``, *Dial-back*).
+
+A node that wants to know whether others can dial it sends
+L{DialBackRequest} to a peer, naming the address it believes it has; the
+peer dials that address afresh with a connection of role ``probe`` whose
+HELLO carries the request's nonce, and reports how that went in a
+L{DialBackResult}.  They are ordinary L{P2PMessage}s, decoded and checked
+by L{p2poverlay.message} once this module is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from p2poverlay.message import P2PMessage
+from p2poverlay.wirevalues import (
+    MAX_HOST_LENGTH, MAX_REASON_LENGTH, MessageError, checkHex, checkLength,
+    checkPort,
+)
+
+# What a dial-back came to, as DialBackResult says it.
+REACHED = "reached"  # the probe reached the node (its nonce went with it)
+UNREACHED = "unreached"  # the probe found nobody, or somebody else
+REFUSED = "refused"  # the peer would not dial (see the reason)
+OUTCOMES = (REACHED, UNREACHED, REFUSED)
+
+
+@dataclass(frozen=True)
+class DialBackRequest(P2PMessage):
+    """Dial me back at C{host:port} with C{nonce}, please."""
+
+    TYPE: ClassVar[str] = "DIAL_BACK"
+    nonce: str
+    host: str
+    port: int
+
+    def validate(self) -> None:
+        if not self.nonce:
+            raise MessageError("DIAL_BACK lacks a nonce")
+        checkHex(self.nonce, "nonce", 64)
+        if not self.host:
+            raise MessageError("DIAL_BACK lacks a host")
+        checkLength(self.host, "host", MAX_HOST_LENGTH)
+        checkPort(self.port, "port")
+
+
+@dataclass(frozen=True)
+class DialBackResult(P2PMessage):
+    """How the dial-back asked for with C{nonce} went."""
+
+    TYPE: ClassVar[str] = "DIAL_BACK_RESULT"
+    nonce: str
+    outcome: str
+    reason: str = ""
+
+    def validate(self) -> None:
+        checkHex(self.nonce, "nonce", 64)
+        if self.outcome not in OUTCOMES:
+            raise MessageError(f"unknown outcome {self.outcome[:32]!r}")
+        checkLength(self.reason, "reason", MAX_REASON_LENGTH)
