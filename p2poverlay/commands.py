@@ -36,7 +36,7 @@ from p2poverlay.node import Node
 from p2poverlay.wirevalues import isNodeId
 from p2poverlay.views import (
     broadcastView, count, dhtLine, infoLine, keyLine, knownLines, knownView,
-    nodeView, ownReference, peersLines, peersView, peerView,
+    nodeView, ownReference, peersLines, peersView, peerView, reachLine,
 )
 
 
@@ -270,7 +270,8 @@ class CommandInterpreter:
     @handles(commandtable.INFO)
     def do_info(self, args: str) -> Reply:
         return Reply([infoLine(self.node), keyLine(self.node),
-                      dhtLine(self.node)], nodeView(self.node))
+                      dhtLine(self.node), reachLine(self.node)],
+                     nodeView(self.node))
 
     @handles(commandtable.HELP)
     def do_help(self, args: str) -> Reply:

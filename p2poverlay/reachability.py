@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -42,8 +42,10 @@ PRIVATE = "private"
 
 # How long a probe may take: the prober's dial and handshake, with room.
 PROBE_TIMEOUT = 30.0
-# Undecided: the next try after this long (a new observation also tries).
+# Undecided: the next try after this long (a new observation also tries);
+# after a failure, another peer is asked at once, if there is one.
 RETRY = 30.0
+SOON = 1.0
 # Decided: checked again this often.
 RECHECK = 600.0
 # Failures, from different peers, that make an undecided node private.
@@ -203,7 +205,10 @@ class Reachability:
             self.confidence = min(MAX_CONFIDENCE, self.confidence + 1)
         elif len(self._failedBy) >= FAILURES_TO_DECIDE:
             self._become(PRIVATE, None)
-        self._schedule(RETRY if self.state == UNKNOWN else RECHECK)
+        if self.state != UNKNOWN:
+            self._schedule(RECHECK)
+        else:
+            self._schedule(SOON if self._untried() else RETRY)
 
     def _become(self, state: str, address: Optional[Tuple[str, int]]) -> None:
         self.state, self.address, self.confidence = state, address, 0
@@ -238,24 +243,53 @@ class Reachability:
         if prober is None:
             self._schedule(RETRY)
             return
+        self.ask(prober, host)
+
+    def ask(self, connection: Any, host: str) -> str:
+        """
+        Ask the peer of C{connection} to dial this node back at C{host},
+        at its listening port; the outcome counts as any other.
+
+        @return: the request's nonce.
+        """
         nonce = os.urandom(32).hex()
+        port = self.listenPort()
         timer = self.clock.callLater(PROBE_TIMEOUT, self._timedOut, nonce)
-        self._pending[nonce] = _Probe(host, port, prober.peer.node_id, timer)
-        prober.sendMessage(DialBackRequest(nonce, host, port))
+        self._pending[nonce] = _Probe(host, port, connection.peer.node_id,
+                                      timer)
+        connection.sendMessage(DialBackRequest(nonce, host, port))
+        return nonce
 
     def _prober(self, host: str) -> Any:
-        """A peer that sees this node at C{host} to ask: one that has not
-        failed to reach it yet, not one of the first two to name the
-        host where there is another."""
-        observers = self.observations.observersOf(host)
-        eligible = [c for c in self.peers.connections()
-                    if c.peer is not None and not c.closing
-                    and c.peer.node_id in observers
-                    and c.peer.node_id not in self._failedBy]
+        """
+        A peer that sees this node at C{host}, to ask: one that has not
+        failed to reach it yet before one that has, and one not among the
+        first two to name the host before those two.
+        """
+        eligible = self._observing(host)
         if not eligible:
             return None
-        others = [c for c in eligible if c.peer.node_id not in observers[:2]]
-        return self.random.choice(others or eligible)
+        firstTwo = self.observations.observersOf(host)[:2]
+
+        def rank(connection: Any) -> Tuple[bool, bool]:
+            nodeId = connection.peer.node_id
+            return (nodeId in self._failedBy, nodeId in firstTwo)
+        best = min(rank(c) for c in eligible)
+        return self.random.choice([c for c in eligible if rank(c) == best])
+
+    def _observing(self, host: str) -> List[Any]:
+        """The connected peers that see this node at C{host}."""
+        observers = set(self.observations.observersOf(host))
+        return [c for c in self.peers.connections()
+                if c.peer is not None and not c.closing
+                and c.peer.node_id in observers]
+
+    def _untried(self) -> bool:
+        """Is some peer that could be asked yet to fail?"""
+        host = self.observations.candidate()
+        return host is not None and any(
+            c.peer.node_id not in self._failedBy
+            for c in self._observing(host))
 
     # -- what the node says of itself -------------------------------------
 
@@ -282,9 +316,15 @@ class Reachability:
                     f"by {len(self.confirmedBy)}, {nat})")
         if self.state == PRIVATE:
             return f"private: not reachable from outside ({nat})"
-        seen = len(self.observations)
-        return f"unknown: {seen} peer{'s' if seen != 1 else ''} " \
-               f"outside loopback observed this node ({nat})"
+        seen, host = len(self.observations), self.observations.candidate()
+        if host is not None:
+            return (f"unknown: peers see this node at {host}, a dial-back "
+                    f"is to tell ({nat})")
+        if seen:
+            said = "1 peer said where it sees" if seen == 1 else \
+                f"{seen} peers said where they see"
+            return f"unknown: {said} this node; 2 must agree"
+        return "unknown: no peer beyond loopback said where it sees this node"
 
     def view(self) -> Dict[str, Any]:
         """The state as JSON for the web UI and the control API."""

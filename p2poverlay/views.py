@@ -132,7 +132,8 @@ def nodeView(node: "Node") -> JSON:
     The node itself: C{node_id}, C{name}, C{address} (where it listens, or
     C{None}), C{port}, C{uptime}, C{protocol_version}, C{peers} (how many
     are connected), C{fingerprint} (of its key, or C{None}), C{tls}
-    (whether its peer links are TLS) and C{dht} (L{dhtView}).
+    (whether its peer links are TLS), C{dht} (L{dhtView}) and
+    C{reachability} (L{p2poverlay.reachability.Reachability.view}).
     """
     return {"node_id": node.nodeId, "name": node.name,
             "address": addressOf(node.port) if node.port is not None else None,
@@ -140,7 +141,7 @@ def nodeView(node: "Node") -> JSON:
             "protocol_version": PROTOCOL_VERSION, "peers": len(node.peers),
             "fingerprint": node.key.fingerprint if node.key else None,
             "tls": not node.config.plaintext,
-            "dht": dhtView(node)}
+            "dht": dhtView(node), "reachability": node.reachability.view()}
 
 
 def messageView(message: ReceivedMessage) -> JSON:
@@ -229,6 +230,11 @@ def dhtLine(node: "Node") -> str:
         return "  dht:     off"
     return (f"  dht:     {count(view['contacts'], 'node')} in its table, "
             f"{view['state']}")
+
+
+def reachLine(node: "Node") -> str:
+    """The fourth line of C{info}: whether others can dial the node."""
+    return f"  reach:   {node.reachability.describe()}"
 
 
 def ownReference(node: "Node", reference: str) -> Optional[str]:

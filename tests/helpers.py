@@ -219,3 +219,11 @@ def connectRaw(node: Node, source: str = "127.0.0.1",
     if key is not None:
         endpoint = wrapClientTLS(NodeTLS(key), endpoint)
     return connectProtocol(endpoint, RawClient())
+
+
+# What info's reach line and the JSON views say of a node no peer beyond
+# loopback has observed (every node in memory or on loopback).
+UNOBSERVED = ("  reach:   unknown: no peer beyond loopback said where it "
+              "sees this node")
+UNOBSERVED_VIEW = {"state": "unknown", "address": None, "confirmed_by": 0,
+                   "observers": 0, "candidate": None, "nat": "unknown"}

@@ -24,6 +24,7 @@ from p2poverlay.node import Node, NodeConfig
 from p2poverlay.watch import NodeWatcher
 
 from test_console import BOB, CAROL, DAVE, addPeer, receive, written
+from helpers import UNOBSERVED, UNOBSERVED_VIEW
 
 
 @pytest.fixture
@@ -82,12 +83,14 @@ def test_info(node, run):
     assert reply.ok
     assert reply.lines == [f"node {node.nodeId} 'me' not listening yet, 1 peer",
                            f"  key:     {node.key.fingerprint}; peer links: plaintext",
-                           "  dht:     1 node in its table, joining"]
+                           "  dht:     1 node in its table, joining",
+                           UNOBSERVED]
     assert reply.result == {"node_id": node.nodeId, "name": "me",
                             "address": None, "port": 0, "uptime": 0.0,
                             "protocol_version": PROTOCOL_VERSION, "peers": 1,
                             "fingerprint": node.key.fingerprint, "tls": False,
-                            "dht": {"state": "joining", "contacts": 1}}
+                            "dht": {"state": "joining", "contacts": 1},
+                            "reachability": UNOBSERVED_VIEW}
     assertJSONable(reply)
 
 

@@ -24,6 +24,7 @@ from p2poverlay.message import (
 from p2poverlay.node import Node, NodeConfig
 from p2poverlay.text import escape
 from p2poverlay.whereabouts import Whereabouts
+from helpers import UNOBSERVED
 
 BOB = "b0b" + "0" * 29
 CAROL = "ca201" + "0" * 27
@@ -164,13 +165,13 @@ def test_info(node, console):
     assert console.type("info") == [
         f"node {node.nodeId} 'me' not listening yet, 1 peer",
         f"  key:     {node.key.fingerprint}; peer links: plaintext",
-        "  dht:     1 node in its table, joining"]
+        "  dht:     1 node in its table, joining", UNOBSERVED]
     addPeer(node, CAROL, 9001, "carol")
     node.listener.port = Port()
     assert console.type("info") == [
         f"node {node.nodeId} 'me' listening on 0.0.0.0:9000, 2 peers",
         f"  key:     {node.key.fingerprint}; peer links: plaintext",
-        "  dht:     2 nodes in its table, joining"]
+        "  dht:     2 nodes in its table, joining", UNOBSERVED]
 
 
 def test_info_of_a_node_without_a_name(consoles):
@@ -178,7 +179,7 @@ def test_info_of_a_node_without_a_name(consoles):
     assert consoles(node).type("info") == [
         f"node {node.nodeId} (no name) not listening yet, 0 peers",
         f"  key:     {node.key.fingerprint}; peer links: TLS 1.3",
-        "  dht:     0 nodes in its table, not joined"]
+        "  dht:     0 nodes in its table, not joined", UNOBSERVED]
 
 
 @pytest.mark.parametrize("command, usage", [

@@ -39,6 +39,7 @@ from p2poverlay.node import Node, NodeConfig
 
 from p2poverlay.whereabouts import Whereabouts
 from test_console import BOB, addPeer, receive, written
+from helpers import UNOBSERVED, UNOBSERVED_VIEW
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def test_request_and_reply(node, client):
     assert reply == {"type": "reply", "id": 7, "ok": True, "lines": [
         f"node {node.nodeId} 'me' not listening yet, 0 peers",
         f"  key:     {node.key.fingerprint}; peer links: TLS 1.3",
-        "  dht:     0 nodes in its table, not joined"]}
+        "  dht:     0 nodes in its table, not joined", UNOBSERVED]}
     (reply,) = client.request("info", wantJSON=True, requestId="x")
     assert reply["id"] == "x"
     assert reply["result"] == {"node_id": node.nodeId, "name": "me",
@@ -128,7 +129,8 @@ def test_request_and_reply(node, client):
                                "peers": 0,
                                "fingerprint": node.key.fingerprint,
                                "tls": True,
-                               "dht": {"state": "not joined", "contacts": 0}}
+                               "dht": {"state": "not joined", "contacts": 0},
+                               "reachability": UNOBSERVED_VIEW}
 
 
 def test_the_same_commands_as_the_console(client):

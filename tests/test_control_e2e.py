@@ -221,10 +221,12 @@ def test_control_two_daemons(workdir):
 
     result = a.console("info")
     assert result.returncode == 0, result
-    first, keyLine, dhtLine = result.stdout.splitlines()
+    first, keyLine, dhtLine, reachLine = result.stdout.splitlines()
     assert INFO.match(first), result
     assert re.match(r"^  key:     SHA256:\S+; peer links: TLS 1\.3$", keyLine)
     assert re.match(r"^  dht:     \d+ nodes? in its table, ", dhtLine)
+    # On loopback nobody observes anything of use.
+    assert reachLine.startswith("  reach:   unknown: "), reachLine
     idA, idB = nodeId(a), nodeId(b)
 
     waitUntil(lambda: peerIds(a) == [idB], "A to list B as its peer")
@@ -374,8 +376,9 @@ def test_attached_with_piped_input_and_json(workdir):
     # Commands piped in: every answer is printed before end of input detaches.
     result = a.console(stdin="info\n\nbroadcast hi\nquit\n")
     assert result.returncode == 0, result
-    assert len(result.stdout.splitlines()) == 6, result
-    banner, quit, info, key, dht, broadcast = result.stdout.splitlines()
+    assert len(result.stdout.splitlines()) == 7, result
+    banner, quit, info, key, dht, reach, broadcast = \
+        result.stdout.splitlines()
     assert banner.startswith("attached to node ")
     assert INFO.match(info) and key.startswith("  key:     SHA256:")
     assert dht == "  dht:     0 nodes in its table, not joined"

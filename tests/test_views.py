@@ -19,6 +19,7 @@ from p2poverlay.views import (
 )
 
 from test_console import BOB, CAROL, DAVE, addPeer
+from helpers import UNOBSERVED_VIEW
 
 NODE_KEYS = ["node_id", "name", "address", "host", "port", "state", "since",
              "last_seen", "next_attempt", "direction", "role", "verified",
@@ -102,7 +103,8 @@ def test_nodeView(node):
         "node_id": node.nodeId, "name": "me", "address": None, "port": 0,
         "uptime": 0.0, "protocol_version": PROTOCOL_VERSION, "peers": 1,
         "fingerprint": node.key.fingerprint, "tls": True,
-        "dht": {"state": "joining", "contacts": 1}}
+        "dht": {"state": "joining", "contacts": 1},
+        "reachability": UNOBSERVED_VIEW}
     assert node.key.fingerprint.startswith("SHA256:")
     assert keyLine(node) == (f"  key:     {node.key.fingerprint}; "
                              f"peer links: TLS 1.3")
