@@ -126,7 +126,9 @@ def test_every_registered_type_is_covered():
         "HELLO", "PEERS", "DATA", "ACK", "ACKS", "BROADCAST", "PING", "PONG",
         "BYE", "IHAVE", "GRAFT", "PRUNE",
         # Routing by id (p2poverlay.dht.wire).
-        "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE"}
+        "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE",
+        # Reachability (p2poverlay.natwire).
+        "DIAL_BACK", "DIAL_BACK_RESULT"}
 
 
 @deterministic
