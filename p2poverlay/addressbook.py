@@ -173,8 +173,8 @@ class AddressBook:
         lastSeen = now if state == CONNECTED else (old.last_seen if old else 0.0)
         tried = state == CONNECTED or (old is not None and old.tried)
         source = old.source if old is not None else addressGroup(host)
-        if old is not None and not _newer(record, old.record):
-            record = old.record
+        if old is not None and not _newer(record, old.record) and port:
+            record = old.record  # (Port 0 withdraws the address and all.)
         return self._put(KnownPeer(nodeId, host, self._port(port), name,
                                    state, lastSeen, since, nextAttempt, tried,
                                    source, record))

@@ -8,24 +8,31 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from p2poverlay.addressnews import AddressNews
 from p2poverlay.dialback import DialBackServer, probeThrough
-from p2poverlay.natwire import DialBackRequest, DialBackResult
+from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
 from p2poverlay.reachability import Reachability
 
 
 def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
-                       listenPort: Callable[[], int], rng: Any
+                       book: Any, listenPort: Callable[[], int], rng: Any
                        ) -> Reachability:
     """
     A L{Reachability} for the node whose L{p2poverlay.connections.Connections}
     these are: it hears their HELLOs, decides what their own HELLOs
-    advertise, and its peers' dial-back requests are served.
+    advertise (and tells the peers when that changes: L{AddressNews}), and
+    its peers' dial-back requests are served.
     """
     reachability = Reachability(connections.clock, connections.peers,
                                 listenPort, rng)
     server = DialBackServer(connections.clock, probeThrough(connections))
     dispatcher.register(DialBackRequest, server.requestReceived)
     dispatcher.register(DialBackResult, reachability.resultReceived)
+    news = AddressNews(connections, book, connections.ownAddress.verifier,
+                       lambda: reachability.advertised() != (True, None))
+    dispatcher.register(Address, news.received)
+    reachability.advertisedChanged.append(news.tell)
+    connections.listeners.append(news)
     connections.reachability = reachability
     connections.ownAddress.reachability = reachability
     metrics.sources += [reachability.counters, server.counters]

@@ -5,19 +5,20 @@ A node that wants to know whether others can dial it sends
 L{DialBackRequest} to a peer, naming the address it believes it has; the
 peer dials that address afresh with a connection of role ``probe`` whose
 HELLO carries the request's nonce, and reports how that went in a
-L{DialBackResult}.  They are ordinary L{P2PMessage}s, decoded and checked
+L{DialBackResult}.  When what a node advertises changes, it tells its
+peers in L{Address}.  They are ordinary L{P2PMessage}s, decoded and checked
 by L{p2poverlay.message} once this module is imported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Dict
 
 from p2poverlay.message import P2PMessage
 from p2poverlay.wirevalues import (
     MAX_HOST_LENGTH, MAX_REASON_LENGTH, MessageError, checkHex, checkLength,
-    checkPort,
+    checkPort, checkSigned,
 )
 
 # What a dial-back came to, as DialBackResult says it.
@@ -60,3 +61,36 @@ class DialBackResult(P2PMessage):
         if self.outcome not in OUTCOMES:
             raise MessageError(f"unknown outcome {self.outcome[:32]!r}")
         checkLength(self.reason, "reason", MAX_REASON_LENGTH)
+
+
+@dataclass(frozen=True)
+class Address(P2PMessage):
+    """
+    The sender's new word on where it listens, to the peers it is
+    connected to, as its HELLO would now say it: C{port} 0 withdraws the
+    address it said before (nobody can dial it there).  From a node with
+    a key, a nonzero port comes with its signed record (see
+    L{p2poverlay.ownaddress}).
+    """
+
+    TYPE: ClassVar[str] = "ADDRESS"
+    port: int
+    host: str = ""
+    seq: int = 0
+    key: str = ""
+    signature: str = ""
+
+    def toDict(self) -> Dict[str, Any]:
+        fields = super().toDict()
+        if not self.key:
+            del fields["host"], fields["seq"], fields["key"], \
+                fields["signature"]
+        return fields
+
+    def validate(self) -> None:
+        checkPort(self.port, "port", allowZero=True)
+        checkSigned(self.key, self.signature)
+        checkLength(self.host, "host", MAX_HOST_LENGTH)
+        if self.key and not (self.host and self.port):
+            raise MessageError("ADDRESS has a signed record without an "
+                               "address")

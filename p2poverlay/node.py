@@ -146,7 +146,7 @@ class Node(Service):
         self.connections.ownAddress = OwnAddress(
             self.signer, self.verifier, self.listener, clock)
         self.reachability = attachReachability(
-            self.connections, dispatcher, self.metrics,
+            self.connections, dispatcher, self.metrics, book,
             lambda: self.listenPort, self.random)
 
     @property

@@ -125,6 +125,9 @@ class Reachability:
         self._pending: Dict[str, _Probe] = {}
         self._next: Optional[IDelayedCall] = None
         self.stopped = False
+        # Told when what the node advertises (L{advertised}) changes.
+        self.advertisedChanged: List[Callable[[], None]] = []
+        self._advertised = self.advertised()
         self.outcomes: Dict[str, int] = {
             "reached": 0, "unreached": 0, "refused": 0, "timeout": 0}
 
@@ -145,6 +148,7 @@ class Reachability:
         if kept is not None:
             # After this turn: the connection is settled by then.
             self.clock.callLater(0, self.consider)
+            self._checkAdvertised()
 
     def probed(self, connection: Any, hello: Hello) -> bool:
         """
@@ -215,6 +219,14 @@ class Reachability:
         if address is None:
             self.confirmedBy.clear()
         self.log.info("reachability: {what}", what=self.describe())
+        self._checkAdvertised()
+
+    def _checkAdvertised(self) -> None:
+        advertised = self.advertised()
+        if advertised != self._advertised:
+            self._advertised = advertised
+            for tell in self.advertisedChanged:
+                tell()
 
     # -- asking for dial-backs -----------------------------------------------
 

@@ -86,3 +86,31 @@ def test_a_node_behind_a_router_learns_it_is_private(lab, kind, nat):
                         line), line
     for node in public:
         reachLine(node, rf"^public at {re.escape(node.address)} ")
+
+
+def dialableEntries(node, nodeId: str):
+    """C{known} lines of C{node} that give C{nodeId} an address to dial."""
+    return [line for line in node.command("known")
+            if nodeId[:8] in line and not re.search(r":0\b", line)]
+
+
+def test_a_private_node_withdraws_its_address(lab):
+    """
+    Its first peers heard a listening port in its HELLO; once it is
+    private they hear it withdrawn, and a node joining later is told no
+    address for it.
+    """
+    public = publicNodes(lab)
+    router = lab.natRouter("r", MASQUERADE)
+    h = lab.node(lab.hostBehind(router, "h"), "H", "--join",
+                 public[0].address)
+    reachLine(h, r"^private")
+    deadline = time.monotonic() + 30.0
+    while any(dialableEntries(node, h.nodeId) for node in public):
+        assert time.monotonic() < deadline, [
+            dialableEntries(node, h.nodeId) for node in public]
+        time.sleep(1.0)
+    late = lab.node(lab.publicHost("late"), "L", "--join", public[0].address)
+    late.expect(r"^\* connected: ")
+    time.sleep(3.0)  # Peer exchange has had its say.
+    assert dialableEntries(late, h.nodeId) == []

@@ -1,0 +1,90 @@
+"""
+Address news: a node tells the peers it is connected to when what it
+advertises changes (L{p2poverlay.natwire.Address}), and hears theirs.
+
+A node learns only after its first handshakes whether others can dial it
+(L{p2poverlay.reachability}); its first peers heard a listening port in
+its HELLO that may lead nowhere.  The news reaches them, and through them
+peer exchange and the address book: a withdrawn address (port 0) is told
+of to nobody and dialed by nobody.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from p2poverlay.records import CONNECTED
+from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.message import PROBE
+from p2poverlay.natwire import Address
+from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.signing import isKeyed
+
+
+class AddressNews(ConnectionListener):
+    """
+    Sends and hears L{Address} news: to every peer when the node's
+    advertisement changes, and to each new peer while it differs from
+    what a HELLO said before reachability was known (a HELLO sent before
+    a change may be answered after it).
+
+    @param connections: the node's L{p2poverlay.connections.Connections}.
+    @param book: its L{p2poverlay.addressbook.AddressBook}.
+    @param verifier: checks peers' signed records
+        (L{p2poverlay.signing.Verifier}).
+    """
+
+    def __init__(self, connections: Any, book: Any, verifier: Any,
+                 changed: Callable[[], bool]) -> None:
+        """
+        @param changed: whether the node advertises other than it did
+            before it knew its reachability.
+        """
+        self.connections = connections
+        self.book = book
+        self.verifier = verifier
+        self.changed = changed
+        self.told = 0
+
+    def tell(self) -> None:
+        """Say this node's address, as a HELLO would now, on every link."""
+        for connection in self.connections.peers.connections():
+            self._tell(connection)
+
+    def peerReached(self, info: Any, connection: Any) -> None:
+        if self.changed():
+            self._tell(connection)
+
+    def _tell(self, connection: Any) -> None:
+        if connection.closing or connection.role == PROBE:
+            return
+        hello = self.connections.helloFor(connection)
+        connection.sendMessage(Address(hello.port, hello.host, hello.seq,
+                                       hello.key, hello.signature))
+        self.told += 1
+
+    def received(self, connection: Any, news: Address) -> None:
+        """A peer's news of its own address."""
+        info = connection.info
+        record = None
+        if news.key:
+            record = PeerAddress(info.node_id, news.host, news.port,
+                                 info.name, news.seq, news.key,
+                                 news.signature)
+            wrong = self.verifier.checkAddress(record)
+            if wrong is not None:
+                connection.protocolError(f"address record {wrong}")
+                return
+            if info.record is not None and record.seq <= info.record.seq:
+                return  # Older than what it said before.
+        elif news.port and isKeyed(info.node_id):
+            connection.protocolError("ADDRESS from a node with a key "
+                                     "lacks its signed record")
+            return
+        updated = replace(info, port=news.port, record=record)
+        connection.peer = updated
+        if self.connections.peers.connection(info.node_id) is connection:
+            self.connections.peers.add(updated, connection)
+        self.book.update(info.node_id, info.host, news.port, info.name,
+                         CONNECTED, record=record)
