@@ -23,7 +23,7 @@ from p2poverlay.message import (
 from p2poverlay.addresses import formatAddress, parseAddress
 from p2poverlay.dht.record import ValueRecord
 from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store, Stored, Value
-from p2poverlay.natwire import DialBackRequest, DialBackResult
+from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
@@ -107,6 +107,8 @@ EVERY_TYPE = [
     DialBackRequest(NONCE, "198.18.0.9", 9000),
     DialBackResult(NONCE, "reached"),
     DialBackResult(NONCE, "unreached", "connection refused"),
+    Address(0),
+    Address(9000, "198.18.0.9", 7, "aa" * 32, "bb" * 64),
 ]
 
 
@@ -242,6 +244,8 @@ def test_a_bad_observation_or_nonce_in_a_hello_is_an_error(fields, reason):
      "port out of range"),
     ({"type": "DIAL_BACK_RESULT", "nonce": NONCE, "outcome": "maybe"},
      "unknown outcome 'maybe'"),
+    ({"type": "ADDRESS", "port": 0, "host": "h", "seq": 1, "key": "aa" * 32,
+      "signature": "bb" * 64}, "ADDRESS has a signed record without an"),
 ])
 def test_bad_dial_back_messages_are_errors(fields, reason):
     with pytest.raises(MessageError, match=reason):
