@@ -130,7 +130,7 @@ def test_every_registered_type_is_covered():
         # Routing by id (p2poverlay.dht.wire).
         "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE",
         # Reachability (p2poverlay.natwire).
-        "DIAL_BACK", "DIAL_BACK_RESULT"}
+        "DIAL_BACK", "DIAL_BACK_RESULT", "ADDRESS"}
 
 
 @deterministic
