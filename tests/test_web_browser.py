@@ -112,6 +112,9 @@ def test_broadcast_and_receive_in_the_page(overlay, web, browser, tmp_path):  # 
                     ".textContent;", lambda v: v == a.nodeId, "the node id")
     yield pageValue(browser, "return document.getElementById('feed-status')"
                     ".textContent;", lambda v: v == "live", "the live feed")
+    # On loopback no peer's observation counts: reachability is unknown.
+    yield pageValue(browser, "return document.getElementById('node-reach')"
+                    ".textContent;", lambda v: v == "unknown", "reachability")
     states = yield pageValue(
         browser, "return Array.from(document.querySelectorAll('#peers tbody tr'))"
         ".map(r => [r.children[2].textContent, r.children[3].textContent]);",

@@ -75,7 +75,15 @@
     $("node-id").textContent = node.node_id;
     $("node-address").textContent = node.address || "not listening";
     $("node-uptime").textContent = duration(node.uptime);
+    $("node-reach").textContent = reachText(node.reachability);
     document.title = "p2poverlay " + (node.name || shortId(node.node_id));
+  }
+
+  function reachText(reach) {
+    if (!reach) return "unknown";
+    if (reach.state === "public") return "public at " + reach.address;
+    if (reach.state === "private") return "private (NAT: " + reach.nat + ")";
+    return "unknown";
   }
 
   // -- peers ------------------------------------------------------------
