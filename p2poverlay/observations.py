@@ -31,6 +31,7 @@ UNKNOWN = "unknown"  # too few observations
 NO_NAT = "none"  # peers see the node's own address
 ENDPOINT_INDEPENDENT = "endpoint-independent"  # one mapping, port kept
 PER_DESTINATION = "per-destination"  # a new port each time: symmetric
+MAPPINGS = (UNKNOWN, NO_NAT, ENDPOINT_INDEPENDENT, PER_DESTINATION)
 
 
 @dataclass(frozen=True)

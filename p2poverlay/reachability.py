@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from p2poverlay.addresses import formatAddress
 from p2poverlay.message import PROBE, Hello
 from p2poverlay.natwire import REACHED, REFUSED, DialBackRequest, DialBackResult
-from p2poverlay.observations import AddressObservations
+from p2poverlay.observations import MAPPINGS, AddressObservations
 from p2poverlay.reasons import CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 
@@ -125,6 +125,7 @@ class Reachability:
         self._pending: Dict[str, _Probe] = {}
         self._next: Optional[IDelayedCall] = None
         self.stopped = False
+        self.changes = 0  # how often the state changed
         # Told when what the node advertises (L{advertised}) changes.
         self.advertisedChanged: List[Callable[[], None]] = []
         self._advertised = self.advertised()
@@ -216,6 +217,7 @@ class Reachability:
 
     def _become(self, state: str, address: Optional[Tuple[str, int]]) -> None:
         self.state, self.address, self.confidence = state, address, 0
+        self.changes += 1
         if address is None:
             self.confirmedBy.clear()
         self.log.info("reachability: {what}", what=self.describe())
@@ -350,8 +352,11 @@ class Reachability:
 
     def counters(self) -> Dict[str, object]:
         """For L{p2poverlay.metrics}."""
+        mapping = self.observations.mapping()
         return {"reachability": {s: int(s == self.state)
                                  for s in (UNKNOWN, PUBLIC, PRIVATE)},
+                "reachability_changes": self.changes,
+                "nat_mapping": {m: int(m == mapping) for m in MAPPINGS},
                 "dial_backs": dict(self.outcomes)}
 
     def stop(self) -> None:

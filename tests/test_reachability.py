@@ -484,3 +484,19 @@ def closedPort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_in_a_stable_overlay_reachability_never_flips():
+    """Five nodes in memory for an hour of virtual time, rechecked every
+    ten minutes: each becomes public once and stays so."""
+    overlay = memoryOverlay()
+    first = start(overlay)
+    nodes = [first] + [start(overlay, first) for _ in range(4)]
+    overlay.runUntil(lambda: all(n.reachability.state == PUBLIC
+                                 for n in nodes), timeout=120)
+    overlay.run(3600)
+    for node in nodes:
+        assert node.reachability.state == PUBLIC
+        assert node.reachability.changes == 1
+        assert node.reachability.outcomes["reached"] >= 5
+        assert node.metrics.snapshot()["reachability_changes"] == 1
