@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Dict
 from p2poverlay.message import P2PMessage
 from p2poverlay.wirevalues import (
     MAX_HOST_LENGTH, MAX_REASON_LENGTH, MessageError, checkHex, checkLength,
-    checkPort, checkSigned,
+    checkNodeId, checkPort, checkSigned,
 )
 
 # What a dial-back came to, as DialBackResult says it.
@@ -79,12 +79,17 @@ class Address(P2PMessage):
     seq: int = 0
     key: str = ""
     signature: str = ""
+    # Reached through a relay: host and port are the relay's, and this is
+    # its node id.
+    relay: str = ""
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
         if not self.key:
             del fields["host"], fields["seq"], fields["key"], \
                 fields["signature"]
+        if not self.relay:
+            del fields["relay"]
         return fields
 
     def validate(self) -> None:
@@ -94,3 +99,7 @@ class Address(P2PMessage):
         if self.key and not (self.host and self.port):
             raise MessageError("ADDRESS has a signed record without an "
                                "address")
+        if self.relay:
+            checkNodeId(self.relay, "relay")
+            if not self.key:
+                raise MessageError("ADDRESS names a relay without a record")

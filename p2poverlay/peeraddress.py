@@ -28,6 +28,9 @@ class PeerAddress:
     seq: int = 0
     key: str = ""
     signature: str = ""
+    # A node nobody can dial is reached through a relay: then host and
+    # port are the relay's, and this its node id (see p2poverlay.relay).
+    relay: str = ""
 
     def toDict(self) -> Dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies, and PEERS carry dozens.
@@ -36,6 +39,8 @@ class PeerAddress:
         if self.key:
             fields.update(seq=self.seq, key=self.key,
                           signature=self.signature)
+        if self.relay:
+            fields["relay"] = self.relay
         return fields
 
     @classmethod
@@ -49,8 +54,9 @@ class PeerAddress:
         name = item.get("name", "")
         seq = item.get("seq", 0)
         key, signature = item.get("key", ""), item.get("signature", "")
+        relay = item.get("relay", "")
         if not all(isinstance(value, str) for value in
-                   (node_id, host, name, key, signature)):
+                   (node_id, host, name, key, signature, relay)):
             raise MessageError(f"{kind} entry has a non-string field")
         for field, value in (("port", port), ("seq", seq)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -63,4 +69,6 @@ class PeerAddress:
         checkLength(host, "host", MAX_HOST_LENGTH)
         checkLength(name, "name", MAX_NAME_LENGTH)
         checkSigned(key, signature)
-        return cls(node_id, host, port, name, seq, key, signature)
+        if relay:
+            checkNodeId(relay, "relay")
+        return cls(node_id, host, port, name, seq, key, signature, relay)

@@ -38,6 +38,7 @@ from p2poverlay.message import Broadcast, PeerAddress
 
 BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
 ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
+RELAYED_ADDRESS_CONTEXT = b"p2poverlay/relayed-address/1\x00"
 # Keys of this many nodes are kept, checked against their ids, and this
 # many address records found good (peer exchange passes the same ones on
 # again and again).  About 0.3 KiB each: two address books' worth.
@@ -60,11 +61,15 @@ def broadcastBytes(message: Broadcast) -> bytes:
 
 
 def addressBytes(address: PeerAddress) -> bytes:
-    """What a node signs of its own address record."""
-    return b"".join((
-        ADDRESS_CONTEXT, bytes.fromhex(address.node_id),
-        address.seq.to_bytes(8, "big"), address.port.to_bytes(2, "big"),
-        _text(address.host), _text(address.name)))
+    """What a node signs of its own address record (reached through a
+    relay: the relay's id too, after a context of its own)."""
+    fields = (bytes.fromhex(address.node_id), address.seq.to_bytes(8, "big"),
+              address.port.to_bytes(2, "big"), _text(address.host),
+              _text(address.name))
+    if address.relay:
+        return b"".join((RELAYED_ADDRESS_CONTEXT, *fields,
+                         _text(address.relay)))
+    return b"".join((ADDRESS_CONTEXT, *fields))
 
 
 def isKeyed(nodeId: str) -> bool:

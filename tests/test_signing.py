@@ -122,3 +122,20 @@ def test_unsigned_records_count_only_from_nodes_without_a_key_where_allowed():
     assert keyless.toDict() == {"node_id": "ab" * 16, "host": "10.0.0.1",
                                 "port": 9000, "name": ""}
 
+
+
+def test_a_relayed_record_signs_its_relay_and_differs_from_a_direct_one():
+    """Nobody can take the relay out of a relayed record, put another in,
+    or make a relayed record of a direct one: each signs other bytes."""
+    relayed = Signer(ALICE).address(PeerAddress(
+        ALICE.nodeId, "198.18.0.2", 9000, "alice", seq=5, relay=BOB.nodeId))
+    verifier = Verifier(acceptUnsigned=False)
+    assert verifier.checkAddress(relayed) is None
+    assert relayed.toDict()["relay"] == BOB.nodeId
+    assert PeerAddress.fromDict("PEERS", relayed.toDict()) == relayed
+    for changed in (replace(relayed, relay=""),
+                    replace(relayed, relay=ALICE.nodeId)):
+        assert verifier.checkAddress(changed) == "has a bad signature"
+    direct = Signer(ALICE).address(replace(relayed, relay="", signature=""))
+    assert verifier.checkAddress(replace(direct, relay=BOB.nodeId)) == \
+        "has a bad signature"
