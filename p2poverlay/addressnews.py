@@ -60,8 +60,15 @@ class AddressNews(ConnectionListener):
         if connection.closing or connection.role == PROBE:
             return
         hello = self.connections.helloFor(connection)
-        connection.sendMessage(Address(hello.port, hello.host, hello.seq,
-                                       hello.key, hello.signature))
+        relayed = (self.connections.ownAddress.relayedRecord(hello.name)
+                   if not hello.port else None)
+        if relayed is not None:
+            news = Address(relayed.port, relayed.host, relayed.seq,
+                           relayed.key, relayed.signature, relayed.relay)
+        else:
+            news = Address(hello.port, hello.host, hello.seq, hello.key,
+                           hello.signature)
+        connection.sendMessage(news)
         self.told += 1
 
     def received(self, connection: Any, news: Address) -> None:
@@ -71,7 +78,7 @@ class AddressNews(ConnectionListener):
         if news.key:
             record = PeerAddress(info.node_id, news.host, news.port,
                                  info.name, news.seq, news.key,
-                                 news.signature)
+                                 news.signature, news.relay)
             wrong = self.verifier.checkAddress(record)
             if wrong is not None:
                 connection.protocolError(f"address record {wrong}")
@@ -82,9 +89,13 @@ class AddressNews(ConnectionListener):
             connection.protocolError("ADDRESS from a node with a key "
                                      "lacks its signed record")
             return
-        updated = replace(info, port=news.port, record=record)
+        # Reached through a relay, it still cannot be dialed itself; the
+        # book keeps the relay's address, for those who can use it.
+        updated = replace(info, port=0 if news.relay else news.port,
+                          record=record)
         connection.peer = updated
         if self.connections.peers.connection(info.node_id) is connection:
             self.connections.peers.add(updated, connection)
-        self.book.update(info.node_id, info.host, news.port, info.name,
-                         CONNECTED, record=record)
+        self.book.update(info.node_id,
+                         news.host if news.relay else info.host, news.port,
+                         info.name, CONNECTED, record=record)

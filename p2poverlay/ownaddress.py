@@ -55,23 +55,28 @@ class OwnAddress:
         self.clock = clock
         # Whether and where this node is reachable (set by the node).
         self.reachability: Any = None
-        self._records: "OrderedDict[Tuple[str, int, str], PeerAddress]" = \
-            OrderedDict()
+        # The relay this node is reached through, when nobody can dial it
+        # (set by the node): C{current()} is a (node id, host, port) or None.
+        self.relays: Any = None
+        self._records: \
+            "OrderedDict[Tuple[str, int, str, str], PeerAddress]" = OrderedDict()
         self._lastSeq = 0
 
-    def record(self, host: str, port: int, name: str
+    def record(self, host: str, port: int, name: str, relay: str = ""
                ) -> Optional[PeerAddress]:
-        """This node's signed record of C{host:port}, made once."""
+        """This node's signed record of C{host:port} (the address of
+        C{relay}, if it is reached through one), made once."""
         if self.signer is None or not port or host in _WILDCARDS:
             return None
-        key = (host, port, name)
+        key = (host, port, name, relay)
         record = self._records.get(key)
         if record is None:
             # Milliseconds: a record made after a restart is newer still.
             seq = max(int(self.clock.seconds() * 1000), self._lastSeq + 1)
             self._lastSeq = seq
             record = self._records[key] = self.signer.address(
-                PeerAddress(self.signer.key.nodeId, host, port, name, seq))
+                PeerAddress(self.signer.key.nodeId, host, port, name, seq,
+                            relay=relay))
             if len(self._records) > MAX_RECORDS:
                 self._records.popitem(last=False)
         return record
@@ -91,6 +96,14 @@ class OwnAddress:
             return hello
         return replace(hello, host=record.host, seq=record.seq,
                        key=record.key, signature=record.signature)
+
+    def relayedRecord(self, name: str) -> Optional[PeerAddress]:
+        """The record of the relay this node is reached through, if any."""
+        via = self.relays.current() if self.relays is not None else None
+        if via is None:
+            return None
+        relayId, host, port = via
+        return self.record(host, port, name, relayId)
 
     def _listeningHost(self) -> str:
         port = getattr(self.listener, "port", None)
