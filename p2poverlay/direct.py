@@ -76,6 +76,9 @@ class DirectMessages(ConnectionListener):
         self.peers = registry
         self.book = book
         self.connect = connect
+        # Dials a known node reached through a relay (see p2poverlay.relay).
+        self.connectThrough: Optional[
+            Callable[[KnownPeer], "Deferred[PeerInfo]"]] = None
         self.deliver = deliver
         self.stats = stats
         self._seen = SeenCache(config.seenCacheSize, config.seenCacheTTL,
@@ -146,10 +149,22 @@ class DirectMessages(ConnectionListener):
         elif info is not None:
             self._sendTo(info, outgoing)
         else:
-            d = self.connect(host, port, role=DIRECT)
+            d = self._dial(known, host, port)
             d.addCallbacks(self._sendTo, self._notSent,
                            callbackArgs=(outgoing,), errbackArgs=(outgoing,))
         return outgoing.done
+
+    def _dial(self, known: Optional[KnownPeer], host: str,
+              port: int) -> "Deferred[PeerInfo]":
+        """A direct link to C{host:port}, or through the relay C{known}
+        names in its record."""
+        if known is not None and known.record is not None \
+                and known.record.relay:
+            if self.connectThrough is None:
+                return fail(DeliveryFailed(
+                    f"{known.shortId} is reached only through a relay"))
+            return self.connectThrough(known)
+        return self.connect(host, port, role=DIRECT)
 
     def _findKnown(self, reference: str) -> Optional[KnownPeer]:
         """

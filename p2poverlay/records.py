@@ -123,6 +123,11 @@ class KnownPeer(_Labelled):
     record: Optional[PeerAddress] = None
 
     @property
+    def relayed(self) -> bool:
+        """Is it reached only through a relay (its record names one)?"""
+        return self.record is not None and bool(self.record.relay)
+
+    @property
     def advertisedHost(self) -> str:
         """The host peer exchange tells of (see L{peerAddress})."""
         return self.record.host if self.record is not None else self.host

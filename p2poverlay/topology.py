@@ -234,7 +234,7 @@ class Topology(ConnectionListener):
             entry for entry in entries
             if (entry.state == KNOWN or entry.node_id in direct
                 or entry.state == DEAD and entry.since <= retryDead)
-            and entry.port
+            and entry.port and not entry.relayed
             and entry.node_id not in self._dialing
             and (entry.node_id not in self.peers or entry.node_id in direct)
             and not self.isLinked(entry.node_id)
