@@ -45,6 +45,11 @@ from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import PeerRegistry
 
 
+def isRelayed(connection: Any) -> bool:
+    """Does C{connection} run through a relay (L{p2poverlay.relay})?"""
+    return getattr(connection, "relayedBy", None) is not None
+
+
 def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
     return connection.handshake
 
@@ -339,11 +344,14 @@ class Connections:
     def _prefer(self, new: PeerConnection, old: PeerConnection,
                 remoteId: str) -> bool:
         """
-        Of two connections to one peer, both sides keep a neighbour's over
-        a direct link, else the one dialed by the node with the lower id.
-        If one node dialed both, the older one stays: a HELLO that merely
-        repeats a connected node's id cannot push that node off.
+        Of two connections to one peer, both sides keep one of their own
+        over one through a relay, then a neighbour's over a direct link,
+        else the one dialed by the node with the lower id.  If one node
+        dialed both, the older one stays: a HELLO that merely repeats a
+        connected node's id cannot push that node off.
         """
+        if isRelayed(new) != isRelayed(old):
+            return isRelayed(old)  # A link of their own beats a relay's.
         if new.role != old.role:
             return new.role == NEIGHBOUR
         newDialer, oldDialer = (self.nodeId if c.outbound else remoteId

@@ -103,3 +103,22 @@ class Address(P2PMessage):
             checkNodeId(self.relay, "relay")
             if not self.key:
                 raise MessageError("ADDRESS names a relay without a record")
+
+
+@dataclass(frozen=True)
+class DialMe(P2PMessage):
+    """
+    Over a connection through a relay, from a node others can dial: dial
+    me directly at C{host:port} (connection reversal), so that the two
+    need the relay no more.
+    """
+
+    TYPE: ClassVar[str] = "DIAL_ME"
+    host: str
+    port: int
+
+    def validate(self) -> None:
+        if not self.host:
+            raise MessageError("DIAL_ME lacks a host")
+        checkLength(self.host, "host", MAX_HOST_LENGTH)
+        checkPort(self.port, "port")

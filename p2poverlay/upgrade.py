@@ -1,0 +1,96 @@
+"""
+From a relayed connection to a direct one.
+
+Where one side of a connection through a relay can be dialed, it asks
+the other, over that connection, to dial it directly
+(L{p2poverlay.natwire.DialMe}: connection reversal).  The new connection
+duplicates the relayed one, and both sides keep their own
+(L{p2poverlay.connections.Connections}): the circuit closes.  Every
+attempt and success is counted by kind, for the metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Set
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from p2poverlay.connections import isRelayed
+from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.natwire import DialMe
+from p2poverlay.reachability import PUBLIC
+
+REVERSAL = "reversal"
+KINDS = (REVERSAL,)
+
+
+class DirectUpgrade(ConnectionListener):
+    """
+    Turns relayed connections into direct ones where one side can be
+    dialed.
+
+    @ivar upgraded: the node ids whose direct connection replaced a
+        relayed one, with the kind of upgrade (for C{peers}).
+    """
+
+    log = Logger()
+
+    def __init__(self, connections: Any, reachability: Any,
+                 dispatcher: Any) -> None:
+        self.connections = connections
+        self.reachability = reachability
+        self.upgraded: Dict[str, str] = {}
+        self.attempts = {kind: 0 for kind in KINDS}
+        self.successes = {kind: 0 for kind in KINDS}
+        self._asked: Set[Any] = set()
+        dispatcher.register(DialMe, self.dialMeReceived)
+
+    def peerReached(self, info: Any, connection: Any) -> None:
+        """A relayed connection from a node this one can be dialed by:
+        ask it to dial directly."""
+        if isRelayed(connection) and self.reachability.state == PUBLIC \
+                and self.reachability.address is not None:
+            host, port = self.reachability.address
+            connection.sendMessage(DialMe(host, port))
+
+    def dialMeReceived(self, connection: Any, message: DialMe) -> None:
+        """The peer of a relayed connection asks to be dialed directly."""
+        if not isRelayed(connection):
+            connection.protocolError("DIAL_ME on a direct connection")
+            return
+        peer = connection.info.node_id
+        if peer in self._asked:
+            return  # Once per peer at a time.
+        self._asked.add(peer)
+        self.attempts[REVERSAL] += 1
+        d = self.connections.connect(message.host, message.port,
+                                     connection.role)
+
+        def dialed(info: Any) -> None:
+            self._asked.discard(peer)
+            if info.node_id != peer:
+                self.log.warn("{address} is not {peer}: no direct link",
+                              address=f"{message.host}:{message.port}",
+                              peer=peer[:8])
+                return
+            self.successes[REVERSAL] += 1
+            self.upgraded[peer] = REVERSAL
+            self.log.info("direct link to {peer} replaces the relayed one",
+                          peer=info.describe())
+
+        def failed(reason: Failure) -> None:
+            self._asked.discard(peer)
+            self.log.info("no direct link to {peer}: {why}", peer=peer[:8],
+                          why=reason.getErrorMessage())
+
+        d.addCallbacks(dialed, failed)
+
+    def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
+        if not isRelayed(connection):
+            self.upgraded.pop(info.node_id, None)
+
+    def counters(self) -> Dict[str, object]:
+        """For L{p2poverlay.metrics}."""
+        return {"upgrade_attempts": dict(self.attempts),
+                "upgrade_successes": dict(self.successes)}
