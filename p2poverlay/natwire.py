@@ -122,3 +122,32 @@ class DialMe(P2PMessage):
             raise MessageError("DIAL_ME lacks a host")
         checkLength(self.host, "host", MAX_HOST_LENGTH)
         checkPort(self.port, "port")
+
+
+# The steps of a hole punch (see p2poverlay.holepunch).
+PUNCH_CONNECT = "connect"  # here is my public address; yours?
+PUNCH_SYNC = "sync"  # dial now
+PUNCH_NONE = "none"  # no punching with me (my NAT maps per destination)
+PUNCH_STEPS = (PUNCH_CONNECT, PUNCH_SYNC, PUNCH_NONE)
+
+
+@dataclass(frozen=True)
+class HolePunch(P2PMessage):
+    """
+    Over a connection through a relay, between two nodes behind NATs: a
+    step of coordinating a TCP simultaneous open (DCUtR's idea).  With
+    C{connect}, C{host:port} is the sender's public address.
+    """
+
+    TYPE: ClassVar[str] = "HOLE_PUNCH"
+    step: str
+    host: str = ""
+    port: int = 0
+
+    def validate(self) -> None:
+        if self.step not in PUNCH_STEPS:
+            raise MessageError(f"unknown step {self.step[:32]!r}")
+        checkLength(self.host, "host", MAX_HOST_LENGTH)
+        checkPort(self.port, "port", allowZero=True)
+        if self.step == PUNCH_CONNECT and not (self.host and self.port):
+            raise MessageError("HOLE_PUNCH connect lacks an address")

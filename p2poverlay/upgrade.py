@@ -22,7 +22,8 @@ from p2poverlay.natwire import DialMe
 from p2poverlay.reachability import PUBLIC
 
 REVERSAL = "reversal"
-KINDS = (REVERSAL,)
+PUNCH = "punch"  # see p2poverlay.holepunch
+KINDS = (REVERSAL, PUNCH)
 
 
 class DirectUpgrade(ConnectionListener):

@@ -11,7 +11,7 @@ from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerUnreachable
 from p2poverlay.natwire import DialMe
 from p2poverlay.reachability import PRIVATE, PUBLIC
-from p2poverlay.upgrade import REVERSAL, DirectUpgrade
+from p2poverlay.upgrade import PUNCH, REVERSAL, DirectUpgrade
 from test_reachability import FakeConnection
 
 
@@ -66,8 +66,9 @@ def test_asked_it_dials_once_and_counts_the_upgrade():
     assert [(h, p) for h, p, _, _ in dials.made] == [("198.18.0.2", 9000)]
     dials.made[0][3].callback(connection.peer)
     assert upgrade.upgraded == {connection.peer.node_id: REVERSAL}
-    assert upgrade.counters() == {"upgrade_attempts": {REVERSAL: 1},
-                                  "upgrade_successes": {REVERSAL: 1}}
+    assert upgrade.counters() == {
+        "upgrade_attempts": {REVERSAL: 1, PUNCH: 0},
+        "upgrade_successes": {REVERSAL: 1, PUNCH: 0}}
 
 
 def test_another_node_at_the_address_is_no_upgrade():
@@ -77,7 +78,7 @@ def test_another_node_at_the_address_is_no_upgrade():
     upgrade.dialMeReceived(connection, DialMe("198.18.0.2", 9000))
     dials.made[0][3].callback(FakeConnection(9).peer)
     assert upgrade.upgraded == {}
-    assert upgrade.counters()["upgrade_successes"] == {REVERSAL: 0}
+    assert upgrade.counters()["upgrade_successes"] == {REVERSAL: 0, PUNCH: 0}
 
 
 def test_a_failed_dial_may_be_asked_again():

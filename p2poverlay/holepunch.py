@@ -1,0 +1,164 @@
+"""
+TCP hole punching: two nodes behind NATs, connected through a relay,
+make a direct connection by dialing each other at once.
+
+The node that opened the relayed connection (A) sends its public address
+(the host its peers agree on, and its listening port) in
+L{HolePunch} C{connect}; the other (B) answers with its own, and A, having
+measured the round trip, says C{sync} and dials half a round trip later,
+when B, dialing as it reads C{sync}, dials too.  Each dials from its
+listening port (L{p2poverlay.reuseport}) to the other's public one, so
+each NAT has a mapping for the other's SYN and TCP's simultaneous open
+joins the two attempts into one connection.  Of it A is the TLS client
+and the dialing side of the HELLO handshake, B the server and the
+accepting side, as if A had dialed alone.  Up to L{TRIES} tries; a node
+whose NAT maps per destination (symmetric) answers C{none}, and the pair
+stays relayed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+
+from p2poverlay.connections import isRelayed
+from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.interfaces import ConnectionListener
+from p2poverlay.natwire import (
+    PUNCH_CONNECT, PUNCH_NONE, PUNCH_SYNC, HolePunch,
+)
+from p2poverlay.observations import PER_DESTINATION
+from p2poverlay.reachability import PUBLIC
+from p2poverlay.reuseport import dialFrom
+from p2poverlay.upgrade import PUNCH
+
+TRIES = 3
+# How long one try's dial may take: SYNs lost before the other NAT has
+# its mapping are sent again after 1 s and 3 s.
+DIAL_TIMEOUT = 6.0
+
+
+def _handshakeOf(protocol: Any) -> Any:
+    """The handshake of the PeerConnection C{protocol} is or wraps."""
+    return getattr(protocol, "wrappedProtocol", protocol).handshake
+
+
+class HolePunching(ConnectionListener):
+    """
+    Punches through to the peers of relayed connections.
+
+    @param network: the node's L{p2poverlay.network.TCPNetwork} (its
+        C{reactor}, and C{tls} unless plaintext).
+    @param local: the listening address, C{(host, port)}, now.
+    @param upgrade: the L{p2poverlay.upgrade.DirectUpgrade} that counts.
+    """
+
+    log = Logger()
+
+    def __init__(self, connections: Any, reachability: Any, network: Any,
+                 local: Any, upgrade: Any, dispatcher: Any) -> None:
+        self.connections = connections
+        self.reachability = reachability
+        self.network = network
+        self.local = local
+        self.upgrade = upgrade
+        self._started: Dict[str, Tuple[float, int]] = {}  # peer: (t0, try)
+        # B's side: where A said it is, until A says sync.
+        self._peerAddress: Dict[str, Tuple[str, int]] = {}
+        dispatcher.register(HolePunch, self.punchReceived)
+
+    def _ownAddress(self) -> Optional[Tuple[str, int]]:
+        """This node's public address, if it may punch at all."""
+        observations = self.reachability.observations
+        host = observations.candidate()
+        if host is None or observations.mapping() == PER_DESTINATION \
+                or self.reachability.state == PUBLIC:
+            return None  # (A public node asks to be dialed instead.)
+        return host, self.local()[1]
+
+    def peerReached(self, info: Any, connection: Any) -> None:
+        if isRelayed(connection) and connection.outbound \
+                and self._ownAddress() is not None:
+            self._start(connection, 1)
+
+    def _start(self, connection: Any, attempt: int) -> None:
+        address = self._ownAddress()
+        if address is None or connection.closing:
+            return
+        peer = connection.info.node_id
+        self._started[peer] = (self.connections.clock.seconds(), attempt)
+        self.upgrade.attempts[PUNCH] += 1
+        connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
+
+    def punchReceived(self, connection: Any, message: HolePunch) -> None:
+        if not isRelayed(connection):
+            connection.protocolError("HOLE_PUNCH on a direct connection")
+            return
+        peer = connection.info.node_id
+        started = self._started.get(peer)
+        if message.step == PUNCH_NONE:
+            self._started.pop(peer, None)
+        elif message.step == PUNCH_CONNECT and started is not None \
+                and connection.outbound:
+            # B's answer: A syncs, and dials half a round trip later.
+            t0, attempt = started
+            rtt = self.connections.clock.seconds() - t0
+            connection.sendMessage(HolePunch(PUNCH_SYNC))
+            self.connections.clock.callLater(
+                rtt / 2, self._dial, connection, message.host, message.port,
+                True, attempt)
+        elif message.step == PUNCH_CONNECT and not connection.outbound:
+            address = self._ownAddress()
+            if address is None:
+                connection.sendMessage(HolePunch(PUNCH_NONE))
+                return
+            self._peerAddress[peer] = (message.host, message.port)
+            connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
+        elif message.step == PUNCH_SYNC and not connection.outbound:
+            theirs = self._peerAddress.pop(peer, None)
+            if theirs is not None:
+                self._dial(connection, theirs[0], theirs[1], False, 0)
+
+    def _dial(self, relayed: Any, host: str, port: int, asClient: bool,
+              attempt: int) -> None:
+        """Dial C{host:port} from the listening port, as the TLS client
+        and HELLO dialer (A) or as the server and acceptor (B)."""
+        peer = relayed.info.node_id
+        if relayed.closing:
+            return
+        factory: Any = PeerConnectionFactory(
+            self.connections, outbound=asClient, role=relayed.role,
+            dialed=(host, port) if asClient else None)
+        tls = getattr(self.network, "tls", None)
+        if tls is not None:
+            factory = TLSMemoryBIOFactory(tls, asClient, factory)
+        d = dialFrom(self.network.reactor, self.local(), host, port, factory,
+                     DIAL_TIMEOUT)
+        d.addCallback(_handshakeOf)
+
+        def punched(info: Any) -> None:
+            if info.node_id != peer:
+                return
+            self._started.pop(peer, None)
+            if asClient:
+                self.upgrade.successes[PUNCH] += 1
+            self.upgrade.upgraded[peer] = PUNCH
+            self.log.info("punched through to {peer}", peer=info.describe())
+
+        def missed(reason: Failure) -> None:
+            self.log.info("punching through to {peer}: {why}", peer=peer[:8],
+                          why=reason.getErrorMessage())
+            if asClient and attempt < TRIES:
+                self._start(relayed, attempt + 1)
+            elif asClient:
+                self._started.pop(peer, None)
+
+        d.addCallbacks(punched, missed)
+
+    def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
+        if isRelayed(connection):
+            self._started.pop(info.node_id, None)
+            self._peerAddress.pop(info.node_id, None)
