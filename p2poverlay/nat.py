@@ -1,17 +1,23 @@
 """
-Reachability, wired into a node: its observations, its dial-backs and the
-service of dialing its peers back (L{p2poverlay.reachability},
-L{p2poverlay.dialback}).
+NAT traversal, wired into a node: reachability (its observations, its
+dial-backs and the service of dialing its peers back:
+L{p2poverlay.reachability}, L{p2poverlay.dialback}) and the upgrade of
+relayed connections to direct ones (L{p2poverlay.upgrade},
+L{p2poverlay.holepunch}).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from p2poverlay.addressnews import AddressNews
 from p2poverlay.dialback import DialBackServer, probeThrough
 from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
+from p2poverlay.holepunch import HolePunching
 from p2poverlay.reachability import Reachability
+from p2poverlay.reuseport import allowPortReuse
+from p2poverlay.upgrade import DirectUpgrade
 
 
 def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
@@ -37,3 +43,39 @@ def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
     connections.ownAddress.reachability = reachability
     metrics.sources += [reachability.counters, server.counters]
     return reachability
+
+
+@dataclass
+class NatTraversal:
+    """A node's parts for NAT traversal."""
+
+    reachability: Reachability
+    upgrade: DirectUpgrade
+    punching: HolePunching
+
+    def stop(self) -> None:
+        self.reachability.stop()
+
+
+def listeningAddress(node: Any) -> Any:
+    """C{(host, port)} the node listens at (C{("", 0)} before it does)."""
+    port = node.port
+    host = port.getHost() if port is not None else None
+    return (getattr(host, "host", ""), getattr(host, "port", 0))
+
+
+def attachNatTraversal(node: Any) -> NatTraversal:
+    """Reachability and connection upgrades for C{node}, wired in."""
+    connections = node.connections
+    dispatcher = connections.dispatcher
+    reachability = attachReachability(
+        connections, dispatcher, node.metrics, node.addressBook,
+        lambda: node.listenPort, node.random)
+    upgrade = DirectUpgrade(connections, reachability, dispatcher)
+    punching = HolePunching(connections, reachability, node.network,
+                            lambda: listeningAddress(node), upgrade,
+                            dispatcher)
+    connections.listeners += [upgrade, punching]
+    node.metrics.sources.append(upgrade.counters)
+    node.listening.addCallback(allowPortReuse)
+    return NatTraversal(reachability, upgrade, punching)

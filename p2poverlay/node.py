@@ -41,7 +41,7 @@ from p2poverlay.message import (
     NEIGHBOUR, PROTOCOL_VERSION, Broadcast, Hello, newMessageId,
 )
 from p2poverlay.metrics import Metrics
-from p2poverlay.nat import attachReachability
+from p2poverlay.nat import attachNatTraversal
 from p2poverlay.network import INetwork
 from p2poverlay.nodeidentity import identityOf
 from p2poverlay.ownaddress import OwnAddress
@@ -145,9 +145,9 @@ class Node(Service):
         self.listening: Deferred[IListeningPort] = self.listener.listening
         self.connections.ownAddress = OwnAddress(
             self.signer, self.verifier, self.listener, clock)
-        self.reachability = attachReachability(
-            self.connections, dispatcher, self.metrics, book,
-            lambda: self.listenPort, self.random)
+        self.nat = attachNatTraversal(self)
+        self.reachability, self.upgrade = self.nat.reachability, \
+            self.nat.upgrade
 
     @property
     def shortId(self) -> str:
@@ -236,7 +236,7 @@ class Node(Service):
 
     def _stopParts(self) -> None:
         for part in (self.topology, self.broadcaster, self.dht, self.values,
-                     self.reachability):
+                     self.nat):
             part.stop()
 
     # -- the public API ---------------------------------------------------

@@ -45,15 +45,30 @@ class DirectUpgrade(ConnectionListener):
         self.attempts = {kind: 0 for kind in KINDS}
         self.successes = {kind: 0 for kind in KINDS}
         self._asked: Set[Any] = set()
+        self._relayed: Set[str] = set()  # peers last reached through relays
         dispatcher.register(DialMe, self.dialMeReceived)
+
+    def linkOf(self, nodeId: str, connection: Any) -> str:
+        """How this node is linked to C{nodeId} over C{connection}:
+        C{"relayed"}, L{PUNCH}, L{REVERSAL} or C{"direct"}."""
+        if isRelayed(connection):
+            return "relayed"
+        return self.upgraded.get(nodeId, "direct")
 
     def peerReached(self, info: Any, connection: Any) -> None:
         """A relayed connection from a node this one can be dialed by:
         ask it to dial directly."""
-        if isRelayed(connection) and self.reachability.state == PUBLIC \
-                and self.reachability.address is not None:
-            host, port = self.reachability.address
-            connection.sendMessage(DialMe(host, port))
+        if isRelayed(connection):
+            self._relayed.add(info.node_id)
+            if self.reachability.state == PUBLIC \
+                    and self.reachability.address is not None:
+                host, port = self.reachability.address
+                connection.sendMessage(DialMe(host, port))
+        elif info.node_id in self._relayed:
+            # A link of their own replaced the relayed one: if no punch
+            # made it, the peer dialed this node as it asked.
+            self._relayed.discard(info.node_id)
+            self.upgraded.setdefault(info.node_id, REVERSAL)
 
     def dialMeReceived(self, connection: Any, message: DialMe) -> None:
         """The peer of a relayed connection asks to be dialed directly."""
@@ -88,6 +103,7 @@ class DirectUpgrade(ConnectionListener):
         d.addCallbacks(dialed, failed)
 
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
+        self._relayed.discard(info.node_id)
         if not isRelayed(connection):
             self.upgraded.pop(info.node_id, None)
 

@@ -117,14 +117,31 @@ def peersView(node: "Node") -> List[JSON]:
     connection first, then L{lostPeers}; each a L{knownPeerView}.
     """
     book = node.addressBook
-    return ([knownPeerView(book.get(peer.node_id) or _asKnown(peer), peer)
+    views = [dict(knownPeerView(book.get(peer.node_id) or _asKnown(peer), peer),
+                  **linkView(node, peer.node_id))
              for peer in node.peers.snapshot()]
-            + [knownPeerView(known) for known in lostPeers(node)])
+    return views + [dict(knownPeerView(known), link=None, relay=None)
+                    for known in lostPeers(node)]
+
+
+def linkView(node: "Node", nodeId: str) -> JSON:
+    """
+    How the node is linked to the connected C{nodeId}: C{link} is
+    C{"direct"}, C{"relayed"} (C{relay} is then the relay's node id),
+    C{"punch"} (punched through two NATs) or C{"reversal"} (dialed by a
+    node behind a NAT, asked through a relay).
+    """
+    connection = node.peers.connection(nodeId)
+    if connection is None:
+        return {"link": None, "relay": None}
+    return {"link": node.upgrade.linkOf(nodeId, connection),
+            "relay": getattr(connection, "relayedBy", None)}
 
 
 def knownView(node: "Node") -> List[JSON]:
     """What the console's C{known} lists: L{knownNodes}, as JSON."""
-    return [knownPeerView(known, peer) for known, peer in knownNodes(node)]
+    return [dict(knownPeerView(known, peer), **linkView(node, known.node_id))
+            for known, peer in knownNodes(node)]
 
 
 def nodeView(node: "Node") -> JSON:
@@ -249,13 +266,19 @@ def ownReference(node: "Node", reference: str) -> Optional[str]:
     return None
 
 
-def formatPeer(peer: PeerInfo) -> str:
-    """One line of the C{peers} listing for a connected peer."""
+def formatPeer(peer: PeerInfo, link: Optional[JSON] = None) -> str:
+    """One line of the C{peers} listing for a connected peer (C{link}: as
+    L{linkView} says)."""
     line = (_columns(peer.address, peer.node_id, peer.name, peer.direction)
             + f" connected since {_clock(peer.since)}, key "
             + (peer.fingerprint or "not verified"))
     if peer.role == DIRECT:
         line += " (direct link, not a neighbour)"
+    kind = link["link"] if link else None
+    if kind == "relayed":
+        line += f" (relayed through {link['relay'][:8]})"  # type: ignore
+    elif kind in ("punch", "reversal"):
+        line += " (punched)" if kind == "punch" else " (reversed)"
     return line
 
 
@@ -276,8 +299,10 @@ def formatAddressBookEntry(peer: KnownPeer, now: float) -> str:
     if peer.state in (KNOWN, CONNECTED):
         seen = (f", last seen {_clock(peer.last_seen)}" if peer.last_seen
                 and peer.state == KNOWN else "")
+        relay = peer.record.relay if peer.record is not None else ""
+        via = f", via {relay[:8]}" if relay else ""
         return _columns(peer.address, peer.node_id, peer.name,
-                        "-") + f" {peer.state}{seen}"
+                        "-") + f" {peer.state}{seen}{via}"
     return formatKnownPeer(peer, now)
 
 
@@ -287,7 +312,8 @@ def peersLines(node: "Node") -> List[str]:
     now = node.reactor.seconds()
     lost = [formatKnownPeer(known, now) for known in lostPeers(node)]
     if connected:
-        return [formatPeer(peer) for peer in connected] + lost
+        return [formatPeer(peer, linkView(node, peer.node_id))
+                for peer in connected] + lost
     return ["no peers connected; lost peers:" if lost
             else "no peers connected"] + lost
 

@@ -23,7 +23,7 @@ from helpers import UNOBSERVED_VIEW
 
 NODE_KEYS = ["node_id", "name", "address", "host", "port", "state", "since",
              "last_seen", "next_attempt", "direction", "role", "verified",
-             "fingerprint"]
+             "fingerprint", "link", "relay"]
 
 
 @pytest.fixture

@@ -107,7 +107,10 @@
       id.title = peer.node_id;
       row.appendChild(id);
       row.appendChild(element("td", peer.name));
-      const shown = peer.role === "direct" ? "connected (direct link)" : peer.state;
+      let shown = peer.role === "direct" ? "connected (direct link)" : peer.state;
+      if (peer.link === "relayed") shown += " (relayed through " + shortId(peer.relay) + ")";
+      else if (peer.link === "punch") shown += " (punched)";
+      else if (peer.link === "reversal") shown += " (reversed)";
       row.appendChild(element("td", shown, "state " + peer.state));
       row.appendChild(element("td", when(peer.since)));
       const key = element("td", peer.verified ? "verified" :
