@@ -182,6 +182,12 @@ _FAMILIES: Tuple[Tuple[str, str, str, str, object], ...] = (
     ("p2p_dial_backs_served_total", "counter",
      "Dial-backs this node made for its peers, by outcome.",
      "dial_backs_served", "outcome"),
+    ("p2p_upgrade_attempts_total", "counter",
+     "Tries to turn a relayed connection direct, by kind (reversal, punch).",
+     "upgrade_attempts", "kind"),
+    ("p2p_upgrade_successes_total", "counter",
+     "Relayed connections turned direct, by kind.", "upgrade_successes",
+     "kind"),
 )
 
 
