@@ -124,6 +124,7 @@ class Connections:
         return replace(
             hello, network_proof=self.private.proofFor(connection),
             observed=connection.remoteAddress if connection.remoteHost != "?"
+            and getattr(connection, "relayedBy", None) is None  # the relay's
             else "", nonce=getattr(factory, "nonce", "") if connection.outbound
             else "")
 

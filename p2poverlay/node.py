@@ -33,7 +33,7 @@ from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.events import NodeStats, ObserverList
 from p2poverlay.identity import NodeKey
-from p2poverlay.joining import joinThrough
+from p2poverlay.joining import joinConfigured, joinThrough
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
@@ -47,6 +47,7 @@ from p2poverlay.nodeidentity import identityOf
 from p2poverlay.ownaddress import OwnAddress
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
+from p2poverlay.relay import attachRelaying
 from p2poverlay.signing import signingFor
 from p2poverlay.store import NodeStore
 from p2poverlay.topology import Topology
@@ -148,6 +149,7 @@ class Node(Service):
         self.reachability = attachReachability(
             self.connections, dispatcher, self.metrics,
             lambda: self.listenPort, self.random)
+        self.relaying = attachRelaying(self)
 
     @property
     def shortId(self) -> str:
@@ -208,10 +210,7 @@ class Node(Service):
         self.topology.start()
         self.dht.start()
         self.values.start()
-        for host, port in self.config.join:
-            # join() logs a failure; a node that cannot join keeps serving.
-            self.join(host, port, self.connections.pins.pinnedAt(host, port)
-                      ).addErrback(lambda _: None)
+        joinConfigured(self)
 
     def stopService(self) -> "Deferred[None]":
         """Say BYE to every peer and wait (briefly) for them to go."""
@@ -236,7 +235,7 @@ class Node(Service):
 
     def _stopParts(self) -> None:
         for part in (self.topology, self.broadcaster, self.dht, self.values,
-                     self.reachability):
+                     self.reachability, self.relaying):
             part.stop()
 
     # -- the public API ---------------------------------------------------
