@@ -123,10 +123,9 @@ class Connections:
         factory = connection.factory
         return replace(
             hello, network_proof=self.private.proofFor(connection),
-            observed=connection.remoteAddress if connection.remoteHost != "?"
-            and getattr(connection, "relayedBy", None) is None  # the relay's
-            else "", nonce=getattr(factory, "nonce", "") if connection.outbound
-            else "")
+            observed="" if connection.remoteHost == "?" or getattr(
+                connection, "relayedBy", None) else connection.remoteAddress,
+            nonce=getattr(factory, "nonce", "") if connection.outbound else "")
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None

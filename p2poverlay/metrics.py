@@ -181,7 +181,7 @@ _FAMILIES: Tuple[Tuple[str, str, str, str, object], ...] = (
      "relay_reservations", None),
     ("p2p_relay_circuits", "gauge",
      "Circuits this node relays now.", "relay_circuits", None),
-    ("p2p_relay_circuits_total", "counter",
+    ("p2p_relay_circuits_opened_total", "counter",
      "Circuits this node relayed (accepted by their target).",
      "relay_circuits_opened", None),
     ("p2p_relay_circuits_refused_total", "counter",
