@@ -2,6 +2,7 @@
 
 import base64
 import re
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,15 @@ def test_a_bad_field_is_one_line_naming_it(kind, fields, reason):
     with pytest.raises(MessageError, match=re.escape(reason)) as caught:
         _line(kind, **fields)
     assert "\n" not in str(caught.value)
+
+
+def test_the_documented_relay_messages_decode():
+    text = (Path(__file__).resolve().parent.parent / "docs"
+            / "protocol.rst").read_text()
+    section = text[text.index("Circuit relays\n------"):
+                   text.index("Examples\n--------")]
+    lines = re.findall(r"^    (\{.*\})$", section, re.M)
+    kinds = [type(P2PMessage.decode(line.encode())) for line in lines]
+    assert kinds == [Reserve, Reserved, CircuitOpen, CircuitIncoming,
+                     CircuitAccept, CircuitReady, CircuitData, CircuitCredit,
+                     CircuitClose]
