@@ -6,6 +6,7 @@ Circuits through a relay between real nodes on the in-memory network
 import pytest
 
 from p2poverlay.errors import DeliveryFailed, PeerUnreachable
+from p2poverlay.message import DIRECT
 from p2poverlay.relay import RelayRefused
 from memoverlay import bodies, memoryOverlay, outcome, start
 
@@ -108,3 +109,36 @@ def test_a_reservation_outlives_its_lifetime_while_renewed():
     assert h.nodeId in r.relaying.service.reservations
     assert outcome(overlay, d.relaying.client.dial(link, h.nodeId)).node_id \
         == h.nodeId
+
+
+def reservedOnDirectLink(overlay):
+    r = start(overlay, name="r")
+    h = start(overlay, name="h")
+    outcome(overlay, h.connect(overlay.host("r"), r.listenPort, role=DIRECT))
+    link = h.peers.connection(r.nodeId)
+    outcome(overlay, h.relaying.client.reserve(link))
+    return r, h, link
+
+
+def test_a_reservation_keeps_its_direct_link_open():
+    overlay = memoryOverlay()
+    r, h, first = reservedOnDirectLink(overlay)
+    overlay.run(3 * h.config.directLinkIdle)
+    assert list(h.relaying.client.reservations) == [first]
+    assert not first.closing and first.role == DIRECT
+    assert r.relaying.service.reservations[h.nodeId].link.peer.node_id \
+        == h.nodeId
+
+
+def test_a_reservation_moves_to_the_connection_its_pair_keeps():
+    overlay = memoryOverlay()
+    r, h, first = reservedOnDirectLink(overlay)
+    # Dialed again as a neighbour, the direct link gives way.
+    outcome(overlay, h.connect(overlay.host("r"), r.listenPort))
+    second = h.peers.connection(r.nodeId)
+    assert second is not first and first.closing
+    overlay.run(1)
+    assert list(h.relaying.client.reservations) == [second]
+    assert r.relaying.service.reservations[h.nodeId].link.peer.node_id \
+        == h.nodeId
+    assert not r.relaying.service.reservations[h.nodeId].link.closing

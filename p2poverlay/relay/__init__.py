@@ -85,6 +85,7 @@ def attachRelaying(node: Any) -> RelayParts:
             (CircuitClose, table.closeReceived)):
         register(messageType, handler)
     node.metrics.sources.append(parts.counters)
+    connections.listeners.append(client)
     links = node.topology.directLinks
     busy = links.busy
     links.busy = lambda link: busy(link) or parts.busy(link)

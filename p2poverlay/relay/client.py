@@ -15,7 +15,7 @@ A connection over a circuit has C{relayedBy}: the relay's node id.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from p2poverlay.errors import HandshakeFailed, OverlayError, PeerUnreachable
 from p2poverlay.factory import PeerConnectionFactory
+from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.message import DIRECT, newMessageId
 from p2poverlay.reasons import CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
@@ -98,7 +99,7 @@ class _Dial:
         self.fail("the relay link closed")
 
 
-class RelayClient:
+class RelayClient(ConnectionListener):
     """
     Reservations with relays and circuits through them, for the node
     whose L{p2poverlay.connections.Connections} these are.
@@ -116,6 +117,8 @@ class RelayClient:
         self.reservations: Dict[Any, Reservation] = {}
         self._asked: Dict[Any, List[Deferred]] = {}
         self._renewals: Dict[Any, IDelayedCall] = {}
+        # Relays whose reservation waits for the connection the pair keeps.
+        self._moving: Set[str] = set()
         table.linkListeners.append(self._linkClosed)
 
     def counters(self) -> Dict[str, int]:
@@ -188,16 +191,26 @@ class RelayClient:
     def _linkClosed(self, link: Any) -> None:
         held = link in self.reservations
         self.release(link)
-        peer = link.peer
-        successor = self.connections.peers.connection(peer.node_id) \
-            if held and peer is not None else None
-        if successor is not None and successor is not link:
-            # The pair kept another connection (a neighbour's over a
-            # direct link): the reservation moves to it.
-            self.reserve(successor).addErrback(lambda _: None)
         for waiter in self._asked.pop(link, ()):
             waiter.errback(PeerUnreachable(
                 f"{link.describe()} closed before it reserved"))
+        peer, why = link.peer, getattr(link, "closeReason", None)
+        if held and peer is not None and why is not None \
+                and why.kind == CloseKind.DUPLICATE:
+            # The pair keeps another connection (a neighbour's over a
+            # direct link): the reservation moves to it, once it is there.
+            successor = self.connections.peers.connection(peer.node_id)
+            if successor is not None and not successor.closing:
+                self.reserve(successor).addErrback(lambda _: None)
+            else:
+                self._moving.add(peer.node_id)
+
+    def peerReached(self, info: PeerInfo, connection: Any) -> None:
+        """A connection to C{info}'s node is settled: one a reservation
+        moves to?"""
+        if info.node_id in self._moving:
+            self._moving.discard(info.node_id)
+            self.reserve(connection).addErrback(lambda _: None)
 
     # -- circuits to this node ------------------------------------------------------
 
@@ -276,4 +289,5 @@ class RelayClient:
         """Renew nothing more; circuits close with their connections."""
         for link in list(self._renewals):
             self.release(link)
+        self._moving.clear()
 
