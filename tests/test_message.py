@@ -25,6 +25,7 @@ from p2poverlay.dht.record import ValueRecord
 from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store, Stored, Value
 from p2poverlay.natwire import DialBackRequest, DialBackResult
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
+from p2poverlay.relay import wire as relay
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
 
@@ -107,6 +108,11 @@ EVERY_TYPE = [
     DialBackRequest(NONCE, "198.18.0.9", 9000),
     DialBackResult(NONCE, "reached"),
     DialBackResult(NONCE, "unreached", "connection refused"),
+    relay.Reserve(), relay.Reserved(600, 1 << 26, 3600),
+    relay.ReserveRefused("not relaying"), relay.CircuitOpen(MSG_ID, NODE_A),
+    relay.CircuitIncoming(MSG_ID, NODE_B), relay.CircuitAccept(MSG_ID),
+    relay.CircuitReady(MSG_ID), relay.CircuitData(MSG_ID, "AAEC"),
+    relay.CircuitCredit(MSG_ID, 65536), relay.CircuitClose(MSG_ID, "closed"),
 ]
 
 
@@ -128,7 +134,11 @@ def test_every_registered_type_is_covered():
         # Routing by id (p2poverlay.dht.wire).
         "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE",
         # Reachability (p2poverlay.natwire).
-        "DIAL_BACK", "DIAL_BACK_RESULT"}
+        "DIAL_BACK", "DIAL_BACK_RESULT",
+        # Circuit relays (p2poverlay.relay.wire).
+        "RESERVE", "RESERVED", "RESERVE_REFUSED", "CIRCUIT_OPEN",
+        "CIRCUIT_INCOMING", "CIRCUIT_ACCEPT", "CIRCUIT_READY", "CIRCUIT_DATA",
+        "CIRCUIT_CREDIT", "CIRCUIT_CLOSE"}
 
 
 @deterministic

@@ -68,6 +68,7 @@ def _line(kind, **fields):
     ("CIRCUIT_CLOSE", dict(cid=CID, reason="r" * 201),
      "reason longer than 200 characters"),
     ("RESERVED", dict(ttl=86401, bytes=1, seconds=1), "ttl out of range"),
+    ("RESERVED", dict(ttl=0, bytes=1, seconds=1), "ttl out of range: 0"),
     ("RESERVED", dict(ttl=60, bytes=-1, seconds=1), "bytes"),
     ("RESERVE_REFUSED", dict(reason="r" * 201),
      "reason longer than 200 characters"),

@@ -63,7 +63,8 @@ class Reserved(P2PMessage):
     seconds: int
 
     def validate(self) -> None:
-        checkRange(self.ttl, "ttl", MAX_TTL)
+        if not 1 <= self.ttl <= MAX_TTL:
+            raise MessageError(f"ttl out of range: {self.ttl}")
         checkRange(self.bytes, "bytes")
         checkRange(self.seconds, "seconds")
 
