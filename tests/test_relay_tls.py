@@ -72,7 +72,7 @@ def test_a_circuit_proves_the_targets_key_and_hides_its_messages(overlay):
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_mebibyte_passes_through_a_relay_without_a_reset(overlay):
+def test_a_mebibyte_passes_through_a_relay_without_a_reset(overlay, log):
     r, h, d, _, _ = yield relayedTriple(overlay)
     connection = d.peers.connection(h.nodeId)
     body = "m" * 32768
@@ -88,6 +88,8 @@ def test_a_mebibyte_passes_through_a_relay_without_a_reset(overlay):
     assert not connection.closing
     assert r.relaying.service.bytesRelayed > 32 * 32768
     assert overlay.recorder(d).disconnected == []
+    assert log.warningTexts() == []
+    log.assertNoTracebacks()
 
 
 @pytest_twisted.inlineCallbacks

@@ -12,7 +12,7 @@ RELAY_SETTINGS = [
      "one (a reservation costs little until a circuit opens)."),
     ("relay-circuit-bytes", "relayCircuitBytes", BYTES,
      "Most bytes one relayed circuit carries, both ways together: enough "
-     "for a long chat or a file of a few MiB, not a bulk transfer."),
+     "for hours of chat or files of some MiB, not for bulk transfers."),
     ("relay-circuit-time", "relayCircuitTime", SECONDS,
      "Longest a relayed circuit stays open: an hour's session, after which "
      "the ends dial again."),
