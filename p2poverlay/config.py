@@ -27,7 +27,8 @@ _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "maxInbound", "maxOutbound", "maxSendBuffer",
            "maxInboundPerAddress", "maxPendingPerAddress",
            "maxNeighboursPerAddress", "sendWindow", "sendQueueLimit",
-           "dhtK", "dhtAlpha", "dhtMaxLookups")
+           "dhtK", "dhtAlpha", "dhtMaxLookups", "relayCircuits",
+           "relayReservations", "relayCircuitBytes")
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "seenCacheTTL", "broadcastWindow", "directLinkIdle", "exchangeInterval",
@@ -36,7 +37,7 @@ _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "messageRate", "messageBurst", "banThreshold", "banTime",
              "connectionRatePerAddress", "connectionBurstPerAddress",
              "dhtRequestTimeout", "dhtRefreshInterval", "dhtRequestRate",
-             "dhtRequestBurst", "dhtValueTTL")
+             "dhtRequestBurst", "dhtValueTTL", "relayCircuitTime")
 
 
 @dataclass
@@ -132,6 +133,15 @@ class NodeConfig:
     # How long a value put in the DHT lives; its writer puts it again
     # every half of it.
     dhtValueTTL: float = 3600.0
+    # Relaying circuits for nodes others cannot dial (see docs/relay.rst):
+    # whether at all, circuits and reservations at most, and what one
+    # circuit may carry (both ways) and for how long.  A chat session or
+    # a file of a few MiB fits; go-libp2p's 2 min and 128 KiB would not.
+    relay: bool = True
+    relayCircuits: int = 64
+    relayReservations: int = 128
+    relayCircuitBytes: int = 64 << 20
+    relayCircuitTime: float = 3600.0
     # Peer links without TLS: for debugging and as a benchmark baseline
     # only; nothing proves a node id then.
     plaintext: bool = False

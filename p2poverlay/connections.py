@@ -128,9 +128,9 @@ class Connections:
         factory = connection.factory
         return replace(
             hello, network_proof=self.private.proofFor(connection),
-            observed=connection.remoteAddress if connection.remoteHost != "?"
-            else "", nonce=getattr(factory, "nonce", "") if connection.outbound
-            else "")
+            observed="" if connection.remoteHost == "?" or getattr(
+                connection, "relayedBy", None) else connection.remoteAddress,
+            nonce=getattr(factory, "nonce", "") if connection.outbound else "")
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None

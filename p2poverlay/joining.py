@@ -44,3 +44,11 @@ def joinThrough(connections, host: str, port: int,
         return reason
 
     return d.addCallbacks(joined, failed)
+
+
+def joinConfigured(node) -> None:
+    """Have C{node} join through every address its configuration names."""
+    for host, port in node.config.join:
+        # join() logs a failure; a node that cannot join keeps serving.
+        node.join(host, port, node.connections.pins.pinnedAt(host, port)
+                  ).addErrback(lambda _: None)

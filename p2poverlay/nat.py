@@ -9,13 +9,16 @@ L{p2poverlay.holepunch}).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from p2poverlay.addressnews import AddressNews
 from p2poverlay.dialback import DialBackServer, probeThrough
 from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
 from p2poverlay.holepunch import HolePunching
-from p2poverlay.reachability import Reachability
+from p2poverlay.reachability import PRIVATE, Reachability
+from p2poverlay.relay import RelayParts, attachRelaying
+from p2poverlay.relayuse import RelayUse, connectThrough
 from p2poverlay.reuseport import allowPortReuse
 from p2poverlay.upgrade import DirectUpgrade
 
@@ -50,11 +53,15 @@ class NatTraversal:
     """A node's parts for NAT traversal."""
 
     reachability: Reachability
+    relaying: RelayParts
+    relayUse: RelayUse
     upgrade: DirectUpgrade
     punching: HolePunching
 
     def stop(self) -> None:
         self.reachability.stop()
+        self.relayUse.stop()
+        self.relaying.stop()
 
 
 def listeningAddress(node: Any) -> Any:
@@ -71,11 +78,24 @@ def attachNatTraversal(node: Any) -> NatTraversal:
     reachability = attachReachability(
         connections, dispatcher, node.metrics, node.addressBook,
         lambda: node.listenPort, node.random)
+    relaying = attachRelaying(node, reachability)
+    told = list(reachability.advertisedChanged)
+
+    def tellPeers() -> None:  # The relay advertised changed.
+        for tell in told:
+            tell()
+    relayUse = RelayUse(connections.clock, connections.peers,
+                        relaying.client.reserve,
+                        lambda: reachability.state == PRIVATE, tellPeers)
+    reachability.advertisedChanged.append(relayUse.check)
+    connections.ownAddress.relays = relayUse
+    node.direct.connectThrough = partial(connectThrough, connections,
+                                         relaying.client)
     upgrade = DirectUpgrade(connections, reachability, dispatcher)
     punching = HolePunching(connections, reachability, node.network,
                             lambda: listeningAddress(node), upgrade,
                             dispatcher)
-    connections.listeners += [upgrade, punching]
+    connections.listeners += [relayUse, upgrade, punching]
     node.metrics.sources.append(upgrade.counters)
     node.listening.addCallback(allowPortReuse)
-    return NatTraversal(reachability, upgrade, punching)
+    return NatTraversal(reachability, relaying, relayUse, upgrade, punching)

@@ -33,7 +33,7 @@ from p2poverlay.direct import DirectMessages
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.events import NodeStats, ObserverList
 from p2poverlay.identity import NodeKey
-from p2poverlay.joining import joinThrough
+from p2poverlay.joining import joinConfigured, joinThrough
 from p2poverlay.limits import Misbehaviour
 from p2poverlay.listening import ListeningService
 from p2poverlay.membership import Membership
@@ -145,9 +145,9 @@ class Node(Service):
         self.listening: Deferred[IListeningPort] = self.listener.listening
         self.connections.ownAddress = OwnAddress(
             self.signer, self.verifier, self.listener, clock)
-        self.nat = attachNatTraversal(self)
-        self.reachability, self.upgrade = self.nat.reachability, \
-            self.nat.upgrade
+        self.nat = nat = attachNatTraversal(self)
+        self.reachability, self.relaying, self.upgrade = \
+            nat.reachability, nat.relaying, nat.upgrade
 
     @property
     def shortId(self) -> str:
@@ -208,10 +208,7 @@ class Node(Service):
         self.topology.start()
         self.dht.start()
         self.values.start()
-        for host, port in self.config.join:
-            # join() logs a failure; a node that cannot join keeps serving.
-            self.join(host, port, self.connections.pins.pinnedAt(host, port)
-                      ).addErrback(lambda _: None)
+        joinConfigured(self)
 
     def stopService(self) -> "Deferred[None]":
         """Say BYE to every peer and wait (briefly) for them to go."""

@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, List, Optional, Set, Tuple
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from p2poverlay.addresses import formatAddress
+from p2poverlay.errors import PeerUnreachable
 from p2poverlay.interfaces import ConnectionListener
-from p2poverlay.message import PROBE
+from p2poverlay.message import DIRECT, PROBE
 
 MAX_RELAYS = 2
 # After a refusal, or with no peer to ask, the next try after this long.
@@ -138,3 +141,24 @@ class RelayUse(ConnectionListener):
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
+
+
+def connectThrough(connections: Any, client: Any,
+                   known: Any) -> "Deferred[Any]":
+    """
+    A connection to the known node C{known}, reached through the relay
+    its record names: a link to the relay (L{connections}' own, or a new
+    direct one), then a circuit through it (C{client}, a
+    L{p2poverlay.relay.RelayClient}); fires with the node's L{PeerInfo}.
+    """
+    record = known.record
+    d = connections.connect(record.host, record.port, DIRECT)
+
+    def reached(relay: Any) -> "Deferred[Any]":
+        if relay.node_id != record.relay:
+            raise PeerUnreachable(
+                f"{formatAddress(record.host, record.port)} is no longer "
+                f"the relay of {known.shortId}")
+        return client.dial(connections.peers.connection(relay.node_id),
+                           known.node_id)
+    return d.addCallback(reached)

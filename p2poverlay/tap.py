@@ -22,6 +22,7 @@ from p2poverlay.node import Node
 from p2poverlay.addresses import parseAddress
 from p2poverlay.identity import KeyFileError
 from p2poverlay.private import loadAllowList, loadNetworkKey
+from p2poverlay.relay.options import RELAY_FLAGS, RELAY_SETTINGS
 from p2poverlay.store import NodeStore, StoreLocked
 from p2poverlay.tapendpoints import (
     controlDescription, listenDescription, portLabel, webDescription,
@@ -106,7 +107,7 @@ _NODE_SETTINGS = [
      "which a bucket no lookup went into is refreshed by one."),
     ("dht-request-rate", "dhtRequestRate", RATE, "DHT requests answered per "
      "peer per second (the rest are not answered)."),
-]
+] + RELAY_SETTINGS
 
 
 class Options(usage.Options):
@@ -163,7 +164,7 @@ class Options(usage.Options):
          "Peer links without TLS, for debugging or as a benchmark baseline "
          "only: anyone on the path can read and change them, and any node "
          "can claim any node id."],
-    ]
+    ] + RELAY_FLAGS
 
     def __init__(self) -> None:
         super().__init__()
@@ -349,13 +350,15 @@ def nodeConfig(options: Options) -> NodeConfig:
                  if options["allow-file"] else None),
         plaintext=bool(options["insecure-plaintext"]),
         dht=not options["no-dht"],
+        relay=not options["no-relay"],
         **{field: options[option] for option, field, _, _ in _NODE_SETTINGS})
 
 
 _OPTION_OF = dict({field: option for option, field, _, _ in _NODE_SETTINGS},
                   name="name", join="join", listen="port",
                   networkKey="network-key-file",
-                  plaintext="insecure-plaintext", dht="no-dht")
+                  plaintext="insecure-plaintext", dht="no-dht",
+                  relay="no-relay")
 
 
 def optionNames(error: ConfigError) -> str:

@@ -113,6 +113,9 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
     ("Routing by id (DHT)", (
         "dht-k", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
         "dht-refresh-interval", "dht-request-rate", "no-dht")),
+    ("Relaying for nodes others cannot dial", (
+        "no-relay", "relay-circuits", "relay-reservations",
+        "relay-circuit-bytes", "relay-circuit-time")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
     ("Private overlays", ("network-key-file", "allow-file")),
     ("Debugging", ("insecure-plaintext",)),

@@ -23,8 +23,11 @@ from p2poverlay.message import (
 from p2poverlay.addresses import formatAddress, parseAddress
 from p2poverlay.dht.record import ValueRecord
 from p2poverlay.dht.wire import FindNode, FindValue, Nodes, Store, Stored, Value
-from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
+from p2poverlay.natwire import (
+    Address, DialBackRequest, DialBackResult, DialMe, HolePunch,
+)
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
+from p2poverlay.relay import wire as relay
 from p2poverlay.registry import AmbiguousPeer, PeerRegistry
 from p2poverlay.seen import SeenCache
 
@@ -109,6 +112,14 @@ EVERY_TYPE = [
     DialBackResult(NONCE, "unreached", "connection refused"),
     Address(0),
     Address(9000, "198.18.0.9", 7, "aa" * 32, "bb" * 64),
+    DialMe("198.18.0.9", 9000),
+    HolePunch("connect", "198.18.0.9", 9000), HolePunch("sync"),
+    HolePunch("none"),
+    relay.Reserve(), relay.Reserved(600, 1 << 26, 3600),
+    relay.ReserveRefused("not relaying"), relay.CircuitOpen(MSG_ID, NODE_A),
+    relay.CircuitIncoming(MSG_ID, NODE_B), relay.CircuitAccept(MSG_ID),
+    relay.CircuitReady(MSG_ID), relay.CircuitData(MSG_ID, "AAEC"),
+    relay.CircuitCredit(MSG_ID, 65536), relay.CircuitClose(MSG_ID, "closed"),
 ]
 
 
@@ -130,7 +141,11 @@ def test_every_registered_type_is_covered():
         # Routing by id (p2poverlay.dht.wire).
         "FIND_NODE", "NODES", "STORE", "STORED", "FIND_VALUE", "VALUE",
         # Reachability (p2poverlay.natwire).
-        "DIAL_BACK", "DIAL_BACK_RESULT", "ADDRESS"}
+        "DIAL_BACK", "DIAL_BACK_RESULT", "ADDRESS", "DIAL_ME", "HOLE_PUNCH",
+        # Circuit relays (p2poverlay.relay.wire).
+        "RESERVE", "RESERVED", "RESERVE_REFUSED", "CIRCUIT_OPEN",
+        "CIRCUIT_INCOMING", "CIRCUIT_ACCEPT", "CIRCUIT_READY", "CIRCUIT_DATA",
+        "CIRCUIT_CREDIT", "CIRCUIT_CLOSE"}
 
 
 @deterministic
