@@ -12,7 +12,7 @@ of to nobody and dialed by nobody.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 from p2poverlay.records import CONNECTED
 from p2poverlay.interfaces import ConnectionListener
@@ -46,6 +46,9 @@ class AddressNews(ConnectionListener):
         self.verifier = verifier
         self.changed = changed
         self.told = 0
+        # Told the id of a peer nobody can dial directly any more (the
+        # DHT's table drops it: its contacts are dialed).
+        self.undialable: List[Callable[[str], object]] = []
 
     def tell(self) -> None:
         """Say this node's address, as a HELLO would now, on every link."""
@@ -99,3 +102,6 @@ class AddressNews(ConnectionListener):
         self.book.update(info.node_id,
                          news.host if news.relay else info.host, news.port,
                          info.name, CONNECTED, record=record)
+        if updated.port == 0:
+            for tell in self.undialable:
+                tell(info.node_id)

@@ -24,7 +24,8 @@ from p2poverlay.upgrade import DirectUpgrade
 
 
 def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
-                       book: Any, listenPort: Callable[[], int], rng: Any
+                       book: Any, listenPort: Callable[[], int], rng: Any,
+                       undialable: Callable[[str], object] = lambda _: None
                        ) -> Reachability:
     """
     A L{Reachability} for the node whose L{p2poverlay.connections.Connections}
@@ -40,6 +41,7 @@ def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
     news = AddressNews(connections, book, connections.ownAddress.verifier,
                        lambda: reachability.advertised() != (True, None))
     dispatcher.register(Address, news.received)
+    news.undialable.append(undialable)
     reachability.advertisedChanged.append(news.tell)
     connections.listeners.append(news)
     connections.reachability = reachability
@@ -64,6 +66,13 @@ class NatTraversal:
         self.relaying.stop()
 
 
+def _undialable(node: Any, nodeId: str) -> None:
+    """A peer said nobody can dial it directly: no part of the node tells
+    of, or dials, the address it said before."""
+    node.dht.table.failed(nodeId)
+    node.topology.peerExchange.needy.forget(nodeId)
+
+
 def listeningAddress(node: Any) -> Any:
     """C{(host, port)} the node listens at (C{("", 0)} before it does)."""
     port = node.port
@@ -77,7 +86,8 @@ def attachNatTraversal(node: Any) -> NatTraversal:
     dispatcher = connections.dispatcher
     reachability = attachReachability(
         connections, dispatcher, node.metrics, node.addressBook,
-        lambda: node.listenPort, node.random)
+        lambda: node.listenPort, node.random,
+        partial(_undialable, node))
     relaying = attachRelaying(node, reachability)
     told = list(reachability.advertisedChanged)
 
@@ -87,7 +97,7 @@ def attachNatTraversal(node: Any) -> NatTraversal:
     relayUse = RelayUse(connections.clock, connections.peers,
                         relaying.client.reserve,
                         lambda: reachability.state == PRIVATE, tellPeers)
-    reachability.advertisedChanged.append(relayUse.check)
+    reachability.stateChanged.append(relayUse.check)
     connections.ownAddress.relays = relayUse
     node.direct.connectThrough = partial(connectThrough, connections,
                                          relaying.client)

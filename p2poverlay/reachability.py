@@ -126,8 +126,10 @@ class Reachability:
         self._next: Optional[IDelayedCall] = None
         self.stopped = False
         self.changes = 0  # how often the state changed
-        # Told when what the node advertises (L{advertised}) changes.
+        # Told when what the node advertises (L{advertised}) changes, and
+        # when its state does.
         self.advertisedChanged: List[Callable[[], None]] = []
+        self.stateChanged: List[Callable[[], None]] = []
         self._advertised = self.advertised()
         self.outcomes: Dict[str, int] = {
             "reached": 0, "unreached": 0, "refused": 0, "timeout": 0}
@@ -221,6 +223,8 @@ class Reachability:
         if address is None:
             self.confirmedBy.clear()
         self.log.info("reachability: {what}", what=self.describe())
+        for tell in self.stateChanged:
+            tell()
         self._checkAdvertised()
 
     def _checkAdvertised(self) -> None:

@@ -41,7 +41,7 @@ def behind(lab, kind: str, name: str, seed, *options: str):
 def linkLine(node, other, pattern: str, timeout: float = DECIDED) -> str:
     """Type C{peers} until the line of C{other} matches C{pattern}."""
     deadline = time.monotonic() + timeout
-    found = ""
+    found, lines = "", []
     while time.monotonic() < deadline:
         lines = node.command("peers")
         found = next((line for line in lines if other.nodeId[:8] in line),
@@ -50,7 +50,8 @@ def linkLine(node, other, pattern: str, timeout: float = DECIDED) -> str:
             return found
         time.sleep(1.0)
     raise AssertionError(f"{node.name}: the line of {other.name} "
-                         f"{found!r} never matched {pattern!r}")
+                         f"({other.nodeId[:8]}) {found!r} never matched "
+                         f"{pattern!r} in {lines!r}")
 
 
 def sendAndExpect(sender, receiver, body: str) -> None:
@@ -93,7 +94,10 @@ def test_a_public_node_reaches_a_private_one_and_is_dialed_back(lab):
     """From a public node to a private one: through the relay, then
     direct, the private node dialing out (connection reversal)."""
     seed = lab.node(lab.publicHost("seed"), "S")
-    h = behind(lab, SYMMETRIC, "H", seed)
+    lab.node(lab.publicHost("relay"), "R", "--join", seed.address)
+    # Linked to S and R only (no DHT lookups dialing P), it can only be
+    # reached through one of them.
+    h = behind(lab, SYMMETRIC, "H", seed, "--no-dht", "--min-peers", "2")
     reachLine(h, r"^private")
     p = lab.node(lab.publicHost("p"), "P", "--join", seed.address, *SPARSE)
     reachLine(p, r"^public")

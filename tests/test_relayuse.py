@@ -8,12 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict, List
 
+import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from p2poverlay.errors import PeerFull
+from p2poverlay.reachability import PRIVATE
 from p2poverlay.relayuse import MAX_RELAYS, RETRY, RelayUse
-from test_reachability import FakeConnection, FakePeers
+from helpers import PROMPT, waitFor
+from test_reachability import FakeConnection, FakePeers, closedPort
 
 
 class Relays:
@@ -88,3 +91,39 @@ def test_a_node_that_can_be_dialed_reserves_nothing():
     link(peers, 1)
     use.check()
     assert relays.asked == {}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_private_node_is_reached_through_its_relay_over_tls(overlay):
+    """
+    Found private (two peers fail to dial it back), a node reserves with
+    the peers it dialed and says so; a node that joins later hears of it
+    as reached through a relay, and a message to it goes that way, over
+    TLS from end to end.
+    """
+    s = yield overlay.start(name="s", plaintext=False, dht=False)
+    r = yield overlay.start(join=s, name="r", plaintext=False, dht=False)
+    # Two neighbours and no more: it dials nobody else.
+    h = yield overlay.start(join=s, name="h", plaintext=False, dht=False,
+                            minPeers=2, maxPeers=2)
+    yield h.join("127.0.0.1", r.listenPort)
+    h.reachability.listenPort = closedPort
+    for failures, peer in enumerate((s, r), 1):
+        h.reachability.ask(h.peers.connection(peer.nodeId), "127.0.0.1")
+        yield waitFor(lambda n=failures: h.reachability.outcomes["unreached"]
+                      == n, timeout=PROMPT, what=f"{peer.name} failed")
+    assert h.reachability.state == PRIVATE
+    yield waitFor(lambda: len(h.nat.relayUse.relays()) == 2, timeout=PROMPT,
+                  what="two reservations")
+    yield waitFor(lambda: (s.addressBook.get(h.nodeId) or object) and
+                  s.addressBook.get(h.nodeId).relayed, timeout=PROMPT,
+                  what="s told h is reached through a relay")
+    p = yield overlay.start(join=s, name="p", plaintext=False, dht=False)
+    yield waitFor(lambda: p.addressBook.get(h.nodeId) is not None
+                  and p.addressBook.get(h.nodeId).relayed, timeout=PROMPT,
+                  what="p heard of h through s")
+    info = yield p.send(h.nodeId, "through the relay")
+    assert info.node_id == h.nodeId
+    connection = p.peers.connection(h.nodeId)
+    assert connection.relayedBy in (s.nodeId, r.nodeId)
+    assert connection.peerKey == h.key.publicBytes
