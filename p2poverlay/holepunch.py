@@ -82,13 +82,12 @@ class HolePunching(ConnectionListener):
     def peerReached(self, info: Any, connection: Any) -> None:
         if isRelayed(connection) and connection.outbound \
                 and self._ownAddress() is not None:
-            self._start(connection, 1)
+            self._start(connection, info.node_id, 1)
 
-    def _start(self, connection: Any, attempt: int) -> None:
+    def _start(self, connection: Any, peer: str, attempt: int) -> None:
         address = self._ownAddress()
         if address is None or connection.closing:
             return
-        peer = connection.info.node_id
         self._started[peer] = (self.connections.clock.seconds(), attempt)
         self.upgrade.attempts[PUNCH] += 1
         connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
@@ -152,7 +151,7 @@ class HolePunching(ConnectionListener):
             self.log.info("punching through to {peer}: {why}", peer=peer[:8],
                           why=reason.getErrorMessage())
             if asClient and attempt < TRIES:
-                self._start(relayed, attempt + 1)
+                self._start(relayed, peer, attempt + 1)
             elif asClient:
                 self._started.pop(peer, None)
 
