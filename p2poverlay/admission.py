@@ -18,7 +18,7 @@ the same machine) are bound by none of this.
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
 from zope.interface import implementer
 
@@ -50,6 +50,14 @@ GROUP_FACTOR = 2
 # A full node gives a slot to a node in need at most this often.
 NEED_SWAPS_PER_SECOND = 1.0
 NEED_SWAP_BURST = 4.0
+
+
+def isRelayed(connection: Any) -> bool:
+    """
+    Does C{connection} run through a relay (L{p2poverlay.relay})?  Its
+    address is the relay's: limits and bans by address are not its.
+    """
+    return getattr(connection, "relayedBy", None) is not None
 
 
 def isLocal(connection: "PeerConnection") -> bool:
@@ -117,7 +125,7 @@ class InboundPolicy:
         @param inbound: the node's inbound connections.
         @param banReason: why the connection's address is banned, if it is.
         """
-        if isLocal(connection):
+        if isLocal(connection) or isRelayed(connection):
             return None
         host = connection.remoteHost
         if banReason is not None:

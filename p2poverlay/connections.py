@@ -23,7 +23,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from p2poverlay.addresses import formatAddress
-from p2poverlay.admission import InboundPolicy, OpenAdmission, isLocal
+from p2poverlay.admission import (
+    InboundPolicy, OpenAdmission, isLocal, isRelayed,
+)
 from p2poverlay.closing import abortAll, closeAll
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
@@ -43,11 +45,6 @@ from p2poverlay.reachability import NoReachability
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import PeerRegistry
-
-
-def isRelayed(connection: Any) -> bool:
-    """Does C{connection} run through a relay (L{p2poverlay.relay})?"""
-    return getattr(connection, "relayedBy", None) is not None
 
 
 def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
@@ -185,7 +182,7 @@ class Connections:
                           node=info.node_id, time=self.config.banTime,
                           reason=reason)
         host = connection.remoteHost
-        if not isLocal(connection) and \
+        if not (isLocal(connection) or isRelayed(connection)) and \
                 self.misbehaviour.penalize(host, points, reason):
             self.log.warn("banning {host} for {time:g} s: {reason}",
                           host=host, time=self.config.banTime, reason=reason)

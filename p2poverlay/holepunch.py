@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from p2poverlay.connections import isRelayed
+from p2poverlay.admission import isRelayed
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.natwire import (

@@ -16,7 +16,7 @@ from typing import Any, Dict, Set
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from p2poverlay.connections import isRelayed
+from p2poverlay.admission import isRelayed
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.natwire import DialMe
 from p2poverlay.reachability import PUBLIC

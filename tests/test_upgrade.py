@@ -97,3 +97,24 @@ def test_dial_me_on_a_direct_connection_is_a_protocol_error():
     connection.relayedBy = None
     upgrade.dialMeReceived(connection, DialMe("198.18.0.2", 9000))
     assert connection.errors == ["DIAL_ME on a direct connection"]
+
+
+def test_a_relayed_peer_is_not_judged_by_its_relays_address():
+    """Misbehaviour on a relayed connection counts against the node, not
+    against the relay's address, which honest relayed nodes share; nor do
+    limits by address refuse circuits."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from p2poverlay import Node, NodeConfig
+    from memory import BOB, connect, established
+    node = Node(NodeConfig(name="me", plaintext=True, dht=False),
+                reactor=MemoryReactorClock())
+    relayed, _ = established(node, BOB, 9000)
+    relayed.relayedBy = "ab" * 32
+    node.connections.misbehaved(relayed, 1000, "a forged broadcast")
+    assert not node.misbehaviour.isBanned(relayed.remoteHost)
+    assert node.connections.offenders.isBanned(BOB)
+    circuit, transport = connect(node)
+    circuit.relayedBy = "ab" * 32
+    assert node.connections.inbound.refusal(circuit, [relayed] * 50,
+                                            "banned") is None
