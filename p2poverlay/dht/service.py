@@ -73,13 +73,16 @@ class Kademlia(ConnectionListener):
 
     @param connect: see L{DHTRequests}.
     @param verifier: checks the signed records that answers carry.
+    @param requests: how its requests travel (by default a L{DHTRequests}
+        over links made with C{connect}).
     """
 
     log = Logger()
 
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  rng: random.Random, registry: PeerRegistry, connect,
-                 dispatcher: Dispatcher, verifier: Verifier) -> None:
+                 dispatcher: Dispatcher, verifier: Verifier,
+                 requests: Optional[DHTRequests] = None) -> None:
         self.nodeId = nodeId
         self.config = config
         self.clock = clock
@@ -87,9 +90,11 @@ class Kademlia(ConnectionListener):
         self.peers = registry
         self.verifier = verifier
         self.table = RoutingTable(nodeId, config.dhtK, clock.seconds)
-        self.requests = DHTRequests(
-            clock, registry, connect, config.dhtRequestTimeout,
-            config.dhtRequestRate, config.dhtRequestBurst)
+        if requests is None:
+            requests = DHTRequests(
+                clock, registry, connect, config.dhtRequestTimeout,
+                config.dhtRequestRate, config.dhtRequestBurst)
+        self.requests = requests
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0
         self._pinging: Set[str] = set()
