@@ -111,7 +111,7 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
     ("Routing by id (DHT)", (
-        "dht-k", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
+        "dht-k", "dht-b", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
         "dht-refresh-interval", "dht-request-rate", "no-dht")),
     ("Web UI and control", ("web", "web-token", "web-token-file", "control")),
     ("Private overlays", ("network-key-file", "allow-file")),

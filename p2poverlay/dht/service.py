@@ -89,7 +89,8 @@ class Kademlia(ConnectionListener):
         self.random = rng
         self.peers = registry
         self.verifier = verifier
-        self.table = RoutingTable(nodeId, config.dhtK, clock.seconds)
+        self.table = RoutingTable(nodeId, config.dhtK, clock.seconds,
+                                  config.dhtB)
         if requests is None:
             requests = DHTRequests(
                 clock, registry, connect, config.dhtRequestTimeout,
@@ -302,7 +303,8 @@ class Kademlia(ConnectionListener):
     # -- upkeep -----------------------------------------------------------------
 
     def _join(self) -> None:
-        """Look this node's own id up, then a random id in every bucket."""
+        """Look this node's own id up, then a random id in every bucket
+        (every one it may split into, L{RoutingTable.farRanges})."""
         self._upkeep.append(self.table.ownId)
         self._upkeep.append(-1)  # then: every bucket, as the table is then
         self._runUpkeep()
@@ -327,9 +329,8 @@ class Kademlia(ConnectionListener):
             return
         target = self._upkeep.pop(0)
         if target == -1:
-            own = self.table.bucketFor(self.table.ownId)
-            self._upkeep[:0] = [randomIdIn(b.low, b.high, self.random)
-                                for b in self.table.buckets if b is not own]
+            self._upkeep[:0] = [randomIdIn(low, high, self.random)
+                                for low, high in self.table.farRanges()]
             self._runUpkeep()
             return
         self._upkeepRunning = True
