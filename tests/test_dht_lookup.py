@@ -99,6 +99,29 @@ def test_no_more_than_alpha_requests_in_flight_besides_the_target():
     assert network.mostInFlight <= 3
 
 
+def test_a_wide_first_round_asks_the_nearest_seeds_at_once():
+    network = FakeNetwork(1000)
+    table = network.tables[network.ids[0]]
+    unknown = [i for i in range(1, 1000) if network.ids[i] not in table]
+    for target, firstRound, atOnce in ((unknown[0], 0, 3),
+                                       (unknown[0], 6, 6),
+                                       (unknown[1], 2, 3)):
+        lookup = network.lookup(0, target, firstRound=firstRound)
+        seeds = table.closest(lookup.target, 20)
+        done: List = []
+        lookup.start().addBoth(done.append)
+        assert network.inFlight == atOnce
+        while not done:
+            network.clock.advance(0.05)
+        network.clock.advance(1)
+        result = done[0]
+        assert result.found is not None
+        first = result.path[:atOnce]
+        assert sorted(nodeId for _, nodeId, _ in first) == \
+            sorted(c.nodeId for c in seeds[:atOnce])
+        assert all(round == 1 for round, _, _ in first)
+
+
 def test_nodes_that_never_answer_are_gone_round():
     network = FakeNetwork(800, dead=set(range(1, 400)))
     result = network.run(network.lookup(0, 600))

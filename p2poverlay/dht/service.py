@@ -49,6 +49,10 @@ JOIN_RETRY_DELAY = 5.0
 # nodes: enough answers from near their target to fill that bucket, for far
 # less than a full lookup costs.
 UPKEEP_BUDGET = 2
+# A lookup for a node asks this many times alpha of the nearest nodes it
+# knows at once: the more of them asked first, the likelier one of them
+# names the target in its answer.
+FIRST_ROUND = 2
 
 
 def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
@@ -280,7 +284,10 @@ class Kademlia(ConnectionListener):
             now=self.clock.seconds, ownNodeId=self.nodeId,
             targetNodeId=targetNodeId, endRule=endRule,
             budget=(UPKEEP_BUDGET * self.config.dhtAlpha
-                    if upkeep and target != self.table.ownId else None))
+                    if upkeep and target != self.table.ownId else None),
+            firstRound=(FIRST_ROUND * self.config.dhtAlpha
+                        if targetNodeId is not None and
+                        endRule is FIND_TARGET and not upkeep else 0))
 
         def ended(result: LookupResult) -> LookupResult:
             self.lookups -= 1
