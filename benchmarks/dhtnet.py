@@ -11,6 +11,7 @@ looks up pairs of its own, drawn alike (L{bothWays}).
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from typing import List, Optional, Tuple
 
@@ -50,14 +51,38 @@ def bothWays(network: DHTNetwork, pairs) -> Tuple[list, list]:
     return results[0::2], results[1::2]
 
 
-def measure(results: Results, size: int, count: int, seed: int = 1) -> None:
+def joinCost(results: Results, network: DHTNetwork, seconds: float) -> None:
+    """What joining cost: real time, and each node's requests and table."""
+    nodes = network.nodes
+    size = len(nodes)
+    cost = {"real seconds": round(seconds, 1),
+            "requests per node": round(statistics.mean(
+                n.dht.requests.sent for n in nodes), 1),
+            "contacts per node": round(statistics.mean(
+                len(n.dht.table) for n in nodes), 1),
+            "buckets per node": round(statistics.mean(
+                len(n.dht.table.buckets) for n in nodes), 1)}
+    results.fact("dht", f"DHT-only join, N={size}", cost)
+    print(f"  {size} nodes joined the DHT in {seconds:.0f} s: "
+          f"{cost['requests per node']:g} requests a node, then "
+          f"{cost['contacts per node']:g} contacts in "
+          f"{cost['buckets per node']:g} buckets", flush=True)
+
+
+def measure(results: Results, size: int, count: int, seed: int = 1,
+            b: Optional[int] = None) -> DHTNetwork:
+    """
+    The figures of C{size} nodes; C{b} (Kademlia's, by default the
+    node's) shapes their tables.
+    """
     print(f"  DHT only, {size} nodes", flush=True)
     started = time.perf_counter()
-    network = DHTNetwork(NodeConfig(dht=True, dhtRefreshInterval=REFRESH),
-                         seed=seed)
+    config = NodeConfig(dht=True, dhtRefreshInterval=REFRESH)
+    if b is not None:
+        config.dhtB = b
+    network = DHTNetwork(config, seed=seed)
     network.addNodes(size)
-    print(f"  {size} nodes joined the DHT in "
-          f"{time.perf_counter() - started:.0f} s", flush=True)
+    joinCost(results, network, time.perf_counter() - started)
     label = " (DHT only)"
     ours, spec = bothWays(network, pairsOf(network.nodes, 2 * count, seed + 1))
     addLookupFigures(results, size, ours, spec, label=label)
@@ -67,3 +92,4 @@ def measure(results: Results, size: int, count: int, seed: int = 1) -> None:
     ours, spec = bothWays(network, pairsOf(network.nodes, 2 * count, seed + 3))
     addLookupFigures(results, size, ours, spec,
                      label=f"{label} with 20 % crashed", crashed=True)
+    return network

@@ -27,8 +27,10 @@ _COUNTS = ("maxLineLength", "minPeers", "maxPeers", "maxDirectLinks",
            "maxInbound", "maxOutbound", "maxSendBuffer",
            "maxInboundPerAddress", "maxPendingPerAddress",
            "maxNeighboursPerAddress", "sendWindow", "sendQueueLimit",
-           "dhtK", "dhtAlpha", "dhtMaxLookups", "relayCircuits",
+           "dhtK", "dhtB", "dhtAlpha", "dhtMaxLookups", "relayCircuits",
            "relayReservations", "relayCircuitBytes")
+# Kademlia's b at most: 2^b - 1 buckets per b bits of prefix.
+MAX_DHT_B = 8
 # Times and rates: more than 0.
 _POSITIVE = ("handshakeTimeout", "connectTimeout", "ackTimeout",
              "seenCacheTTL", "broadcastWindow", "directLinkIdle", "exchangeInterval",
@@ -119,11 +121,13 @@ class NodeConfig:
     # Routing by id (the Kademlia DHT).  Off, a node still answers
     # FIND_NODE from the nodes it has links to, but never looks anything up.
     dht: bool = True
-    # Contacts per bucket, requests in
-    # flight per lookup, lookups under way at most, how long a request
-    # waits, how often an idle bucket is refreshed (libp2p's 10 minutes),
-    # and requests served per peer.
+    # Contacts per bucket, bits of id a lookup gains per hop beyond
+    # log2 k (Kademlia's b: 4 keeps up to 15 buckets per 4 bits of prefix),
+    # requests in flight per lookup, lookups under way at most, how long a
+    # request waits, how often an idle bucket is refreshed (libp2p's 10
+    # minutes), and requests served per peer.
     dhtK: int = 20
+    dhtB: int = 4
     dhtAlpha: int = 3
     dhtMaxLookups: int = 16
     dhtRequestTimeout: float = 5.0
@@ -199,6 +203,10 @@ class NodeConfig:
             raise ConfigError("a network key needs TLS: it cannot be used "
                               "with plaintext links", "networkKey",
                               "plaintext")
+        if self.dhtB > MAX_DHT_B:
+            raise ConfigError(f"dhtB must be at most {MAX_DHT_B} (2^b - 1 "
+                              f"buckets per b bits), got {self.dhtB!r}",
+                              "dhtB")
         if self.minPeers > self.maxPeers:
             raise ConfigError(f"minPeers ({self.minPeers}) is more than "
                               f"maxPeers ({self.maxPeers})",

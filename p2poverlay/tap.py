@@ -98,6 +98,10 @@ _NODE_SETTINGS = [
      "are dropped and direct messages fail."),
     ("dht-k", "dhtK", COUNT, "Contacts per bucket of the routing table, and "
      "how many nodes a lookup ends with (Kademlia's k)."),
+    ("dht-b", "dhtB", COUNT, "Bits of id each hop of a lookup gains beyond "
+     "log2 k (Kademlia's b): buckets away from the node's own id split into "
+     "up to 2^b - 1 per b bits of prefix, for fewer hops at the cost of a "
+     "larger table (1: only the bucket of the own id splits)."),
     ("dht-alpha", "dhtAlpha", COUNT, "Requests a lookup keeps in flight."),
     ("dht-max-lookups", "dhtMaxLookups", COUNT, "Most lookups under way at "
      "once; more fail at once."),

@@ -111,7 +111,7 @@ GROUPS: Tuple[Tuple[str, Sequence[str]], ...] = (
         "max-neighbours-per-address", "rate-limit", "rate-burst",
         "ban-time", "max-send-buffer", "max-line-length")),
     ("Routing by id (DHT)", (
-        "dht-k", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
+        "dht-k", "dht-b", "dht-alpha", "dht-max-lookups", "dht-request-timeout",
         "dht-refresh-interval", "dht-request-rate", "no-dht")),
     ("Relaying for nodes others cannot dial", (
         "no-relay", "relay-circuits", "relay-reservations",

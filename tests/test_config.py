@@ -21,6 +21,9 @@ from twisted.python import usage
     (dict(listen=""), "listen must be a server endpoint description"),
     (dict(join=[("127.0.0.1", 0)]), "join must hold (host, port) pairs"),
     (dict(join=["127.0.0.1:9000"]), "join must hold (host, port) pairs"),
+    (dict(dhtB=0), "dhtB must be a whole number, at least 1, got 0"),
+    (dict(dhtB=9), "dhtB must be at most 8 (2^b - 1 buckets per b bits), "
+                   "got 9"),
 ])
 def test_bad_settings_are_one_line_errors(settings, message):
     with pytest.raises(ConfigError) as caught:
@@ -36,7 +39,7 @@ def test_bad_settings_are_one_line_errors(settings, message):
 def test_defaults_and_edges_are_valid():
     NodeConfig().check()
     NodeConfig(minPeers=5, maxPeers=5, lazyDelay=0, broadcastTTL=255,
-               join=(("::1", 65535),), name="n" * 64).check()
+               join=(("::1", 65535),), name="n" * 64, dhtB=8).check()
 
 
 def test_twistd_names_its_options_in_the_same_errors():

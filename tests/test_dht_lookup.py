@@ -9,7 +9,7 @@ import hashlib
 import random
 from typing import Dict, List, Set
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock, deferLater
 
 from p2poverlay.config import NodeConfig
@@ -99,6 +99,29 @@ def test_no_more_than_alpha_requests_in_flight_besides_the_target():
     assert network.mostInFlight <= 3
 
 
+def test_a_wide_first_round_asks_the_nearest_seeds_at_once():
+    network = FakeNetwork(1000)
+    table = network.tables[network.ids[0]]
+    unknown = [i for i in range(1, 1000) if network.ids[i] not in table]
+    for target, firstRound, atOnce in ((unknown[0], 0, 3),
+                                       (unknown[0], 6, 6),
+                                       (unknown[1], 2, 3)):
+        lookup = network.lookup(0, target, firstRound=firstRound)
+        seeds = table.closest(lookup.target, 20)
+        done: List = []
+        lookup.start().addBoth(done.append)
+        assert network.inFlight == atOnce
+        while not done:
+            network.clock.advance(0.05)
+        network.clock.advance(1)
+        result = done[0]
+        assert result.found is not None
+        first = result.path[:atOnce]
+        assert sorted(nodeId for _, nodeId, _ in first) == \
+            sorted(c.nodeId for c in seeds[:atOnce])
+        assert all(round == 1 for round, _, _ in first)
+
+
 def test_nodes_that_never_answer_are_gone_round():
     network = FakeNetwork(800, dead=set(range(1, 400)))
     result = network.run(network.lookup(0, 600))
@@ -155,6 +178,26 @@ def test_refresh_looks_up_an_id_in_each_stale_bucket_and_only_those():
     queued = [targets[0]] + dht._upkeep
     assert sorted(dht.table.buckets.index(dht.table.bucketFor(t))
                   for t in queued) == list(range(1, len(stale) + 1))
+
+
+def test_a_join_looks_up_its_own_id_then_one_id_in_every_far_range():
+    dht = kademlia(dhtK=2, dhtB=4)
+    for seed in range(1, 300):
+        dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
+    targets: List[int] = []
+    dht.lookup = lambda target, **kw: (targets.append(target),
+                                       succeed(None))[1]
+    dht.joined = True
+    dht._join()
+    assert targets[0] == dht.table.ownId
+    ranges = dht.table.farRanges()
+    # Far buckets not yet full enough to split are looked into part by
+    # part, one lookup for each bucket they may split into.
+    far = [b for b in dht.table.buckets if not b.covers(dht.table.ownId)]
+    assert len(ranges) > len(far)
+    assert sorted(next(i for i, (low, high) in enumerate(ranges)
+                       if low <= t < high) for t in targets[1:]) == \
+        list(range(len(ranges)))
 
 
 def test_a_node_with_routing_off_looks_nothing_up():

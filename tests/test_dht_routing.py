@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2poverlay.dht.keyspace import (
-    ID_SPACE, commonPrefixLength, dhtIdOf, idRange, randomIdIn,
+    ID_BITS, ID_SPACE, commonPrefixLength, dhtIdOf, idRange, randomIdIn,
 )
 from p2poverlay.dht.routing import Contact, RoutingTable
 
@@ -59,23 +59,32 @@ def checkInvariants(table: RoutingTable) -> None:
             assert bucket.covers(entry.dhtId)
             assert nodeId != table.nodeId
         seen.update(bucket.contacts)
-        # Only the bucket holding our own id ever splits: the others are
-        # the halves cut off on the way down to it.
+        # The others are the halves cut off on the way down to the bucket
+        # of our own id, split on (b above 1) until their depth is a
+        # multiple of b: one that leaves our id's prefix after `shared`
+        # bits is 1 to b bits deeper than that (exactly 1 with b = 1).
         if not bucket.covers(table.ownId):
-            assert commonPrefixLength(bucket.low, table.ownId) == \
-                bucket.depth - 1
+            shared = commonPrefixLength(bucket.low, table.ownId)
+            digitEnd = -(-(shared + 1) // table.b) * table.b
+            assert shared + 1 <= bucket.depth <= digitEnd
     assert len(seen) == len(table)
+    everyone = list(table.contacts())
+    assert len({c.nodeId for c in everyone}) == len(everyone)
+    for entry in everyone:
+        assert [b for b in buckets if entry.nodeId in b.contacts] == \
+            [table.bucketFor(entry.dhtId)]
 
 
 events = st.lists(st.tuples(st.sampled_from(["seen", "answered", "failed"]),
                             st.integers(0, 400)), max_size=300)
 
 
-@settings(max_examples=60, deadline=None)
-@given(events, st.integers(0, 10 ** 6), st.sampled_from([2, 4, 20]))
+@settings(max_examples=80, deadline=None)
+@given(events, st.integers(0, 10 ** 6), st.sampled_from([2, 4, 20]),
+       st.sampled_from([1, 2, 3, 4]))
 def test_any_sequence_of_events_keeps_the_bucket_invariants(
-        steps, own, k):
-    table = RoutingTable(keyedId(own), k=k)
+        steps, own, k, b):
+    table = RoutingTable(keyedId(own), k=k, b=b)
     for event, seed in steps:
         nodeId = keyedId(seed)
         if event == "seen":
@@ -92,16 +101,20 @@ def test_any_sequence_of_events_keeps_the_bucket_invariants(
         checkInvariants(table)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=200,
-                unique=True), st.integers(0, 2 ** 256 - 1))
-def test_closest_is_the_xor_nearest_of_every_contact(seeds, target):
-    table = RoutingTable(keyedId(10 ** 7), k=8)
+                unique=True), st.integers(0, 2 ** 256 - 1),
+       st.sampled_from([1, 2, 4]), st.sampled_from([2, 8]))
+def test_closest_is_the_xor_nearest_of_every_contact(seeds, target, b, k):
+    table = RoutingTable(keyedId(10 ** 7), k=k, b=b)
     for seed in seeds:
         table.seen(contact(seed))
+    checkInvariants(table)
     everyone = sorted(table.contacts(), key=lambda c: c.dhtId ^ target)
     assert [c.nodeId for c in table.closest(target, 5)] == \
         [c.nodeId for c in everyone[:5]]
+    assert [c.nodeId for c in table.closest(target, 40)] == \
+        [c.nodeId for c in everyone[:40]]
     assert [c.nodeId for c in table.closest(
         target, 5, exclude=(everyone[0].nodeId,))] == \
         [c.nodeId for c in everyone[1:6]]
@@ -119,6 +132,58 @@ def test_the_bucket_of_the_own_id_splits_and_the_others_do_not():
     nearest = min(range(2, 400), key=lambda s: dhtIdOf(keyedId(s)) ^
                   table.ownId)
     assert keyedId(nearest) in table
+
+
+def test_with_b_4_the_far_buckets_split_down_to_whole_4_bit_digits():
+    table = RoutingTable(keyedId(1), k=4, b=4)
+    for seed in range(2, 3000):
+        table.seen(contact(seed))
+    checkInvariants(table)
+    # The ids that leave our prefix in its first 4 bits fill a bucket for
+    # each of the 15 other values of those bits; with b = 1 they would
+    # fill 4 buckets, one per bit.
+    firstDigit = [b for b in table.buckets if not b.covers(table.ownId)
+                  and commonPrefixLength(b.low, table.ownId) < 4]
+    assert len(firstDigit) == 15
+    assert all(b.depth == 4 and len(b) == 4 for b in firstDigit)
+    assert {b.low >> 252 for b in firstDigit} == \
+        set(range(16)) - {table.ownId >> 252}
+    # So every contact found for a far target shares its first 4 bits.
+    rng = random.Random(2)
+    for _ in range(50):
+        target = rng.getrandbits(256)
+        nearest = table.closest(target, 1)[0]
+        assert nearest.dhtId >> 252 == target >> 252 or \
+            target >> 252 == table.ownId >> 252
+    classic = RoutingTable(keyedId(1), k=4, b=1)
+    for seed in range(2, 3000):
+        classic.seen(contact(seed))
+    checkInvariants(classic)
+    assert len([b for b in classic.buckets if not b.covers(classic.ownId)
+                and commonPrefixLength(b.low, classic.ownId) < 4]) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 400), st.sampled_from([1, 2, 3, 4]))
+def test_far_ranges_cut_the_far_buckets_into_whole_digits(count, b):
+    table = RoutingTable(keyedId(0), k=4, b=b)
+    for seed in range(1, count + 1):
+        table.seen(contact(seed))
+    ranges = table.farRanges()
+    far = [(x.low, x.high) for x in table.buckets
+           if not x.covers(table.ownId)]
+    if b == 1:
+        assert ranges == far
+    # In order, without gaps inside a bucket, each inside one far bucket
+    # and as deep as that bucket may split.
+    for low, high in ranges:
+        size = high - low
+        assert low % size == 0
+        assert (ID_BITS - size.bit_length() + 1) % b == 0
+        assert sum(x <= low and high <= y for x, y in far) == 1
+    assert sum(high - low for low, high in ranges) == \
+        sum(y - x for x, y in far)
+    assert ranges == sorted(ranges)
 
 
 def test_a_full_bucket_asks_about_its_oldest_contact_not_the_newcomer():

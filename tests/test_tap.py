@@ -122,6 +122,7 @@ def test_bad_name(name):
     ("--broadcast-ttl", "256", "must be between 1 and"),
     ("--min-peers", "0", "must be at least 1"),
     ("--broadcast", "gossip", "must be 'tree' or 'flood', got 'gossip'"),
+    ("--dht-b", "0", "must be at least 1"),
 ])
 def test_bad_numbers(option, value, message):
     with pytest.raises(usage.UsageError) as e:
@@ -138,6 +139,13 @@ def test_numbers():
     assert options["max-line-length"] == 100
     assert options["handshake-timeout"] == 0.5
     assert options["broadcast-ttl"] == 3
+
+
+def test_dht_b_reaches_the_node_config():
+    assert tap.nodeConfig(parse("--dht-b", "2")).dhtB == 2
+    assert tap.nodeConfig(parse()).dhtB == 4
+    with pytest.raises(usage.UsageError, match=r"^--dht-b must be at most 8"):
+        parse("--dht-b", "9")
 
 
 def test_topology_options():

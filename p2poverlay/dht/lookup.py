@@ -88,13 +88,16 @@ class Lookup:
     @param now: the clock, in seconds.
     @param budget: the most requests it sends (none: no bound); a refresh
         needs only a few answers from near its target.
+    @param firstRound: how many of the nearest seeds it asks at once to
+        begin with (at least C{alpha}): each may know the target itself.
     """
 
     def __init__(self, target: int, seeds: List[Contact], ask: Ask, *,
                  k: int, alpha: int, now: Callable[[], float],
                  ownNodeId: str = "", targetNodeId: Optional[str] = None,
                  endRule: EndRule = FIND_TARGET,
-                 budget: Optional[int] = None) -> None:
+                 budget: Optional[int] = None,
+                 firstRound: int = 0) -> None:
         self.target = target
         self.k = k
         self.alpha = alpha
@@ -103,6 +106,7 @@ class Lookup:
         self._own = ownNodeId
         self._targetNodeId = targetNodeId
         self._budget = budget
+        self._firstRound = firstRound
         self.endRule = endRule if targetNodeId is not None else K_CLOSEST
         self._candidates: Dict[str, _Candidate] = {}
         self._inFlight = 0
@@ -116,6 +120,8 @@ class Lookup:
 
     def start(self) -> "Deferred[LookupResult]":
         """Send the first requests; the result fires once the lookup ends."""
+        for candidate in self._nearest()[:self._firstRound]:
+            self._send(candidate)
         self._pump()
         return self.done
 

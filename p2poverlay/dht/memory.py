@@ -87,8 +87,7 @@ class SimulatedNode:
                              network.clock.seconds(), role=DIRECT)
         self.dht = Kademlia(nodeId, config, network.clock, network.random,
                             self.registry, None, Dispatcher(),
-                            network.verifier)
-        self.dht.requests = _CarriedRequests(network, self)
+                            network.verifier, _CarriedRequests(network, self))
 
     def rid(self) -> str:
         self._rids += 1

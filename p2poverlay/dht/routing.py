@@ -3,8 +3,14 @@ Kademlia's routing table: k-buckets over the XOR distance to this node.
 
 A bucket holds at most C{k} contacts, least recently seen first.  The
 bucket that covers this node's own id splits in two when it overflows, so
-the table knows the ids near its own in detail and far ones coarsely.  A
-full bucket that cannot split keeps its old contacts, which have proved
+the table knows the ids near its own in detail and far ones coarsely.
+With C{b} above 1 (the paper's accelerated lookups, section 4.2) a full
+bucket away from the own id splits too, as long as its depth is not a
+multiple of C{b}: the ids that leave the own id's prefix within one
+group of C{b} bits are held in up to C{2^b - 1} buckets by their first
+C{b} bits, as a digit of a base-C{2^b} id, so that each hop of a lookup
+gains about C{b + log2 k} bits instead of C{log2 k}.  A full bucket that
+cannot split keeps its old contacts, which have proved
 they stay: the newcomer waits in the bucket's replacement cache while the
 I{oldest} contact is asked whether it is still there (L{RoutingTable.seen}
 names it), and takes its place only if it does not answer.
@@ -88,13 +94,18 @@ class RoutingTable:
 
     @param k: contacts per bucket (and replacements kept per bucket).
     @param now: the clock, in seconds.
+    @param b: bits of id a bucket away from the own id may cover beyond
+        the prefix it shares with it (Kademlia's b; 1: only the bucket of
+        the own id splits).
     """
 
     def __init__(self, nodeId: str, k: int = DEFAULT_K,
-                 now: Callable[[], float] = lambda: 0.0) -> None:
+                 now: Callable[[], float] = lambda: 0.0,
+                 b: int = 1) -> None:
         self.nodeId = nodeId
         self.ownId = dhtIdOf(nodeId)
         self.k = k
+        self.b = b
         self._now = now
         self.buckets: List[KBucket] = [KBucket(0, ID_SPACE, now())]
         self._lows: List[int] = [0]
@@ -148,7 +159,7 @@ class RoutingTable:
                 bucket.contacts[contact.nodeId] = contact
                 bucket.replacements.pop(contact.nodeId, None)
                 return None
-            if not bucket.covers(self.ownId) or bucket.high - bucket.low < 2:
+            if not self._maySplit(bucket):
                 break
             self._split(bucket)
         waiting = bucket.replacements
@@ -221,9 +232,30 @@ class RoutingTable:
         cutoff = self._now() - interval
         return [b for b in self.buckets if b.lastLookup <= cutoff]
 
+    def farRanges(self) -> List[Tuple[int, int]]:
+        """
+        The C{(low, high)} of every bucket away from the own id, one that
+        may still split cut into the buckets it would split into: a join
+        looks an id up in each, so that each finds contacts of its own.
+        """
+        found: List[Tuple[int, int]] = []
+        for bucket in self.buckets:
+            if bucket.covers(self.ownId):
+                continue
+            digitEnd = -(-bucket.depth // self.b) * self.b
+            step = 1 << (ID_BITS - digitEnd)
+            found.extend((low, low + step)
+                         for low in range(bucket.low, bucket.high, step))
+        return found
+
     def ranges(self) -> Dict[Tuple[int, int], int]:
         """Each bucket's C{(low, high)} and how many contacts it has."""
         return {(b.low, b.high): len(b) for b in self.buckets}
+
+    def _maySplit(self, bucket: KBucket) -> bool:
+        if bucket.high - bucket.low < 2:
+            return False
+        return bucket.covers(self.ownId) or bucket.depth % self.b != 0
 
     def _split(self, bucket: KBucket) -> None:
         middle = (bucket.low + bucket.high) // 2

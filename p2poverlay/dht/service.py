@@ -49,6 +49,10 @@ JOIN_RETRY_DELAY = 5.0
 # nodes: enough answers from near their target to fill that bucket, for far
 # less than a full lookup costs.
 UPKEEP_BUDGET = 2
+# A lookup for a node asks this many times alpha of the nearest nodes it
+# knows at once: the more of them asked first, the likelier one of them
+# names the target in its answer.
+FIRST_ROUND = 2
 
 
 def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
@@ -73,23 +77,29 @@ class Kademlia(ConnectionListener):
 
     @param connect: see L{DHTRequests}.
     @param verifier: checks the signed records that answers carry.
+    @param requests: how its requests travel (by default a L{DHTRequests}
+        over links made with C{connect}).
     """
 
     log = Logger()
 
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  rng: random.Random, registry: PeerRegistry, connect,
-                 dispatcher: Dispatcher, verifier: Verifier) -> None:
+                 dispatcher: Dispatcher, verifier: Verifier,
+                 requests: Optional[DHTRequests] = None) -> None:
         self.nodeId = nodeId
         self.config = config
         self.clock = clock
         self.random = rng
         self.peers = registry
         self.verifier = verifier
-        self.table = RoutingTable(nodeId, config.dhtK, clock.seconds)
-        self.requests = DHTRequests(
-            clock, registry, connect, config.dhtRequestTimeout,
-            config.dhtRequestRate, config.dhtRequestBurst)
+        self.table = RoutingTable(nodeId, config.dhtK, clock.seconds,
+                                  config.dhtB)
+        if requests is None:
+            requests = DHTRequests(
+                clock, registry, connect, config.dhtRequestTimeout,
+                config.dhtRequestRate, config.dhtRequestBurst)
+        self.requests = requests
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0
         self._pinging: Set[str] = set()
@@ -274,7 +284,10 @@ class Kademlia(ConnectionListener):
             now=self.clock.seconds, ownNodeId=self.nodeId,
             targetNodeId=targetNodeId, endRule=endRule,
             budget=(UPKEEP_BUDGET * self.config.dhtAlpha
-                    if upkeep and target != self.table.ownId else None))
+                    if upkeep and target != self.table.ownId else None),
+            firstRound=(FIRST_ROUND * self.config.dhtAlpha
+                        if targetNodeId is not None and
+                        endRule is FIND_TARGET and not upkeep else 0))
 
         def ended(result: LookupResult) -> LookupResult:
             self.lookups -= 1
@@ -297,7 +310,8 @@ class Kademlia(ConnectionListener):
     # -- upkeep -----------------------------------------------------------------
 
     def _join(self) -> None:
-        """Look this node's own id up, then a random id in every bucket."""
+        """Look this node's own id up, then a random id in every bucket
+        (every one it may split into, L{RoutingTable.farRanges})."""
         self._upkeep.append(self.table.ownId)
         self._upkeep.append(-1)  # then: every bucket, as the table is then
         self._runUpkeep()
@@ -322,9 +336,8 @@ class Kademlia(ConnectionListener):
             return
         target = self._upkeep.pop(0)
         if target == -1:
-            own = self.table.bucketFor(self.table.ownId)
-            self._upkeep[:0] = [randomIdIn(b.low, b.high, self.random)
-                                for b in self.table.buckets if b is not own]
+            self._upkeep[:0] = [randomIdIn(low, high, self.random)
+                                for low, high in self.table.farRanges()]
             self._runUpkeep()
             return
         self._upkeepRunning = True
