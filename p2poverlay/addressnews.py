@@ -16,10 +16,14 @@ from typing import Any, Callable, List
 
 from p2poverlay.records import CONNECTED
 from p2poverlay.interfaces import ConnectionListener
-from p2poverlay.message import PROBE
+from p2poverlay.message import PROBE, Peers
 from p2poverlay.natwire import Address
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.signing import isKeyed
+
+
+# Neighbours told at once of a peer's new relayed record.
+SPREAD = 8
 
 
 class AddressNews(ConnectionListener):
@@ -105,3 +109,16 @@ class AddressNews(ConnectionListener):
         if updated.port == 0:
             for tell in self.undialable:
                 tell(info.node_id)
+        if record is not None and record.relay:
+            self._spread(record, connection)
+
+    def _spread(self, record: PeerAddress, source: Any) -> None:
+        """
+        Pass a peer's new relayed record on to this node's neighbours at
+        once: peer exchange alone would take minutes to carry it, and a
+        node behind a NAT is found by it or not at all.
+        """
+        news = Peers((record,))
+        for neighbour in self.connections.peers.neighbours()[:SPREAD]:
+            if neighbour is not source and not neighbour.closing:
+                neighbour.sendMessage(news)

@@ -60,52 +60,46 @@ def sendAndExpect(sender, receiver, body: str) -> None:
     receiver.expect(rf"^\[direct\] .*: {re.escape(body)}$")
 
 
-@pytest.mark.parametrize("first, second, link", [
-    (MASQUERADE, MASQUERADE, r"\(punched\)"),
-    (SYMMETRIC, MASQUERADE, r"\(relayed through [0-9a-f]{8}\)"),
-])
-def test_two_nodes_behind_nats_reach_each_other(lab, first, second, link):
+def relayedRecordOf(node, other, timeout: float = DECIDED) -> None:
+    """Wait until C{node} knows C{other} as reached through a relay."""
+    deadline = time.monotonic() + timeout
+    while not [line for line in node.command("known")
+               if other.nodeId[:8] in line and ", via " in line]:
+        assert time.monotonic() < deadline, \
+            f"{node.name} never heard of {other.name}'s relay"
+        time.sleep(1.0)
+
+
+def test_nodes_behind_nats_reach_each_other(lab):
     """
-    Two private nodes, each linked to one public node only: a message
-    from one reaches the other through a relay, and a broadcast reaches
-    both; their connection is punched through where both NATs allow it.
+    In a sparse overlay of two public nodes: two private nodes behind NATs
+    that keep their ports punch through to each other; a pair with a
+    symmetric NAT stays relayed; a public node reaches a private one
+    through its relay, and is then dialed back by it (reversal).  Every
+    message arrives, either way, and a broadcast reaches every node.
     """
     seed = lab.node(lab.publicHost("seed"), "S")
     relay = lab.node(lab.publicHost("relay"), "R", "--join", seed.address)
-    a = behind(lab, first, "A", seed)
-    b = behind(lab, second, "B", relay)
-    for node in (a, b):
-        reachLine(node, r"^private")
-    # B is known through its relay once it has one.
-    deadline = time.monotonic() + DECIDED
-    while not [line for line in a.command("known")
-               if b.nodeId[:8] in line and "via" in line]:
-        assert time.monotonic() < deadline, "A never heard of B's relay"
-        time.sleep(1.0)
-    sendAndExpect(a, b, "through the relay")
-    linkLine(a, b, link)
-    sendAndExpect(a, b, "and once more")
-    sendAndExpect(b, a, "and back")
-    a.type("broadcast to all")
-    b.expect(r"^\[broadcast\] .*: to all$")
-
-
-def test_a_public_node_reaches_a_private_one_and_is_dialed_back(lab):
-    """From a public node to a private one: through the relay, then
-    direct, the private node dialing out (connection reversal)."""
-    seed = lab.node(lab.publicHost("seed"), "S")
-    lab.node(lab.publicHost("relay"), "R", "--join", seed.address)
-    # Linked to S and R only (no DHT lookups dialing P), it can only be
+    a = behind(lab, MASQUERADE, "A", seed)
+    b = behind(lab, MASQUERADE, "B", relay)
+    c = behind(lab, SYMMETRIC, "C", seed)
+    d = behind(lab, MASQUERADE, "D", relay)
+    # Linked to S and R only (no DHT lookups dialing P), H can only be
     # reached through one of them.
     h = behind(lab, SYMMETRIC, "H", seed, "--no-dht", "--min-peers", "2")
-    reachLine(h, r"^private")
+    for node in (a, b, c, d, h):
+        reachLine(node, r"^private")
     p = lab.node(lab.publicHost("p"), "P", "--join", seed.address, *SPARSE)
     reachLine(p, r"^public")
-    deadline = time.monotonic() + DECIDED
-    while not [line for line in p.command("known")
-               if h.nodeId[:8] in line and "via" in line]:
-        assert time.monotonic() < deadline, "P never heard of H's relay"
-        time.sleep(1.0)
-    sendAndExpect(p, h, "knock knock")
-    linkLine(p, h, r"\(reversed\)")
-    sendAndExpect(p, h, "directly now")
+    for sender, receiver, link in (
+            (a, b, r"\(punched\)"),
+            (c, d, r"\(relayed through [0-9a-f]{8}\)"),
+            (p, h, r"\(reversed\)")):
+        relayedRecordOf(sender, receiver)
+        sendAndExpect(sender, receiver, f"{sender.name} to {receiver.name}")
+        linkLine(sender, receiver, link)
+        sendAndExpect(sender, receiver, "once more")
+        sendAndExpect(receiver, sender, "and back")
+    a.type("broadcast to all")
+    for node in (b, c, d, h, p):
+        node.expect(r"^\[broadcast\] .*: to all$")
