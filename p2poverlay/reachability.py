@@ -251,9 +251,9 @@ class Reachability:
         if self._pending or self.stopped:
             return
         host = self.observations.candidate()
-        if host is None:
-            return
         port = self.listenPort()
+        if host is None or not port:
+            return  # (A node that does not listen has nothing to test.)
         planned = self._next is not None and self._next.active()
         if planned and (self.state != PUBLIC or self.address == (host, port)):
             return

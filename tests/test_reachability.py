@@ -500,3 +500,10 @@ def test_in_a_stable_overlay_reachability_never_flips():
         assert node.reachability.changes == 1
         assert node.reachability.outcomes["reached"] >= 5
         assert node.metrics.snapshot()["reachability_changes"] == 1
+
+
+def test_a_node_that_does_not_listen_asks_for_no_dial_back(clock, peers):
+    reach = Reachability(clock, peers, lambda: 0, FirstChoice())
+    observe(reach, peers, clock, 1, f"{ROUTER}:40000")
+    observe(reach, peers, clock, 2, f"{ROUTER}:40001")
+    assert not any(requests(c) for c in peers.links)
