@@ -9,7 +9,6 @@ Every case in a sparse overlay, where the two nodes are not neighbours.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -40,18 +39,8 @@ def behind(lab, kind: str, name: str, seed, *options: str):
 
 def linkLine(node, other, pattern: str, timeout: float = DECIDED) -> str:
     """Type C{peers} until the line of C{other} matches C{pattern}."""
-    deadline = time.monotonic() + timeout
-    found, lines = "", []
-    while time.monotonic() < deadline:
-        lines = node.command("peers")
-        found = next((line for line in lines if other.nodeId[:8] in line),
-                     "")
-        if re.search(pattern, found):
-            return found
-        time.sleep(1.0)
-    raise AssertionError(f"{node.name}: the line of {other.name} "
-                         f"({other.nodeId[:8]}) {found!r} never matched "
-                         f"{pattern!r} in {lines!r}")
+    return node.poll("peers", re.escape(other.nodeId[:8]) + ".*" + pattern,
+                     timeout).string
 
 
 def sendAndExpect(sender, receiver, body: str) -> None:
@@ -62,12 +51,7 @@ def sendAndExpect(sender, receiver, body: str) -> None:
 
 def relayedRecordOf(node, other, timeout: float = DECIDED) -> None:
     """Wait until C{node} knows C{other} as reached through a relay."""
-    deadline = time.monotonic() + timeout
-    while not [line for line in node.command("known")
-               if other.nodeId[:8] in line and ", via " in line]:
-        assert time.monotonic() < deadline, \
-            f"{node.name} never heard of {other.name}'s relay"
-        time.sleep(1.0)
+    node.poll("known", re.escape(other.nodeId[:8]) + ".*, via ", timeout)
 
 
 def test_nodes_behind_nats_reach_each_other(lab):

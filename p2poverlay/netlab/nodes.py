@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -93,4 +94,30 @@ class LabNode(ConsoleProcess):
         self.type(line)
         self.type("info")
         end, _ = self.waitFor(INFO, start, timeout)
+        if line.split()[:1] == ["info"]:
+            # Its own output comes first: the end is the second info's.
+            end, _ = self.waitFor(INFO, end + 1, timeout)
         return self.since(start, end)
+
+    def poll(self, line: str, pattern: str, timeout: float = DEADLINE,
+             every: float = 1.0) -> re.Match:
+        """
+        Type C{line} every C{every} seconds until a line of what it prints
+        matches C{pattern} (a regex, searched); return the match.
+
+        @raise AssertionError: none did within C{timeout} seconds (the
+            last output is in the message).
+        """
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        output: List[str] = []
+        while True:
+            output = self.command(line)
+            for printed in output:
+                match = regex.search(printed)
+                if match:
+                    return match
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.name}: {line!r} printed no line "
+                                     f"matching {pattern!r}: {output!r}")
+            time.sleep(every)
