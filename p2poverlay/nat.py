@@ -19,6 +19,7 @@ from p2poverlay.holepunch import HolePunching
 from p2poverlay.reachability import PRIVATE, Reachability
 from p2poverlay.relay import RelayParts, attachRelaying
 from p2poverlay.relayuse import RelayUse, connectThrough
+from p2poverlay.rendezvous import Rendezvous
 from p2poverlay.reuseport import allowPortReuse
 from p2poverlay.upgrade import DirectUpgrade
 
@@ -91,9 +92,16 @@ def attachNatTraversal(node: Any) -> NatTraversal:
     relaying = attachRelaying(node, reachability)
     told = list(reachability.advertisedChanged)
 
+    rendezvous = Rendezvous(node.values, connections.ownAddress.verifier,
+                            node.addressBook)
+    node.reach.rendezvous = rendezvous
+
     def tellPeers() -> None:  # The relay advertised changed.
         for tell in told:
             tell()
+        record = connections.ownAddress.relayedRecord(node.config.name)
+        if record is not None and node.config.dht:
+            rendezvous.publish(record)
     relayUse = RelayUse(connections.clock, connections.peers,
                         relaying.client.reserve,
                         lambda: reachability.state == PRIVATE, tellPeers)

@@ -10,9 +10,9 @@ direct link, and sent to.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 
 from p2poverlay.addressbook import AddressBook
 from p2poverlay.dht.lookup import LookupResult
@@ -38,6 +38,9 @@ class Reach:
         self.peers = registry
         self.book = book
         self.connect = connect
+        # Finds the relayed record of a node no lookup can end at
+        # (p2poverlay.rendezvous), if the node has one.
+        self.rendezvous: Any = None
 
     def needsLookup(self, target: str) -> bool:
         """Is C{target} a node id this node knows no way to yet?"""
@@ -65,9 +68,7 @@ class Reach:
                body: str) -> "Deferred[Sent]":
         found = result.found
         if found is None:
-            raise UnknownPeer(
-                f"no node with id {target[:16]}... was found: the lookup "
-                f"asked {result.asked} nodes in {result.rounds} rounds")
+            return self._throughRelay(result, target, body)
 
         def reached(info: PeerInfo) -> "Deferred[Sent]":
             if info.node_id != target:
@@ -78,3 +79,21 @@ class Reach:
 
         return self.connect(found.host, found.port, DIRECT).addCallback(
             reached)
+
+    def _throughRelay(self, result: LookupResult, target: str,
+                      body: str) -> "Deferred[Sent]":
+        """No lookup ends at a node nobody can dial: its relayed record,
+        if it published one, leads to it."""
+        def unknown() -> UnknownPeer:
+            return UnknownPeer(
+                f"no node with id {target[:16]}... was found: the lookup "
+                f"asked {result.asked} nodes in {result.rounds} rounds")
+        if self.rendezvous is None:
+            return fail(unknown())
+
+        def found(address: Any) -> "Deferred[Sent]":
+            if address is None:
+                raise unknown()
+            return self.direct.send(target, body).addCallback(
+                lambda delivered: (delivered, result))
+        return self.rendezvous.find(target).addCallback(found)
