@@ -6,7 +6,20 @@ import pytest_twisted
 from twisted.internet.defer import inlineCallbacks
 
 from helpers import Overlay, capturedLog, connectRaw
+from p2poverlay.netlab import Lab
 from processes import Processes
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A network L{Lab} in C{tmp_path}, closed after the test (see
+    L{helpers.needsNamespaces})."""
+    with Lab(tmp_path) as made:
+        try:
+            yield made
+        finally:
+            # Shown by pytest when the test failed.
+            print(made.transcripts())
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 from contextlib import contextmanager
 from typing import Callable, Iterator, List, Optional
 
+import pytest
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.endpoints import (
@@ -18,6 +19,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from p2poverlay import Node, NodeConfig, NodeObserver, ReceivedMessage
 from p2poverlay.identity import NodeKey
+from p2poverlay.netlab import whyUnavailable
 from p2poverlay.records import PeerInfo
 from p2poverlay.store import NodeStore
 from p2poverlay.tls import NodeTLS
@@ -227,3 +229,11 @@ UNOBSERVED = ("  reach:   unknown: no peer beyond loopback said where it "
               "sees this node")
 UNOBSERVED_VIEW = {"state": "unknown", "address": None, "confirmed_by": 0,
                    "observers": 0, "candidate": None, "nat": "unknown"}
+
+
+# Tests that make network namespaces (the lab fixture) run only where
+# they can be made: as root, with ip and iptables (CI installs them).
+LAB_UNAVAILABLE = whyUnavailable()
+needsNamespaces = pytest.mark.skipif(
+    LAB_UNAVAILABLE is not None,
+    reason=f"NETWORK LAB NOT RUN: {LAB_UNAVAILABLE}")

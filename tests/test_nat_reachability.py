@@ -10,26 +10,15 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 
-from p2poverlay.netlab import FIREWALL, MASQUERADE, SYMMETRIC, Lab, whyUnavailable
+from helpers import needsNamespaces
+from p2poverlay.netlab import FIREWALL, MASQUERADE, SYMMETRIC
 
-REASON = whyUnavailable()
-pytestmark = pytest.mark.skipif(
-    REASON is not None, reason=f"NETWORK LAB NOT RUN: {REASON}")
+pytestmark = needsNamespaces
 
 # Two probes that time out (the connect timeout, 10 s) and the pause
 # between them, with room for a slow machine.
 DECIDED = 90.0
-
-
-@pytest.fixture
-def lab(tmp_path):
-    with Lab(tmp_path) as made:
-        try:
-            yield made
-        finally:
-            print(made.transcripts())
 
 
 REACH = "  reach:   "

@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
-from p2poverlay.netlab import MASQUERADE, SYMMETRIC, Lab, whyUnavailable
+from helpers import needsNamespaces
+from p2poverlay.netlab import MASQUERADE, SYMMETRIC
 from test_nat_reachability import DECIDED, reachLine
 
-REASON = whyUnavailable()
-pytestmark = pytest.mark.skipif(
-    REASON is not None, reason=f"NETWORK LAB NOT RUN: {REASON}")
+pytestmark = needsNamespaces
 
 SPARSE = ("--min-peers", "1", "--max-peers", "2")
-
-
-@pytest.fixture
-def lab(tmp_path):
-    with Lab(tmp_path) as made:
-        try:
-            yield made
-        finally:
-            print(made.transcripts())
 
 
 def behind(lab, kind: str, name: str, seed, *options: str):

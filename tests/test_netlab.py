@@ -12,27 +12,13 @@ import subprocess
 import pytest
 
 from p2poverlay.netlab import (
-    DOUBLE, FIREWALL, MASQUERADE, SYMMETRIC, Lab, LabError, listNamespaces,
-    whyUnavailable)
+    DOUBLE, FIREWALL, MASQUERADE, SYMMETRIC, Lab, LabError, listNamespaces)
 from p2poverlay.netlab.process import ConsoleProcess
 from p2poverlay.netlab.rules import lossRules, routerRules
+from helpers import needsNamespaces
 
-REASON = whyUnavailable()
-needsNamespaces = pytest.mark.skipif(
-    REASON is not None, reason=f"NETWORK LAB NOT RUN: {REASON}")
 
 PROBE_PORT = 7000
-
-
-@pytest.fixture
-def lab(tmp_path):
-    """A L{Lab} in C{tmp_path}, closed after the test."""
-    with Lab(tmp_path) as made:
-        try:
-            yield made
-        finally:
-            # Shown by pytest when the test failed.
-            print(made.transcripts())
 
 
 def rootLinks():
