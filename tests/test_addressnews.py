@@ -14,7 +14,7 @@ from p2poverlay.natwire import Address
 from p2poverlay.reachability import PRIVATE
 from helpers import PROMPT, waitFor
 from memory import BOB, CAROL, established, send, written
-from test_reachability import closedPort
+from test_reachability import failDialBacks
 
 
 @pytest.fixture
@@ -61,11 +61,7 @@ def test_a_node_found_private_tells_its_peers_over_tls(overlay):
     yield waitFor(lambda: b.nodeId in a.peers and c.nodeId in a.peers,
                   timeout=PROMPT, what="b and c connected to a")
     assert b.peers.get(a.nodeId).port == a.listenPort
-    a.reachability.listenPort = closedPort
-    for failures, peer in enumerate((b, c), 1):
-        a.reachability.ask(a.peers.connection(peer.nodeId), "127.0.0.1")
-        yield waitFor(lambda n=failures: a.reachability.outcomes["unreached"]
-                      == n, timeout=PROMPT, what=f"{peer.name} failed")
+    yield failDialBacks(a, b, c)
     assert a.reachability.state == PRIVATE
     yield waitFor(lambda: b.peers.get(a.nodeId).port == 0
                   and c.peers.get(a.nodeId).port == 0, timeout=PROMPT,

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 import pytest_twisted
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -507,3 +507,17 @@ def test_a_node_that_does_not_listen_asks_for_no_dial_back(clock, peers):
     observe(reach, peers, clock, 1, f"{ROUTER}:40000")
     observe(reach, peers, clock, 2, f"{ROUTER}:40001")
     assert not any(requests(c) for c in peers.links)
+
+
+@inlineCallbacks
+def failDialBacks(node, *peers):
+    """
+    Have each of C{peers} dial C{node} back at a port nobody listens on,
+    in vain: two such failures make it private, as behind a NAT (no
+    loopback observation would).
+    """
+    node.reachability.listenPort = closedPort
+    for failures, peer in enumerate(peers, 1):
+        node.reachability.ask(node.peers.connection(peer.nodeId), "127.0.0.1")
+        yield waitFor(lambda n=failures: node.reachability.outcomes[
+            "unreached"] == n, timeout=PROMPT, what=f"{peer.name} failed")

@@ -16,7 +16,7 @@ from p2poverlay.errors import PeerFull
 from p2poverlay.reachability import PRIVATE
 from p2poverlay.relayuse import MAX_RELAYS, RETRY, RelayUse
 from helpers import PROMPT, waitFor
-from test_reachability import FakeConnection, FakePeers, closedPort
+from test_reachability import FakeConnection, FakePeers, failDialBacks
 
 
 class Relays:
@@ -107,11 +107,7 @@ def test_a_private_node_is_reached_through_its_relay_over_tls(overlay):
     h = yield overlay.start(join=s, name="h", plaintext=False, dht=False,
                             minPeers=2, maxPeers=2)
     yield h.join("127.0.0.1", r.listenPort)
-    h.reachability.listenPort = closedPort
-    for failures, peer in enumerate((s, r), 1):
-        h.reachability.ask(h.peers.connection(peer.nodeId), "127.0.0.1")
-        yield waitFor(lambda n=failures: h.reachability.outcomes["unreached"]
-                      == n, timeout=PROMPT, what=f"{peer.name} failed")
+    yield failDialBacks(h, s, r)
     assert h.reachability.state == PRIVATE
     yield waitFor(lambda: len(h.nat.relayUse.relays()) == 2, timeout=PROMPT,
                   what="two reservations")
