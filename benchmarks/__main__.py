@@ -41,7 +41,7 @@ SIZES = {
                  dht=dict(sizes=[100, 1000], lookups=200,
                           dhtOnly=[100, 1000, 10000]),
                  dhtSockets=dict(nodes=60, lookups=100),
-                 nat=dict(pairs=5)),
+                 nat=dict(pairs=5, stable=600.0)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,

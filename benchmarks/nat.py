@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from benchmarks.report import Figure, Results
-from p2poverlay.netlab import MASQUERADE, SYMMETRIC, Lab, whyUnavailable
+from p2poverlay.netlab import (
+    MASQUERADE, SYMMETRIC, Lab, LabNode, whyUnavailable,
+)
 
 BENCH = "nat"
 SPARSE = ("--min-peers", "1", "--max-peers", "2")
@@ -34,7 +36,12 @@ DECIDED = 120.0
 TRIES, RETRY = 3, 10.0
 
 
-def run(results: Results, pairs: int) -> None:
+def run(results: Results, pairs: int, stable: float = 0.0) -> None:
+    """
+    @param stable: then keep the lab running this many seconds, and count
+        how often each node's reachability changed in all (its log says
+        each change).
+    """
     reason = whyUnavailable()
     if reason is not None:
         print(f"  skipped: {reason}", flush=True)
@@ -42,7 +49,26 @@ def run(results: Results, pairs: int) -> None:
         return
     with tempfile.TemporaryDirectory() as workdir, Lab(Path(workdir)) as lab:
         outcomes = measure(lab, pairs)
+        if stable:
+            print(f"  the lab runs on for {stable:.0f} s", flush=True)
+            time.sleep(stable)
+            changes = [_changes(node) for node in lab.processes
+                       if isinstance(node, LabNode)]
     report(results, outcomes)
+    if stable:
+        results.add(Figure(
+            BENCH, f"reachability changes per node, most, over "
+                   f"{stable / 60:.0f} minutes after the trials "
+                   f"({len(changes)} nodes)",
+            max(changes), "changes", "the one decision each node makes", 1,
+            maxValue=1))
+
+
+def _changes(node) -> int:
+    """How often a lab node's reachability changed, as its log says."""
+    return sum(log.read_text(errors="replace").count(
+        "[p2poverlay.reachability.Reachability#info] reachability: ")
+        for log in node.cwd.glob("p2p-*.log"))
 
 
 def measure(lab: Lab, pairs: int) -> List[Dict]:
