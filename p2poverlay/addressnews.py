@@ -49,7 +49,6 @@ class AddressNews(ConnectionListener):
         self.book = book
         self.verifier = verifier
         self.changed = changed
-        self.told = 0
         # Told the id of a peer nobody can dial directly any more (the
         # DHT's table drops it: its contacts are dialed).
         self.undialable: List[Callable[[str], object]] = []
@@ -76,7 +75,6 @@ class AddressNews(ConnectionListener):
             news = Address(hello.port, hello.host, hello.seq, hello.key,
                            hello.signature)
         connection.sendMessage(news)
-        self.told += 1
 
     def received(self, connection: Any, news: Address) -> None:
         """A peer's news of its own address."""

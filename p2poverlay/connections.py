@@ -125,8 +125,8 @@ class Connections:
         factory = connection.factory
         return replace(
             hello, network_proof=self.private.proofFor(connection),
-            observed="" if connection.remoteHost == "?" or getattr(
-                connection, "relayedBy", None) else connection.remoteAddress,
+            observed="" if connection.remoteHost == "?"
+            or isRelayed(connection) else connection.remoteAddress,
             nonce=getattr(factory, "nonce", "") if connection.outbound else "")
 
     def connectionMade(self, connection: PeerConnection) -> None:

@@ -158,8 +158,7 @@ class DirectMessages(ConnectionListener):
               port: int) -> "Deferred[PeerInfo]":
         """A direct link to C{host:port}, or through the relay C{known}
         names in its record."""
-        if known is not None and known.record is not None \
-                and known.record.relay:
+        if known is not None and known.relayed:
             if self.connectThrough is None:
                 return fail(DeliveryFailed(
                     f"{known.shortId} is reached only through a relay"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Tuple
 
 from p2poverlay.addressnews import AddressNews
 from p2poverlay.dialback import DialBackServer, probeThrough
@@ -27,12 +27,12 @@ from p2poverlay.upgrade import DirectUpgrade
 def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
                        book: Any, listenPort: Callable[[], int], rng: Any,
                        undialable: Callable[[str], object] = lambda _: None
-                       ) -> Reachability:
+                       ) -> Tuple[Reachability, AddressNews]:
     """
     A L{Reachability} for the node whose L{p2poverlay.connections.Connections}
     these are: it hears their HELLOs, decides what their own HELLOs
-    advertise (and tells the peers when that changes: L{AddressNews}), and
-    its peers' dial-back requests are served.
+    advertise, and its peers' dial-back requests are served; and the
+    L{AddressNews} that tells the peers when what they advertise changes.
     """
     reachability = Reachability(connections.clock, connections.peers,
                                 listenPort, rng)
@@ -48,7 +48,7 @@ def attachReachability(connections: Any, dispatcher: Any, metrics: Any,
     connections.reachability = reachability
     connections.ownAddress.reachability = reachability
     metrics.sources += [reachability.counters, server.counters]
-    return reachability
+    return reachability, news
 
 
 @dataclass
@@ -85,20 +85,17 @@ def attachNatTraversal(node: Any) -> NatTraversal:
     """Reachability and connection upgrades for C{node}, wired in."""
     connections = node.connections
     dispatcher = connections.dispatcher
-    reachability = attachReachability(
+    reachability, news = attachReachability(
         connections, dispatcher, node.metrics, node.addressBook,
         lambda: node.listenPort, node.random,
         partial(_undialable, node))
     relaying = attachRelaying(node, reachability)
-    told = list(reachability.advertisedChanged)
-
     rendezvous = Rendezvous(node.values, connections.ownAddress.verifier,
                             node.addressBook)
     node.reach.rendezvous = rendezvous
 
     def tellPeers() -> None:  # The relay advertised changed.
-        for tell in told:
-            tell()
+        news.tell()
         record = connections.ownAddress.relayedRecord(node.config.name)
         if record is not None and node.config.dht:
             rendezvous.publish(record)

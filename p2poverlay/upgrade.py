@@ -44,7 +44,7 @@ class DirectUpgrade(ConnectionListener):
         self.upgraded: Dict[str, str] = {}
         self.attempts = {kind: 0 for kind in KINDS}
         self.successes = {kind: 0 for kind in KINDS}
-        self._asked: Set[Any] = set()
+        self._asked: Set[str] = set()  # peers asked to be dialed, now
         self._relayed: Set[str] = set()  # peers last reached through relays
         dispatcher.register(DialMe, self.dialMeReceived)
 

@@ -274,12 +274,16 @@ def formatPeer(peer: PeerInfo, link: Optional[JSON] = None) -> str:
             + (peer.fingerprint or "not verified"))
     if peer.role == DIRECT:
         line += " (direct link, not a neighbour)"
-    kind = link["link"] if link else None
+    kind = link["link"] if link else ""
     if kind == "relayed":
         line += f" (relayed through {link['relay'][:8]})"  # type: ignore
-    elif kind in ("punch", "reversal"):
-        line += " (punched)" if kind == "punch" else " (reversed)"
+    else:
+        line += _UPGRADE_MARKS.get(kind or "", "")
     return line
+
+
+# How C{peers} marks a direct link that replaced a relayed one.
+_UPGRADE_MARKS = {"punch": " (punched)", "reversal": " (reversed)"}
 
 
 def formatKnownPeer(peer: KnownPeer, now: float) -> str:
