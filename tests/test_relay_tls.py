@@ -18,9 +18,14 @@ SECRET = "a distinctive body the relay must never see"
 
 
 @inlineCallbacks
-def relayedTriple(overlay):
-    """r relays for h, which reserved there; d reached h through r."""
+def relayedTriple(overlay, watch=lambda relay: None):
+    """
+    r relays for h, which reserved there; d reached h through r.
+
+    @param watch: called with r before the others start.
+    """
     r = yield overlay.start(name="r", **TLS)
+    watch(r)
     h = yield overlay.start(name="h", **TLS)
     d = yield overlay.start(name="d", **TLS)
     yield h.connect("127.0.0.1", r.listenPort)
@@ -47,17 +52,11 @@ def forwarded(relay):
 
 @pytest_twisted.inlineCallbacks
 def test_a_circuit_proves_the_targets_key_and_hides_its_messages(overlay):
-    r = yield overlay.start(name="r", **TLS)
-    payloads = forwarded(r)
-    h = yield overlay.start(name="h", **TLS)
-    d = yield overlay.start(name="d", **TLS)
-    yield h.connect("127.0.0.1", r.listenPort)
-    yield d.connect("127.0.0.1", r.listenPort)
-    reservation = yield h.relaying.client.reserve(
-        h.peers.connection(r.nodeId))
+    recorded = []
+    r, h, d, reservation, peer = yield relayedTriple(
+        overlay, watch=lambda relay: recorded.append(forwarded(relay)))
+    (payloads,) = recorded
     assert reservation.relay == r.nodeId and reservation.ttl > 0
-    peer = yield d.relaying.client.dial(d.peers.connection(r.nodeId),
-                                        h.nodeId)
     assert peer.node_id == h.nodeId and peer.role == DIRECT
     connection = d.peers.connection(h.nodeId)
     assert connection.relayedBy == r.nodeId and connection.overTLS
