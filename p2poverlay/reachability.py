@@ -64,6 +64,7 @@ class NoReachability:
         return False
 
     def probeSettled(self, connection: Any, hello: Hello) -> None:
+        """A probe connection's HELLO came (see L{settleProbe})."""
         settleProbe(connection, hello, self.probed)
 
 
@@ -93,7 +94,7 @@ class _Probe:
     timer: IDelayedCall
 
 
-class Reachability:
+class Reachability(NoReachability):
     """
     This node's reachability, worked out from its peers' observations and
     dial-backs.
@@ -135,10 +136,7 @@ class Reachability:
             "reached": 0, "unreached": 0, "refused": 0, "timeout": 0}
 
     # -- what the connections report ----------------------------------------
-
-    def probeSettled(self, connection: Any, hello: Hello) -> None:
-        """A probe connection's HELLO came (see L{settleProbe})."""
-        settleProbe(connection, hello, self.probed)
+    # probeSettled, from NoReachability, asks this class's probed.
 
     def heard(self, connection: Any, hello: Hello) -> None:
         """A peer's HELLO, checked, on C{connection}: note its view."""
