@@ -130,6 +130,28 @@ def test_packet_loss(lab):
     assert 0.2 <= loss <= 0.8, loss
 
 
+@needsNamespaces
+def test_delay_on_uplinks(lab):
+    """
+    A delay on a router's and a host's uplink lengthens every round trip
+    across them by twice the sum, through the NAT too; other paths keep
+    theirs; a TCP connection through the delayed router works.
+    """
+    a = lab.publicHost("a")
+    c = lab.publicHost("c", delay=0.010)
+    router = lab.natRouter("r", MASQUERADE, delay=0.025)
+    b = lab.hostBehind(router, "b")
+    assert lab.roundTrip(a, lab.publicHost("d").address) < 0.010
+    assert 0.020 <= lab.roundTrip(a, c.address) < 0.020 + 0.5
+    assert 0.050 <= lab.roundTrip(b, a.address) < 0.050 + 0.5
+    assert 0.070 <= lab.roundTrip(b, c.address) < 0.070 + 0.5
+    listener = lab.listen(a, PROBE_PORT)
+    assert lab.connect(b, a.address, PROBE_PORT).connected
+    assert listener.nextPeer()[0] == router.address
+    with pytest.raises(LabError, match="only a router on the WAN"):
+        lab.natRouter("inner", MASQUERADE, behind=router, delay=0.01)
+
+
 def mappedPorts(lab, host, listeners, sourcePort):
     """The public ports two listeners saw for connections from one port."""
     ports = []

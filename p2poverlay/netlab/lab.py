@@ -17,6 +17,7 @@ from p2poverlay.netlab.nodes import NODE_PORT, LabNode
 from p2poverlay.netlab.probes import ConnectResult, Listener, listen
 from p2poverlay.netlab.probes import connect as _connect
 from p2poverlay.netlab.probes import pingLoss as _pingLoss
+from p2poverlay.netlab.probes import pingRoundTrip as _pingRoundTrip
 from p2poverlay.netlab.process import ConsoleProcess
 from p2poverlay.netlab.rules import MASQUERADE
 from p2poverlay.netlab.topology import Machine, Router, Topology
@@ -62,14 +63,15 @@ class Lab:
 
     # -- machines -------------------------------------------------------
 
-    def publicHost(self, name: str) -> Machine:
+    def publicHost(self, name: str, delay: float = 0.0) -> Machine:
         """A host on the WAN (see L{Topology.publicHost})."""
-        return self.topology.publicHost(name)
+        return self.topology.publicHost(name, delay)
 
     def natRouter(self, name: str, kind: str = MASQUERADE,
-                  behind: Optional[Router] = None) -> Router:
+                  behind: Optional[Router] = None,
+                  delay: float = 0.0) -> Router:
         """A router of C{kind} (see L{Topology.natRouter})."""
-        return self.topology.natRouter(name, kind, behind)
+        return self.topology.natRouter(name, kind, behind, delay)
 
     def hostBehind(self, router: Router, name: str) -> Machine:
         """A host on C{router}'s LAN (see L{Topology.hostBehind})."""
@@ -114,6 +116,10 @@ class Lab:
         """The share of pings lost (see L{pingLoss})."""
         return _pingLoss(self.namespaces, machine, host, count,
                                interval)
+
+    def roundTrip(self, machine: Machine, host: str) -> float:
+        """The shortest ping round trip, seconds (see L{pingRoundTrip})."""
+        return _pingRoundTrip(self.namespaces, machine, host)
 
     def transcripts(self) -> str:
         """Every process's output, for a failed test's report."""

@@ -8,15 +8,20 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import select
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from typing import List, Optional, Sequence
 
 # How long one ip/iptables/sysctl command may take.
 COMMAND_TIMEOUT = 10.0
 
 _serial = itertools.count()
+_DELAY_WIRE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "delaywire.py")
 
 
 class LabError(Exception):
@@ -63,6 +68,7 @@ class Namespaces:
         self.prefix = f"p2l{os.getpid() % 10000}{chr(97 + serial % 26)}"
         self.created: List[str] = []
         self.links: List[str] = []
+        self.wires: List[subprocess.Popen] = []
         atexit.register(self.teardown)
 
     def name(self, short: str) -> str:
@@ -118,6 +124,38 @@ class Namespaces:
         self.ip(nsA, "link", "set", ifA, "up")
         self.ip(nsB, "link", "set", ifB, "up")
 
+    def delayWire(self, nsA: str, ifA: str, nsB: str, ifB: str,
+                  delay: float) -> None:
+        """
+        Like L{veth}, but every frame crosses C{delay} seconds late each
+        way (see L{p2poverlay.netlab.delaywire}); the two ends are TAP
+        devices held by a process that L{teardown} stops.
+        """
+        self._check(nsB)
+        wire = subprocess.Popen(
+            self.execArgv(nsA, sys.executable, _DELAY_WIRE, ifA, nsB, ifB,
+                          repr(delay)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.wires.append(wire)
+        assert wire.stdout is not None
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        ready = b""
+        while not ready.endswith(b"ready\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or wire.poll() is not None or not select.select(
+                    [wire.stdout], [], [], left)[0]:
+                wire.kill()
+                why = (wire.stderr.read().decode(errors="replace").strip()
+                       .splitlines() if wire.poll() is not None
+                       and wire.stderr else [])
+                raise LabError(f"delay wire {nsA}/{ifA}={nsB}/{ifB} did not "
+                               f"start{': ' + why[-1] if why else ''}")
+            ready += os.read(wire.stdout.fileno(), 64)
+        self.links.append(f"{nsA}/{ifA}~{nsB}/{ifB}")
+        self.ip(nsA, "link", "set", ifA, "up")
+        self.ip(nsB, "link", "set", ifB, "up")
+
     def _check(self, ns: str) -> None:
         if ns not in self.created:
             raise LabError(f"{ns!r} is not a namespace of this lab")
@@ -129,6 +167,10 @@ class Namespaces:
         call more than once.
         """
         problems = []
+        for wire in self.wires:
+            wire.kill()
+            wire.wait()
+        self.wires.clear()
         for ns in reversed(self.created):
             pids = run(["ip", "netns", "pids", ns], check=False).stdout
             for pid in pids.split():

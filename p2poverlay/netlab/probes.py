@@ -57,6 +57,7 @@ s.close()
 
 PEER = re.compile(r"^peer (?P<host>\S+) (?P<port>\d+)$")
 _PING_LOSS = re.compile(r"(\d+) packets transmitted, (\d+) received")
+_PING_RTT = re.compile(r"= (?P<min>[\d.]+)/[\d.]+/[\d.]+/[\d.]+ ms")
 
 
 class Listener(ConsoleProcess):
@@ -125,3 +126,19 @@ def pingLoss(namespaces: Namespaces, machine: Machine, host: str,
                              f"{result.stderr}")
     sent, received = int(match.group(1)), int(match.group(2))
     return 1 - received / sent
+
+
+def pingRoundTrip(namespaces: Namespaces, machine: Machine, host: str,
+                  count: int = 5) -> float:
+    """
+    Ping C{host} C{count} times from C{machine}'s namespace; return the
+    shortest round trip, in seconds.
+    """
+    result = namespaces.exec(
+        machine.ns, "ping", "-n", "-q", "-c", str(count), "-i", "0.2",
+        "-W", "2", host, check=False, timeout=count * 2.2 + 10)
+    match = _PING_RTT.search(result.stdout)
+    if match is None:
+        raise AssertionError(f"ping {host} got no answer:\n{result.stdout}"
+                             f"{result.stderr}")
+    return float(match.group("min")) / 1000

@@ -86,14 +86,19 @@ class Topology:
             raise LabError(f"a machine named {name!r} exists already")
         return self.namespaces.add(name)
 
-    def _attachToWan(self, ns: str, interface: str) -> str:
+    def _attachToWan(self, ns: str, interface: str, delay: float = 0.0) -> str:
         if self._wanNext > LAST_HOST:
             raise LabError("the WAN is full")
+        if delay < 0:
+            raise LabError(f"a negative delay ({delay!r} s)")
         wan = self._wanNamespace()
         number = self._wanNext
         self._wanNext += 1
         bridgePort = f"v{number}"
-        self.namespaces.veth(ns, interface, wan, bridgePort)
+        if delay:
+            self.namespaces.delayWire(ns, interface, wan, bridgePort, delay)
+        else:
+            self.namespaces.veth(ns, interface, wan, bridgePort)
         self.namespaces.ip(wan, "link", "set", bridgePort, "master", "br0")
         address = f"{WAN_PREFIX}{number}"
         self.namespaces.ip(ns, "addr", "add", f"{address}/24",
@@ -122,19 +127,21 @@ class Topology:
         self.namespaces.ip(ns, "route", "add", lan.lanNetwork,
                            "via", lan.address)
 
-    def publicHost(self, name: str) -> Machine:
+    def publicHost(self, name: str, delay: float = 0.0) -> Machine:
         """
         A host on the WAN with an address of its own.
 
         @param name: the machine's name, unique in the lab (a few letters).
+        @param delay: seconds every packet takes each way on its uplink.
         """
         ns = self._newMachine(name)
-        host = Machine(name, ns, self._attachToWan(ns, "eth0"), "eth0")
+        host = Machine(name, ns, self._attachToWan(ns, "eth0", delay), "eth0")
         self.machines.append(host)
         return host
 
     def natRouter(self, name: str, kind: str = MASQUERADE,
-                  behind: Optional[Router] = None) -> Router:
+                  behind: Optional[Router] = None,
+                  delay: float = 0.0) -> Router:
         """
         A router with a WAN side and a LAN 10.N.0.0/24 behind it; every
         kind drops connections opened from its WAN side.
@@ -145,16 +152,21 @@ class Topology:
             masquerade router behind another one, made as C{NAME-out}).
         @param behind: the router this one sits behind (its WAN side then
             is a host on that router's LAN); on the WAN if L{None}.
+        @param delay: seconds every packet takes each way between the
+            router and the WAN (a router on the WAN only).
         """
         if kind == DOUBLE:
             if behind is not None:
                 raise LabError("a double NAT sits on the WAN")
-            behind = self.natRouter(f"{name}-out", MASQUERADE)
+            behind = self.natRouter(f"{name}-out", MASQUERADE, delay=delay)
+            delay = 0.0
+        if delay and behind is not None:
+            raise LabError("only a router on the WAN has a delay")
         if kind == FIREWALL and behind is not None:
             raise LabError("a firewall router sits on the WAN")
         ns = self._newMachine(name)
         if behind is None:
-            address = self._attachToWan(ns, "wan0")
+            address = self._attachToWan(ns, "wan0", delay)
         else:
             address = self._attachBehind(behind, ns, "wan0")
         router = Router(name, ns, address, "wan0", router=behind, kind=kind,
