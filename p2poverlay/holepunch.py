@@ -66,6 +66,7 @@ class HolePunching(ConnectionListener):
         self.local = local
         self.upgrade = upgrade
         self._started: Dict[str, Tuple[float, int]] = {}  # peer: (t0, try)
+        self._firstTry: Dict[str, float] = {}  # peer: when try 1 began
         # B's side: where A said it is, until A says sync.
         self._peerAddress: Dict[str, Tuple[str, int]] = {}
         dispatcher.register(HolePunch, self.punchReceived)
@@ -88,7 +89,10 @@ class HolePunching(ConnectionListener):
         address = self._ownAddress()
         if address is None or connection.closing:
             return
-        self._started[peer] = (self.connections.clock.seconds(), attempt)
+        now = self.connections.clock.seconds()
+        self._started[peer] = (now, attempt)
+        if attempt == 1:
+            self._firstTry[peer] = now
         self.upgrade.attempts[PUNCH] += 1
         connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
 
@@ -100,6 +104,7 @@ class HolePunching(ConnectionListener):
         started = self._started.get(peer)
         if message.step == PUNCH_NONE:
             self._started.pop(peer, None)
+            self._firstTry.pop(peer, None)
         elif message.step == PUNCH_CONNECT and started is not None \
                 and connection.outbound:
             # B's answer: A syncs, and dials half a round trip later.
@@ -134,18 +139,36 @@ class HolePunching(ConnectionListener):
         tls = getattr(self.network, "tls", None)
         if tls is not None:
             factory = TLSMemoryBIOFactory(tls, asClient, factory)
+        clock = self.connections.clock
         d = dialFrom(self.network.reactor, self.local(), host, port, factory,
                      DIAL_TIMEOUT)
-        d.addCallback(_handshakeOf)
+        connected: Dict[str, float] = {}
+        began = self._firstTry.get(peer)
+
+        def tcpUp(protocol: Any) -> Any:
+            connected["at"] = clock.seconds()
+            return _handshakeOf(protocol)
+
+        d.addCallback(tcpUp)
 
         def punched(info: Any) -> None:
             if info.node_id != peer:
                 return
             self._started.pop(peer, None)
+            self._firstTry.pop(peer, None)
             if asClient:
                 self.upgrade.successes[PUNCH] += 1
             self.upgrade.upgraded[peer] = PUNCH
-            self.log.info("punched through to {peer}", peer=info.describe())
+            if began is None:
+                self.log.info("punched through to {peer}",
+                              peer=info.describe())
+                return
+            self.log.info(
+                "punched through to {peer} on try {attempt}: TCP up "
+                "{tcp:.0f} ms and the link {link:.0f} ms after the relayed "
+                "one", peer=info.describe(), attempt=attempt,
+                tcp=1000 * (connected["at"] - began),
+                link=1000 * (clock.seconds() - began))
 
         def missed(reason: Failure) -> None:
             self.log.info("punching through to {peer}: {why}", peer=peer[:8],
@@ -154,10 +177,12 @@ class HolePunching(ConnectionListener):
                 self._start(relayed, peer, attempt + 1)
             elif asClient:
                 self._started.pop(peer, None)
+                self._firstTry.pop(peer, None)
 
         d.addCallbacks(punched, missed)
 
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
         if isRelayed(connection):
             self._started.pop(info.node_id, None)
+            self._firstTry.pop(info.node_id, None)
             self._peerAddress.pop(info.node_id, None)
