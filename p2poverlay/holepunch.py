@@ -65,8 +65,9 @@ class HolePunching(ConnectionListener):
         self.network = network
         self.local = local
         self.upgrade = upgrade
-        self._started: Dict[str, Tuple[float, int]] = {}  # peer: (t0, try)
-        self._firstTry: Dict[str, float] = {}  # peer: when try 1 began
+        # A's side: peer -> (when this try began, its number, when the
+        # first try began).
+        self._started: Dict[str, Tuple[float, int, float]] = {}
         # B's side: where A said it is, until A says sync.
         self._peerAddress: Dict[str, Tuple[str, int]] = {}
         dispatcher.register(HolePunch, self.punchReceived)
@@ -90,9 +91,9 @@ class HolePunching(ConnectionListener):
         if address is None or connection.closing:
             return
         now = self.connections.clock.seconds()
-        self._started[peer] = (now, attempt)
-        if attempt == 1:
-            self._firstTry[peer] = now
+        first = self._started[peer][2] if attempt > 1 \
+            and peer in self._started else now
+        self._started[peer] = (now, attempt, first)
         self.upgrade.attempts[PUNCH] += 1
         connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
 
@@ -104,11 +105,10 @@ class HolePunching(ConnectionListener):
         started = self._started.get(peer)
         if message.step == PUNCH_NONE:
             self._started.pop(peer, None)
-            self._firstTry.pop(peer, None)
         elif message.step == PUNCH_CONNECT and started is not None \
                 and connection.outbound:
             # B's answer: A syncs, and dials half a round trip later.
-            t0, attempt = started
+            t0, attempt, _ = started
             rtt = self.connections.clock.seconds() - t0
             connection.sendMessage(HolePunch(PUNCH_SYNC))
             self.connections.clock.callLater(
@@ -142,11 +142,12 @@ class HolePunching(ConnectionListener):
         clock = self.connections.clock
         d = dialFrom(self.network.reactor, self.local(), host, port, factory,
                      DIAL_TIMEOUT)
-        connected: Dict[str, float] = {}
-        began = self._firstTry.get(peer)
+        began = self._started[peer][2] if peer in self._started else None
+        tcpAt = 0.0
 
         def tcpUp(protocol: Any) -> Any:
-            connected["at"] = clock.seconds()
+            nonlocal tcpAt
+            tcpAt = clock.seconds()
             return _handshakeOf(protocol)
 
         d.addCallback(tcpUp)
@@ -155,7 +156,6 @@ class HolePunching(ConnectionListener):
             if info.node_id != peer:
                 return
             self._started.pop(peer, None)
-            self._firstTry.pop(peer, None)
             if asClient:
                 self.upgrade.successes[PUNCH] += 1
             self.upgrade.upgraded[peer] = PUNCH
@@ -167,7 +167,7 @@ class HolePunching(ConnectionListener):
                 "punched through to {peer} on try {attempt}: TCP up "
                 "{tcp:.0f} ms and the link {link:.0f} ms after the relayed "
                 "one", peer=info.describe(), attempt=attempt,
-                tcp=1000 * (connected["at"] - began),
+                tcp=1000 * (tcpAt - began),
                 link=1000 * (clock.seconds() - began))
 
         def missed(reason: Failure) -> None:
@@ -177,12 +177,10 @@ class HolePunching(ConnectionListener):
                 self._start(relayed, peer, attempt + 1)
             elif asClient:
                 self._started.pop(peer, None)
-                self._firstTry.pop(peer, None)
 
         d.addCallbacks(punched, missed)
 
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
         if isRelayed(connection):
             self._started.pop(info.node_id, None)
-            self._firstTry.pop(info.node_id, None)
             self._peerAddress.pop(info.node_id, None)
