@@ -5,8 +5,8 @@ that copies every Ethernet frame from one to the other once C{delay}
 seconds have passed since it arrived.  Frames keep their order; nothing
 is dropped while the queue holds fewer than L{QUEUE_LIMIT} frames.
 
-Run as C{ip netns exec NS_A python -m p2poverlay.netlab.delaywire IF_A
-NS_B IF_B DELAY}: it makes C{IF_A} in its own namespace and C{IF_B} in
+Run as C{ip netns exec NS_A python delaywire.py IF_A NS_B IF_B DELAY}
+(it needs nothing but the standard library): it makes C{IF_A} in its own namespace and C{IF_B} in
 C{NS_B} (by C{setns}), prints C{ready}, and copies until it is killed.
 The devices go away with the process.
 """

@@ -120,9 +120,7 @@ class Namespaces:
         self._check(nsB)
         self.ip(nsA, "link", "add", ifA, "type", "veth",
                 "peer", "name", ifB, "netns", nsB)
-        self.links.append(f"{nsA}/{ifA}={nsB}/{ifB}")
-        self.ip(nsA, "link", "set", ifA, "up")
-        self.ip(nsB, "link", "set", ifB, "up")
+        self._linked(nsA, ifA, nsB, ifB, "=")
 
     def delayWire(self, nsA: str, ifA: str, nsB: str, ifB: str,
                   delay: float) -> None:
@@ -146,13 +144,18 @@ class Namespaces:
             if left <= 0 or wire.poll() is not None or not select.select(
                     [wire.stdout], [], [], left)[0]:
                 wire.kill()
-                why = (wire.stderr.read().decode(errors="replace").strip()
-                       .splitlines() if wire.poll() is not None
-                       and wire.stderr else [])
+                why = wire.communicate()[1].decode(
+                    errors="replace").strip().splitlines()
                 raise LabError(f"delay wire {nsA}/{ifA}={nsB}/{ifB} did not "
                                f"start{': ' + why[-1] if why else ''}")
             ready += os.read(wire.stdout.fileno(), 64)
-        self.links.append(f"{nsA}/{ifA}~{nsB}/{ifB}")
+        self._linked(nsA, ifA, nsB, ifB, "~")
+
+    def _linked(self, nsA: str, ifA: str, nsB: str, ifB: str,
+                sign: str) -> None:
+        """Record a new link (C{sign}: C{=} a veth, C{~} a delay wire)
+        and bring both of its ends up."""
+        self.links.append(f"{nsA}/{ifA}{sign}{nsB}/{ifB}")
         self.ip(nsA, "link", "set", ifA, "up")
         self.ip(nsB, "link", "set", ifB, "up")
 

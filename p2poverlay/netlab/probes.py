@@ -110,20 +110,27 @@ def connect(namespaces: Namespaces, machine: Machine, host: str, port: int,
                          (result.stdout + result.stderr).strip())
 
 
+def _ping(namespaces: Namespaces, machine: Machine, host: str, count: int,
+          interval: float) -> str:
+    """What C{ping -q} prints for C{count} pings of C{host} from
+    C{machine}'s namespace, C{interval} seconds apart."""
+    result = namespaces.exec(
+        machine.ns, "ping", "-n", "-q", "-c", str(count), "-i",
+        str(interval), "-W", "1", "-w", str(int(count * interval) + 5),
+        host, check=False, timeout=count * interval + 15)
+    return result.stdout + result.stderr
+
+
 def pingLoss(namespaces: Namespaces, machine: Machine, host: str,
              count: int = 50, interval: float = 0.01) -> float:
     """
     Ping C{host} C{count} times from C{machine}'s namespace; return the
     share of pings that got no answer.
     """
-    result = namespaces.exec(
-        machine.ns, "ping", "-n", "-q", "-c", str(count), "-i",
-        str(interval), "-W", "1", "-w", str(int(count * interval) + 5),
-        host, check=False, timeout=count * interval + 15)
-    match = _PING_LOSS.search(result.stdout)
+    printed = _ping(namespaces, machine, host, count, interval)
+    match = _PING_LOSS.search(printed)
     if match is None:
-        raise AssertionError(f"ping gave no summary:\n{result.stdout}"
-                             f"{result.stderr}")
+        raise AssertionError(f"ping gave no summary:\n{printed}")
     sent, received = int(match.group(1)), int(match.group(2))
     return 1 - received / sent
 
@@ -134,11 +141,8 @@ def pingRoundTrip(namespaces: Namespaces, machine: Machine, host: str,
     Ping C{host} C{count} times from C{machine}'s namespace; return the
     shortest round trip, in seconds.
     """
-    result = namespaces.exec(
-        machine.ns, "ping", "-n", "-q", "-c", str(count), "-i", "0.2",
-        "-W", "2", host, check=False, timeout=count * 2.2 + 10)
-    match = _PING_RTT.search(result.stdout)
+    printed = _ping(namespaces, machine, host, count, 0.2)
+    match = _PING_RTT.search(printed)
     if match is None:
-        raise AssertionError(f"ping {host} got no answer:\n{result.stdout}"
-                             f"{result.stderr}")
+        raise AssertionError(f"ping {host} got no answer:\n{printed}")
     return float(match.group("min")) / 1000
