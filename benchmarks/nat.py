@@ -66,9 +66,8 @@ def run(results: Results, pairs: int, stable: float = 0.0) -> None:
 
 def _changes(node) -> int:
     """How often a lab node's reachability changed, as its log says."""
-    return sum(log.read_text(errors="replace").count(
+    return node.logged().count(
         "[p2poverlay.reachability.Reachability#info] reachability: ")
-        for log in node.cwd.glob("p2p-*.log"))
 
 
 def measure(lab: Lab, pairs: int) -> List[Dict]:

@@ -73,6 +73,10 @@ def test_nodes_behind_nats_reach_each_other(lab):
         linkLine(sender, receiver, link)
         sendAndExpect(sender, receiver, "once more")
         sendAndExpect(receiver, sender, "and back")
+    assert re.search(
+        r"punched through to .*" + b.nodeId[:8] + r".* on try [123]: TCP up "
+        r"\d+ ms and the link \d+ ms after the relayed one", a.logged()), \
+        "A's log does not say how long its punch took"
     a.type("broadcast to all")
     for node in (b, c, d, h, p):
         node.expect(r"^\[broadcast\] .*: to all$")

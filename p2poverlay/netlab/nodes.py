@@ -85,6 +85,11 @@ class LabNode(ConsoleProcess):
         assert self.nodeId is not None, "banner not read yet"
         return f"{self.address} ({self.nodeId[:8]})"
 
+    def logged(self) -> str:
+        """Everything the node has written to its log files so far."""
+        return "".join(log.read_text(errors="replace")
+                       for log in sorted(self.cwd.glob("p2p-*.log")))
+
     def command(self, line: str, timeout: float = DEADLINE) -> List[str]:
         """
         Type C{line} and return every line printed until the console ran
