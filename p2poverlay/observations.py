@@ -4,7 +4,9 @@ Where peers see this node: the addresses their HELLOs say they see.
 A peer this node dialed sees the source of the connection: behind a NAT,
 the router's side of the mapping, which the node cannot learn any other
 way.  A peer that dialed this node sees the address it dialed.  Two peers
-naming one host make it this node's candidate public host (a dial-back
+on two hosts naming one host make it this node's candidate public host
+(several node ids on one host count once, so one machine cannot make the
+candidate alone; a dial-back
 then tests it: L{p2poverlay.reachability}).  Comparing the ports that
 peers see with the node's own ports on those connections tells how the
 NAT maps: one that keeps the node's port keeps one mapping for every
@@ -21,7 +23,8 @@ from typing import Callable, List, Optional, Set
 
 from p2poverlay.addresses import isLoopback, parseAddress
 
-# Peers needed to agree on a host before it is the candidate.
+# Peers, on as many hosts, needed to agree on a host before it is the
+# candidate.
 AGREEMENT = 2
 # Observers remembered (the most recent); a NAT's mapping changes slowly.
 MAX_OBSERVERS = 32
@@ -44,6 +47,8 @@ class Observation:
         C{localPort}, its port.
     @ivar outbound: this node dialed the peer (C{port} is then the
         source port after any NAT).
+    @ivar observerHost: where the peer's connection comes from, as this
+        node sees it: observers on one host count once.
     """
 
     observer: str
@@ -52,6 +57,12 @@ class Observation:
     localHost: str
     localPort: int
     outbound: bool
+    observerHost: str = ""
+
+    @property
+    def source(self) -> str:
+        """What counts once towards agreement: the observer's host."""
+        return self.observerHost or self.observer
 
 
 class AddressObservations:
@@ -69,11 +80,12 @@ class AddressObservations:
         return len(self._byObserver)
 
     def heard(self, observer: str, observed: str, localHost: str,
-              localPort: int, outbound: bool) -> Optional[Observation]:
+              localPort: int, outbound: bool,
+              observerHost: str = "") -> Optional[Observation]:
         """
         Peer C{observer} said it sees this node at C{observed}
         (``host:port``, as in its HELLO) on a connection whose local end
-        is C{localHost:localPort}.
+        is C{localHost:localPort} and whose far end is on C{observerHost}.
 
         @return: what was kept, or L{None} (nothing said, or loopback).
         """
@@ -84,7 +96,7 @@ class AddressObservations:
         if isLoopback(host):
             return None
         observation = Observation(observer, host, port, localHost, localPort,
-                                  outbound)
+                                  outbound, observerHost)
         self._byObserver.pop(observer, None)
         self._byObserver[observer] = observation
         if len(self._byObserver) > MAX_OBSERVERS:
@@ -111,17 +123,18 @@ class AddressObservations:
                 if self._naming(o) == host]
 
     def candidate(self) -> Optional[str]:
-        """The host most peers name, if at least L{AGREEMENT} do."""
-        counts: "OrderedDict[str, int]" = OrderedDict()
+        """The host named from the most hosts, if at least L{AGREEMENT}
+        name it."""
+        sources: "OrderedDict[str, Set[str]]" = OrderedDict()
         for observation in reversed(self._byObserver.values()):
             host = self._naming(observation)
             if host is not None:
-                counts[host] = counts.get(host, 0) + 1
-        if not counts:
+                sources.setdefault(host, set()).add(observation.source)
+        if not sources:
             return None
         # Ties go to the host named most recently.
-        host = max(counts, key=lambda h: counts[h])
-        return host if counts[host] >= AGREEMENT else None
+        host = max(sources, key=lambda h: len(sources[h]))
+        return host if len(sources[host]) >= AGREEMENT else None
 
     def localHosts(self) -> Set[str]:
         """This node's own addresses, on the connections observed."""

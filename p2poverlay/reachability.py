@@ -145,7 +145,8 @@ class Reachability(NoReachability):
         local = connection.transport.getHost()
         kept = self.observations.heard(
             hello.node_id, hello.observed, getattr(local, "host", ""),
-            getattr(local, "port", 0), connection.outbound)
+            getattr(local, "port", 0), connection.outbound,
+            connection.remoteHost)
         if kept is not None:
             # After this turn: the connection is settled by then.
             self.clock.callLater(0, self.consider)

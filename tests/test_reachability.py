@@ -7,7 +7,7 @@ side, dialing back within limits.
 from __future__ import annotations
 
 import socket
-from typing import List
+from typing import List, Optional
 
 import pytest
 import pytest_twisted
@@ -46,8 +46,10 @@ class FakeConnection:
     """A peer's established link, as reachability sees it."""
 
     def __init__(self, peer: int, outbound: bool = True,
-                 remoteHost: str = "198.18.0.5", localHost: str = LAN_HOST,
-                 localPort: int = 40000) -> None:
+                 remoteHost: Optional[str] = None,
+                 localHost: str = LAN_HOST, localPort: int = 40000) -> None:
+        # Each peer on a host of its own, unless told otherwise.
+        remoteHost = remoteHost or f"198.18.1.{peer % 250 + 1}"
         self.peer = PeerInfo(node_id=nodeId(peer), host=remoteHost, port=9000,
                              name="", direction="outbound", since=0.0)
         self.outbound = outbound
@@ -126,6 +128,21 @@ def test_two_peers_agreeing_make_a_candidate_one_does_not():
     assert seen.candidate() == ROUTER
     assert seen.behindNat() is True
     assert seen.observersOf(ROUTER) == [nodeId(1), nodeId(3)]
+
+
+def test_peers_on_one_host_agree_only_once():
+    """Many node ids on one machine cannot name this node's public host:
+    only observers on two hosts can."""
+    seen = AddressObservations(lambda: LISTEN)
+    for peer in range(1, 6):
+        seen.heard(nodeId(peer), "203.0.113.66:40000", LAN_HOST, 40000, True,
+                   observerHost="198.18.0.99")
+    assert seen.candidate() is None
+    seen.heard(nodeId(9), f"{ROUTER}:40001", LAN_HOST, 40001, True,
+               observerHost="198.18.0.20")
+    seen.heard(nodeId(10), f"{ROUTER}:40002", LAN_HOST, 40002, True,
+               observerHost="198.18.0.21")
+    assert seen.candidate() == ROUTER, "two hosts outweigh five ids on one"
 
 
 def test_one_peer_saying_it_twice_is_one_observer():
