@@ -331,9 +331,10 @@ class Reachability(NoReachability):
         if self.state == PUBLIC and self.address is not None:
             return (f"public at {formatAddress(*self.address)} (dialed back "
                     f"by {len(self.confirmedBy)}, {nat})")
-        if self.state == PRIVATE:
-            return f"private: not reachable from outside ({nat})"
         seen, host = len(self.observations), self.observations.candidate()
+        if self.state == PRIVATE:
+            where = f"seen at {host}, " if host is not None else ""
+            return f"private: {where}not reachable from outside ({nat})"
         if host is not None:
             return (f"unknown: peers see this node at {host}, a dial-back "
                     f"is to tell ({nat})")

@@ -45,7 +45,8 @@ class DirectUpgrade(ConnectionListener):
         self.attempts = {kind: 0 for kind in KINDS}
         self.successes = {kind: 0 for kind in KINDS}
         self._asked: Set[str] = set()  # peers asked to be dialed, now
-        self._relayed: Set[str] = set()  # peers last reached through relays
+        # Peers last reached through relays, and when.
+        self._relayed: Dict[str, float] = {}
         dispatcher.register(DialMe, self.dialMeReceived)
 
     def linkOf(self, nodeId: str, connection: Any) -> str:
@@ -58,8 +59,9 @@ class DirectUpgrade(ConnectionListener):
     def peerReached(self, info: Any, connection: Any) -> None:
         """A relayed connection from a node this one can be dialed by:
         ask it to dial directly."""
+        now = self.connections.clock.seconds()
         if isRelayed(connection):
-            self._relayed.add(info.node_id)
+            self._relayed[info.node_id] = now
             if self.reachability.state == PUBLIC \
                     and self.reachability.address is not None:
                 host, port = self.reachability.address
@@ -67,8 +69,12 @@ class DirectUpgrade(ConnectionListener):
         elif info.node_id in self._relayed:
             # A link of their own replaced the relayed one: if no punch
             # made it, the peer dialed this node as it asked.
-            self._relayed.discard(info.node_id)
-            self.upgraded.setdefault(info.node_id, REVERSAL)
+            relayedAt = self._relayed.pop(info.node_id)
+            if self.upgraded.setdefault(info.node_id, REVERSAL) == REVERSAL:
+                self.log.info(
+                    "dialed back by {peer}: the link {link:.0f} ms after "
+                    "the relayed one", peer=info.describe(),
+                    link=1000 * (now - relayedAt))
 
     def dialMeReceived(self, connection: Any, message: DialMe) -> None:
         """The peer of a relayed connection asks to be dialed directly."""
@@ -103,7 +109,7 @@ class DirectUpgrade(ConnectionListener):
         d.addCallbacks(dialed, failed)
 
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
-        self._relayed.discard(info.node_id)
+        self._relayed.pop(info.node_id, None)
         if not isRelayed(connection):
             self.upgraded.pop(info.node_id, None)
 

@@ -77,6 +77,10 @@ def test_nodes_behind_nats_reach_each_other(lab):
         r"punched through to .*" + b.nodeId[:8] + r".* on try [123]: TCP up "
         r"\d+ ms and the link \d+ ms after the relayed one", a.logged()), \
         "A's log does not say how long its punch took"
+    assert re.search(
+        r"dialed back by .*" + h.nodeId[:8] + r".*: the link \d+ ms after "
+        r"the relayed one", p.logged()), \
+        "P's log does not say how long the reversal took"
     a.type("broadcast to all")
     for node in (b, c, d, h, p):
         node.expect(r"^\[broadcast\] .*: to all$")

@@ -271,7 +271,8 @@ def test_two_peers_failing_to_reach_make_it_private(reach, peers, clock):
     assert reach.state == PRIVATE
     assert reach.outcomes == {"reached": 0, "unreached": 1, "refused": 0,
                               "timeout": 1}
-    assert "private: not reachable from outside" in reach.describe()
+    assert f"private: seen at {ROUTER}, not reachable from outside" \
+        in reach.describe()
 
 
 def test_a_refusal_is_no_failure(reach, peers, clock):

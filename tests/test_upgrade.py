@@ -6,6 +6,8 @@ asks the other to dial it directly, and the direct link is kept.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import PeerUnreachable
@@ -23,6 +25,7 @@ class FakeReach:
 class Dials:
     def __init__(self):
         self.made = []
+        self.clock = Clock()
 
     def connect(self, host, port, role="neighbour"):
         d = Deferred()
@@ -48,6 +51,23 @@ def test_a_public_node_asks_its_relayed_peer_to_dial_it():
     direct = FakeConnection(8)
     upgrade.peerReached(direct.peer, direct)
     assert direct.sent == [], "a direct link needs nothing"
+
+
+def test_a_reversal_logs_how_long_after_the_relayed_link_it_came():
+    dials = Dials()
+    upgrade = DirectUpgrade(dials, FakeReach(PUBLIC, ("198.18.0.2", 9000)),
+                            Dispatcher())
+    events = []
+    upgrade.log = Logger(observer=events.append)
+    connection = relayed(7)
+    upgrade.peerReached(connection.peer, connection)
+    dials.clock.advance(0.25)
+    direct = FakeConnection(7)
+    upgrade.peerReached(direct.peer, direct)
+    assert upgrade.linkOf(direct.peer.node_id, direct) == REVERSAL
+    [said] = [formatEvent(e) for e in events]
+    assert said.startswith("dialed back by ")
+    assert said.endswith(": the link 250 ms after the relayed one")
 
 
 def test_a_private_node_asks_nobody():

@@ -85,16 +85,19 @@ class Lab:
     # -- processes ------------------------------------------------------
 
     def node(self, host: Machine, name: str, *options: str,
-             port: int = NODE_PORT) -> LabNode:
+             port: int = NODE_PORT, wait: bool = True) -> LabNode:
         """
         Start a C{twistd -n p2p} node on C{host} and wait for its banner.
 
         @param options: more node options, such as C{--join ADDRESS}.
+        @param wait: if false, return at once; call
+            L{LabNode.waitForBanner} before using the node's address.
         """
         node = LabNode(self.namespaces, host, name, list(options),
                        self.workdir, port)
         self.processes.append(node)
-        node.waitForBanner()
+        if wait:
+            node.waitForBanner()
         return node
 
     def listen(self, machine: Machine, port: int) -> Listener:
