@@ -41,7 +41,7 @@ SIZES = {
                  dht=dict(sizes=[100, 1000], lookups=200,
                           dhtOnly=[100, 1000, 10000]),
                  dhtSockets=dict(nodes=60, lookups=100),
-                 nat=dict(pairs=5, stable=600.0)),
+                 nat=dict(group=10, stable=600.0)),
     "quick": dict(count=3000, rounds=300, broadcast=[20, 50], warmup=2,
                   measured=4, overlay=100, processes=8, processRounds=2,
                   tlsRounds=60,
@@ -54,7 +54,7 @@ SIZES = {
                   dht=dict(sizes=[100, 300], lookups=200,
                            dhtOnly=[100, 1000]),
                   dhtSockets=dict(nodes=30, lookups=40),
-                  nat=dict(pairs=2)),
+                  nat=dict(group=3)),
     "smoke": dict(count=300, rounds=40, broadcast=[10], warmup=1,
                   measured=2, overlay=20, processes=4, processRounds=1,
                   tlsRounds=10,
@@ -66,7 +66,7 @@ SIZES = {
                   console=dict(rounds=20, warmup=5),
                   dht=dict(sizes=[20], lookups=20, dhtOnly=[50]),
                   dhtSockets=dict(nodes=8, lookups=4),
-                  nat=dict(pairs=1)),
+                  nat=dict(group=1)),
 }
 
 
