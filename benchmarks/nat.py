@@ -164,13 +164,17 @@ def _toSeed(lab: Lab, nodes: List[LabNode]) -> Dict[str, float]:
 
 
 def _decided(phase: Phase, nodes: List[LabNode]) -> List[bool]:
-    """Wait until every node knows whether it can be dialed; whether
-    each one's peers see it where its router (or it) faces the WAN."""
+    """Wait until every node knows whether it can be dialed, and can be
+    found by id (a private one once its relayed record is stored); return
+    whether each one's peers see it where its router (or it) faces the
+    WAN."""
     right = []
     for node in nodes:
         state = "public" if node.host.router is None else "private"
         line = node.poll("info", rf"^  reach:   {state}\b.*", DECIDED).string
         right.append(_facing(node) in line)
+    for node in nodes:
+        node.poll("info", r"^  dht:     .*, findable$", DECIDED)
     return right
 
 
@@ -217,11 +221,13 @@ def _trial(phase: Phase, a: LabNode, b: LabNode, rtt: float) -> Dict:
                 rf"^(delivered to .*{b.nodeId[:8]}|error: .*{b.nodeId[:8]})",
                 start, 100.0)
         except AssertionError:
+            outcome["error"] = "no answer within 100 s"
             continue
         if match.group(1).startswith("delivered to"):
             outcome.update(delivered=True,
                            delivery=time.monotonic() - began)
             break
+        outcome["error"] = match.group(1)
         time.sleep(RETRY)
     else:
         return outcome

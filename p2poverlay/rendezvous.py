@@ -44,10 +44,17 @@ class Rendezvous:
         self.values = values
         self.verifier = verifier
         self.book = book
+        # The last record the DHT took: a lookup can find this node.
+        self.published: Optional[PeerAddress] = None
 
     def publish(self, record: PeerAddress) -> None:
         """Store C{record} (this node's, through a relay) in the DHT."""
         d = self.values.put(keyOf(record.node_id), dumps(record.toDict()))
+
+        def stored(_: Any) -> None:
+            self.published = record
+
+        d.addCallback(stored)
         d.addErrback(lambda failure: self.log.info(
             "relayed record not published: {why}",
             why=failure.getErrorMessage()))

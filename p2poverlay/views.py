@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from p2poverlay.addresses import addressOf
 from p2poverlay.events import ReceivedMessage
 from p2poverlay.message import DIRECT, PROTOCOL_VERSION
+from p2poverlay.reachability import PRIVATE
 from p2poverlay.records import (
     CONNECTED, KNOWN, RECONNECTING, KnownPeer, PeerInfo, matchIdOrName,
 )
@@ -229,13 +230,21 @@ def dhtView(node: "Node") -> Optional[JSON]:
     """
     The node's part in the DHT, or L{None} if routing by id is off:
     C{state}, C{"findable"} (its own lookup has run, so that the nodes
-    nearest it know it), C{"joining"} or C{"not joined"} (no link yet);
+    nearest it know it; for a private node, its relayed record is stored
+    too), C{"joining"} or C{"not joined"} (no link yet);
     and C{contacts}, the nodes in its routing table.
     """
     dht = node.dht
     if not node.config.dht:
         return None
-    state = ("findable" if dht.findable else "joining" if dht.joined
+    findable = dht.findable
+    if node.reachability.state == PRIVATE:
+        # No table holds a node nobody can dial: a lookup finds it by
+        # the relayed record it stored (p2poverlay.rendezvous).
+        rendezvous = node.reach.rendezvous
+        findable = findable and rendezvous is not None \
+            and rendezvous.published is not None
+    state = ("findable" if findable else "joining" if dht.joined
              else "not joined")
     return {"state": state, "contacts": len(dht.table)}
 

@@ -70,8 +70,10 @@ def found(rendezvous, nodeId):
 def test_a_published_relayed_record_is_found_and_learned():
     values, book, rendezvous = setUp()
     record = relayed(PRIVATE)
+    assert rendezvous.published is None
     rendezvous.publish(record)
     assert list(values.stored) == [keyOf(PRIVATE.nodeId)]
+    assert rendezvous.published == record, "stored: a lookup can find it"
     assert found(rendezvous, PRIVATE.nodeId) == record
     entry = book.get(PRIVATE.nodeId)
     assert entry.relayed and (entry.host, entry.port) == ("198.18.0.2", 9000)

@@ -12,6 +12,7 @@ from p2poverlay.commands import CommandInterpreter
 from p2poverlay.events import ReceivedMessage
 from p2poverlay.message import PROTOCOL_VERSION
 from p2poverlay.node import Node, NodeConfig
+from p2poverlay.reachability import PRIVATE
 from p2poverlay.records import CONNECTED, DEAD, KNOWN, KnownPeer, PeerInfo
 from p2poverlay.views import (
     describeSender, dhtLine, formatMessage, knownLines, knownPeerView, knownView,
@@ -119,6 +120,15 @@ def test_the_dht_line_says_how_far_the_node_is_in_the_dht(node):
     off = Node(NodeConfig(dht=False), reactor=MemoryReactorClock())
     assert dhtLine(off) == "  dht:     off"
     assert nodeView(off)["dht"] is None
+
+
+def test_a_private_node_is_findable_once_its_relayed_record_is_stored(node):
+    addPeer(node, BOB, 9000, "bob")
+    node.dht.findable = True
+    node.reachability.state = PRIVATE
+    assert dhtLine(node).endswith(", joining"), "no table can hold it"
+    node.reach.rendezvous.published = object()
+    assert dhtLine(node).endswith(", findable")
 
 
 def test_a_message_from_a_node_that_is_not_a_peer():
