@@ -224,7 +224,7 @@ class Membership(ConnectionListener):
 
     def _pingReceived(self, connection: PeerConnection, ping: Ping) -> None:
         self._heardCount(connection, ping.neighbours)
-        connection.sendMessage(Pong(ping.nonce, len(self.peers.neighbours())))
+        connection.sendMessage(Pong(ping.nonce, self.peers.neighbourCount()))
 
     def _pongReceived(self, connection: PeerConnection, pong: Pong) -> None:
         # Hearing from the peer (lastHeard) is what a PONG is for, and
@@ -246,7 +246,7 @@ class Membership(ConnectionListener):
         config = self.config
         now = self.clock.seconds()
         self._nonce += 1
-        ping = Ping(self._nonce, len(self.peers.neighbours()))
+        ping = Ping(self._nonce, self.peers.neighbourCount())
         for connection in self.peers.connections():
             silent = now - connection.lastHeard
             stalled = connection.outbox.pausedSince

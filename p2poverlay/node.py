@@ -173,7 +173,7 @@ class Node(Service):
         """The C{HELLO} this node says on a connection of C{role}."""
         return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort,
                      self.config.name, role,
-                     neighbours=len(self.topology.neighbours()))
+                     neighbours=self.peers.neighbourCount())
 
     # -- observers ------------------------------------------------------
 

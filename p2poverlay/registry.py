@@ -3,13 +3,15 @@ The peer registry: which nodes this node is connected to.
 
 The reactor thread owns every change; any thread may read.  A lock guards
 the table so that a reader on another thread always sees a consistent
-snapshot of immutable L{PeerInfo} records.
+snapshot of immutable L{PeerInfo} records.  The lists of connections and
+of neighbours, asked for on every PING and every handshake, are kept
+until the table changes, and the peers by address in an index.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from p2poverlay.addresses import parseAddress
 from p2poverlay.message import NEIGHBOUR
@@ -28,10 +30,33 @@ class PeerRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._peers: Dict[str, Tuple[PeerInfo, "PeerConnection"]] = {}
+        # (host, port) -> the ids of the peers there (most often one).
+        self._addresses: Dict[Tuple[str, int], Set[str]] = {}
+        # The connections, and those of neighbours, until the next change
+        # (a connection's role is settled before it is added).
+        self._connections: Optional[List["PeerConnection"]] = None
+        self._neighbours: Optional[List["PeerConnection"]] = None
+
+    def _changed(self) -> None:
+        self._connections = self._neighbours = None
+
+    def _unindex(self, info: PeerInfo) -> None:
+        key = (info.host, info.port)
+        ids = self._addresses.get(key)
+        if ids is not None:
+            ids.discard(info.node_id)
+            if not ids:
+                del self._addresses[key]
 
     def add(self, info: PeerInfo, connection: "PeerConnection") -> None:
         with self._lock:
+            old = self._peers.get(info.node_id)
+            if old is not None:
+                self._unindex(old[0])
             self._peers[info.node_id] = (info, connection)
+            self._addresses.setdefault((info.host, info.port), set()).add(
+                info.node_id)
+            self._changed()
 
     def remove(self, nodeId: str, connection: "PeerConnection") -> bool:
         """Remove C{nodeId} if C{connection} is still its connection."""
@@ -40,6 +65,8 @@ class PeerRegistry:
             if entry is None or entry[1] is not connection:
                 return False
             del self._peers[nodeId]
+            self._unindex(entry[0])
+            self._changed()
             return True
 
     def get(self, nodeId: str) -> Optional[PeerInfo]:
@@ -54,11 +81,26 @@ class PeerRegistry:
 
     def connections(self) -> List["PeerConnection"]:
         with self._lock:
-            return [conn for _, conn in self._peers.values()]
+            if self._connections is None:
+                self._connections = [conn for _, conn in self._peers.values()]
+            return list(self._connections)
+
+    def _neighbourList(self) -> List["PeerConnection"]:
+        """The cached list of neighbours (the lock held)."""
+        if self._neighbours is None:
+            self._neighbours = [conn for _, conn in self._peers.values()
+                                if conn.role == NEIGHBOUR]
+        return self._neighbours
 
     def neighbours(self) -> List["PeerConnection"]:
         """The connections of overlay neighbours (not direct links)."""
-        return [conn for conn in self.connections() if conn.role == NEIGHBOUR]
+        with self._lock:
+            return list(self._neighbourList())
+
+    def neighbourCount(self) -> int:
+        """How many neighbours (L{neighbours}, without the list)."""
+        with self._lock:
+            return len(self._neighbourList())
 
     def snapshot(self) -> List[PeerInfo]:
         """All peers, oldest connection first."""
@@ -75,10 +117,13 @@ class PeerRegistry:
             return nodeId in self._peers
 
     def byAddress(self, host: str, port: int) -> Optional[PeerInfo]:
-        for info in self.snapshot():
-            if info.host == host and info.port == port:
-                return info
-        return None
+        """The peer at C{host:port} (the oldest connection, if several)."""
+        with self._lock:
+            ids = self._addresses.get((host, port))
+            if not ids:
+                return None
+            infos = [self._peers[nodeId][0] for nodeId in ids]
+        return min(infos, key=lambda info: (info.since, info.node_id))
 
     def find(self, reference: str) -> Optional[PeerInfo]:
         """

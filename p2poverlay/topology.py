@@ -145,7 +145,7 @@ class Topology(ConnectionListener):
         """May C{connection}, just through its handshake, be kept?"""
         if connection.role == DIRECT:
             return True
-        return len(self.neighbours()) < self.config.maxPeers
+        return self.peers.neighbourCount() < self.config.maxPeers
 
     # -- keeping enough neighbours -------------------------------------------
 
@@ -161,7 +161,7 @@ class Topology(ConnectionListener):
         self._maintainCall = None
         if not self.config.autoConnect or not self.running:
             return
-        neighbours = len(self.neighbours())
+        neighbours = self.peers.neighbourCount()
         if neighbours:
             self._rejoinDelay = self.config.reconnectInitialDelay
         missing = self.config.minPeers - neighbours - len(self._dialing)

@@ -793,6 +793,44 @@ def test_find_ambiguous_prefix(registry):
     assert issubclass(AmbiguousPeer, LookupError)
 
 
+class Link:
+    def __init__(self, role):
+        self.role = role
+
+
+def test_the_lists_of_connections_and_neighbours_follow_every_change():
+    registry = PeerRegistry()
+    a, b = Link("neighbour"), Link("direct")
+    registry.add(info("1" * 32, port=1), a)
+    assert registry.neighbours() == [a] and registry.neighbourCount() == 1
+    registry.add(info("2" * 32, port=2), b)
+    assert registry.connections() == [a, b]
+    assert registry.neighbours() == [a]
+    registry.neighbours().clear()  # A copy: the registry's stays.
+    assert registry.neighbours() == [a]
+    c = Link("neighbour")
+    registry.add(info("2" * 32, port=2), c)  # b replaced
+    assert registry.connections() == [a, c] and registry.neighbourCount() == 2
+    assert not registry.remove("1" * 32, b)
+    assert registry.remove("1" * 32, a)
+    assert registry.connections() == [c] and registry.neighbours() == [c]
+
+
+def test_by_address_follows_a_peer_that_moves_and_prefers_the_oldest():
+    registry = PeerRegistry()
+    registry.add(info("1" * 32, "10.0.0.1", 9000, since=5.0), object())
+    registry.add(info("2" * 32, "10.0.0.1", 9000, since=3.0), object())
+    assert registry.byAddress("10.0.0.1", 9000).node_id == "2" * 32
+    first = object()
+    registry.add(info("3" * 32, "10.0.0.3", 9003), first)
+    registry.add(info("3" * 32, "10.0.0.4", 9003), first)  # it moved
+    assert registry.byAddress("10.0.0.3", 9003) is None
+    assert registry.byAddress("10.0.0.4", 9003).node_id == "3" * 32
+    assert registry.remove("3" * 32, first)
+    assert registry.byAddress("10.0.0.4", 9003) is None
+    assert registry.byAddress("10.0.0.1", 9001) is None
+
+
 def test_find_ambiguous_name():
     registry = PeerRegistry()
     registry.add(info("1" * 32, name="twin", port=1), object())
