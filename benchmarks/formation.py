@@ -45,6 +45,10 @@ WORKERS = 2  # processes the nodes are spread over
 # joining again for the nodes left alone.
 POLL = 0.5
 REJOIN_EVERY = 2.0
+# With FORMATION_PROGRESS set, every look at the overlay is printed (its
+# start time is kept here).
+PROGRESS: List[float] = [time.perf_counter()] if os.environ.get(
+    "FORMATION_PROGRESS") else []
 
 
 def diameter(graph: Dict[str, Set[str]]) -> int:
@@ -190,6 +194,10 @@ async def overlayGraph(workers: List[WorkerProcess], rejoin: bool = False,
                                        graph=False) for w in workers]]
     cpu = [a["cpu"] for a in answers]
     again = sum(a["rejoined"] for a in answers)
+    if PROGRESS:
+        print(f"    {time.perf_counter() - PROGRESS[0]:6.1f} s: "
+              f"{sum(a['short'] for a in answers)} nodes short of {want}; "
+              f"CPU " + ", ".join(f"{c:.0f}" for c in cpu), flush=True)
     if sum(a["short"] for a in answers):
         return None, again, cpu
     answers = [await d for d in [w.ask(cmd="status") for w in workers]]
@@ -235,6 +243,7 @@ async def run(results: Results, n: int, timeout: float,
         seedPort = started[0]["ports"][0]
         _, _, cpuBefore = await overlayGraph(procs)
         start = time.perf_counter()
+        PROGRESS[:] = [start] if PROGRESS else []
         # The seed's share of joins is the others': WAVE at once in all.
         joins = DeferredList(
             [proc.ask(cmd="join", port=seedPort,
@@ -292,9 +301,11 @@ async def run(results: Results, n: int, timeout: float,
             await proc.ended
     messages: Counter = Counter()
     closed: Counter = Counter()
+    dhtCounts: Counter = Counter()
     for count in counts:
         messages.update(count["messagesIn"])
         closed.update(count["closed"])
+        dhtCounts.update(count["dht"])
     edges = sum(degrees) // 2
     mean = sum(degrees) / n
     randomDiameter = diameter(randomGraph(degrees, random.Random(n)))
@@ -318,6 +329,8 @@ async def run(results: Results, n: int, timeout: float,
           f"{messages['PEERS']}; connections closed: "
           + ", ".join(f"{k} {v}" for k, v in closed.most_common()),
           flush=True)
+    print("  DHT, summed over the nodes: " + ", ".join(
+        f"{k[4:]} {v}" for k, v in sorted(dhtCounts.items())), flush=True)
     label = f"{n} nodes, {'plaintext' if plaintext else 'TLS'}"
     results.fact("overlay", label, dict(
         histogram=histogram, n=n, connected=isConnected, workers=workers,

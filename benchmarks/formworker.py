@@ -119,7 +119,11 @@ class Worker(LineReceiver):
                 messages.update(node.metrics.messagesIn)
                 closed.update({k: v for k, v in
                                node.metrics.disconnects.items() if v})
-            return {"messagesIn": dict(messages), "closed": dict(closed)}
+            dht: Counter = Counter()
+            for node in self.nodes:
+                dht.update(node.dht.counters())
+            return {"messagesIn": dict(messages), "closed": dict(closed),
+                    "dht": dict(dht)}
         if name == "stop":
             await stopNodes(self.nodes)
             return {"stopped": True}
