@@ -29,7 +29,7 @@ from p2poverlay.admission import (
 from p2poverlay.closing import abortAll, closeAll
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import PeerFull, PeerUnreachable, SelfConnection
+from p2poverlay.errors import DialLimit, PeerFull, PeerUnreachable, SelfConnection
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.identity import fingerprintOf
 from p2poverlay.interfaces import IAdmission, IConnectionListener, IPeerConnectionOwner
@@ -220,7 +220,7 @@ class Connections:
                 f"{host} is banned: {self.misbehaviour.banReason(host)}"))
         if key not in self._dials and \
                 self._count(True) >= self.config.maxOutbound:
-            return fail(PeerUnreachable(
+            return fail(DialLimit(
                 f"cannot dial {formatAddress(host, port)}: "
                 f"{self.config.maxOutbound} outbound connections already"))
         waiter: Deferred[PeerInfo] = Deferred()

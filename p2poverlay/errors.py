@@ -12,6 +12,13 @@ class PeerUnreachable(OverlayError):
     """A peer could not be connected to."""
 
 
+class DialLimit(PeerUnreachable):
+    """
+    This node has as many outbound connections as it may: the dial was
+    never made, and nothing is known of the peer (it is not dead).
+    """
+
+
 class HandshakeFailed(PeerUnreachable):
     """A connection closed or was refused before the HELLO handshake completed."""
 

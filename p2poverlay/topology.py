@@ -30,7 +30,7 @@ from p2poverlay.addresses import formatAddress
 from p2poverlay.directlinks import DirectLinks
 from p2poverlay.config import NodeConfig
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import PeerFull, SelfConnection
+from p2poverlay.errors import DialLimit, PeerFull, SelfConnection
 from p2poverlay.interfaces import ConnectionListener, IAdmission
 from p2poverlay.limits import Misbehaviour, TokenBucket
 from p2poverlay.exchange import PeerExchange
@@ -276,6 +276,8 @@ class Topology(ConnectionListener):
         book = self.book
         if reason.check(SelfConnection):
             book.forget(entry.node_id)
+        elif reason.check(DialLimit):
+            pass  # Never dialed: this node's own bound, not the peer's fault.
         elif reason.check(PeerFull):
             # Alive, only without room (it may have said so before HELLO).
             self.turnedAway(entry.node_id)

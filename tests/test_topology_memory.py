@@ -190,3 +190,15 @@ def test_a_neighbour_dial_this_node_has_no_room_for_leaves_the_node_known():
     assert target.nodeId not in newcomer.peers
     assert book.get(target.nodeId).state == KNOWN
     assert target.nodeId in newcomer.topology._cooldown
+
+
+def test_a_dial_this_nodes_own_bound_stops_leaves_the_peer_alive():
+    overlay = memoryOverlay(seed=21)
+    hub = start(overlay, name="hub", minPeers=1, maxPeers=4)
+    b = start(overlay, join=hub, name="b", minPeers=1, autoConnect=False)
+    a = start(overlay, join=hub, name="a", minPeers=3, maxOutbound=1)
+    overlay.run(3)
+    # a's one outbound connection is to the hub: b was never dialed.
+    assert b.nodeId not in a.peers
+    entry = a.topology.book.get(b.nodeId)
+    assert entry is not None and entry.state == KNOWN

@@ -29,7 +29,7 @@ from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.rpc import DHTRequests
 from p2poverlay.dht.wire import FindNode, Nodes
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import LookupFailed, TooManyLookups
+from p2poverlay.errors import DialLimit, LookupFailed, TooManyLookups
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.records import PeerInfo
@@ -174,8 +174,9 @@ class Kademlia(ConnectionListener):
         def answered(_: object) -> None:
             self.table.answered(oldest.nodeId)
 
-        def silent(_: Failure) -> None:
-            self.table.failed(oldest.nodeId)
+        def silent(reason: Failure) -> None:
+            if not reason.check(DialLimit):
+                self.table.failed(oldest.nodeId)
 
         d.addCallbacks(answered, silent)
         d.addBoth(lambda _: self._pinging.discard(oldest.nodeId))
@@ -226,7 +227,8 @@ class Kademlia(ConnectionListener):
             return answer
 
         def unanswered(reason: Failure) -> Failure:
-            self.table.missed(contact.nodeId, MISSES)
+            if not reason.check(DialLimit):  # Not asked: no miss of its.
+                self.table.missed(contact.nodeId, MISSES)
             return reason
 
         return d.addCallbacks(answered, unanswered)
