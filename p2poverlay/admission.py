@@ -197,12 +197,15 @@ class InboundPolicy:
         return now - firstMet < NEWCOMER_TIME
 
     def evictionFor(self, newcomer: "PeerConnection",
-                    inbound: Sequence["PeerConnection"]
+                    inbound: Sequence["PeerConnection"],
+                    spare: Optional["PeerConnection"] = None
                     ) -> Optional["PeerConnection"]:
         """
         The inbound connection that should make room for C{newcomer}, or
         L{None} if none should.  Handshakes still under way go first;
-        (the oldest of the address with the most); then, of the
+        (the oldest of the address with the most); then C{spare}, an idle
+        direct link (whatever its address: such a link is made again when
+        it is needed); then, of the
         established peers not protected, the youngest of the most crowded
         address group, if that group is more crowded than the newcomer's
         would be.
@@ -218,6 +221,8 @@ class InboundPolicy:
                 crowd[connection.remoteHost] += 1
             return min(pending, key=lambda c: (-crowd[c.remoteHost],
                                                c.lastHeard))
+        if spare is not None and spare is not newcomer:
+            return spare
         return self._fromCrowdedGroup(newcomer, self._unprotected(candidates),
                                       candidates)
 
@@ -289,3 +294,7 @@ class OpenAdmission:
     def turnAwaySample(self, connection: "PeerConnection",
                        hello: Hello) -> Peers:
         return Peers(())
+
+    def spareLink(self, inbound: Sequence["PeerConnection"]
+                  ) -> Optional["PeerConnection"]:
+        return None

@@ -150,7 +150,8 @@ class Connections:
         if refusal is not None:
             connection.close(refusal)
         elif len(inbound) > self.config.maxInbound:
-            victim = self.inbound.evictionFor(connection, inbound)
+            victim = self.inbound.evictionFor(
+                connection, inbound, self.admission.spareLink(inbound))
             if victim is None:
                 connection.close(CloseReason(CloseKind.TOO_MANY, INBOUND))
             else:

@@ -12,7 +12,7 @@ L{DirectLinks.closeIdle} every C{pingInterval}.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, List
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 
 from p2poverlay.config import NodeConfig
 from p2poverlay.message import DIRECT
@@ -47,6 +47,18 @@ class DirectLinks:
         """The settled links unused for L{GRACE} seconds, waiting for nothing."""
         return [c for c in self.links() if c.peer is not None and not c.closing
                 and now - c.lastUsed >= GRACE and not self.busy(c)]
+
+    def spare(self, inbound: Iterable["PeerConnection"]
+              ) -> Optional["PeerConnection"]:
+        """
+        The least recently used of the settled direct links among
+        C{inbound} that wait for nothing, if any: it may go to make room
+        for a new connection (a neighbour, perhaps) rather than turn that
+        away.  Its peer, asking again, dials again.
+        """
+        idle = [c for c in inbound if c.role == DIRECT and c.peer is not None
+                and not c.closing and not self.busy(c)]
+        return min(idle, key=lambda c: c.lastUsed, default=None)
 
     def closeIdle(self) -> None:
         """

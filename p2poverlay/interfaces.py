@@ -49,6 +49,10 @@ class IAdmission(Interface):
         """The C{PEERS} sent over C{connection} to the node that said
         C{hello} and is turned away."""
 
+    def spareLink(inbound):
+        """Of the C{inbound} connections, an idle direct link that may
+        close to make room for a newcomer, or L{None}."""
+
 
 class IConnectionListener(Interface):
     """

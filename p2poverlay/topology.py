@@ -322,6 +322,10 @@ class Topology(ConnectionListener):
         """The addresses a newcomer turned away is sent instead."""
         return self.peerExchange.turnAwaySample(connection, hello)
 
+    def spareLink(self, inbound) -> Optional["PeerConnection"]:
+        """The least recently used idle inbound direct link, if any."""
+        return self.directLinks.spare(inbound)
+
     def peerAdded(self, info: PeerInfo, connection: "PeerConnection") -> None:
         # The accepting side's PEERS, right after its HELLO, is the verdict
         # "accepted" (empty on a direct link): see docs/protocol.rst.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from p2poverlay.directlinks import GRACE
 from p2poverlay.message import DIRECT, NEIGHBOUR
 
-from memoverlay import address, bodies, memoryOverlay, outcome, start
+from memoverlay import PROMPT, address, bodies, memoryOverlay, outcome, start
 from test_topology_memory import neighbourIds, roleOf, twoDirectLinks
 
 
@@ -52,3 +52,22 @@ def test_a_full_node_keeps_a_direct_link_that_asks_to_be_a_neighbour_direct():
     overlay.run(2)
     assert neighbourIds(full) == before and len(before) == 1
     assert a.nodeId not in neighbourIds(full)
+
+
+def test_a_node_out_of_inbound_slots_closes_an_idle_direct_link_for_a_newcomer():
+    overlay = memoryOverlay(seed=14)
+    t = start(overlay, name="t", minPeers=1, maxPeers=4, maxInbound=3,
+              autoConnect=False)
+    senders = [start(overlay, name=name, autoConnect=False)
+               for name in ("x", "y", "w")]
+    for sender in senders:
+        outcome(overlay, sender.send(address(overlay, t), "from " + sender.name))
+        overlay.run(PROMPT)  # A probe of t's address comes and goes too.
+    assert [roleOf(t, s) for s in senders] == [DIRECT] * 3
+    z = start(overlay, join=t, name="z", minPeers=1, autoConnect=False)
+    # Rather than turn z away, t let go of the link used longest ago.
+    assert roleOf(t, z) == NEIGHBOUR and roleOf(z, t) == NEIGHBOUR
+    overlay.runUntil(lambda: senders[0].nodeId not in t.peers, PROMPT,
+                     "x's idle link closed")
+    assert [roleOf(t, s) for s in senders[1:]] == [DIRECT] * 2
+    assert bodies(overlay, t, "direct") == ["from x", "from y", "from w"]
