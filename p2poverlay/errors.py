@@ -67,3 +67,8 @@ class LookupFailed(OverlayError):
 
 class TooManyLookups(LookupFailed):
     """So many lookups are under way that no more are started."""
+
+
+class ForgedRecord(LookupFailed):
+    """A node was named with an address record it did not sign: it is
+    not asked (nothing was sent)."""

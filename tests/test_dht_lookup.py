@@ -10,6 +10,7 @@ import random
 from typing import Dict, List, Set
 
 from twisted.internet.defer import Deferred, fail, succeed
+import pytest
 from twisted.internet.task import Clock, deferLater
 
 from p2poverlay.config import NodeConfig
@@ -17,7 +18,10 @@ from p2poverlay.dht.keyspace import dhtIdOf
 from p2poverlay.dht.lookup import K_CLOSEST, Lookup
 from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.service import Kademlia
+from p2poverlay.dht.wire import Nodes
 from p2poverlay.dispatch import Dispatcher
+from p2poverlay.errors import ForgedRecord
+from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import Verifier
 
@@ -153,6 +157,44 @@ def test_a_lookup_with_no_one_to_ask_ends_at_once():
         result.append)
     assert result[0].found is None and result[0].asked == 0
     assert result[0].namedIn is None
+
+
+def test_a_node_named_with_a_forged_record_is_asked_once_named_with_its_own():
+    clock = Clock()
+    liar, honest, target = keyedId(1), keyedId(2), keyedId(7)
+    answers = {liar: (0.01, [Contact(target, "6.6.6.6", 1)]),
+               honest: (0.02, [Contact(target, "10.0.0.7", 1)]),
+               target: (0.01, [])}
+
+    def ask(contact: Contact) -> "Deferred[List[Contact]]":
+        if contact.host == "6.6.6.6":  # What Kademlia.ask does with it.
+            return fail(ForgedRecord("the record naming it is forged"))
+        delay, named = answers[contact.nodeId]
+        return deferLater(clock, delay, lambda: named)
+
+    lookup = Lookup(dhtIdOf(target), [Contact(liar, "10.0.0.1", 1),
+                                      Contact(honest, "10.0.0.2", 1)], ask,
+                    k=20, alpha=3, now=clock.seconds, targetNodeId=target)
+    result: list = []
+    lookup.start().addBoth(result.append)
+    clock.pump([0.01] * 10)
+    assert result[0].found.host == "10.0.0.7"
+    assert (result[0].asked, result[0].failed) == (3, 0)
+
+
+def test_a_contact_named_with_a_forged_record_is_not_asked_nor_missed():
+    dht = kademlia()
+    good = Contact(keyedId(5), "10.0.0.5", 1)
+    dht.table.seen(good)
+    named = Nodes("1" * 32, (PeerAddress(keyedId(5), "6.6.6.6", 1, seq=1,
+                                          key="ab" * 32,
+                                          signature="00" * 64),))
+    [contact] = dht.contactsIn(named)  # not checked yet: it may never be
+    dht.requests.request = lambda *a: pytest.fail("asked")  # type: ignore
+    failures: list = []
+    dht.ask(contact, lambda rid: None).addErrback(failures.append)
+    assert failures[0].check(ForgedRecord)
+    assert dht.table.get(keyedId(5)).misses == 0
 
 
 def kademlia(**settings) -> Kademlia:

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from p2poverlay.dht.routing import Contact
+from p2poverlay.errors import ForgedRecord
 
 
 class EndRule(enum.Enum):
@@ -63,7 +65,9 @@ class LookupResult:
 
 class _Candidate:
     __slots__ = ("contact", "distance", "round", "state")
-    NEW, ASKING, ANSWERED, FAILED = range(4)
+    # FORGED: named with a record its node did not sign, so never asked;
+    # another answer may name it with its own.
+    NEW, ASKING, ANSWERED, FAILED, FORGED = range(5)
 
     def __init__(self, contact: Contact, target: int, round: int) -> None:
         self.contact = contact
@@ -126,7 +130,9 @@ class Lookup:
         return self.done
 
     def _add(self, contact: Contact, round: int) -> None:
-        if contact.nodeId == self._own or contact.nodeId in self._candidates:
+        known = self._candidates.get(contact.nodeId)
+        if contact.nodeId == self._own or known is not None and \
+                known.state != _Candidate.FORGED:
             return
         self._candidates[contact.nodeId] = _Candidate(contact, self.target,
                                                       round)
@@ -137,7 +143,7 @@ class Lookup:
     def _nearest(self) -> List[_Candidate]:
         """The k nearest candidates that have not failed, nearest first."""
         alive = [c for c in self._candidates.values()
-                 if c.state != _Candidate.FAILED]
+                 if c.state < _Candidate.FAILED]
         alive.sort(key=lambda c: c.distance)
         return alive[:self.k]
 
@@ -184,8 +190,13 @@ class Lookup:
             return
         self._pump()
 
-    def _failed(self, reason: object, candidate: _Candidate) -> None:
+    def _failed(self, reason: Failure, candidate: _Candidate) -> None:
         self._inFlight -= 1
+        if reason.check(ForgedRecord):  # Not asked after all.
+            candidate.state = _Candidate.FORGED
+            self.result.asked -= 1
+            self._pump()
+            return
         candidate.state = _Candidate.FAILED
         self.result.failed += 1
         self.result.path.append((candidate.round, candidate.contact.nodeId,

@@ -25,9 +25,12 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Tuple
 
 from p2poverlay.dht.keyspace import ID_BITS, ID_SPACE, dhtIdOf
+
+if TYPE_CHECKING:
+    from p2poverlay.peeraddress import PeerAddress
 
 DEFAULT_K = 20
 
@@ -43,7 +46,7 @@ class Contact:
     """
 
     __slots__ = ("nodeId", "dhtId", "host", "port", "lastSeen", "record",
-                 "misses")
+                 "misses", "unchecked")
 
     def __init__(self, nodeId: str, host: str, port: int,
                  lastSeen: float = 0.0, record: object = None) -> None:
@@ -54,6 +57,9 @@ class Contact:
         self.lastSeen = lastSeen
         self.record = record
         self.misses = 0  # requests unanswered since it was last heard from
+        # The record another node named it with, not yet checked: it is,
+        # before the contact is asked anything (most named never are).
+        self.unchecked: Optional["PeerAddress"] = None
 
     def __repr__(self) -> str:
         return f"<Contact {self.nodeId[:8]} {self.host}:{self.port}>"

@@ -29,7 +29,9 @@ from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.rpc import DHTRequests
 from p2poverlay.dht.wire import FindNode, Nodes
 from p2poverlay.dispatch import Dispatcher
-from p2poverlay.errors import DialLimit, LookupFailed, TooManyLookups
+from p2poverlay.errors import (
+    DialLimit, ForgedRecord, LookupFailed, TooManyLookups,
+)
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.peeraddress import PeerAddress
 from p2poverlay.records import PeerInfo
@@ -216,8 +218,15 @@ class Kademlia(ConnectionListener):
         """
         Send C{contact} the request C{make(rid)}; fires with its answer.
         A node that answers is one heard from; one that does not leaves
-        the table.
+        the table.  A contact named by another node is asked only if its
+        node signed the record it was named with (else L{ForgedRecord}).
         """
+        if contact.unchecked is not None:
+            why = self.verifier.checkAddress(contact.unchecked)
+            if why is not None:
+                return fail(ForgedRecord(f"the record naming "
+                                         f"{contact.nodeId[:8]} {why}"))
+            contact.unchecked = None
         d = self.requests.request(contact, make)
 
         def answered(result):
@@ -246,15 +255,20 @@ class Kademlia(ConnectionListener):
                         ).addCallback(named)
 
     def contactsIn(self, answer) -> List[Contact]:
-        """The candidates an answer names, those with a forged record left out."""
+        """
+        The candidates an answer names.  Their records are checked only
+        if they are asked (L{ask}): a lookup asks a few of the dozens
+        named, and a signature costs more than the rest of an answer.
+        """
         now = self.clock.seconds()
         named = []
         for entry in answer.nodes[:self.config.dhtK]:
-            if entry.node_id == self.nodeId or \
-                    self.verifier.checkAddress(entry) is not None:
+            if entry.node_id == self.nodeId:
                 continue
-            named.append(Contact(entry.node_id, entry.host, entry.port, now,
-                                 entry if entry.key else None))
+            contact = Contact(entry.node_id, entry.host, entry.port, now,
+                              entry if entry.key else None)
+            contact.unchecked = entry
+            named.append(contact)
         return named
 
     # -- lookups --------------------------------------------------------------
