@@ -229,9 +229,14 @@ async def run(results: Results, n: int, timeout: float,
     shares = [n // workers + (1 if i < n % workers else 0)
               for i in range(workers)]
     worst = max(shares) * (config.maxPeers + 1) + 2 * WAVE + 64
+    # Direct links (DHT requests) hold descriptors too: during the joins
+    # nearly every node holds its maxDirectLinks, and past the limit dials
+    # fail and accepts wait.
+    direct = worst + max(shares) * config.maxDirectLinks
     print(f"  {n} nodes in {workers} worker processes ({shares}); "
           f"RLIMIT_NOFILE {soft}/{hard}, {worst} descriptors a worker "
-          f"if every node had maxPeers={config.maxPeers}", flush=True)
+          f"if every node had maxPeers={config.maxPeers}, {direct} with "
+          f"maxDirectLinks={config.maxDirectLinks} as well", flush=True)
     results.fact("overlay", "fileLimit", [soft, hard])
     want = min(config.minPeers, n - 1)
     procs = [spawnWorker() for _ in shares]
