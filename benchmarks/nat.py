@@ -230,6 +230,9 @@ def _trial(phase: Phase, a: LabNode, b: LabNode, rtt: float) -> Dict:
         outcome["error"] = match.group(1)
         time.sleep(RETRY)
     else:
+        # What the sender's log says of B, for the report.
+        outcome["log"] = [line for line in a.logged().splitlines()
+                          if b.nodeId[:8] in line][-6:]
         return outcome
     expected = {"punched": r"\(punched\)", "reversed": r"\(reversed\)|key \S+$",
                 "relayed": r"\(relayed through"}[phase.direct]
