@@ -218,7 +218,7 @@ def _trial(phase: Phase, a: LabNode, b: LabNode, rtt: float) -> Dict:
         a.type(f"send {b.nodeId} {a.name} to {b.name}")
         try:
             _, match = a.waitFor(
-                rf"^(delivered to .*{b.nodeId[:8]}|error: .*{b.nodeId[:8]})",
+                rf"^(delivered to .*{b.nodeId[:8]}|error: .*{b.nodeId[:8]}.*)",
                 start, 100.0)
         except AssertionError:
             outcome["error"] = "no answer within 100 s"
