@@ -3,22 +3,24 @@ TCP hole punching: two nodes behind NATs, connected through a relay,
 make a direct connection by dialing each other at once.
 
 The node that opened the relayed connection (A) sends its public address
-(the host its peers agree on, and its listening port) in
-L{HolePunch} C{connect}; the other (B) answers with its own, and A, having
-measured the round trip, says C{sync} and dials half a round trip later,
-when B, dialing as it reads C{sync}, dials too.  Each dials from its
-listening port (L{p2poverlay.reuseport}) to the other's public one, so
-each NAT has a mapping for the other's SYN and TCP's simultaneous open
-joins the two attempts into one connection.  Of it A is the TLS client
-and the dialing side of the HELLO handshake, B the server and the
-accepting side, as if A had dialed alone.  Up to L{TRIES} tries; a node
+(the host its peers agree on, and its listening port) in L{HolePunch}
+C{connect}, with the round trip over the circuit it measured (asking the
+relay for it until it was ready).  The other (B) answers with its own
+address and dials half that round trip later, when A, dialing as it
+reads the answer, dials too: one round trip over the relay, then TCP's.
+Each dials from its listening port (L{p2poverlay.reuseport}) to the
+other's public one, so each NAT has a mapping for the other's SYN and
+TCP's simultaneous open joins the two attempts into one connection.  Of
+it A is the TLS client and the dialing side of the HELLO handshake, B
+the server and the accepting side, as if A had dialed alone.  Up to
+L{TRIES} tries, each with the round trip the last one measured; a node
 whose NAT maps per destination (symmetric) answers C{none}, and the pair
 stays relayed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -28,7 +30,7 @@ from p2poverlay.admission import isRelayed
 from p2poverlay.factory import PeerConnectionFactory
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.natwire import (
-    PUNCH_CONNECT, PUNCH_NONE, PUNCH_SYNC, HolePunch,
+    MAX_PUNCH_RTT, PUNCH_CONNECT, PUNCH_NONE, HolePunch,
 )
 from p2poverlay.observations import PER_DESTINATION
 from p2poverlay.reachability import PUBLIC
@@ -68,8 +70,8 @@ class HolePunching(ConnectionListener):
         # A's side: peer -> (when this try began, its number, when the
         # first try began).
         self._started: Dict[str, Tuple[float, int, float]] = {}
-        # B's side: where A said it is, until A says sync.
-        self._peerAddress: Dict[str, Tuple[str, int]] = {}
+        # Either side: the peers a dial is on its way to.
+        self._dialing: Set[str] = set()
         dispatcher.register(HolePunch, self.punchReceived)
 
     def _ownAddress(self) -> Optional[Tuple[str, int]]:
@@ -84,9 +86,11 @@ class HolePunching(ConnectionListener):
     def peerReached(self, info: Any, connection: Any) -> None:
         if isRelayed(connection) and connection.outbound \
                 and self._ownAddress() is not None:
-            self._start(connection, info.node_id, 1)
+            self._start(connection, info.node_id, 1,
+                        getattr(connection, "circuitRoundTrip", 0.0))
 
-    def _start(self, connection: Any, peer: str, attempt: int) -> None:
+    def _start(self, connection: Any, peer: str, attempt: int,
+               rtt: float) -> None:
         address = self._ownAddress()
         if address is None or connection.closing:
             return
@@ -95,7 +99,9 @@ class HolePunching(ConnectionListener):
             and peer in self._started else now
         self._started[peer] = (now, attempt, first)
         self.upgrade.attempts[PUNCH] += 1
-        connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
+        connection.sendMessage(HolePunch(
+            PUNCH_CONNECT, *address,
+            rtt=min(MAX_PUNCH_RTT, round(1000 * rtt))))
 
     def punchReceived(self, connection: Any, message: HolePunch) -> None:
         if not isRelayed(connection):
@@ -105,34 +111,36 @@ class HolePunching(ConnectionListener):
         started = self._started.get(peer)
         if message.step == PUNCH_NONE:
             self._started.pop(peer, None)
+        elif peer in self._dialing:
+            return  # (One dial at a time.)
         elif message.step == PUNCH_CONNECT and started is not None \
                 and connection.outbound:
-            # B's answer: A syncs, and dials half a round trip later.
+            # B's answer: A dials now, as B does (half a round trip after
+            # it read A's connect).
             t0, attempt, _ = started
-            rtt = self.connections.clock.seconds() - t0
-            connection.sendMessage(HolePunch(PUNCH_SYNC))
-            self.connections.clock.callLater(
-                rtt / 2, self._dial, connection, message.host, message.port,
-                True, attempt)
+            self._dial(connection, message.host, message.port, True, attempt,
+                       self.connections.clock.seconds() - t0)
         elif message.step == PUNCH_CONNECT and not connection.outbound:
             address = self._ownAddress()
             if address is None:
                 connection.sendMessage(HolePunch(PUNCH_NONE))
                 return
-            self._peerAddress[peer] = (message.host, message.port)
             connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
-        elif message.step == PUNCH_SYNC and not connection.outbound:
-            theirs = self._peerAddress.pop(peer, None)
-            if theirs is not None:
-                self._dial(connection, theirs[0], theirs[1], False, 0)
+            self._dialing.add(peer)
+            self.connections.clock.callLater(
+                message.rtt / 2000, self._dial, connection, message.host,
+                message.port, False, 0)
 
     def _dial(self, relayed: Any, host: str, port: int, asClient: bool,
-              attempt: int) -> None:
+              attempt: int, rtt: float = 0.0) -> None:
         """Dial C{host:port} from the listening port, as the TLS client
-        and HELLO dialer (A) or as the server and acceptor (B)."""
+        and HELLO dialer (A; C{rtt}: the round trip this try measured,
+        for the next) or as the server and acceptor (B)."""
         peer = relayed.info.node_id
         if relayed.closing:
+            self._dialing.discard(peer)
             return
+        self._dialing.add(peer)
         factory: Any = PeerConnectionFactory(
             self.connections, outbound=asClient, role=relayed.role,
             dialed=(host, port) if asClient else None)
@@ -151,6 +159,12 @@ class HolePunching(ConnectionListener):
             return _handshakeOf(protocol)
 
         d.addCallback(tcpUp)
+
+        def settled(result: Any) -> Any:
+            self._dialing.discard(peer)
+            return result
+
+        d.addBoth(settled)
 
         def punched(info: Any) -> None:
             if info.node_id != peer:
@@ -174,7 +188,7 @@ class HolePunching(ConnectionListener):
             self.log.info("punching through to {peer}: {why}", peer=peer[:8],
                           why=reason.getErrorMessage())
             if asClient and attempt < TRIES:
-                self._start(relayed, peer, attempt + 1)
+                self._start(relayed, peer, attempt + 1, rtt)
             elif asClient:
                 self._started.pop(peer, None)
 
@@ -183,4 +197,4 @@ class HolePunching(ConnectionListener):
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
         if isRelayed(connection):
             self._started.pop(info.node_id, None)
-            self._peerAddress.pop(info.node_id, None)
+            self._dialing.discard(info.node_id)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Dict
 from p2poverlay.message import P2PMessage
 from p2poverlay.wirevalues import (
     MAX_HOST_LENGTH, MAX_REASON_LENGTH, MessageError, checkHex, checkLength,
-    checkNodeId, checkPort, checkSigned,
+    checkNodeId, checkPort, checkRange, checkSigned,
 )
 
 # What a dial-back came to, as DialBackResult says it.
@@ -126,9 +126,9 @@ class DialMe(P2PMessage):
 
 # The steps of a hole punch (see p2poverlay.holepunch).
 PUNCH_CONNECT = "connect"  # here is my public address; yours?
-PUNCH_SYNC = "sync"  # dial now
 PUNCH_NONE = "none"  # no punching with me (my NAT maps per destination)
-PUNCH_STEPS = (PUNCH_CONNECT, PUNCH_SYNC, PUNCH_NONE)
+PUNCH_STEPS = (PUNCH_CONNECT, PUNCH_NONE)
+MAX_PUNCH_RTT = 60_000  # ms
 
 
 @dataclass(frozen=True)
@@ -136,18 +136,23 @@ class HolePunch(P2PMessage):
     """
     Over a connection through a relay, between two nodes behind NATs: a
     step of coordinating a TCP simultaneous open (DCUtR's idea).  With
-    C{connect}, C{host:port} is the sender's public address.
+    C{connect}, C{host:port} is the sender's public address; from the
+    node that opened the circuit, C{rtt} is the round trip over it it
+    measured, in milliseconds (the other dials half of it after reading
+    this).
     """
 
     TYPE: ClassVar[str] = "HOLE_PUNCH"
     step: str
     host: str = ""
     port: int = 0
+    rtt: int = 0
 
     def validate(self) -> None:
         if self.step not in PUNCH_STEPS:
             raise MessageError(f"unknown step {self.step[:32]!r}")
         checkLength(self.host, "host", MAX_HOST_LENGTH)
         checkPort(self.port, "port", allowZero=True)
+        checkRange(self.rtt, "rtt", MAX_PUNCH_RTT)
         if self.step == PUNCH_CONNECT and not (self.host and self.port):
             raise MessageError("HOLE_PUNCH connect lacks an address")

@@ -9,7 +9,9 @@ has a link to for a circuit to a node (L{dial}) and runs an outbound
 connection over it (the client side of TLS): the target proves its key
 end to end, as over TCP, and the relay sees only TLS records.
 
-A connection over a circuit has C{relayedBy}: the relay's node id.
+A connection over a circuit has C{relayedBy}: the relay's node id; one
+this node dialed, C{circuitRoundTrip}: the seconds from asking the relay
+for the circuit until it was ready (a round trip to the other end).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class _Dial:
         self.role = role
         self.result: Deferred[PeerInfo] = Deferred()
         self.timer: Optional[IDelayedCall] = None
+        self.opened = client.clock.seconds()
 
     def fail(self, reason: str) -> None:
         if self.timer is not None and self.timer.active():
@@ -257,6 +260,7 @@ class RelayClient(ConnectionListener):
         factory = PeerConnectionFactory(self.connections, outbound=True,
                                         role=dial.role)
         connection = self._run(link, message.cid, factory, True)
+        connection.circuitRoundTrip = self.clock.seconds() - dial.opened
         connection.handshake.addCallback(self._reached, connection, dial)
         connection.handshake.chainDeferred(dial.result)
 
