@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
 
 from p2poverlay.addressbook import AddressBook
 from p2poverlay.dht.lookup import LookupResult
 from p2poverlay.dht.service import Kademlia
 from p2poverlay.direct import DirectMessages
-from p2poverlay.errors import UnknownPeer
+from p2poverlay.errors import PeerUnreachable, UnknownPeer
 from p2poverlay.message import DIRECT
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
@@ -59,10 +60,33 @@ class Reach:
             L{LookupResult} (L{None} when no lookup was needed).
         """
         if not self.needsLookup(target):
-            return self.direct.send(target, body).addCallback(
-                lambda info: (info, None))
+            d = self.direct.send(target, body)
+            tried = self._relayedRecord(target)
+            if tried is not None and self.rendezvous is not None:
+                d.addErrback(self._relayMoved, target, body, tried)
+            return d.addCallback(lambda info: (info, None))
         return self.dht.findNode(target).addCallback(
             self._found, target, body)
+
+    def _relayedRecord(self, target: str) -> Any:
+        """The relayed record the address book has of C{target}, unless
+        it is a peer already."""
+        known = self.book.get(target) if target not in self.peers else None
+        return known.record if known is not None and known.relayed else None
+
+    def _relayMoved(self, failure: Failure, target: str, body: str,
+                    tried: Any) -> "Deferred[PeerInfo]":
+        """No circuit through the relay the book named (the message was
+        not written): if the node published a newer relayed record, send
+        once more, through the relay that one names."""
+        failure.trap(PeerUnreachable)
+
+        def found(address: Any) -> "Deferred[PeerInfo]":
+            if address is None or address == tried or \
+                    self._relayedRecord(target) == tried:
+                return fail(failure)
+            return self.direct.send(target, body)
+        return self.rendezvous.find(target).addCallback(found)
 
     def _found(self, result: LookupResult, target: str,
                body: str) -> "Deferred[Sent]":
