@@ -40,6 +40,13 @@ UP = b"\x1b[A"
 CTRL_C, CTRL_D, CTRL_U = b"\x03", b"\x04", b"\x15"
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT as a terminal's shell gives it, even where
+    this suite runs with it ignored (a background job of a script), which
+    the child would inherit and Twisted would leave so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class PtyProcess:
     """
     A program whose standard input, output and error are a new
@@ -55,7 +62,8 @@ class PtyProcess:
         env = dict(childEnvironment(), TERM="xterm")
         self.proc = subprocess.Popen(
             args, cwd=cwd, stdin=self.slave, stdout=self.slave,
-            stderr=self.slave, env=env, start_new_session=True)
+            stderr=self.slave, env=env, start_new_session=True,
+            preexec_fn=_interruptible)
         self.screen = Screen(COLUMNS, ROWS)
         self.output = bytearray()
         self._lock = threading.Condition()
