@@ -61,29 +61,30 @@ class Reach:
         """
         if not self.needsLookup(target):
             d = self.direct.send(target, body)
-            tried = self._relayedRecord(target)
-            if tried is not None and self.rendezvous is not None:
-                d.addErrback(self._relayMoved, target, body, tried)
+            if self.rendezvous is not None and isNodeId(target) and \
+                    target not in self.peers and self.book.get(target):
+                d.addErrback(self._moved, target, body,
+                             self._recordOf(target))
             return d.addCallback(lambda info: (info, None))
         return self.dht.findNode(target).addCallback(
             self._found, target, body)
 
-    def _relayedRecord(self, target: str) -> Any:
-        """The relayed record the address book has of C{target}, unless
-        it is a peer already."""
-        known = self.book.get(target) if target not in self.peers else None
-        return known.record if known is not None and known.relayed else None
+    def _recordOf(self, target: str) -> Any:
+        known = self.book.get(target)
+        return known.record if known is not None else None
 
-    def _relayMoved(self, failure: Failure, target: str, body: str,
-                    tried: Any) -> "Deferred[PeerInfo]":
-        """No circuit through the relay the book named (the message was
-        not written): if the node published a newer relayed record, send
-        once more, through the relay that one names."""
+    def _moved(self, failure: Failure, target: str, body: str,
+               tried: Any) -> "Deferred[PeerInfo]":
+        """
+        The address book's way to C{target} led nowhere (the message was
+        not written): an address from before it was found private, or a
+        relay that holds no reservation for it now.  If it published a
+        newer relayed record, send once more, the way that one says.
+        """
         failure.trap(PeerUnreachable)
 
         def found(address: Any) -> "Deferred[PeerInfo]":
-            if address is None or address == tried or \
-                    self._relayedRecord(target) == tried:
+            if address is None or self._recordOf(target) == tried:
                 return fail(failure)
             return self.direct.send(target, body)
         return self.rendezvous.find(target).addCallback(found)

@@ -1,7 +1,8 @@
 """
-A node reached through a relay that no longer holds its reservation: the
+A node the address book leads nowhere (an address from before it found
+itself private, or a relay that no longer holds its reservation): the
 sender finds the node's newer relayed record in the DHT and sends once
-more, through the relay that names; never twice what may have arrived.
+more, the way that says; never twice what may have arrived.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ class DHT:
     nodeId = "ee" * 32
 
 
-def reach(direct, published):
-    """A sender whose book has the node's record of seq 7; the DHT holds
-    C{published}."""
+def reach(direct, published, known=None):
+    """A sender whose book has the node with record C{known} (by default
+    its relayed record of seq 7); the DHT holds C{published}."""
     values = Values(PRIVATE.nodeId)
     book = AddressBook(100, lambda: 0.0)
-    book.learn(PRIVATE.nodeId, "198.18.0.2", 9000, record=relayed(PRIVATE))
+    book.learn(PRIVATE.nodeId, "198.18.0.2", 9000,
+               record=known or relayed(PRIVATE))
     sender = Reach(direct, DHT(), {}, book, connect=None)
     sender.rendezvous = Rendezvous(values, Verifier(acceptUnsigned=False),
                                    book)
@@ -79,4 +81,23 @@ def test_a_message_that_may_have_arrived_is_not_sent_again():
     sender, _ = reach(direct, relayed(PRIVATE, seq=8, relay=NEW_RELAY))
     result = outcome(sender.send(PRIVATE.nodeId, "hi"))
     assert result.check(DeliveryFailed)
+    assert len(direct.sent) == 1
+
+
+def test_an_address_heard_before_the_node_went_private_gives_way():
+    direct = Direct(PeerUnreachable("cannot reach 10.3.0.10:9000: User "
+                                    "timeout caused connection failure."))
+    plain = relayed(PRIVATE, seq=3, relay="", host="10.3.0.10")
+    sender, book = reach(direct, relayed(PRIVATE), known=plain)
+    assert not book.get(PRIVATE.nodeId).relayed
+    assert outcome(sender.send(PRIVATE.nodeId, "hi")) == PRIVATE.nodeId
+    assert len(direct.sent) == 2
+    assert book.get(PRIVATE.nodeId).relayed
+
+
+def test_nothing_published_is_the_failure_it_was():
+    direct = Direct(PeerUnreachable("cannot reach 10.3.0.10:9000"))
+    sender, _ = reach(direct, relayed(PRIVATE))
+    sender.rendezvous.values.stored.clear()
+    assert outcome(sender.send(PRIVATE.nodeId, "hi")).check(PeerUnreachable)
     assert len(direct.sent) == 1
