@@ -123,7 +123,7 @@ def test_a_missed_try_is_tried_again_with_the_round_trip_it_measured(
     toB, _ = pair()
     toB.circuitRoundTrip = 0.300
     a.peerReached(toB.info, toB)
-    for attempt in range(1, TRIES + 1):
+    for _ in range(TRIES):
         clock.advance(0.120)
         a.punchReceived(toB, HolePunch(PUNCH_CONNECT, *B_PUBLIC))
         dials[-1][3].errback(ConnectionRefusedError())
