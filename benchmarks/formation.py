@@ -2,10 +2,13 @@
 An overlay of N nodes formed from a single seed (every node joins the
 seed): time to form, degree distribution, diameter and memory per node.
 
-The nodes run in L{WORKERS} worker processes (L{benchmarks.formworker}),
-one per core, the seed in the first: a real node has a process of its
-own, and one process holding all of them would measure one core.  Their
-joins go to the seed L{WAVE} at a time in all.
+The nodes run in worker processes (L{benchmarks.formworker}), at least
+L{WORKERS} (one per core), the seed in the first: a real node has a
+process of its own, and one process holding all of them would measure
+one core.  More workers where one would need more open files than the
+machine lets a process have (L{workersFor}): at the cap, dials fail and
+a lookup's requests go unanswered, which is the packing, not the nodes.
+Their joins go to the seed L{WAVE} at a time in all.
 
 Baselines: the same number of bare TCP connections with a one-line
 exchange (formation time), a random graph with the same degree sequence
@@ -40,7 +43,9 @@ from p2poverlay.config import NodeConfig
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 WAVE = 50  # joins (or bare connections) started at once
-WORKERS = 2  # processes the nodes are spread over
+WORKERS = 2  # processes the nodes are spread over, at least
+# Of the open files a worker may have, the share its nodes may need at most.
+FILE_SHARE = 0.75
 # Seconds between two looks at the overlay, and between two rounds of
 # joining again for the nodes left alone.
 POLL = 0.5
@@ -214,6 +219,21 @@ async def overlayGraph(workers: List[WorkerProcess], rejoin: bool = False,
     return graph, again, cpu
 
 
+def descriptorsPerNode(config: NodeConfig) -> int:
+    """Open files one node may hold: its listener, its neighbours and its
+    direct links (DHT requests)."""
+    return 1 + config.maxPeers + config.maxDirectLinks
+
+
+def workersFor(n: int, config: NodeConfig, fileLimit: int,
+               least: int = WORKERS) -> int:
+    """Enough worker processes that none needs more than L{FILE_SHARE}
+    of C{fileLimit} open files for its nodes, and at least C{least}."""
+    perWorker = max(1, int(fileLimit * FILE_SHARE)
+                    // descriptorsPerNode(config))
+    return max(least, -(-n // perWorker))
+
+
 def isFormed(graph: Dict[str, Set[str]], want: int) -> bool:
     """Connected, and every node has C{want} neighbours."""
     return connected(graph) and all(len(v) >= want for v in graph.values())
@@ -225,7 +245,7 @@ async def run(results: Results, n: int, timeout: float,
     C{workers} processes."""
     config = NodeConfig()
     soft, hard = raiseFileLimit()
-    workers = max(1, min(workers, n))
+    workers = max(1, min(workersFor(n, config, soft, workers), n))
     shares = [n // workers + (1 if i < n % workers else 0)
               for i in range(workers)]
     worst = max(shares) * (config.maxPeers + 1) + 2 * WAVE + 64

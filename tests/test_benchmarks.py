@@ -129,3 +129,15 @@ def test_the_attacker_sends_valid_lines_that_fit():
     assert isinstance(made, Peers) and len(made.peers) == PEERS_ENTRIES
     assert all(p.host.startswith("127.") and p.host != "127.0.0.1"
                for p in made.peers)
+
+
+def test_formation_spreads_nodes_over_enough_workers_for_their_files():
+    from benchmarks.formation import FILE_SHARE, descriptorsPerNode, workersFor
+    from p2poverlay.config import NodeConfig
+    config = NodeConfig()
+    assert workersFor(20, config, 20000) == 2, "one per core at least"
+    workers = workersFor(1000, config, 20000)
+    assert workers == 4
+    perWorker = -(-1000 // workers)
+    assert perWorker * descriptorsPerNode(config) <= FILE_SHARE * 20000
+    assert workersFor(1000, config, 1 << 20) == 2
