@@ -247,6 +247,7 @@ class Membership(ConnectionListener):
         now = self.clock.seconds()
         self._nonce += 1
         ping = Ping(self._nonce, self.peers.neighbourCount())
+        line = ping.encode()  # (the same line for every peer)
         for connection in self.peers.connections():
             silent = now - connection.lastHeard
             stalled = connection.outbox.pausedSince
@@ -262,7 +263,7 @@ class Membership(ConnectionListener):
                               stalled=now - stalled)
                 connection.abort(CloseReason(CloseKind.NOT_READING))
             else:
-                connection.sendMessage(ping)
+                connection.sendEncoded(line, ping.TYPE, force=True)
         for entry in self.book.all():
             if entry.state in (DEAD, LEFT) and \
                     now - entry.since >= config.forgetAfter:

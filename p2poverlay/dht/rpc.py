@@ -11,7 +11,7 @@ else is no answer.  Requests served are limited per peer.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
@@ -69,6 +69,8 @@ class DHTRequests:
         self.rate = rate
         self.burst = burst
         self._pending: Dict[str, _Pending] = {}
+        # Connection -> how many of the requests went over it (for busy).
+        self._waitingOn: Dict[Any, int] = {}
         self._budgets: "OrderedDict[str, TokenBucket]" = OrderedDict()
         self.sent = self.answered = self.unanswered = self.refused = 0
         self.running = True
@@ -124,15 +126,27 @@ class DHTRequests:
         self._fail(rid, reason.value if reason.check(PeerUnreachable)
                    else PeerUnreachable(reason.getErrorMessage()))
 
+    def _setLink(self, pending: _Pending, link: Any) -> None:
+        """C{pending} waits for its answer over C{link} (or nothing) now."""
+        old = pending.link
+        if old is not None:
+            if self._waitingOn[old] == 1:
+                del self._waitingOn[old]
+            else:
+                self._waitingOn[old] -= 1
+        pending.link = link
+        if link is not None:
+            self._waitingOn[link] = self._waitingOn.get(link, 0) + 1
+
     def _send(self, connection, rid: str) -> None:
         pending = self._pending[rid]
-        pending.link = connection
+        self._setLink(pending, connection)
         connection.lastUsed = self.clock.seconds()
         connection.sendMessage(pending.make(rid))
 
     def busy(self, connection) -> bool:
         """Does a request wait for its answer over C{connection}?"""
-        return any(p.link is connection for p in self._pending.values())
+        return connection in self._waitingOn
 
     def linkClosed(self, connection) -> None:
         """
@@ -143,7 +157,7 @@ class DHTRequests:
         for rid, pending in list(self._pending.items()):
             if pending.link is not connection:
                 continue
-            pending.link = None
+            self._setLink(pending, None)
             if pending.relinked or not self.running:
                 self._fail(rid, NoAnswer(
                     f"the link to {pending.nodeId[:8]} closed"))
@@ -154,6 +168,7 @@ class DHTRequests:
     def _timedOut(self, rid: str) -> None:
         pending = self._pending.pop(rid, None)
         if pending is not None:
+            self._setLink(pending, None)
             self.unanswered += 1
             pending.deferred.errback(NoAnswer(
                 f"{pending.nodeId[:8]} did not answer within "
@@ -162,6 +177,7 @@ class DHTRequests:
     def _fail(self, rid: str, error: Exception) -> None:
         pending = self._pending.pop(rid, None)
         if pending is not None:
+            self._setLink(pending, None)
             pending.timer.cancel()
             self.unanswered += 1
             pending.deferred.errback(error)
@@ -176,6 +192,7 @@ class DHTRequests:
         if pending is None or pending.nodeId != connection.info.node_id:
             return
         del self._pending[rid]
+        self._setLink(pending, None)
         pending.timer.cancel()
         self.answered += 1
         connection.lastUsed = self.clock.seconds()
