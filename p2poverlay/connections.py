@@ -87,6 +87,7 @@ class Connections:
         self.stopping = False
         # A dict, not a set: walked in the order connections came.
         self._connections: Dict[PeerConnection, None] = {}
+        self._outbound = 0  # of them, those this node dialed
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
         self._selfAddresses: Set[Tuple[str, int]] = set()
         self.pins = Pins(config.pins)
@@ -131,10 +132,11 @@ class Connections:
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None
+        self._outbound += connection.outbound
         if self.stopping:
             connection.close(SHUTTING_DOWN)
         elif connection.outbound:
-            if self._count(True) > self.config.maxOutbound:
+            if self._outbound > self.config.maxOutbound:
                 connection.close(CloseReason(CloseKind.TOO_MANY, OUTBOUND))
         else:
             self._admitInbound(connection)
@@ -161,9 +163,6 @@ class Connections:
         self.log.info("evicting {peer} to make room for {whom}",
                       peer=victim.describe(), whom=whom)
         victim.close(CloseReason(CloseKind.EVICTED, whom))
-
-    def _count(self, outbound: bool) -> int:
-        return sum(1 for c in self._connections if c.outbound == outbound)
 
     def misbehaved(self, connection: PeerConnection, points: float,
                    reason: str) -> None:
@@ -220,7 +219,7 @@ class Connections:
             return fail(PeerUnreachable(
                 f"{host} is banned: {self.misbehaviour.banReason(host)}"))
         if key not in self._dials and \
-                self._count(True) >= self.config.maxOutbound:
+                self._outbound >= self.config.maxOutbound:
             return fail(DialLimit(
                 f"cannot dial {formatAddress(host, port)}: "
                 f"{self.config.maxOutbound} outbound connections already"))
@@ -397,7 +396,8 @@ class Connections:
 
     def connectionLost(self, connection: PeerConnection,
                        reason: CloseReason) -> None:
-        self._connections.pop(connection, None)
+        if self._connections.pop(connection, False) is None:
+            self._outbound -= connection.outbound
         self.metrics.connectionClosed(reason)
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):

@@ -211,8 +211,9 @@ class PeerExchange:
             if entry.node_id == self.nodeId or entry.node_id in self.peers:
                 continue
             known = book.get(entry.node_id)
-            if known is not None and entry.key and known.record == entry:
-                continue  # Nothing new: its signature was checked before.
+            if known is not None and not (entry.key and (
+                    known.record is None or entry.seq > known.record.seq)):
+                continue  # Not newer than what the book keeps: unchecked.
             if self.verifier.checkAddress(entry) is not None:
                 continue  # An address its node did not sign counts for nothing.
             book.learn(entry.node_id, entry.host, entry.port, entry.name,
