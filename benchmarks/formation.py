@@ -241,8 +241,8 @@ def isFormed(graph: Dict[str, Set[str]], want: int) -> bool:
 
 async def run(results: Results, n: int, timeout: float,
               plaintext: bool = False, workers: int = WORKERS) -> None:
-    """Form an overlay of C{n} nodes (over TLS, or C{plaintext}) in
-    C{workers} processes."""
+    """Form an overlay of C{n} nodes (over TLS, or C{plaintext}) in at
+    least C{workers} processes (more where L{workersFor} says so)."""
     config = NodeConfig()
     soft, hard = raiseFileLimit()
     workers = max(1, min(workersFor(n, config, soft, workers), n))
@@ -252,7 +252,7 @@ async def run(results: Results, n: int, timeout: float,
     # Direct links (DHT requests) hold descriptors too: during the joins
     # nearly every node holds its maxDirectLinks, and past the limit dials
     # fail and accepts wait.
-    direct = worst + max(shares) * config.maxDirectLinks
+    direct = max(shares) * descriptorsPerNode(config) + 2 * WAVE + 64
     print(f"  {n} nodes in {workers} worker processes ({shares}); "
           f"RLIMIT_NOFILE {soft}/{hard}, {worst} descriptors a worker "
           f"if every node had maxPeers={config.maxPeers}, {direct} with "

@@ -396,7 +396,8 @@ class Connections:
 
     def connectionLost(self, connection: PeerConnection,
                        reason: CloseReason) -> None:
-        if self._connections.pop(connection, False) is None:
+        if connection in self._connections:
+            del self._connections[connection]
             self._outbound -= connection.outbound
         self.metrics.connectionClosed(reason)
         info = connection.peer

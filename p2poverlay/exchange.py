@@ -213,7 +213,7 @@ class PeerExchange:
             known = book.get(entry.node_id)
             if known is not None and not (entry.key and (
                     known.record is None or entry.seq > known.record.seq)):
-                continue  # Not newer than what the book keeps: unchecked.
+                continue  # The book keeps what it has: nothing to check.
             if self.verifier.checkAddress(entry) is not None:
                 continue  # An address its node did not sign counts for nothing.
             book.learn(entry.node_id, entry.host, entry.port, entry.name,

@@ -61,10 +61,10 @@ class Reach:
         """
         if not self.needsLookup(target):
             d = self.direct.send(target, body)
-            if self.rendezvous is not None and isNodeId(target) and \
-                    target not in self.peers and self.book.get(target):
-                d.addErrback(self._moved, target, body,
-                             self._recordOf(target))
+            known = self.book.get(target) if self.rendezvous is not None \
+                and isNodeId(target) and target not in self.peers else None
+            if known is not None:
+                d.addErrback(self._moved, target, body, known.record)
             return d.addCallback(lambda info: (info, None))
         return self.dht.findNode(target).addCallback(
             self._found, target, body)
