@@ -127,7 +127,10 @@ class DialMe(P2PMessage):
 # The steps of a hole punch (see p2poverlay.holepunch).
 PUNCH_CONNECT = "connect"  # here is my public address; yours?
 PUNCH_NONE = "none"  # no punching with me (my NAT maps per destination)
-PUNCH_STEPS = (PUNCH_CONNECT, PUNCH_NONE)
+# "Dial now", from nodes that sent no rtt: still a step, and ignored (the
+# answer to their connect was dialed at once).
+PUNCH_SYNC = "sync"
+PUNCH_STEPS = (PUNCH_CONNECT, PUNCH_NONE, PUNCH_SYNC)
 MAX_PUNCH_RTT = 60_000  # ms
 
 

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from p2poverlay import holepunch
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.holepunch import TRIES, HolePunching
-from p2poverlay.natwire import PUNCH_CONNECT, PUNCH_NONE, HolePunch
+from p2poverlay.natwire import PUNCH_CONNECT, PUNCH_NONE, PUNCH_SYNC, HolePunch
 from p2poverlay.observations import PER_DESTINATION
 from p2poverlay.reachability import PRIVATE
 from p2poverlay.upgrade import PUNCH
@@ -149,3 +149,16 @@ def test_hole_punch_on_a_direct_connection_is_a_protocol_error():
     toA.relayedBy = None
     b.punchReceived(toA, HolePunch(PUNCH_CONNECT, *A_PUBLIC))
     assert toA.errors == ["HOLE_PUNCH on a direct connection"]
+
+
+def test_sync_from_a_node_that_sent_no_rtt_is_no_error(monkeypatch):
+    clock = Clock()
+    dials = recordDials(monkeypatch, clock)
+    b = punching(clock, B_PUBLIC)
+    _, toA = pair()
+    b.punchReceived(toA, HolePunch(PUNCH_CONNECT, *A_PUBLIC))
+    clock.advance(0)
+    assert len(dials) == 1, "no rtt: B dials at once"
+    dials[0][3].errback(ConnectionRefusedError())
+    b.punchReceived(toA, HolePunch(PUNCH_SYNC))
+    assert toA.errors == [] and len(dials) == 1

@@ -114,7 +114,7 @@ EVERY_TYPE = [
     Address(9000, "198.18.0.9", 7, "aa" * 32, "bb" * 64),
     DialMe("198.18.0.9", 9000),
     HolePunch("connect", "198.18.0.9", 9000),
-    HolePunch("connect", "198.18.0.9", 9000, rtt=115),
+    HolePunch("connect", "198.18.0.9", 9000, rtt=115), HolePunch("sync"),
     HolePunch("none"),
     relay.Reserve(), relay.Reserved(600, 1 << 26, 3600),
     relay.ReserveRefused("not relaying"), relay.CircuitOpen(MSG_ID, NODE_A),
