@@ -23,6 +23,9 @@ from p2poverlay import Node
 
 BODY = "b" * 100
 WAVE = 25  # nodes joining at the same time
+# Payload transmissions per delivery, at most: the simulator's target
+# (benchmarks.sim) holds over real sockets too.
+TARGET_PAYLOADS = 1.05
 
 
 class Arrivals(NodeObserver):
@@ -188,7 +191,8 @@ async def run(results: Results, sizes: List[int], warmup: int,
         results.add(Figure(
             "broadcast", f"broadcast N={n}: payload transmissions per delivery",
             tree["payloadsPerDelivery"], "tx", "flood",
-            flood["payloadsPerDelivery"], maxValue=1.2, note="tree"))
+            flood["payloadsPerDelivery"], maxValue=TARGET_PAYLOADS,
+            note="tree"))
         results.add(Figure(
             "broadcast", f"broadcast N={n}: bytes per delivery (payload+control)",
             tree["bytesPerDelivery"], "B", "flood", flood["bytesPerDelivery"],
