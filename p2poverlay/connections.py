@@ -5,11 +5,10 @@ L{Connections} admits new connections (bans, per-direction limits), dials
 (one dial per address at a time, whoever asks), runs the accepting side of
 the HELLO handshake, keeps one connection per pair of nodes when both
 dialed, asks its admission policy (the topology) whether a new neighbour
-fits, registers peers in the L{PeerRegistry} and hands every message of an
-established connection to its handler in the L{Dispatcher}.  The
-components that care about peers coming and going are its
-L{IConnectionListener}s.  Each connection runs its own life cycle
-(L{p2poverlay.protocol.PeerConnection}).
+fits, registers peers in the L{PeerRegistry}, tells its
+L{IConnectionListener}s, and hands every message of an established
+connection to its handler in the L{Dispatcher}.  Each connection runs its
+own life cycle (L{p2poverlay.protocol.PeerConnection}).
 """
 
 from __future__ import annotations
@@ -316,7 +315,8 @@ class Connections:
             self.peers.add(info, connection)
             self._emit("roleChanged", hello.node_id, None, connection.role)
             self._emit("peerReached", info, connection)
-            self.log.info("peer connected: {peer}", peer=info.describe())
+            self.log.emit(info.logLevel, "peer connected: {peer}",
+                          peer=info.describe())
             self._emit("peerAdded", info, connection)
             # Last: whoever waits on this dial sees the peer fully settled.
             connection.established(info)
@@ -402,7 +402,7 @@ class Connections:
         self.metrics.connectionClosed(reason)
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):
-            self.log.info("peer disconnected: {peer} ({reason})",
+            self.log.emit(info.logLevel, "peer disconnected: {peer} ({reason})",
                           peer=info.describe(), reason=reason.text)
             self._emit("peerRemoved", info, connection, reason)
         self._emit("connectionClosed", connection, reason)

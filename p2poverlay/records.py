@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Protocol, Sequence, TypeVar
 
+from twisted.logger import LogLevel
+
 from p2poverlay.addresses import formatAddress
 from p2poverlay.message import NEIGHBOUR, PeerAddress
 
@@ -91,6 +93,13 @@ class PeerInfo(_Labelled):
     role: str = NEIGHBOUR
     fingerprint: Optional[str] = None
     record: Optional[PeerAddress] = None
+
+    @property
+    def logLevel(self) -> LogLevel:
+        """How its coming and going is logged: a neighbour's is news
+        (info), a direct link's (one for each DHT request to a node not
+        linked yet) is not (debug)."""
+        return LogLevel.info if self.role == NEIGHBOUR else LogLevel.debug
 
 
 @dataclass(frozen=True, **SLOTS)

@@ -12,8 +12,9 @@ from twisted.logger import LogLevel, formatEvent
 
 from p2poverlay.errors import DeliveryFailed, HandshakeFailed, SelfConnection
 from p2poverlay.message import (
-    MAX_IDS, PROTOCOL_VERSION, Ack, Acks, Broadcast, Bye, Data, Hello, IHave,
-    P2PMessage, PeerAddress, Peers, Ping, Pong, Prune, newMessageId,
+    DIRECT, MAX_IDS, NEIGHBOUR, PROTOCOL_VERSION, Ack, Acks, Broadcast, Bye,
+    Data, Hello, IHave, P2PMessage, PeerAddress, Peers, Ping, Pong, Prune,
+    newMessageId,
 )
 from p2poverlay import Node, NodeConfig
 from p2poverlay.protocol import CLOSE_GRACE, MAX_SLOWDOWN
@@ -113,6 +114,20 @@ def test_valid_hello_registers_the_peer(node, log, outbound, direction):
     assert not transport.disconnecting
     assert log.warnings() == []
     log.assertNoTracebacks()
+
+
+@pytest.mark.parametrize("role, level", [(NEIGHBOUR, LogLevel.info),
+                                         (DIRECT, LogLevel.debug)])
+def test_a_neighbour_coming_and_going_is_logged_as_news_a_direct_link_not(
+        node, log, role, level):
+    connection, _ = connect(node)
+    send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", role=role))
+    lose(connection)
+    logged = [(e["log_level"], e["log_format"].split(":")[0])
+              for e in log.events if "peer" in e.get("log_format", "")
+              and "connected" in e["log_format"]]
+    assert logged == [(level, "peer connected"),
+                      (level, "peer disconnected")]
 
 
 def test_hello_with_a_higher_version_speaks_ours(node):
