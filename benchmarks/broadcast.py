@@ -161,8 +161,9 @@ async def run(results: Results, sizes: List[int], warmup: int,
         tree = flood = None
         try:
             # Routing by id plays no part in a broadcast, and in one
-            # process its joins (a lookup and a link per bucket for each
-            # node) would cost more descriptors and CPU than the overlay.
+            # process its joins (each node's own lookup and one for each
+            # of its buckets, every request a link) would cost more open
+            # files and CPU than the overlay itself.
             nodes = await buildOverlay(n, rng, timeout=30 + n * 0.05,
                                        broadcastMode="flood", dht=False)
             for node in nodes:
