@@ -137,6 +137,35 @@ def test_nodes_that_never_answer_are_gone_round():
                    if nodeId in network.dead)
 
 
+def test_a_lookup_whose_seeds_all_fail_goes_on_with_what_the_table_learned():
+    # A newcomer's one first link goes before it answers; meanwhile the
+    # newcomer's table has heard of others, and the lookup asks them.
+    network = FakeNetwork(500, dead={1})
+    own, target = network.ids[0], network.ids[300]
+    table = RoutingTable(own, k=network.k)
+    table.seen(Contact(network.ids[1], "10.0.0.1", 1))
+    later = network.tables[own].closest(dhtIdOf(target), network.k)
+
+    def refill() -> List[Contact]:
+        for contact in later:
+            table.seen(contact)
+        return table.closest(dhtIdOf(target), network.k)
+
+    def lookup(**options) -> Lookup:
+        return Lookup(dhtIdOf(target), table.closest(dhtIdOf(target)),
+                      network.ask(dhtIdOf(target)), k=network.k, alpha=3,
+                      now=network.clock.seconds, ownNodeId=own,
+                      targetNodeId=target, **options)
+
+    alone = network.run(lookup())
+    assert (alone.asked, alone.failed, alone.found) == (1, 1, None)
+    refilled = network.run(lookup(refill=refill))
+    assert refilled.found is not None and refilled.found.nodeId == target
+    assert refilled.path[0] == (1, network.ids[1], False)
+    # It took from the table once it had nobody left, not before.
+    assert refilled.asked > 1
+
+
 def test_a_lookup_for_an_absent_id_ends_with_the_k_nearest_that_answered():
     network = FakeNetwork(500, k=8)
     target = 2 ** 255 + 12345

@@ -94,6 +94,11 @@ class Lookup:
         needs only a few answers from near its target.
     @param firstRound: how many of the nearest seeds it asks at once to
         begin with (at least C{alpha}): each may know the target itself.
+    @param refill: the contacts the routing table knows nearest the target
+        now.  A lookup left with nobody to ask before k answered takes
+        from them those it has not met: while it waited, the table may
+        have learned more than the seeds it began with (a newcomer's one
+        first link, gone before it answered).
     """
 
     def __init__(self, target: int, seeds: List[Contact], ask: Ask, *,
@@ -101,7 +106,9 @@ class Lookup:
                  ownNodeId: str = "", targetNodeId: Optional[str] = None,
                  endRule: EndRule = FIND_TARGET,
                  budget: Optional[int] = None,
-                 firstRound: int = 0) -> None:
+                 firstRound: int = 0,
+                 refill: Optional[Callable[[], List[Contact]]] = None
+                 ) -> None:
         self.target = target
         self.k = k
         self.alpha = alpha
@@ -111,6 +118,7 @@ class Lookup:
         self._targetNodeId = targetNodeId
         self._budget = budget
         self._firstRound = firstRound
+        self._refill = refill
         self.endRule = endRule if targetNodeId is not None else K_CLOSEST
         self._candidates: Dict[str, _Candidate] = {}
         self._inFlight = 0
@@ -160,8 +168,26 @@ class Lookup:
                 break
             if candidate.state == _Candidate.NEW:
                 self._send(candidate)
-        if self._inFlight == 0:
+        if self._inFlight == 0 and not self._refilled():
             self._finish()
+
+    def _refilled(self) -> bool:
+        """Took new candidates from the table (see C{refill}), and asked."""
+        if self._refill is None or (self._budget is not None and
+                                    self.result.asked >= self._budget):
+            return False
+        answered = sum(1 for c in self._candidates.values()
+                       if c.state == _Candidate.ANSWERED)
+        if answered >= self.k:
+            return False
+        new = [c for c in self._refill() if c.nodeId not in self._candidates
+               and c.nodeId != self._own]
+        if not new:
+            return False
+        for contact in new:
+            self._add(contact, 1)
+        self._pump()
+        return True
 
     def _send(self, candidate: _Candidate) -> None:
         if self._budget is not None and self.result.asked >= self._budget:

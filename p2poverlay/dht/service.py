@@ -303,7 +303,8 @@ class Kademlia(ConnectionListener):
                     if upkeep and target != self.table.ownId else None),
             firstRound=(FIRST_ROUND * self.config.dhtAlpha
                         if targetNodeId is not None and
-                        endRule is FIND_TARGET and not upkeep else 0))
+                        endRule is FIND_TARGET and not upkeep else 0),
+            refill=lambda: self.table.closest(target, self.config.dhtK))
 
         def ended(result: LookupResult) -> LookupResult:
             self.lookups -= 1
