@@ -47,10 +47,10 @@ def form(size: int, seed: int) -> Tuple[MemoryOverlay, List[Node]]:
                             delay=WAN)
     started = time.perf_counter()
     nodes = overlay.addNodes(size, every=JOIN_SPACING)
-    # Refreshes keep lookups going somewhere: wait for every node's own
-    # lookup, then a while for the rest of the joins.
-    overlay.runUntil(lambda: all(n.dht.findable for n in nodes),
-                     timeout=600, what="every node findable in the DHT")
+    # Every node's join: its own lookup, then (up to JOIN_BUCKETS_DELAY
+    # later) its buckets'; then a while for the last answers.
+    overlay.runUntil(lambda: all(n.dht.settled for n in nodes),
+                     timeout=600, what="every node joined in the DHT")
     overlay.run(20)
     print(f"  {size} nodes formed and joined the DHT in "
           f"{time.perf_counter() - started:.0f} s", flush=True)

@@ -17,7 +17,7 @@ from p2poverlay.config import NodeConfig
 from p2poverlay.dht.keyspace import dhtIdOf
 from p2poverlay.dht.lookup import K_CLOSEST, Lookup
 from p2poverlay.dht.routing import Contact, RoutingTable
-from p2poverlay.dht.service import Kademlia
+from p2poverlay.dht.service import JOIN_BUCKETS_DELAY, Kademlia
 from p2poverlay.dht.wire import Nodes
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import ForgedRecord
@@ -251,8 +251,9 @@ def test_refresh_looks_up_an_id_in_each_stale_bucket_and_only_those():
                   for t in queued) == list(range(1, len(stale) + 1))
 
 
-def test_a_join_looks_up_its_own_id_then_one_id_in_every_far_range():
+def test_a_join_looks_up_its_own_id_then_later_one_id_in_every_far_range():
     dht = kademlia(dhtK=2, dhtB=4)
+    dht.start()
     for seed in range(1, 300):
         dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
     targets: List[int] = []
@@ -260,7 +261,13 @@ def test_a_join_looks_up_its_own_id_then_one_id_in_every_far_range():
                                        succeed(None))[1]
     dht.joined = True
     dht._join()
-    assert targets[0] == dht.table.ownId
+    assert targets == [dht.table.ownId] and dht.findable
+    assert not dht.settled
+    # The buckets wait: half to all of JOIN_BUCKETS_DELAY.
+    dht.clock.advance(JOIN_BUCKETS_DELAY / 2 - 0.1)
+    assert targets == [dht.table.ownId]
+    dht.clock.advance(JOIN_BUCKETS_DELAY / 2 + 0.1)
+    assert dht.settled
     ranges = dht.table.farRanges()
     # Far buckets not yet full enough to split are looked into part by
     # part, one lookup for each bucket they may split into.
@@ -269,6 +276,26 @@ def test_a_join_looks_up_its_own_id_then_one_id_in_every_far_range():
     assert sorted(next(i for i, (low, high) in enumerate(ranges)
                        if low <= t < high) for t in targets[1:]) == \
         list(range(len(ranges)))
+    # Its own lookup again (a retry, a refresh) looks into no bucket again.
+    dht._upkeep.append(dht.table.ownId)
+    dht._runUpkeep()
+    dht.clock.advance(JOIN_BUCKETS_DELAY)
+    assert len(targets) == len(ranges) + 2
+
+
+def test_a_node_stopped_before_its_buckets_are_looked_into_looks_nothing_up():
+    dht = kademlia(dhtK=2, dhtB=4)
+    dht.start()
+    for seed in range(1, 50):
+        dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
+    targets: List[int] = []
+    dht.lookup = lambda target, **kw: (targets.append(target),
+                                       succeed(None))[1]
+    dht.joined = True
+    dht._join()
+    dht.stop()
+    dht.clock.advance(JOIN_BUCKETS_DELAY)
+    assert targets == [dht.table.ownId] and not dht.clock.getDelayedCalls()
 
 
 def test_a_node_with_routing_off_looks_nothing_up():

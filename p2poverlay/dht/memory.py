@@ -138,13 +138,12 @@ class DHTNetwork:
         for _ in range(count):
             added.append(self.addNode())
             self.clock.advance(every)
-        # A join's lookups run back to back: a node seen with none under
-        # way has joined.  (All at once may never be: refreshes go on.)
+        # A node has joined once its own lookup and, later, its bucket
+        # lookups have run.  (All at once may never be: refreshes go on.)
         joining = set(added)
 
         def joined() -> bool:
-            joining.difference_update(
-                [n for n in joining if n.dht.joined and n.dht.lookups == 0])
+            joining.difference_update([n for n in joining if n.dht.settled])
             return not joining
 
         self.runUntil(joined, timeout=3600)

@@ -5,7 +5,8 @@ L{Kademlia} keeps the node's L{RoutingTable} filled with the nodes it
 hears from itself (its links, and nodes that answer its requests), serves
 other nodes' C{FIND_NODE}, and runs lookups (L{p2poverlay.dht.lookup}).
 A node joins the DHT as the paper says: once it has a first link, it
-looks up its own id, then a random id in each of its buckets.  A bucket
+looks up its own id, then a random id in each of its buckets (those
+lookups wait L{JOIN_BUCKETS_DELAY}).  A bucket
 no lookup went into for C{dhtRefreshInterval} is refreshed the same way:
 a lookup for a random id in its own range.
 """
@@ -16,6 +17,7 @@ import random
 from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -45,6 +47,13 @@ MISSES = 2
 # few) looks again, this many times at most, this many seconds apart.
 JOIN_RETRIES = 5
 JOIN_RETRY_DELAY = 5.0
+# A join looks into its buckets half to all of this many seconds after
+# its own lookup.  The own lookup makes the node findable; the bucket
+# lookups only fill its table, and made later they find more of the
+# network: when many nodes join at once (an overlay forming, a network
+# back after an outage), those joining after this one are in it then,
+# and meanwhile the CPU goes to the overlay's links and the own lookups.
+JOIN_BUCKETS_DELAY = 60.0
 # The node's own upkeep (joining, refreshing) runs one lookup at a time.
 # Its lookups for its own id run in full: the nodes nearest it must hear
 # of it.  Those that refresh a bucket ask at most this many times alpha
@@ -114,6 +123,10 @@ class Kademlia(ConnectionListener):
         # lookups for it find it.
         self.findable = False
         self._joinRetries = 0
+        # The join's bucket lookups: waiting (a delayed call), then the
+        # targets of those not yet run.
+        self._bucketsTimer: Optional[IDelayedCall] = None
+        self._joinTargets: Optional[Set[int]] = None
         self._refresher = LoopingCall(self.refresh)
         self._refresher.clock = clock
         dispatcher.register(FindNode, self.findNodeReceived)
@@ -129,6 +142,8 @@ class Kademlia(ConnectionListener):
     def stop(self) -> None:
         if self._refresher.running:
             self._refresher.stop()
+        if self._bucketsTimer is not None and self._bucketsTimer.active():
+            self._bucketsTimer.cancel()
         self._upkeep.clear()
         self.requests.cancelAll()
 
@@ -326,11 +341,25 @@ class Kademlia(ConnectionListener):
 
     # -- upkeep -----------------------------------------------------------------
 
+    @property
+    def settled(self) -> bool:
+        """Has every lookup of its join run: its own, then its buckets'?"""
+        return self._joinTargets is not None and not self._joinTargets
+
     def _join(self) -> None:
-        """Look this node's own id up, then a random id in every bucket
-        (every one it may split into, L{RoutingTable.farRanges})."""
+        """Look this node's own id up; L{JOIN_BUCKETS_DELAY} later, a
+        random id in every bucket (L{_lookIntoBuckets})."""
         self._upkeep.append(self.table.ownId)
-        self._upkeep.append(-1)  # then: every bucket, as the table is then
+        self._runUpkeep()
+
+    def _lookIntoBuckets(self) -> None:
+        """A random id in every bucket, every one it may split into
+        (L{RoutingTable.farRanges}), as the table is now."""
+        self._bucketsTimer = None
+        targets = [randomIdIn(low, high, self.random)
+                   for low, high in self.table.farRanges()]
+        self._joinTargets = set(targets)
+        self._upkeep.extend(targets)
         self._runUpkeep()
 
     def refresh(self) -> None:
@@ -352,17 +381,19 @@ class Kademlia(ConnectionListener):
         if self._upkeepRunning or not self._upkeep:
             return
         target = self._upkeep.pop(0)
-        if target == -1:
-            self._upkeep[:0] = [randomIdIn(low, high, self.random)
-                                for low, high in self.table.farRanges()]
-            self._runUpkeep()
-            return
         self._upkeepRunning = True
 
         def next(result: object) -> None:
             self._upkeepRunning = False
+            if self._joinTargets:
+                self._joinTargets.discard(target)
             if target == self.table.ownId:
                 self.findable = True
+                if self._joinTargets is None and self._bucketsTimer is None \
+                        and self._refresher.running:
+                    self._bucketsTimer = self.clock.callLater(
+                        JOIN_BUCKETS_DELAY * (0.5 + self.random.random() / 2),
+                        self._lookIntoBuckets)
             if target == self.table.ownId and \
                     isinstance(result, LookupResult) and \
                     len(result.closest) < self.config.dhtK and \
