@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Dict, List, Set
+from typing import Dict, List, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 import pytest
@@ -251,16 +251,23 @@ def test_refresh_looks_up_an_id_in_each_stale_bucket_and_only_those():
                   for t in queued) == list(range(1, len(stale) + 1))
 
 
-def test_a_join_looks_up_its_own_id_then_later_one_id_in_every_far_range():
+def joining(contacts: int) -> Tuple[Kademlia, List[int]]:
+    """A started node with C{contacts} in its table, its join begun; the
+    targets of the lookups it makes (each ends at once)."""
     dht = kademlia(dhtK=2, dhtB=4)
     dht.start()
-    for seed in range(1, 300):
+    for seed in range(1, contacts + 1):
         dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
     targets: List[int] = []
     dht.lookup = lambda target, **kw: (targets.append(target),
                                        succeed(None))[1]
     dht.joined = True
     dht._join()
+    return dht, targets
+
+
+def test_a_join_looks_up_its_own_id_then_later_one_id_in_every_far_range():
+    dht, targets = joining(299)
     assert targets == [dht.table.ownId] and dht.findable
     assert not dht.settled
     # The buckets wait: half to all of JOIN_BUCKETS_DELAY.
@@ -284,15 +291,7 @@ def test_a_join_looks_up_its_own_id_then_later_one_id_in_every_far_range():
 
 
 def test_a_node_stopped_before_its_buckets_are_looked_into_looks_nothing_up():
-    dht = kademlia(dhtK=2, dhtB=4)
-    dht.start()
-    for seed in range(1, 50):
-        dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
-    targets: List[int] = []
-    dht.lookup = lambda target, **kw: (targets.append(target),
-                                       succeed(None))[1]
-    dht.joined = True
-    dht._join()
+    dht, targets = joining(49)
     dht.stop()
     dht.clock.advance(JOIN_BUCKETS_DELAY)
     assert targets == [dht.table.ownId] and not dht.clock.getDelayedCalls()
