@@ -1,7 +1,8 @@
 """
 Routing by id over real sockets: nodes in this process on 127.0.0.1,
-over TLS, each with a few neighbours, joined into the DHT; then lookups
-of random nodes by random nodes (over the DHT even where a link to the
+over TLS, each with a few neighbours, its own DHT lookup run (its bucket
+lookups come JOIN_BUCKETS_DELAY later, after these); then lookups of
+random nodes by random nodes (over the DHT even where a link to the
 target is open), one at a time, every other one ending when the target
 answers (ours) and the others by the spec's end rule: each rule looks up
 pairs of its own, drawn alike, as a pair looked up twice would start warm
@@ -37,7 +38,7 @@ async def run(results: Results, nodes: int, lookups: int,
             await node.join("127.0.0.1", rng.choice(started[:-1]).listenPort)
         took = await waitUntil(
             lambda: all(n.dht.joined and n.dht.lookups == 0
-                        for n in started), 300, "every DHT join")
+                        for n in started), 300, "every node's own lookup")
         print(f"  joined in {took:.1f} s", flush=True)
         await measure(results, started, lookups, rng)
     finally:

@@ -161,8 +161,8 @@ def test_a_lookup_whose_seeds_all_fail_goes_on_with_what_the_table_learned():
     assert (alone.asked, alone.failed, alone.found) == (1, 1, None)
     refilled = network.run(lookup(refill=refill))
     assert refilled.found is not None and refilled.found.nodeId == target
+    # It took from the table once its seed had failed, not before.
     assert refilled.path[0] == (1, network.ids[1], False)
-    # It took from the table once it had nobody left, not before.
     assert refilled.asked > 1
 
 

@@ -6,9 +6,9 @@ hears from itself (its links, and nodes that answer its requests), serves
 other nodes' C{FIND_NODE}, and runs lookups (L{p2poverlay.dht.lookup}).
 A node joins the DHT as the paper says: once it has a first link, it
 looks up its own id, then a random id in each of its buckets (those
-lookups wait L{JOIN_BUCKETS_DELAY}).  A bucket
-no lookup went into for C{dhtRefreshInterval} is refreshed the same way:
-a lookup for a random id in its own range.
+lookups wait L{JOIN_BUCKETS_DELAY}).  A bucket no lookup went into for
+C{dhtRefreshInterval} is refreshed the same way: a lookup for a random id
+in its own range.
 """
 
 from __future__ import annotations
