@@ -38,16 +38,14 @@ from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.ownaddress import OwnAddress, recordOf
 from p2poverlay.pins import Pins
+from p2poverlay.pairs import keepsNew
 from p2poverlay.private import PrivateOverlay
+from p2poverlay.queries import Queries
 from p2poverlay.protocol import PeerConnection
 from p2poverlay.reachability import NoReachability
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
 from p2poverlay.registry import PeerRegistry
-
-
-def _handshakeOf(connection: Any) -> "Deferred[PeerInfo]":
-    return connection.handshake
 
 
 @implementer(IPeerConnectionOwner)
@@ -83,6 +81,7 @@ class Connections:
         self.admission: IAdmission = OpenAdmission()
         self.listeners: List[IConnectionListener] = []
         self.factory = PeerConnectionFactory(self)
+        self.queries = Queries(self)
         self.stopping = False
         # A dict, not a set: walked in the order connections came.
         self._connections: Dict[PeerConnection, None] = {}
@@ -127,7 +126,8 @@ class Connections:
             hello, network_proof=self.private.proofFor(connection),
             observed="" if connection.remoteHost == "?"
             or isRelayed(connection) else connection.remoteAddress,
-            nonce=getattr(factory, "nonce", "") if connection.outbound else "")
+            nonce=getattr(factory, "nonce", "") if connection.outbound else "",
+            query=int(connection.query and connection.outbound))
 
     def connectionMade(self, connection: PeerConnection) -> None:
         self._connections[connection] = None
@@ -191,6 +191,8 @@ class Connections:
         handler = self.dispatcher.handler(message)
         if handler is None:
             connection.protocolError(f"unexpected {message.TYPE}")
+        elif connection.query:
+            self.queries.received(connection, message, handler)
         else:
             handler(connection, message)
 
@@ -211,29 +213,38 @@ class Connections:
         if known is not None and (known.role, role) != (DIRECT, NEIGHBOUR):
             return succeed(known)
         key = (host, port)
-        if key in self._selfAddresses:
-            return fail(SelfConnection(
-                f"{formatAddress(host, port)} is this node itself"))
-        if self.misbehaviour.isBanned(host):
-            return fail(PeerUnreachable(
-                f"{host} is banned: {self.misbehaviour.banReason(host)}"))
-        if key not in self._dials and \
-                self._outbound >= self.config.maxOutbound:
-            return fail(DialLimit(
-                f"cannot dial {formatAddress(host, port)}: "
-                f"{self.config.maxOutbound} outbound connections already"))
         waiter: Deferred[PeerInfo] = Deferred()
         if key in self._dials:
             self._dials[key].append(waiter)
             return waiter
+        if (refusal := self.dialRefusal(host, port)) is not None:
+            return fail(refusal)
         self._dials[key] = [waiter]
-        endpoint = self.network.clientEndpoint(host, port,
-                                               self.config.connectTimeout)
-        d = endpoint.connect(PeerConnectionFactory(self, outbound=True,
-                                                   role=role, dialed=key))
-        d.addCallback(_handshakeOf)
+        d = self.dial(host, port, role).addCallback(lambda c: c.handshake)
         d.addBoth(self._dialDone, key)
         return waiter
+
+    def dialRefusal(self, host: str, port: int) -> Optional[Exception]:
+        """Why a new dial to C{host:port} may not go (None: it may)."""
+        if (host, port) in self._selfAddresses:
+            return SelfConnection(
+                f"{formatAddress(host, port)} is this node itself")
+        if self.misbehaviour.isBanned(host):
+            return PeerUnreachable(
+                f"{host} is banned: {self.misbehaviour.banReason(host)}")
+        if self._outbound >= self.config.maxOutbound:
+            return DialLimit(
+                f"cannot dial {formatAddress(host, port)}: "
+                f"{self.config.maxOutbound} outbound connections already")
+        return None
+
+    def dial(self, host: str, port: int, role: str,
+             query: Optional[P2PMessage] = None) -> "Deferred[Any]":
+        """Dial C{host:port} (no checks: see L{dialRefusal})."""
+        endpoint = self.network.clientEndpoint(host, port,
+                                               self.config.connectTimeout)
+        return endpoint.connect(PeerConnectionFactory(
+            self, outbound=True, role=role, dialed=(host, port), query=query))
 
     def _dialDone(self, result, key: Tuple[str, int]) -> None:
         if isinstance(result, Failure) and not result.check(PeerUnreachable):
@@ -264,6 +275,7 @@ class Connections:
             # theirs (BYE for a self-connection, a duplicate, no room): the
             # dialer never counts a connection the node turns away.
             connection.role = hello.role
+            connection.query = bool(hello.query)
             connection.sendMessage(self.helloFor(connection))
         if hello.node_id == self.nodeId:
             # Both ends are this node: the dialing end reports it, the
@@ -304,6 +316,9 @@ class Connections:
             fingerprint=(fingerprintOf(connection.peerKey)
                          if connection.peerKey is not None else None),
             record=recordOf(hello))
+        if connection.query:
+            self.queries.handshaken(connection, info)
+            return
         existing = self.peers.connection(hello.node_id)
         # A direct link dialed again as a neighbour needs a slot too.
         if (existing is None or existing.role != connection.role == NEIGHBOUR) \
@@ -327,7 +342,7 @@ class Connections:
         duplicate = CloseReason(CloseKind.DUPLICATE)
         # Close the loser first: then the listeners see which of the two
         # connections is settled as the peer's.
-        if self._prefer(new, existing, info.node_id):
+        if keepsNew(new, existing, self.nodeId, info.node_id):
             self.peers.add(info, new)
             existing.rejected(duplicate)
             self._emit("roleChanged", info.node_id, existing.role, new.role)
@@ -337,23 +352,6 @@ class Connections:
             kept = self.peers.get(info.node_id)
             new.rejected(duplicate, peer=kept)
             self._emit("peerReached", kept, existing)
-
-    def _prefer(self, new: PeerConnection, old: PeerConnection,
-                remoteId: str) -> bool:
-        """
-        Of two connections to one peer, both sides keep one of their own
-        over one through a relay, then a neighbour's over a direct link,
-        else the one dialed by the node with the lower id.  If one node
-        dialed both, the older one stays: a HELLO that merely repeats a
-        connected node's id cannot push that node off.
-        """
-        if isRelayed(new) != isRelayed(old):
-            return isRelayed(old)  # A link of their own beats a relay's.
-        if new.role != old.role:
-            return new.role == NEIGHBOUR
-        newDialer, oldDialer = (self.nodeId if c.outbound else remoteId
-                                for c in (new, old))
-        return newDialer != oldDialer and newDialer == min(self.nodeId, remoteId)
 
     def _noRoomFor(self, connection: PeerConnection,
                    nodeId: str) -> Optional[CloseReason]:
@@ -400,6 +398,8 @@ class Connections:
             del self._connections[connection]
             self._outbound -= connection.outbound
         self.metrics.connectionClosed(reason)
+        if connection.query:
+            self.queries.connectionLost(connection)
         info = connection.peer
         if info is not None and self.peers.remove(info.node_id, connection):
             self.log.emit(info.logLevel, "peer disconnected: {peer} ({reason})",

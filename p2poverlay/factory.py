@@ -21,9 +21,11 @@ class PeerConnectionFactory(ServerFactory):
 
     def __init__(self, owner: IPeerConnectionOwner, outbound: bool = False,
                  link=None, role: str = NEIGHBOUR, dialed=None,
-                 nonce: str = "") -> None:
+                 nonce: str = "", query=None) -> None:
         self.dialed = dialed  # the (host, port) dialed, if this one dials
         self.nonce = nonce  # a probe's (see p2poverlay.reachability)
+        # A query connection's one request (see p2poverlay.queries).
+        self.query = query
         self.owner = owner
         self.outbound = outbound
         self.link = link
@@ -34,6 +36,7 @@ class PeerConnectionFactory(ServerFactory):
                                    role=self.role)
         connection.factory = self
         connection.dialed = self.dialed
+        connection.query = self.query is not None
         if self.link is not None:
             connection.link = self.link
             self.link.connection = connection

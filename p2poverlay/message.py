@@ -28,7 +28,10 @@ from p2poverlay.wirefields import (  # noqa: F401 (registerEntryType: here too)
 )
 from p2poverlay.wirejson import dumps, loads, quoted
 
-PROTOCOL_VERSION = 2  # 2: ACKS, confirming several DATA at once
+# 2: ACKS, confirming several DATA at once; 3: query connections (HELLO's
+# query: one DHT request, answered, and the connection closes).
+PROTOCOL_VERSION = 3
+QUERY_VERSION = 3
 # An optional count a message leaves out (on the wire, counts are >= 0).
 UNSAID = -1
 
@@ -152,6 +155,11 @@ class Hello(P2PMessage):
     # On a prober's probe: the nonce the probed node asked to be dialed
     # back with (the probed node's own HELLO carries none).
     nonce: str = ""
+    # 1: a query connection.  The dialer's one DHT request follows this
+    # HELLO, and the connection closes once it is answered; the peer is
+    # not registered.  A node of version 2 ignores it and keeps a direct
+    # link, which answers the request all the same.
+    query: int = 0
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
@@ -162,7 +170,7 @@ class Hello(P2PMessage):
         if not self.key:
             del fields["host"], fields["seq"], fields["key"], \
                 fields["signature"]
-        for optional in ("observed", "nonce"):
+        for optional in ("observed", "nonce", "query"):
             if not fields[optional]:
                 del fields[optional]
         return fields
@@ -190,6 +198,9 @@ class Hello(P2PMessage):
         checkHex(self.nonce, "nonce", 64)
         if self.nonce and self.role != PROBE:
             raise MessageError("HELLO has a nonce but does not probe")
+        checkRange(self.query, "query", 1)
+        if self.query and self.role != DIRECT:
+            raise MessageError("HELLO of a query connection is not direct")
 
 
 @dataclass(frozen=True)

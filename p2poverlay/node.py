@@ -120,7 +120,7 @@ class Node(Service):
             self.connections.connect, deliver, self.stats)
         self.dht = Kademlia(self.nodeId, config, clock, self.random,
                             self.peers, self.connections.connect, dispatcher,
-                            self.verifier)
+                            self.verifier, queries=self.connections.queries)
         self.topology = Topology(
             self.nodeId, config, clock, self.random, self.peers, book,
             self.connections, self.misbehaviour, dispatcher,

@@ -10,7 +10,7 @@ L{IPeerConnectionOwner}, in practice L{p2poverlay.connections.Connections}.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from automat import MethodicalMachine
 from twisted.internet.defer import Deferred
@@ -29,6 +29,7 @@ from p2poverlay.message import (
 from p2poverlay.outbox import Outbox
 from p2poverlay.reasons import LOST_CONNECTION, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo
+from p2poverlay.sending import LineSending
 from p2poverlay.tls import ProvesKey
 
 # How long a closing connection may take to flush before it is aborted.
@@ -43,7 +44,7 @@ MAX_SLOWDOWN = 1.0
 PROTOCOL_ERROR_POINTS = 60
 
 
-class PeerConnection(LineFraming, ProvesKey):
+class PeerConnection(LineFraming, LineSending, ProvesKey):
     """
     A connection to another node, in either direction.
 
@@ -78,6 +79,7 @@ class PeerConnection(LineFraming, ProvesKey):
     neighbourCount = UNSAID  # the peer's neighbours, as it last said
     link = None  # the PeerLink that dialed this connection, if any
     dialed: Optional[Tuple[str, int]] = None  # (host, port), if it dialed
+    query = False  # one DHT request, then closed (p2poverlay.queries)
     _timer: Optional[IDelayedCall] = None
     _throttled: Optional[IDelayedCall] = None
     _closedWaiters: Tuple[Deferred[None], ...] = ()
@@ -295,7 +297,7 @@ class PeerConnection(LineFraming, ProvesKey):
             # The accepting side answers once it has read this HELLO.
             # (Over TLS it goes once the handshake is through: see
             # keyProven.)
-            self.sendMessage(self.owner.helloFor(self))
+            self._sayHello()
         self._timer = self.clock.callLater(config.handshakeTimeout,
                                            self._handshakeTimedOut)
         self.owner.connectionMade(self)
@@ -307,7 +309,13 @@ class PeerConnection(LineFraming, ProvesKey):
         if self.outbound:
             # In the same flight as TLS's last message: no round trip lost,
             # and what it proves may depend on the session.
-            self.sendMessage(self.owner.helloFor(self))
+            self._sayHello()
+
+    def _sayHello(self) -> None:
+        """The dialer's HELLO, and a query connection's request with it."""
+        self.sendMessage(self.owner.helloFor(self))
+        if self.query:
+            self.sendMessage(self.factory.query)
 
     def _handshakeTimedOut(self) -> None:
         self._timer = None
@@ -389,32 +397,3 @@ class PeerConnection(LineFraming, ProvesKey):
             self.protocolError("HELLO sent twice")
         else:
             self.owner.messageReceived(self, message)
-
-    # -- sending --------------------------------------------------------
-
-    def sendMessage(self, message: P2PMessage) -> None:
-        """Send a small control message; it is queued even when full."""
-        if not self.closing:
-            self._write([message.encode()], message.TYPE, force=True)
-
-    def sendEncoded(self, line: bytes, messageType: str,
-                    force: bool = False) -> bool:
-        """
-        Send a message already encoded (once, for several connections);
-        C{force} queues it even when the send buffer is full.
-
-        @return: False if dropped: the peer reads too slowly, or closing.
-        """
-        return not self.closing and self._write([line], messageType, force) > 0
-
-    def sendEncodedLines(self, lines: List[bytes], messageType: str) -> int:
-        """Send encoded lines of one type in one write: how many went."""
-        return 0 if self.closing else self._write(lines, messageType)
-
-    def _write(self, lines: List[bytes], messageType: str,
-               force: bool = False) -> int:
-        """Every line this connection sends goes out (and is counted) here."""
-        taken = self.outbox.writeLines(lines, force)
-        for line in lines[:taken]:
-            self.metrics.sent(messageType, len(line) + 1)
-        return taken

@@ -39,6 +39,7 @@ class CloseKind(enum.Enum):
     IDLE = "idle"  # a direct link unused for a while
     DIRECT_LIMIT = "direct_limit"  # too many direct links
     PROBED = "probed"  # a dial-back probe, done
+    ANSWERED = "answered"  # a query connection, its request answered
     LOST = "lost"  # the connection went without a word
 
 
@@ -63,6 +64,7 @@ _TEXT = {
     CloseKind.IDLE: "idle direct link",
     CloseKind.DIRECT_LIMIT: "too many direct links",
     CloseKind.PROBED: "dial-back done",
+    CloseKind.ANSWERED: "query answered",
     CloseKind.LOST: "connection lost",
 }
 
@@ -168,6 +170,7 @@ class CloseReason:
 
 LOST_CONNECTION = CloseReason(CloseKind.LOST)
 SHUTTING_DOWN = CloseReason(CloseKind.SHUTDOWN)
+ANSWERED = CloseReason(CloseKind.ANSWERED)
 
 
 class Departure(enum.Enum):

@@ -54,6 +54,7 @@ class FakeConnection:
                              name="", direction="outbound", since=0.0)
         self.outbound = outbound
         self.role = NEIGHBOUR
+        self.query = False
         self.closing = False
         self.remoteHost = remoteHost
         self.transport = StringTransport(

@@ -2,8 +2,9 @@
 DHT requests and their answers, over the node's links.
 
 A request goes over the link to its node if there is one, else over a
-new I{direct} link (bounded and closed when idle, as those for direct
-messages are: L{p2poverlay.topology}).  The answer must come from the node
+new query connection (L{p2poverlay.queries}: the request, its answer, and
+it closes), or where there are none, a new I{direct} link (bounded and
+closed when idle, as those for direct messages are).  The answer must come from the node
 asked, over its link, with the request's id, within the timeout; anything
 else is no answer.  Requests served are limited per peer.
 """
@@ -11,7 +12,7 @@ else is no answer.  Requests served are limited per peer.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
@@ -20,9 +21,13 @@ from p2poverlay.dht.routing import Contact
 from p2poverlay.errors import LookupFailed, PeerUnreachable
 from p2poverlay.limits import TokenBucket
 from p2poverlay.message import DIRECT, P2PMessage
+from p2poverlay.reasons import ANSWERED, CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.wirevalues import newMessageId
+
+if TYPE_CHECKING:
+    from p2poverlay.queries import Queries
 
 # Peers whose request budgets are remembered (the least recent forgotten).
 BUDGETS = 1024
@@ -41,7 +46,7 @@ class _Pending:
         self.contact = contact
         self.make = make
         self.timer = timer
-        self.link = None  # the connection it went over, once sent
+        self.link: Any = None  # the connection it went over, once sent
         self.relinked = False
 
     @property
@@ -57,14 +62,18 @@ class DHTRequests:
         with its L{PeerInfo} (L{p2poverlay.connections.Connections.connect}).
     @param timeout: seconds a request waits for its answer, link included.
     @param rate: requests served per peer per second (C{burst} at once).
+    @param queries: makes query connections (without, new links carry
+        the requests to nodes not linked).
     """
 
     def __init__(self, clock, registry: PeerRegistry,
                  connect: Callable[..., "Deferred[PeerInfo]"],
-                 timeout: float, rate: float, burst: float) -> None:
+                 timeout: float, rate: float, burst: float,
+                 queries: Optional["Queries"] = None) -> None:
         self.clock = clock
         self.peers = registry
         self.connect = connect
+        self.queries = queries
         self.timeout = timeout
         self.rate = rate
         self.burst = burst
@@ -98,11 +107,18 @@ class DHTRequests:
         return done
 
     def _reach(self, rid: str) -> None:
-        """Send request C{rid} over its node's link, made first if need be."""
-        contact = self._pending[rid].contact
+        """Send request C{rid} over its node's link, or a query connection
+        (or a new link) if there is none."""
+        pending = self._pending[rid]
+        contact = pending.contact
         connection = self.peers.connection(contact.nodeId)
         if connection is not None and not connection.closing:
             self._send(connection, rid)
+        elif self.queries is not None:
+            query = self.queries.dial(contact.host, contact.port,
+                                      pending.make(rid))
+            query.addCallbacks(self._queried, self._notLinked,
+                           callbackArgs=(rid,), errbackArgs=(rid,))
         else:
             d = self.connect(contact.host, contact.port, DIRECT)
             d.addCallbacks(self._linked, self._notLinked,
@@ -121,6 +137,26 @@ class DHTRequests:
             self._fail(rid, PeerUnreachable(f"{info.describe()} went away"))
         else:
             self._send(connection, rid)
+
+    def _queried(self, connection, rid: str) -> None:
+        """The query connection for C{rid} is through its handshake (the
+        request went with the HELLO)."""
+        pending = self._pending.get(rid)
+        nodeId = connection.info.node_id
+        if pending is None:
+            self._endQuery(connection, CloseReason(CloseKind.SILENT,
+                                                   f"{self.timeout:g} s"))
+        elif nodeId != pending.nodeId:
+            self._endQuery(connection, CloseReason(CloseKind.NOT_PINNED))
+            self._fail(rid, PeerUnreachable(
+                f"{pending.contact.host}:{pending.contact.port} is another "
+                f"node now ({nodeId[:8]}, not {pending.nodeId[:8]})"))
+        else:
+            self._setLink(pending, connection)
+
+    def _endQuery(self, connection, reason: CloseReason) -> None:
+        if self.queries is not None:
+            self.queries.finished(connection, reason)
 
     def _notLinked(self, reason: Failure, rid: str) -> None:
         self._fail(rid, reason.value if reason.check(PeerUnreachable)
@@ -152,13 +188,14 @@ class DHTRequests:
         """
         C{connection} closed: its requests go once more, over a new link
         (the peer may have closed an idle link as the request came), or
-        fail if they went over a new link already.
+        fail if they went over a new link already, or over a query
+        connection (the node asked closed it unanswered).
         """
         for rid, pending in list(self._pending.items()):
             if pending.link is not connection:
                 continue
             self._setLink(pending, None)
-            if pending.relinked or not self.running:
+            if pending.relinked or not self.running or connection.query:
                 self._fail(rid, NoAnswer(
                     f"the link to {pending.nodeId[:8]} closed"))
             else:
@@ -168,6 +205,9 @@ class DHTRequests:
     def _timedOut(self, rid: str) -> None:
         pending = self._pending.pop(rid, None)
         if pending is not None:
+            if pending.link is not None and pending.link.query:
+                self._endQuery(pending.link, CloseReason(
+                    CloseKind.SILENT, f"{self.timeout:g} s"))
             self._setLink(pending, None)
             self.unanswered += 1
             pending.deferred.errback(NoAnswer(
@@ -196,6 +236,8 @@ class DHTRequests:
         pending.timer.cancel()
         self.answered += 1
         connection.lastUsed = self.clock.seconds()
+        if connection.query:
+            self._endQuery(connection, ANSWERED)
         pending.deferred.callback((answer, connection))
 
     def mayServe(self, connection) -> bool:

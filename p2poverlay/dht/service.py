@@ -29,13 +29,14 @@ from p2poverlay.dht.lookup import (
 )
 from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.rpc import DHTRequests
-from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.dht.wire import ANSWERS, REQUESTS, FindNode, Nodes
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import (
     DialLimit, ForgedRecord, LookupFailed, TooManyLookups,
 )
 from p2poverlay.interfaces import ConnectionListener
 from p2poverlay.peeraddress import PeerAddress
+from p2poverlay.queries import Queries
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
 from p2poverlay.signing import Verifier
@@ -89,7 +90,7 @@ class Kademlia(ConnectionListener):
     @param connect: see L{DHTRequests}.
     @param verifier: checks the signed records that answers carry.
     @param requests: how its requests travel (by default a L{DHTRequests}
-        over links made with C{connect}).
+        over links made with C{connect}, and C{queries}' connections).
     """
 
     log = Logger()
@@ -97,7 +98,8 @@ class Kademlia(ConnectionListener):
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  rng: random.Random, registry: PeerRegistry, connect,
                  dispatcher: Dispatcher, verifier: Verifier,
-                 requests: Optional[DHTRequests] = None) -> None:
+                 requests: Optional[DHTRequests] = None,
+                 queries: Optional[Queries] = None) -> None:
         self.nodeId = nodeId
         self.config = config
         self.clock = clock
@@ -109,7 +111,9 @@ class Kademlia(ConnectionListener):
         if requests is None:
             requests = DHTRequests(
                 clock, registry, connect, config.dhtRequestTimeout,
-                config.dhtRequestRate, config.dhtRequestBurst)
+                config.dhtRequestRate, config.dhtRequestBurst, queries)
+        if queries is not None:
+            queries.allow(REQUESTS, ANSWERS)
         self.requests = requests
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0

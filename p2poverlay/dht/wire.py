@@ -130,3 +130,9 @@ class Value(P2PMessage):
         checkRecords(self.TYPE, self.records)
         if len(self.nodes) > MAX_NODES:
             raise MessageError(f"VALUE names more than {MAX_NODES} nodes")
+
+
+# What a query connection (p2poverlay.queries) may carry: one request,
+# and back its answer.
+REQUESTS = (FindNode, Store, FindValue)
+ANSWERS = (Nodes, Stored, Value)

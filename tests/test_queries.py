@@ -1,0 +1,155 @@
+"""
+Query connections, over real loopback sockets: a DHT request to a node
+this one has no link to goes with the HELLO, is answered, and the
+connection closes, with neither node registering the other; a node of
+protocol version 2 answers it over a direct link and is told BYE; a query
+connection carries one request and nothing else.
+"""
+
+from dataclasses import replace
+
+import pytest
+import pytest_twisted
+from twisted.internet.task import Clock
+
+from p2poverlay import node as nodeModule
+from p2poverlay.dht.routing import Contact
+from p2poverlay.dht.wire import FindNode, Nodes
+from p2poverlay.message import DIRECT, Hello, Ping, newMessageId, newNodeId
+from p2poverlay.reasons import CloseKind
+from helpers import PROMPT, waitFor
+
+TARGET = "ab" * 32
+
+
+def contactOf(node):
+    return Contact(node.nodeId, "127.0.0.1", node.listenPort, 0.0)
+
+
+def askFindNode(asker, asked):
+    """C{asker}'s FIND_NODE to C{asked}: fires with the answer."""
+    return asker.dht.ask(contactOf(asked), lambda rid: FindNode(rid, TARGET))
+
+
+@pytest.mark.parametrize("plaintext", [True, False], ids=["plaintext", "tls"])
+@pytest_twisted.inlineCallbacks
+def test_a_request_to_a_node_not_linked_goes_over_a_query_connection(
+        overlay, plaintext):
+    a = yield overlay.start(name="a", autoConnect=False, plaintext=plaintext)
+    b = yield overlay.start(name="b", autoConnect=False, plaintext=plaintext)
+    answer = yield askFindNode(a, b)
+    assert isinstance(answer, Nodes)
+    assert (a.connections.queries.dialed, b.connections.queries.served) \
+        == (1, 1)
+    # Neither registered the other, and the connection is gone both ways.
+    assert a.nodeId not in b.peers and b.nodeId not in a.peers
+    yield waitFor(lambda: len(a.connections) == len(b.connections) == 0,
+                  timeout=PROMPT, what="the query connection closed")
+    # Each one heard from the other: the asker is how a newcomer becomes
+    # known to the nodes its lookups ask.
+    assert b.dht.table.holds(contactOf(a)) and a.dht.table.holds(contactOf(b))
+    assert b.metrics.disconnects["protocol_error"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_version_2_node_answers_over_a_direct_link_and_hears_bye(
+        overlay, monkeypatch):
+    a = yield overlay.start(name="a", autoConnect=False)
+    # The old node's HELLO says version 2 (so, while the test runs, does
+    # a's: it is the old node's that a goes by).
+    monkeypatch.setattr(nodeModule, "PROTOCOL_VERSION", 2)
+    old = yield overlay.start(name="old", autoConnect=False)
+    helloReceived = old.connections.helloReceived
+    registered = []
+
+    def ignoringQuery(connection, hello):
+        # Version 2 has no query field: it keeps a direct link.
+        helloReceived(connection, replace(hello, query=0))
+        registered.append(old.peers.get(a.nodeId))
+    old.connections.helloReceived = ignoringQuery
+    answer = yield askFindNode(a, old)
+    assert isinstance(answer, Nodes)
+    assert registered[0] is not None and registered[0].role == DIRECT
+    assert old.connections.queries.served == 0
+    yield waitFor(lambda: a.nodeId not in old.peers, timeout=PROMPT,
+                  what="the link to the old node closed")
+    assert old.metrics.disconnects["bye"] == 1
+    assert old.metrics.disconnects["protocol_error"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_query_connection_carries_one_request_and_nothing_else(
+        overlay, raw):
+    b = yield overlay.start(name="b", autoConnect=False)
+    asker = yield raw(b)
+    asker.send(Hello(newNodeId(), 3, 0, "asker", DIRECT, query=1),
+               FindNode(newMessageId(), TARGET), Ping(1))
+    yield waitFor(lambda: asker.closed, timeout=PROMPT,
+                  what="the query connection closed")
+    assert asker.types() == ["HELLO", "NODES"]  # The PING went unread.
+    assert b.metrics.disconnects["protocol_error"] == 0
+    other = yield raw(b)
+    other.send(Hello(newNodeId(), 3, 0, "other", DIRECT, query=1), Ping(1))
+    yield waitFor(lambda: other.closed, timeout=PROMPT,
+                  what="the query connection closed")
+    bye = other.lines()[-1]
+    assert bye["type"] == "BYE" and "PING on a query connection" in \
+        bye["reason"]
+    assert b.connections.queries.served == 1
+
+
+def test_a_query_hello_must_be_a_direct_links():
+    with pytest.raises(Exception, match="query connection is not direct"):
+        Hello(newNodeId(), 3, 0, "x", "neighbour", query=1).validate()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_query_connection_with_no_request_closes_after_the_handshake_timeout(
+        overlay, raw):
+    b = yield overlay.start(name="b", autoConnect=False, handshakeTimeout=0.5)
+    asker = yield raw(b)
+    asker.send(Hello(newNodeId(), 3, 0, "mute", DIRECT, query=1))
+    yield waitFor(lambda: asker.closed, timeout=PROMPT,
+                  what="the mute query connection closed")
+    assert asker.types() == ["HELLO", "BYE"]
+    assert asker.lines()[-1]["code"] == CloseKind.HANDSHAKE_TIMEOUT.value
+
+
+def test_a_request_unanswered_in_time_closes_its_query_connection():
+    from p2poverlay.dht.rpc import DHTRequests
+    from p2poverlay.registry import PeerRegistry
+
+    class Dialed:
+        query = True
+        closed = None
+
+        def __init__(self, nodeId):
+            self.info = type("Info", (), {"node_id": nodeId})()
+
+    class FakeQueries:
+        def __init__(self):
+            self.dials, self.ended = [], []
+
+        def dial(self, host, port, request):
+            from twisted.internet.defer import Deferred
+            d = Deferred()
+            self.dials.append(d)
+            return d
+
+        def finished(self, connection, reason):
+            self.ended.append((connection, reason.kind))
+
+    clock, queries = Clock(), FakeQueries()
+    requests = DHTRequests(clock, PeerRegistry(), connect=None, timeout=5.0,
+                           rate=20.0, burst=100.0, queries=queries)
+    nodeId = newNodeId()
+    failures = []
+    requests.request(Contact(nodeId, "127.0.0.1", 9000, 0.0),
+                     lambda rid: FindNode(rid, TARGET)).addErrback(
+        failures.append)
+    connection = Dialed(nodeId)
+    queries.dials[0].callback(connection)
+    assert requests.busy(connection)
+    clock.advance(5)
+    assert failures and queries.ended == [(connection, CloseKind.SILENT)]
+    assert not requests.busy(connection)
