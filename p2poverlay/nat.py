@@ -16,6 +16,7 @@ from p2poverlay.addressnews import AddressNews
 from p2poverlay.dialback import DialBackServer, probeThrough
 from p2poverlay.natwire import Address, DialBackRequest, DialBackResult
 from p2poverlay.holepunch import HolePunching
+from p2poverlay.message import DIRECT
 from p2poverlay.reachability import PRIVATE, Reachability
 from p2poverlay.relay import RelayParts, attachRelaying
 from p2poverlay.relayuse import RelayUse, connectThrough
@@ -74,6 +75,15 @@ def _undialable(node: Any, nodeId: str) -> None:
     node.topology.peerExchange.needy.forget(nodeId)
 
 
+def _linkTo(node: Any, nodeId: str) -> None:
+    """A direct link to C{nodeId}, where the address book or the DHT's
+    table says it listens (failures are the caller's to notice)."""
+    known = node.addressBook.get(nodeId) or node.dht.table.get(nodeId)
+    if known is not None:
+        node.connections.connect(known.host, known.port, DIRECT).addErrback(
+            lambda _: None)
+
+
 def listeningAddress(node: Any) -> Any:
     """C{(host, port)} the node listens at (C{("", 0)} before it does)."""
     port = node.port
@@ -89,6 +99,7 @@ def attachNatTraversal(node: Any) -> NatTraversal:
         connections, dispatcher, node.metrics, node.addressBook,
         lambda: node.listenPort, node.random,
         partial(_undialable, node))
+    reachability.linkTo = partial(_linkTo, node)
     relaying = attachRelaying(node, reachability)
     rendezvous = Rendezvous(node.values, connections.ownAddress.verifier,
                             node.addressBook)

@@ -123,6 +123,10 @@ class Reachability(NoReachability):
         self.confidence = 0
         self.confirmedBy: Set[str] = set()
         self._failedBy: Set[str] = set()
+        # Observers linked to for a dial-back, since the state last changed.
+        self._sought: Set[str] = set()
+        # C{linkTo(nodeId)} opens a direct link to that node, if it can.
+        self.linkTo: Callable[[str], object] = lambda _: None
         self._pending: Dict[str, _Probe] = {}
         self._next: Optional[IDelayedCall] = None
         self.stopped = False
@@ -219,6 +223,7 @@ class Reachability(NoReachability):
     def _become(self, state: str, address: Optional[Tuple[str, int]]) -> None:
         self.state, self.address, self.confidence = state, address, 0
         self.changes += 1
+        self._sought.clear()
         if address is None:
             self.confirmedBy.clear()
         self.log.info("reachability: {what}", what=self.describe())
@@ -257,10 +262,29 @@ class Reachability(NoReachability):
         if planned and (self.state != PUBLIC or self.address == (host, port)):
             return
         prober = self._prober(host)
+        if (prober is None or prober.peer.node_id in self._failedBy) and \
+                self._seekObserver(host):
+            return
         if prober is None:
             self._schedule(RETRY)
             return
         self.ask(prober, host)
+
+    def _seekObserver(self, host: str) -> bool:
+        """
+        No peer that sees this node at C{host} is left to ask (a node with
+        one neighbour, say, when a decision takes two): link to a node
+        that saw it there on a connection now gone (a DHT query's), to ask
+        it next.  Did it try?
+        """
+        others = self._unlinkedObservers(host)
+        if not others:
+            return False
+        other = self.random.choice(others)
+        self._sought.add(other)
+        self.linkTo(other)
+        self._schedule(SOON)
+        return True
 
     def ask(self, connection: Any, host: str) -> str:
         """
@@ -301,12 +325,21 @@ class Reachability(NoReachability):
                 if c.peer is not None and not c.closing
                 and c.peer.node_id in observers]
 
+    def _unlinkedObservers(self, host: str) -> List[str]:
+        """The nodes that saw this node at C{host}, are not linked now,
+        and have been neither asked nor linked to for it."""
+        linked = {c.peer.node_id for c in self._observing(host)}
+        return [o for o in self.observations.observersOf(host)
+                if o not in linked and o not in self._failedBy
+                and o not in self._sought]
+
     def _untried(self) -> bool:
-        """Is some peer that could be asked yet to fail?"""
+        """Is some peer that could be asked (or linked to) yet to fail?"""
         host = self.observations.candidate()
-        return host is not None and any(
+        return host is not None and (any(
             c.peer.node_id not in self._failedBy
             for c in self._observing(host))
+            or bool(self._unlinkedObservers(host)))
 
     # -- what the node says of itself -------------------------------------
 

@@ -276,6 +276,31 @@ def test_two_peers_failing_to_reach_make_it_private(reach, peers, clock):
         in reach.describe()
 
 
+def test_an_observer_no_longer_linked_is_linked_to_for_the_second_try(
+        reach, peers, clock):
+    """A node with one peer: the second observer was a DHT query's, its
+    connection gone; it is linked to, then asked, and the node decides."""
+    linked = []
+    reach.linkTo = linked.append
+    observe(reach, peers, clock, 1, f"{ROUTER}:40000")
+    gone = observe(reach, peers, clock, 2, f"{ROUTER}:40001")
+    peers.links.remove(gone)
+    [asked] = [c for c in peers.links if requests(c)] or [gone]
+    assert asked is not gone, "only a linked peer is asked"
+    reach.resultReceived(asked, DialBackResult(
+        requests(asked)[0].nonce, UNREACHED, "timed out"))
+    clock.advance(1)
+    assert linked == [nodeId(2)] and len(requests(asked)) == 1
+    again = observe(reach, peers, clock, 2, f"{ROUTER}:40001")
+    clock.advance(1)
+    [request] = requests(again)
+    reach.resultReceived(again, DialBackResult(request.nonce, UNREACHED,
+                                               "timed out"))
+    assert reach.state == PRIVATE
+    clock.advance(60)
+    assert linked == [nodeId(2)], "linked to once, not again and again"
+
+
 def test_a_refusal_is_no_failure(reach, peers, clock):
     observe(reach, peers, clock, 1, f"{ROUTER}:40000")
     observe(reach, peers, clock, 2, f"{ROUTER}:40001")
