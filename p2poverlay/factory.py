@@ -24,7 +24,7 @@ class PeerConnectionFactory(ServerFactory):
                  nonce: str = "", query=None) -> None:
         self.dialed = dialed  # the (host, port) dialed, if this one dials
         self.nonce = nonce  # a probe's (see p2poverlay.reachability)
-        # A query connection's one request (see p2poverlay.queries).
+        # A query connection's first request (see p2poverlay.queries).
         self.query = query
         self.owner = owner
         self.outbound = outbound

@@ -29,9 +29,8 @@ from p2poverlay.wirefields import (  # noqa: F401 (registerEntryType: here too)
 from p2poverlay.wirejson import dumps, loads, quoted
 
 # 2: ACKS, confirming several DATA at once; 3: query connections (HELLO's
-# query: one DHT request, answered, and the connection closes).
+# query: a connection for DHT requests only, see p2poverlay.queries).
 PROTOCOL_VERSION = 3
-QUERY_VERSION = 3
 # An optional count a message leaves out (on the wire, counts are >= 0).
 UNSAID = -1
 
@@ -155,10 +154,10 @@ class Hello(P2PMessage):
     # On a prober's probe: the nonce the probed node asked to be dialed
     # back with (the probed node's own HELLO carries none).
     nonce: str = ""
-    # 1: a query connection.  The dialer's one DHT request follows this
-    # HELLO, and the connection closes once it is answered; the peer is
-    # not registered.  A node of version 2 ignores it and keeps a direct
-    # link, which answers the request all the same.
+    # 1: a query connection.  The dialer's DHT request follows this HELLO;
+    # it carries DHT requests only, and neither end registers the other.
+    # A node of version 2 ignores it and keeps a direct link, which
+    # answers the request all the same.
     query: int = 0
 
     def toDict(self) -> Dict[str, Any]:

@@ -79,7 +79,7 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
     neighbourCount = UNSAID  # the peer's neighbours, as it last said
     link = None  # the PeerLink that dialed this connection, if any
     dialed: Optional[Tuple[str, int]] = None  # (host, port), if it dialed
-    query = False  # one DHT request, then closed (p2poverlay.queries)
+    query = False  # for DHT requests only (p2poverlay.queries)
     _timer: Optional[IDelayedCall] = None
     _throttled: Optional[IDelayedCall] = None
     _closedWaiters: Tuple[Deferred[None], ...] = ()

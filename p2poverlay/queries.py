@@ -1,35 +1,45 @@
 """
-Query connections: one DHT request to a node this one has no link to,
-its answer, and the connection closes.
+Query connections: DHT requests to a node this one has no link to, and
+their answers, without a peer registered at either end.
 
 A DHT lookup asks a score of nodes once each.  A direct link to each would
-register a peer, tell every listener, and linger until idle; a query
-connection skips all that.  The dialer sends its HELLO (with C{query=1})
-and its request in one flight; the accepting node checks the HELLO as it
-checks every HELLO (a private overlay's proof, the key, bans), answers
-the one request, and closes.  Neither end registers the other as a peer.
+register a peer and tell every listener; a query connection skips all
+that.  The dialer sends its HELLO (with C{query=1}) and its request in
+one flight; the accepting node checks the HELLO as it checks every HELLO
+(a private overlay's proof, the key, bans) and answers.  Neither end
+registers the other as a peer.  The dialer keeps the connection
+L{LINGER} seconds after an answer, for its next request to that node,
+then closes it with a BYE; the accepting node closes one that brings no
+request within the handshake timeout.
 
 A node of protocol version 2 ignores the HELLO's C{query}: it keeps a
-direct link, which answers the request all the same, and the dialer
-closes it with a BYE once answered.
+direct link, which answers the request all the same, and closes as any.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable
+from typing import Optional
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from p2poverlay.errors import PeerUnreachable
-from p2poverlay.message import DIRECT, QUERY_VERSION, P2PMessage
+from p2poverlay.message import DIRECT, P2PMessage
 from p2poverlay.reasons import ANSWERED, CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 
 if TYPE_CHECKING:
     from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
+
+# Seconds a dialer keeps a query connection after its answer, for another
+# request to the same node (a lookup's next round, a table's check of its
+# oldest contact), and how many it keeps so at most.
+LINGER = 5.0
+MAX_LINGERING = 32
 
 
 class Queries:
@@ -45,14 +55,22 @@ class Queries:
         self.connections = connections
         self.requests: FrozenSet[str] = frozenset()
         self.answers: FrozenSet[str] = frozenset()
-        # Accepted query connections whose request has not come yet.
+        # Accepted query connections waiting for a request.
         self._waiting: Dict["PeerConnection", IDelayedCall] = {}
-        self.dialed = self.served = 0
+        # Dialed ones whose answer came, by node id (the oldest first).
+        self._lingering: "OrderedDict[str, Any]" = OrderedDict()
+        self.dialed = self.served = self.reused = 0
 
     def allow(self, requests: Iterable[Any], answers: Iterable[Any]) -> None:
         """Let query connections carry these requests and answers."""
         self.requests = frozenset(kind.TYPE for kind in requests)
         self.answers = frozenset(kind.TYPE for kind in answers)
+
+    def counters(self) -> dict:
+        """Query connections dialed, reused and served, for the metrics."""
+        return {"dht_queries_dialed": self.dialed,
+                "dht_queries_reused": self.reused,
+                "dht_queries_served": self.served}
 
     # -- dialing ------------------------------------------------------------
 
@@ -80,13 +98,47 @@ class Queries:
                 f"cannot query {host}:{port}: {reason.getErrorMessage()}"))
         return d.addErrback(unreachable)
 
+    def take(self, nodeId: str) -> Optional["PeerConnection"]:
+        """A query connection to C{nodeId} kept after its answer, to carry
+        another request (it is this caller's until L{finished})."""
+        kept = self._lingering.pop(nodeId, None)
+        if kept is None:
+            return None
+        connection, timer = kept
+        timer.cancel()
+        if connection.closing:
+            return None
+        self.reused += 1
+        return connection
+
     def finished(self, connection: "PeerConnection",
                  reason: CloseReason = ANSWERED) -> None:
         """
-        The dialer is done with C{connection} (its answer came, or will
-        not): close, with a BYE to a node that kept a link.
+        The dialer is done with C{connection} for now: once answered it is
+        kept L{LINGER} seconds (unless one to the node is kept already, or
+        L{MAX_LINGERING}); else, or when that time is up, it closes.
         """
-        connection.close(reason, tellPeer=connection.version < QUERY_VERSION)
+        nodeId = connection.info.node_id
+        if reason is not ANSWERED or connection.closing or \
+                nodeId in self._lingering:
+            self._close(connection, reason)
+            return
+        self._lingering[nodeId] = (connection, self.connections.clock.callLater(
+            LINGER, self._expire, nodeId, connection))
+        if len(self._lingering) > MAX_LINGERING:
+            _, (oldest, timer) = self._lingering.popitem(last=False)
+            timer.cancel()
+            self._close(oldest, ANSWERED)
+
+    def _expire(self, nodeId: str, connection: "PeerConnection") -> None:
+        kept = self._lingering.get(nodeId)
+        if kept is not None and kept[0] is connection:
+            del self._lingering[nodeId]
+            self._close(connection, ANSWERED)
+
+    def _close(self, connection: "PeerConnection", reason: CloseReason) -> None:
+        # With a BYE: the node asked counts it as a goodbye, not as lost.
+        connection.close(reason)
 
     # -- accepting ------------------------------------------------------------
 
@@ -99,16 +151,20 @@ class Queries:
         """
         connection.established(info)
         if not connection.outbound:
-            self._waiting[connection] = self.connections.clock.callLater(
-                self.connections.config.handshakeTimeout, connection.close,
-                CloseReason(CloseKind.HANDSHAKE_TIMEOUT))
+            self._wait(connection, CloseReason(CloseKind.HANDSHAKE_TIMEOUT))
+
+    def _wait(self, connection: "PeerConnection", reason: CloseReason) -> None:
+        """An accepted one closes if no request comes within the handshake
+        timeout (longer than the dialer's L{LINGER})."""
+        self._waiting[connection] = self.connections.clock.callLater(
+            self.connections.config.handshakeTimeout, connection.close, reason)
 
     def received(self, connection: "PeerConnection", message: P2PMessage,
                  handler: Callable[[Any, P2PMessage], None]) -> None:
         """
-        A message on a query connection: an accepted one carries one
-        request, and closes once it is handled; a dialed one, the answer
-        (anything else a version 2 node says on its link is not for it).
+        A message on a query connection: on an accepted one, a request; on
+        a dialed one, an answer (anything else a version 2 node says on
+        its link is not for it).
         """
         if connection.outbound:
             if message.TYPE in self.answers:
@@ -121,10 +177,16 @@ class Queries:
         self._stopWaiting(connection)
         self.served += 1
         handler(connection, message)
-        connection.close(ANSWERED, tellPeer=False)
+        if not connection.closing:
+            self._wait(connection, CloseReason(CloseKind.IDLE))
 
     def connectionLost(self, connection: "PeerConnection") -> None:
         self._stopWaiting(connection)
+        if connection.peer is not None:
+            kept = self._lingering.get(connection.peer.node_id)
+            if kept is not None and kept[0] is connection:
+                del self._lingering[connection.peer.node_id]
+                kept[1].cancel()
 
     def _stopWaiting(self, connection: "PeerConnection") -> None:
         timer = self._waiting.pop(connection, None)

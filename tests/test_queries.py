@@ -1,9 +1,10 @@
 """
 Query connections, over real loopback sockets: a DHT request to a node
-this one has no link to goes with the HELLO, is answered, and the
-connection closes, with neither node registering the other; a node of
-protocol version 2 answers it over a direct link and is told BYE; a query
-connection carries one request and nothing else.
+this one has no link to goes with the HELLO and is answered, neither node
+registering the other; the connection carries the next request to that
+node, and closes once unused for a while; a node of protocol version 2
+answers over a direct link and is told BYE; a query connection carries
+requests and nothing else.
 """
 
 from dataclasses import replace
@@ -13,10 +14,11 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from p2poverlay import node as nodeModule
+from p2poverlay import queries
 from p2poverlay.dht.routing import Contact
 from p2poverlay.dht.wire import FindNode, Nodes
 from p2poverlay.message import DIRECT, Hello, Ping, newMessageId, newNodeId
-from p2poverlay.reasons import CloseKind
+from p2poverlay.reasons import CloseKind, CloseReason
 from helpers import PROMPT, waitFor
 
 TARGET = "ab" * 32
@@ -34,15 +36,21 @@ def askFindNode(asker, asked):
 @pytest.mark.parametrize("plaintext", [True, False], ids=["plaintext", "tls"])
 @pytest_twisted.inlineCallbacks
 def test_a_request_to_a_node_not_linked_goes_over_a_query_connection(
-        overlay, plaintext):
+        overlay, plaintext, monkeypatch):
+    monkeypatch.setattr(queries, "LINGER", 0.5)
     a = yield overlay.start(name="a", autoConnect=False, plaintext=plaintext)
     b = yield overlay.start(name="b", autoConnect=False, plaintext=plaintext)
     answer = yield askFindNode(a, b)
     assert isinstance(answer, Nodes)
     assert (a.connections.queries.dialed, b.connections.queries.served) \
         == (1, 1)
-    # Neither registered the other, and the connection is gone both ways.
     assert a.nodeId not in b.peers and b.nodeId not in a.peers
+    # The next request to b goes over the same connection.
+    answer = yield askFindNode(a, b)
+    assert isinstance(answer, Nodes)
+    assert (a.connections.queries.dialed, a.connections.queries.reused,
+            b.connections.queries.served) == (1, 1, 2)
+    # Unused for LINGER seconds, it closes both ways.
     yield waitFor(lambda: len(a.connections) == len(b.connections) == 0,
                   timeout=PROMPT, what="the query connection closed")
     # Each one heard from the other: the asker is how a newcomer becomes
@@ -78,41 +86,45 @@ def test_a_version_2_node_answers_over_a_direct_link_and_hears_bye(
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_query_connection_carries_one_request_and_nothing_else(
+def test_a_query_connection_carries_requests_and_nothing_else(
         overlay, raw):
     b = yield overlay.start(name="b", autoConnect=False)
     asker = yield raw(b)
     asker.send(Hello(newNodeId(), 3, 0, "asker", DIRECT, query=1),
-               FindNode(newMessageId(), TARGET), Ping(1))
+               FindNode(newMessageId(), TARGET),
+               FindNode(newMessageId(), TARGET))
+    yield waitFor(lambda: asker.types() == ["HELLO", "NODES", "NODES"],
+                  timeout=PROMPT, what="both requests answered")
+    assert not asker.closed and b.connections.queries.served == 2
+    asker.send(Ping(1))
     yield waitFor(lambda: asker.closed, timeout=PROMPT,
                   what="the query connection closed")
-    assert asker.types() == ["HELLO", "NODES"]  # The PING went unread.
-    assert b.metrics.disconnects["protocol_error"] == 0
-    other = yield raw(b)
-    other.send(Hello(newNodeId(), 3, 0, "other", DIRECT, query=1), Ping(1))
-    yield waitFor(lambda: other.closed, timeout=PROMPT,
-                  what="the query connection closed")
-    bye = other.lines()[-1]
+    bye = asker.lines()[-1]
     assert bye["type"] == "BYE" and "PING on a query connection" in \
         bye["reason"]
-    assert b.connections.queries.served == 1
+    assert len(b.peers) == 0
 
 
-def test_a_query_hello_must_be_a_direct_links():
+def test_a_query_hello_must_be_direct():
     with pytest.raises(Exception, match="query connection is not direct"):
         Hello(newNodeId(), 3, 0, "x", "neighbour", query=1).validate()
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_query_connection_with_no_request_closes_after_the_handshake_timeout(
+def test_a_query_connection_without_requests_closes_after_the_handshake_timeout(
         overlay, raw):
     b = yield overlay.start(name="b", autoConnect=False, handshakeTimeout=0.5)
-    asker = yield raw(b)
-    asker.send(Hello(newNodeId(), 3, 0, "mute", DIRECT, query=1))
-    yield waitFor(lambda: asker.closed, timeout=PROMPT,
-                  what="the mute query connection closed")
-    assert asker.types() == ["HELLO", "BYE"]
-    assert asker.lines()[-1]["code"] == CloseKind.HANDSHAKE_TIMEOUT.value
+    mute = yield raw(b)
+    mute.send(Hello(newNodeId(), 3, 0, "mute", DIRECT, query=1))
+    done = yield raw(b)
+    done.send(Hello(newNodeId(), 3, 0, "done", DIRECT, query=1),
+              FindNode(newMessageId(), TARGET))
+    yield waitFor(lambda: mute.closed and done.closed, timeout=PROMPT,
+                  what="both query connections closed")
+    assert mute.types() == ["HELLO", "BYE"]
+    assert mute.lines()[-1]["code"] == CloseKind.HANDSHAKE_TIMEOUT.value
+    assert done.types() == ["HELLO", "NODES", "BYE"]
+    assert done.lines()[-1]["code"] == CloseKind.IDLE.value
 
 
 def test_a_request_unanswered_in_time_closes_its_query_connection():
@@ -129,6 +141,9 @@ def test_a_request_unanswered_in_time_closes_its_query_connection():
     class FakeQueries:
         def __init__(self):
             self.dials, self.ended = [], []
+
+        def take(self, nodeId):
+            return None
 
         def dial(self, host, port, request):
             from twisted.internet.defer import Deferred
@@ -153,3 +168,35 @@ def test_a_request_unanswered_in_time_closes_its_query_connection():
     clock.advance(5)
     assert failures and queries.ended == [(connection, CloseKind.SILENT)]
     assert not requests.busy(connection)
+
+
+class Kept:
+    """A dialed query connection, as L{queries.Queries} keeps it."""
+
+    def __init__(self, nodeId):
+        self.info = self.peer = type("Info", (), {"node_id": nodeId})()
+        self.closing = False
+        self.closedWith = None
+
+    def close(self, reason, tellPeer=True):
+        self.closing, self.closedWith = True, (reason.kind, tellPeer)
+
+
+def test_an_answered_query_connection_is_kept_a_while_and_so_many():
+    clock = Clock()
+    kept = queries.Queries(type("Owner", (), {"clock": clock})())
+    first, second, again = Kept("1"), Kept("1"), Kept("2")
+    kept.finished(first)
+    kept.finished(second)  # one to node 1 is kept already
+    assert second.closedWith == (CloseKind.ANSWERED, True)
+    assert kept.take("1") is first and kept.take("1") is None
+    kept.finished(first)
+    kept.finished(again, CloseReason(CloseKind.SILENT, "5 s"))
+    assert again.closedWith == (CloseKind.SILENT, True), "unanswered: closed"
+    clock.advance(queries.LINGER)
+    assert first.closedWith == (CloseKind.ANSWERED, True)
+    assert kept.take("1") is None
+    many = [Kept(str(i)) for i in range(queries.MAX_LINGERING + 1)]
+    for connection in many:
+        kept.finished(connection)
+    assert many[0].closing and not any(c.closing for c in many[1:])

@@ -2,11 +2,12 @@
 DHT requests and their answers, over the node's links.
 
 A request goes over the link to its node if there is one, else over a
-new query connection (L{p2poverlay.queries}: the request, its answer, and
-it closes), or where there are none, a new I{direct} link (bounded and
-closed when idle, as those for direct messages are).  The answer must come from the node
-asked, over its link, with the request's id, within the timeout; anything
-else is no answer.  Requests served are limited per peer.
+query connection (L{p2poverlay.queries}: one kept from an earlier answer,
+or a new one), or where there are none, a new I{direct} link (bounded and
+closed when idle, as those for direct messages are).  The answer must
+come from the node asked, over its link, with the request's id, within
+the timeout; anything else is no answer.  Requests served are limited
+per peer.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class DHTRequests:
         pending = self._pending[rid]
         contact = pending.contact
         connection = self.peers.connection(contact.nodeId)
+        if (connection is None or connection.closing) and \
+                self.queries is not None:
+            connection = self.queries.take(contact.nodeId)
         if connection is not None and not connection.closing:
             self._send(connection, rid)
         elif self.queries is not None:
@@ -188,14 +192,13 @@ class DHTRequests:
         """
         C{connection} closed: its requests go once more, over a new link
         (the peer may have closed an idle link as the request came), or
-        fail if they went over a new link already, or over a query
-        connection (the node asked closed it unanswered).
+        fail if they went over a new link already.
         """
         for rid, pending in list(self._pending.items()):
             if pending.link is not connection:
                 continue
             self._setLink(pending, None)
-            if pending.relinked or not self.running or connection.query:
+            if pending.relinked or not self.running:
                 self._fail(rid, NoAnswer(
                     f"the link to {pending.nodeId[:8]} closed"))
             else:

@@ -160,7 +160,8 @@ class Kademlia(ConnectionListener):
                 "dht_lookups_succeeded": self.succeeded,
                 "dht_requests_sent": requests.sent,
                 "dht_requests_unanswered": requests.unanswered,
-                "dht_requests_refused": requests.refused}
+                "dht_requests_refused": requests.refused,
+                **(requests.queries.counters() if requests.queries else {})}
 
     # -- who is in the table ---------------------------------------------
 
