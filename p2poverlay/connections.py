@@ -135,7 +135,7 @@ class Connections:
         if self.stopping:
             connection.close(SHUTTING_DOWN)
         elif connection.outbound:
-            if self._outbound > self.config.maxOutbound:
+            if self._outbound - self.queries.lingering > self.config.maxOutbound:
                 connection.close(CloseReason(CloseKind.TOO_MANY, OUTBOUND))
         else:
             self._admitInbound(connection)
@@ -232,7 +232,7 @@ class Connections:
         if self.misbehaviour.isBanned(host):
             return PeerUnreachable(
                 f"{host} is banned: {self.misbehaviour.banReason(host)}")
-        if self._outbound >= self.config.maxOutbound:
+        if self._outbound - self.queries.lingering >= self.config.maxOutbound:
             return DialLimit(
                 f"cannot dial {formatAddress(host, port)}: "
                 f"{self.config.maxOutbound} outbound connections already")

@@ -37,9 +37,10 @@ if TYPE_CHECKING:
 
 # Seconds a dialer keeps a query connection after its answer, for another
 # request to the same node (a lookup's next round, a table's check of its
-# oldest contact), and how many it keeps so at most.
+# oldest contact), and how many it keeps so at most (they do not count
+# towards maxOutbound: idle, they close soon).
 LINGER = 5.0
-MAX_LINGERING = 32
+MAX_LINGERING = 16
 
 
 class Queries:
@@ -97,6 +98,11 @@ class Queries:
             return Failure(PeerUnreachable(
                 f"cannot query {host}:{port}: {reason.getErrorMessage()}"))
         return d.addErrback(unreachable)
+
+    @property
+    def lingering(self) -> int:
+        """How many answered query connections are kept for now."""
+        return len(self._lingering)
 
     def take(self, nodeId: str) -> Optional["PeerConnection"]:
         """A query connection to C{nodeId} kept after its answer, to carry

@@ -189,6 +189,7 @@ def test_an_answered_query_connection_is_kept_a_while_and_so_many():
     kept.finished(first)
     kept.finished(second)  # one to node 1 is kept already
     assert second.closedWith == (CloseKind.ANSWERED, True)
+    assert kept.lingering == 1
     assert kept.take("1") is first and kept.take("1") is None
     kept.finished(first)
     kept.finished(again, CloseReason(CloseKind.SILENT, "5 s"))
@@ -200,3 +201,14 @@ def test_an_answered_query_connection_is_kept_a_while_and_so_many():
     for connection in many:
         kept.finished(connection)
     assert many[0].closing and not any(c.closing for c in many[1:])
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_kept_query_connection_takes_no_outbound_slot(overlay):
+    a = yield overlay.start(name="a", autoConnect=False, maxOutbound=1)
+    b = yield overlay.start(name="b", autoConnect=False)
+    c = yield overlay.start(name="c", autoConnect=False)
+    yield askFindNode(a, b)
+    assert a.connections.queries.lingering == 1
+    info = yield a.connections.connect("127.0.0.1", c.listenPort)
+    assert info.node_id == c.nodeId
