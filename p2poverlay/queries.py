@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from p2poverlay.errors import PeerUnreachable
-from p2poverlay.message import DIRECT, P2PMessage
+from p2poverlay.message import DIRECT, P2PMessage, Peers
 from p2poverlay.reasons import ANSWERED, CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 
@@ -169,12 +169,16 @@ class Queries:
                  handler: Callable[[Any, P2PMessage], None]) -> None:
         """
         A message on a query connection: on an accepted one, a request; on
-        a dialed one, an answer (anything else a version 2 node says on
-        its link is not for it).
+        a dialed one, an answer.  A version 2 node takes a dialed one for a
+        direct link: its requests are answered as well, its greeting (an
+        empty C{PEERS}) passed over, and anything else closes it, so that
+        the node sends that again over a link of its own.
         """
         if connection.outbound:
-            if message.TYPE in self.answers:
+            if message.TYPE in self.answers or message.TYPE in self.requests:
                 handler(connection, message)
+            elif message.TYPE != Peers.TYPE:
+                self._close(connection, ANSWERED)
             return
         if message.TYPE not in self.requests:
             connection.protocolError(

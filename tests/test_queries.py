@@ -17,7 +17,9 @@ from p2poverlay import node as nodeModule
 from p2poverlay import queries
 from p2poverlay.dht.routing import Contact
 from p2poverlay.dht.wire import FindNode, Nodes
-from p2poverlay.message import DIRECT, Hello, Ping, newMessageId, newNodeId
+from p2poverlay.message import (
+    DIRECT, Hello, Ping, newMessageId, newNodeId,
+)
 from p2poverlay.reasons import CloseKind, CloseReason
 from helpers import PROMPT, waitFor
 
@@ -62,27 +64,33 @@ def test_a_request_to_a_node_not_linked_goes_over_a_query_connection(
 @pytest_twisted.inlineCallbacks
 def test_a_version_2_node_answers_over_a_direct_link_and_hears_bye(
         overlay, monkeypatch):
+    """A version 2 node keeps a direct link, answers over it, and sends on
+    it as over any (its own DHT requests, answered; a PING): a closes
+    it, with a BYE, and the old node holds nothing against it."""
     a = yield overlay.start(name="a", autoConnect=False)
     # The old node's HELLO says version 2 (so, while the test runs, does
     # a's: it is the old node's that a goes by).
     monkeypatch.setattr(nodeModule, "PROTOCOL_VERSION", 2)
     old = yield overlay.start(name="old", autoConnect=False)
     helloReceived = old.connections.helloReceived
-    registered = []
+    links = []
 
     def ignoringQuery(connection, hello):
         # Version 2 has no query field: it keeps a direct link.
         helloReceived(connection, replace(hello, query=0))
-        registered.append(old.peers.get(a.nodeId))
+        links.append((connection, old.peers.get(a.nodeId)))
     old.connections.helloReceived = ignoringQuery
     answer = yield askFindNode(a, old)
     assert isinstance(answer, Nodes)
-    assert registered[0] is not None and registered[0].role == DIRECT
+    link, registered = links[0]
+    assert registered is not None and registered.role == DIRECT
     assert old.connections.queries.served == 0
     yield waitFor(lambda: a.nodeId not in old.peers, timeout=PROMPT,
                   what="the link to the old node closed")
-    assert old.metrics.disconnects["bye"] == 1
+    assert link.closeReason.kind == CloseKind.ANSWERED
+    assert old.metrics.disconnects["bye"] >= 1
     assert old.metrics.disconnects["protocol_error"] == 0
+    assert a.metrics.disconnects["protocol_error"] == 0
 
 
 @pytest_twisted.inlineCallbacks
