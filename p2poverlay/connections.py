@@ -37,11 +37,11 @@ from p2poverlay.message import DIRECT, NEIGHBOUR, PROBE, Hello, P2PMessage
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
 from p2poverlay.ownaddress import OwnAddress, recordOf
-from p2poverlay.pins import Pins
 from p2poverlay.pairs import keepsNew
+from p2poverlay.pins import Pins
 from p2poverlay.private import PrivateOverlay
-from p2poverlay.queries import Queries
 from p2poverlay.protocol import PeerConnection
+from p2poverlay.queries import Queries
 from p2poverlay.reachability import NoReachability
 from p2poverlay.reasons import SHUTTING_DOWN, CloseKind, CloseReason
 from p2poverlay.records import INBOUND, OUTBOUND, PeerInfo

@@ -52,6 +52,8 @@ def test_a_request_to_a_node_not_linked_goes_over_a_query_connection(
     assert isinstance(answer, Nodes)
     assert (a.connections.queries.dialed, a.connections.queries.reused,
             b.connections.queries.served) == (1, 1, 2)
+    assert (a.dht.counters()["dht_queries_reused"],
+            b.dht.counters()["dht_queries_served"]) == (1, 2)
     # Unused for LINGER seconds, it closes both ways.
     yield waitFor(lambda: len(a.connections) == len(b.connections) == 0,
                   timeout=PROMPT, what="the query connection closed")

@@ -122,7 +122,7 @@ class DHTRequests:
             query = self.queries.dial(contact.host, contact.port,
                                       pending.make(rid))
             query.addCallbacks(self._queried, self._notLinked,
-                           callbackArgs=(rid,), errbackArgs=(rid,))
+                               callbackArgs=(rid,), errbackArgs=(rid,))
         else:
             d = self.connect(contact.host, contact.port, DIRECT)
             d.addCallbacks(self._linked, self._notLinked,

@@ -132,7 +132,7 @@ class Value(P2PMessage):
             raise MessageError(f"VALUE names more than {MAX_NODES} nodes")
 
 
-# What a query connection (p2poverlay.queries) may carry: one request,
-# and back its answer.
+# What a query connection (p2poverlay.queries) may carry: requests, and
+# back their answers.
 REQUESTS = (FindNode, Store, FindValue)
 ANSWERS = (Nodes, Stored, Value)
