@@ -32,7 +32,6 @@ from p2poverlay.reasons import ANSWERED, CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 
 if TYPE_CHECKING:
-    from p2poverlay.connections import Connections
     from p2poverlay.protocol import PeerConnection
 
 # Seconds a dialer keeps a query connection after its answer, for another
@@ -47,12 +46,15 @@ class Queries:
     """
     The query connections of one node, both ways.
 
+    @param connections: the node's L{p2poverlay.connections.Connections}
+        (its clock, config, C{dialRefusal} and C{dial}).
+
     @ivar requests: the message types a query connection may carry to
         this node (the DHT's requests: see L{allow}).
     @ivar answers: those it may carry back (their answers).
     """
 
-    def __init__(self, connections: "Connections") -> None:
+    def __init__(self, connections: Any) -> None:
         self.connections = connections
         self.requests: FrozenSet[str] = frozenset()
         self.answers: FrozenSet[str] = frozenset()
