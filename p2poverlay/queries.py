@@ -19,8 +19,9 @@ direct link, which answers the request all the same, and closes as any.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable
-from typing import Optional
+from typing import (
+    TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Iterable, Optional,
+)
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
