@@ -69,6 +69,7 @@ def test_a_version_2_node_answers_over_a_direct_link_and_hears_bye(
     """A version 2 node keeps a direct link, answers over it, and sends on
     it as over any (its own DHT requests, answered; a PING): a closes
     it, with a BYE, and the old node holds nothing against it."""
+    monkeypatch.setattr(queries, "LINGER", 0.5)
     a = yield overlay.start(name="a", autoConnect=False)
     # The old node's HELLO says version 2 (so, while the test runs, does
     # a's: it is the old node's that a goes by).
