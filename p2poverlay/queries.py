@@ -13,7 +13,8 @@ then closes it with a BYE; the accepting node closes one that brings no
 request within the handshake timeout.
 
 A node of protocol version 2 ignores the HELLO's C{query}: it keeps a
-direct link, which answers the request all the same, and closes as any.
+direct link, which answers the request all the same.  Its own DHT
+requests on it are answered too; anything else it sends closes it.
 """
 
 from __future__ import annotations
