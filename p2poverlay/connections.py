@@ -275,7 +275,8 @@ class Connections:
             # theirs (BYE for a self-connection, a duplicate, no room): the
             # dialer never counts a connection the node turns away.
             connection.role = hello.role
-            connection.query = bool(hello.query)
+            if hello.query:
+                connection.query = True
             connection.sendMessage(self.helloFor(connection))
         if hello.node_id == self.nodeId:
             # Both ends are this node: the dialing end reports it, the

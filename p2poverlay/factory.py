@@ -36,7 +36,8 @@ class PeerConnectionFactory(ServerFactory):
                                    role=self.role)
         connection.factory = self
         connection.dialed = self.dialed
-        connection.query = self.query is not None
+        if self.query is not None:  # (else the class's False: no dict entry)
+            connection.query = True
         if self.link is not None:
             connection.link = self.link
             self.link.connection = connection

@@ -126,29 +126,35 @@ class Queries:
         """
         The dialer is done with C{connection} for now: once answered it is
         kept L{LINGER} seconds (unless one to the node is kept already, or
-        L{MAX_LINGERING}); else, or when that time is up, it closes.
+        L{MAX_LINGERING}); else, or when that time is up, it closes with a
+        BYE (the node asked counts it as a goodbye, not as lost).
         """
         nodeId = connection.info.node_id
         if reason is not ANSWERED or connection.closing or \
                 nodeId in self._lingering:
-            self._close(connection, reason)
+            connection.close(reason)
             return
         self._lingering[nodeId] = (connection, self.connections.clock.callLater(
             LINGER, self._expire, nodeId, connection))
         if len(self._lingering) > MAX_LINGERING:
             _, (oldest, timer) = self._lingering.popitem(last=False)
             timer.cancel()
-            self._close(oldest, ANSWERED)
+            oldest.close(ANSWERED)
 
     def _expire(self, nodeId: str, connection: "PeerConnection") -> None:
-        kept = self._lingering.get(nodeId)
-        if kept is not None and kept[0] is connection:
-            del self._lingering[nodeId]
-            self._close(connection, ANSWERED)
+        if self._forget(nodeId, connection):
+            connection.close(ANSWERED)
 
-    def _close(self, connection: "PeerConnection", reason: CloseReason) -> None:
-        # With a BYE: the node asked counts it as a goodbye, not as lost.
-        connection.close(reason)
+    def _forget(self, nodeId: str, connection: "PeerConnection") -> bool:
+        """Keep C{connection} no longer, if it is the one kept for
+        C{nodeId}: was it?"""
+        kept = self._lingering.get(nodeId)
+        if kept is None or kept[0] is not connection:
+            return False
+        del self._lingering[nodeId]
+        if kept[1].active():
+            kept[1].cancel()
+        return True
 
     # -- accepting ------------------------------------------------------------
 
@@ -182,7 +188,7 @@ class Queries:
             if message.TYPE in self.answers or message.TYPE in self.requests:
                 handler(connection, message)
             elif message.TYPE != Peers.TYPE:
-                self._close(connection, ANSWERED)
+                connection.close(ANSWERED)
             return
         if message.TYPE not in self.requests:
             connection.protocolError(
@@ -197,10 +203,7 @@ class Queries:
     def connectionLost(self, connection: "PeerConnection") -> None:
         self._stopWaiting(connection)
         if connection.peer is not None:
-            kept = self._lingering.get(connection.peer.node_id)
-            if kept is not None and kept[0] is connection:
-                del self._lingering[connection.peer.node_id]
-                kept[1].cancel()
+            self._forget(connection.peer.node_id, connection)
 
     def _stopWaiting(self, connection: "PeerConnection") -> None:
         timer = self._waiting.pop(connection, None)

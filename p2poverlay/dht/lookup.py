@@ -171,10 +171,13 @@ class Lookup:
         if self._inFlight == 0 and not self._refilled():
             self._finish()
 
+    def _spent(self) -> bool:
+        """Has it asked as many as its budget allows?"""
+        return self._budget is not None and self.result.asked >= self._budget
+
     def _refilled(self) -> bool:
         """Took new candidates from the table (see C{refill}), and asked."""
-        if self._refill is None or (self._budget is not None and
-                                    self.result.asked >= self._budget):
+        if self._refill is None or self._spent():
             return False
         answered = sum(1 for c in self._candidates.values()
                        if c.state == _Candidate.ANSWERED)
@@ -190,7 +193,7 @@ class Lookup:
         return True
 
     def _send(self, candidate: _Candidate) -> None:
-        if self._budget is not None and self.result.asked >= self._budget:
+        if self._spent():
             return
         candidate.state = _Candidate.ASKING
         self._inFlight += 1

@@ -134,9 +134,7 @@ class DHTRequests:
         contact = self._pending[rid].contact
         connection = self.peers.connection(info.node_id)
         if info.node_id != contact.nodeId:
-            self._fail(rid, PeerUnreachable(
-                f"{contact.host}:{contact.port} is another node now "
-                f"({info.shortId}, not {contact.nodeId[:8]})"))
+            self._anotherNode(rid, info.node_id)
         elif connection is None or connection.closing:
             self._fail(rid, PeerUnreachable(f"{info.describe()} went away"))
         else:
@@ -148,15 +146,23 @@ class DHTRequests:
         pending = self._pending.get(rid)
         nodeId = connection.info.node_id
         if pending is None:
-            self._endQuery(connection, CloseReason(CloseKind.SILENT,
-                                                   f"{self.timeout:g} s"))
+            self._endQuery(connection, self._silence())
         elif nodeId != pending.nodeId:
             self._endQuery(connection, CloseReason(CloseKind.NOT_PINNED))
-            self._fail(rid, PeerUnreachable(
-                f"{pending.contact.host}:{pending.contact.port} is another "
-                f"node now ({nodeId[:8]}, not {pending.nodeId[:8]})"))
+            self._anotherNode(rid, nodeId)
         else:
             self._setLink(pending, connection)
+
+    def _anotherNode(self, rid: str, nodeId: str) -> None:
+        """Request C{rid} fails: node C{nodeId} listens where its node did."""
+        contact = self._pending[rid].contact
+        self._fail(rid, PeerUnreachable(
+            f"{contact.host}:{contact.port} is another node now "
+            f"({nodeId[:8]}, not {contact.nodeId[:8]})"))
+
+    def _silence(self) -> CloseReason:
+        """Why a query connection closes when its answer did not come."""
+        return CloseReason(CloseKind.SILENT, f"{self.timeout:g} s")
 
     def _endQuery(self, connection, reason: CloseReason) -> None:
         if self.queries is not None:
@@ -209,8 +215,7 @@ class DHTRequests:
         pending = self._pending.pop(rid, None)
         if pending is not None:
             if pending.link is not None and pending.link.query:
-                self._endQuery(pending.link, CloseReason(
-                    CloseKind.SILENT, f"{self.timeout:g} s"))
+                self._endQuery(pending.link, self._silence())
             self._setLink(pending, None)
             self.unanswered += 1
             pending.deferred.errback(NoAnswer(
