@@ -12,7 +12,7 @@ setup(
     + ["twisted.plugins"],
     package_data={"p2poverlay.web": ["static/*.html", "static/*.js",
                                      "static/*.css"]},
-    install_requires=["twisted[tls]>=23.8", "zope.interface", "automat",
+    install_requires=["twisted[tls]>=23.8", "zope.interface", "automat>=24.8",
                       # PyNaCl (libsodium) checks Ed25519 signatures about
                       # three times as fast as cryptography does.
                       "cryptography", "pynacl"],

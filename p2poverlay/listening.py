@@ -19,7 +19,9 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IAddress, IListeningPort, IStreamServerEndpoint,
+)
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -107,6 +109,7 @@ class ListeningService(StreamServerEndpointService):
     C{privilegedStartService}.
 
     @ivar port: the listening port once bound, else L{None}.
+    @ivar address: its address (its C{getHost()}), once bound.
     @ivar listening: fires with the port, or fails with a L{ListenError}.
     @param makeEndpoint: makes a server endpoint from a description
         (L{p2poverlay.network.INetwork.serverEndpoint}).
@@ -122,6 +125,8 @@ class ListeningService(StreamServerEndpointService):
                  ) -> None:
         self.description = description
         self.port: Optional[IListeningPort] = None
+        # Kept: every HELLO says it, and asking the port is a system call.
+        self.address: Optional[IAddress] = None
         self.listening: Deferred[IListeningPort] = Deferred()
         self._onListening = onListening
         bound: Deferred[IListeningPort] = Deferred()
@@ -159,6 +164,7 @@ class ListeningService(StreamServerEndpointService):
 
     def _listened(self, port: IListeningPort) -> IListeningPort:
         self.port = port
+        self.address = port.getHost()
         if self._onListening is not None:
             self._onListening(port)
         return port
@@ -166,6 +172,7 @@ class ListeningService(StreamServerEndpointService):
     def stopService(self) -> "Deferred[None]":
         """Stop listening (or trying to)."""
         self.port = None
+        self.address = None
         if self._waitingForPort is None:
             self.running = False
             return succeed(None)

@@ -166,8 +166,7 @@ class Node(Service):
     @property
     def listenPort(self) -> int:
         """The port this node listens on, 0 before it listens."""
-        port = self.port
-        return getattr(port.getHost(), "port", 0) if port is not None else 0
+        return getattr(self.listener.address, "port", 0)
 
     def helloMessage(self, role: str = NEIGHBOUR) -> Hello:
         """The C{HELLO} this node says on a connection of C{role}."""

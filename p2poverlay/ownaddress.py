@@ -106,8 +106,7 @@ class OwnAddress:
         return self.record(host, port, name, relayId)
 
     def _listeningHost(self) -> str:
-        port = getattr(self.listener, "port", None)
-        return getattr(port.getHost(), "host", "") if port is not None else ""
+        return getattr(getattr(self.listener, "address", None), "host", "")
 
     def check(self, hello: Hello) -> Optional[str]:
         """Why the record in C{hello} is not its sender's, or L{None}."""

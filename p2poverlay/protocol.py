@@ -2,17 +2,17 @@
 PeerConnection: one TCP connection to another node.
 
 The protocol frames lines (L{LineFraming}), decodes them, throttles a peer that sends too
-fast, and runs its own life cycle as a state machine (L{PeerConnection}'s
-states: C{handshaking}, C{ready}, C{closingDown}, C{closed}).  Everything
+fast, and runs its own life cycle as a state machine (L{Lifecycle}:
+C{handshaking}, C{ready}, C{closingDown}, C{closed}).  Everything
 a line means for the overlay is its owner's business: an
 L{IPeerConnectionOwner}, in practice L{p2poverlay.connections.Connections}.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
-from automat import MethodicalMachine
+from automat import TypeMachineBuilder
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -58,7 +58,6 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
 
     delimiter = b"\n"
     log = Logger()
-    _machine = MethodicalMachine()
     # A TCP transport, or one like it (in memory, in tests): a consumer
     # with getPeer, loseConnection and abortConnection.
     transport: Any
@@ -92,6 +91,7 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         self.role = role
         self.MAX_LENGTH = owner.config.maxLineLength
         self.handshake: Deferred[PeerInfo] = Deferred()
+        self._lifecycle: Lifecycle = _lifecycle(self)
         if not outbound:
             # Nobody waits on an inbound handshake; its failure is logged
             # where it happens.
@@ -137,28 +137,13 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         return waiter
 
     # -- the life cycle ---------------------------------------------------
+    # Its inputs are L{Lifecycle}'s; the machine, built below the class,
+    # runs the methods from _accept to _finish as its outputs.
 
-    @_machine.state(initial=True)
-    def handshaking(self) -> None:
-        """Connected; the HELLO handshake is not done."""
-
-    @_machine.state()
-    def ready(self) -> None:
-        """The owner accepted the handshake: the connection carries messages."""
-
-    @_machine.state()
-    def closingDown(self) -> None:
-        """BYE said (or not), flushing what is written, then closing."""
-
-    @_machine.state()
-    def closed(self) -> None:
-        """The transport is gone."""
-
-    @_machine.input()
     def established(self, info: PeerInfo) -> None:
         """The owner accepted the handshake and registered this connection."""
+        self._lifecycle.established(info)
 
-    @_machine.input()
     def rejected(self, reason: CloseReason, peer: Optional[PeerInfo] = None,
                  error: type = HandshakeFailed) -> None:
         """
@@ -167,6 +152,7 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         succeeds with it: whoever waited for this dial reached that peer.
         Otherwise the handshake fails with C{error}.
         """
+        self._lifecycle.rejected(reason, peer, error)
 
     def close(self, reason: CloseReason, tellPeer: bool = True) -> None:
         """
@@ -175,60 +161,37 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         that does not read it within L{CLOSE_GRACE} seconds is cut off.
         """
         if tellPeer:
-            self._closeTelling(reason)
+            self._lifecycle.closeTelling(reason)
         else:
-            self._closeQuietly(reason)
+            self._lifecycle.closeQuietly(reason)
 
-    @_machine.input()
-    def _closeTelling(self, reason: CloseReason) -> None:
-        """Close, with a BYE."""
-
-    @_machine.input()
-    def _closeQuietly(self, reason: CloseReason) -> None:
-        """Close, without a BYE (the peer said BYE, or is this node)."""
-
-    @_machine.input()
     def abort(self, reason: CloseReason) -> None:
         """Drop this connection at once, unsent data and all."""
+        self._lifecycle.abort(reason)
 
-    @_machine.input()
-    def _transportGone(self) -> None:
-        """The transport has closed."""
-
-    @_machine.output()
     def _accept(self, info: PeerInfo) -> None:
         self._cancelTimer()
         self.peer = info
         self.handshake.callback(info)
 
-    @_machine.output()
     def _beginClosing(self, reason: CloseReason) -> None:
         self.settleRead()  # What the lines read so far owe goes before BYE.
         self.closing = True
         self.closeReason = reason
         self._cancelTimer()
 
-    @_machine.output()
-    def _flush(self) -> None:
+    def _closeDown(self, reason: CloseReason, bye: bool) -> None:
+        """Flush what is written (then a BYE, with C{bye}) and close."""
+        self._beginClosing(reason)
         self.outbox.flush()
-
-    @_machine.output()
-    def _sayBye(self, reason: CloseReason) -> None:
-        self._write([reason.bye().encode()], Bye.TYPE, force=True)
-
-    @_machine.output()
-    def _loseConnection(self) -> None:
+        if bye:
+            self._write([reason.bye().encode()], Bye.TYPE, force=True)
         # A registered producer would hold the connection open.
         self.transport.unregisterProducer()
         self.transport.loseConnection()
         self._timer = self.clock.callLater(
             CLOSE_GRACE, self.transport.abortConnection)
 
-    @_machine.output()
-    def _cut(self) -> None:
-        self.transport.abortConnection()
-
-    @_machine.output()
     def _settleHandshake(self, peer: Optional[PeerInfo] = None,
                          error: type = HandshakeFailed) -> None:
         if self.handshake.called:
@@ -238,7 +201,6 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         else:
             self.handshake.errback(error(str(self.closeReason)))
 
-    @_machine.output()
     def _finish(self) -> None:
         self.closing = True
         reason = self.closeReason or LOST_CONNECTION
@@ -253,26 +215,6 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         waiters, self._closedWaiters = self._closedWaiters, ()
         for waiter in waiters:
             waiter.callback(None)
-
-    handshaking.upon(established, enter=ready, outputs=[_accept])
-    for _open in (handshaking, ready):
-        _open.upon(rejected, enter=closingDown, outputs=[
-            _beginClosing, _flush, _sayBye, _loseConnection,
-            _settleHandshake])
-        _open.upon(_closeTelling, enter=closingDown, outputs=[
-            _beginClosing, _flush, _sayBye, _loseConnection])
-        _open.upon(_closeQuietly, enter=closingDown, outputs=[
-            _beginClosing, _flush, _loseConnection])
-        _open.upon(abort, enter=closingDown, outputs=[_beginClosing, _cut])
-        _open.upon(_transportGone, enter=closed, outputs=[_finish])
-    # Closing already: the first reason stands.
-    closingDown.upon(rejected, enter=closingDown, outputs=[_settleHandshake])
-    closingDown.upon(_transportGone, enter=closed, outputs=[_finish])
-    for _input in (_closeTelling, _closeQuietly, abort):
-        closingDown.upon(_input, enter=closingDown, outputs=[])
-    for _input in (rejected, _closeTelling, _closeQuietly, abort):
-        closed.upon(_input, enter=closed, outputs=[])
-    del _open, _input
 
     def _cancelTimer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -303,7 +245,7 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         self.owner.connectionMade(self)
 
     def connectionLost(self, reason: Optional[Failure] = None) -> None:
-        self._transportGone()
+        self._lifecycle.transportGone()
 
     def keyProven(self) -> None:
         if self.outbound:
@@ -397,3 +339,82 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
             self.protocolError("HELLO sent twice")
         else:
             self.owner.messageReceived(self, message)
+
+
+class Lifecycle(Protocol):
+    """
+    The inputs of a L{PeerConnection}'s life cycle, as its methods of the
+    same names say.  Its states: C{handshaking} (connected, the HELLO
+    handshake not done), C{ready} (the owner accepted the handshake: the
+    connection carries messages), C{closingDown} (BYE said or not,
+    flushing what is written) and C{closed} (the transport is gone).  An
+    input that comes while another runs waits for it to end.
+    """
+
+    def established(self, info: PeerInfo) -> None: ...
+    def rejected(self, reason: CloseReason, peer: Optional[PeerInfo],
+                 error: type) -> None: ...
+    def closeTelling(self, reason: CloseReason) -> None: ...
+    def closeQuietly(self, reason: CloseReason) -> None: ...
+    def abort(self, reason: CloseReason) -> None: ...
+    def transportGone(self) -> None: ...
+
+
+def _buildLifecycle():
+    builder = TypeMachineBuilder(Lifecycle, PeerConnection)
+    handshaking = builder.state("handshaking")
+    ready = builder.state("ready")
+    closingDown = builder.state("closingDown")
+    closed = builder.state("closed")
+
+    @handshaking.upon(Lifecycle.established).to(ready)
+    def established(inputs: Lifecycle, connection: PeerConnection,
+                    info: PeerInfo) -> None:
+        connection._accept(info)
+
+    def rejected(inputs: Lifecycle, connection: PeerConnection,
+                 reason: CloseReason, peer: Optional[PeerInfo],
+                 error: type) -> None:
+        connection._closeDown(reason, bye=True)
+        connection._settleHandshake(peer, error)
+
+    def closeTelling(inputs: Lifecycle, connection: PeerConnection,
+                     reason: CloseReason) -> None:
+        connection._closeDown(reason, bye=True)
+
+    def closeQuietly(inputs: Lifecycle, connection: PeerConnection,
+                     reason: CloseReason) -> None:
+        connection._closeDown(reason, bye=False)
+
+    def abort(inputs: Lifecycle, connection: PeerConnection,
+              reason: CloseReason) -> None:
+        connection._beginClosing(reason)
+        connection.transport.abortConnection()
+
+    def finish(inputs: Lifecycle, connection: PeerConnection) -> None:
+        connection._finish()
+
+    for state in (handshaking, ready):
+        state.upon(Lifecycle.rejected).to(closingDown)(rejected)
+        state.upon(Lifecycle.closeTelling).to(closingDown)(closeTelling)
+        state.upon(Lifecycle.closeQuietly).to(closingDown)(closeQuietly)
+        state.upon(Lifecycle.abort).to(closingDown)(abort)
+        state.upon(Lifecycle.transportGone).to(closed)(finish)
+
+    # Closing already: the first reason stands.
+    @closingDown.upon(Lifecycle.rejected).loop()
+    def settle(inputs: Lifecycle, connection: PeerConnection,
+               reason: CloseReason, peer: Optional[PeerInfo],
+               error: type) -> None:
+        connection._settleHandshake(peer, error)
+
+    closingDown.upon(Lifecycle.transportGone).to(closed)(finish)
+    for state in (closingDown, closed):
+        for kind in (Lifecycle.closeTelling, Lifecycle.closeQuietly,
+                     Lifecycle.abort):
+            state.upon(kind).loop().returns(None)
+    closed.upon(Lifecycle.rejected).loop().returns(None)
+    return builder.build()
+
+
+_lifecycle = _buildLifecycle()
