@@ -23,6 +23,22 @@ from zope.interface import Interface, implementer
 
 from p2poverlay.tls import NodeTLS
 
+# Connections the kernel holds for a TCP listener until the node accepts
+# them (Twisted's default is 50).  Many nodes joining at once, or a
+# lookup's requests arriving together, overflow a short queue, and each
+# dropped SYN costs its dialer a retransmission a second or more later.
+# The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
+
+
+def withBacklog(description: str) -> str:
+    """A TCP server endpoint C{description} with L{LISTEN_BACKLOG}, unless
+    it gives a backlog of its own; any other kind as it is."""
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in ("tcp", "tcp6") or "backlog=" in description:
+        return description
+    return f"{description}:backlog={LISTEN_BACKLOG}"
+
 
 class INetwork(Interface):
     """Makes the endpoints a node listens on and dials."""
@@ -42,9 +58,10 @@ class INetwork(Interface):
 @implementer(INetwork)
 class TCPNetwork:
     """
-    TCP through C{reactor}: C{serverFromString} and L{HostnameEndpoint}
-    (an IP address is dialed as it is, with no name lookup in a thread);
-    with C{tls}, TLS over them both ways (L{p2poverlay.tls}).
+    TCP through C{reactor}: C{serverFromString} (L{withBacklog}) and
+    L{HostnameEndpoint} (an IP address is dialed as it is, with no name
+    lookup in a thread); with C{tls}, TLS over them both ways
+    (L{p2poverlay.tls}).
     """
 
     def __init__(self, reactor, tls: Optional[NodeTLS] = None) -> None:
@@ -52,7 +69,7 @@ class TCPNetwork:
         self.tls = tls
 
     def serverEndpoint(self, description: str) -> IStreamServerEndpoint:
-        endpoint = serverFromString(self.reactor, description)
+        endpoint = serverFromString(self.reactor, withBacklog(description))
         if self.tls is None:
             return endpoint
         return _TLSServerEndpoint(endpoint, self.tls)
