@@ -194,13 +194,14 @@ class DHTNetwork:
         """
         Deliver C{request} to C{contact}'s node after a delay; fire with
         its answer, a delay after it sent one, or fail with L{NoAnswer}
-        after the request timeout.
+        after the request timeout (the asker's, as it follows answers).
         """
         done: Deferred = Deferred()
-        timeout = asker.config.dhtRequestTimeout
+        requests = asker.dht.requests
+        timeout, sent = requests.wait.seconds, self.clock.seconds()
 
         def silent() -> None:
-            asker.dht.requests.unanswered += 1
+            requests.unanswered += 1
             done.errback(NoAnswer(f"{contact.nodeId[:8]} did not answer "
                                   f"within {timeout:g} s"))
 
@@ -212,7 +213,8 @@ class DHTNetwork:
         def answered(answer) -> None:
             if timer.active() and asker.running:
                 timer.cancel()
-                asker.dht.requests.answered += 1
+                requests.answered += 1
+                requests.wait.observed(self.clock.seconds() - sent)
                 done.callback((answer, _End(node.info, None)))
 
         def reply(answer) -> None:

@@ -6,8 +6,10 @@ query connection (L{p2poverlay.queries}: one kept from an earlier answer,
 or a new one), or where there are none, a new I{direct} link (bounded and
 closed when idle, as those for direct messages are).  The answer must
 come from the node asked, over its link, with the request's id, within
-the timeout; anything else is no answer.  Requests served are limited
-per peer.
+the timeout; anything else is no answer.  The timeout follows how long
+answers take (L{p2poverlay.rtt}): on a loaded network, where they come
+late, a request is not given up on (and made again of another node) while
+its answer is on the way.  Requests served are limited per peer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from p2poverlay.message import DIRECT, P2PMessage
 from p2poverlay.reasons import ANSWERED, CloseKind, CloseReason
 from p2poverlay.records import PeerInfo
 from p2poverlay.registry import PeerRegistry
+from p2poverlay.rtt import AdaptiveTimeout
 from p2poverlay.wirevalues import newMessageId
 
 if TYPE_CHECKING:
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 # Peers whose request budgets are remembered (the least recent forgotten).
 BUDGETS = 1024
+# However late answers come, a request waits at most this many times the
+# configured timeout.
+MAX_TIMEOUT_FACTOR = 4
 
 
 class NoAnswer(LookupFailed):
@@ -39,14 +45,18 @@ class NoAnswer(LookupFailed):
 
 
 class _Pending:
-    __slots__ = ("deferred", "contact", "make", "timer", "link", "relinked")
+    __slots__ = ("deferred", "contact", "make", "timer", "link", "relinked",
+                 "sent", "timeout")
 
     def __init__(self, deferred: Deferred, contact: Contact,
-                 make: Callable[[str], P2PMessage], timer) -> None:
+                 make: Callable[[str], P2PMessage], timer, sent: float,
+                 timeout: float) -> None:
         self.deferred = deferred
         self.contact = contact
         self.make = make
         self.timer = timer
+        self.sent = sent
+        self.timeout = timeout
         self.link: Any = None  # the connection it went over, once sent
         self.relinked = False
 
@@ -61,10 +71,14 @@ class DHTRequests:
 
     @param connect: C{connect(host, port, role)} reaches a node and fires
         with its L{PeerInfo} (L{p2poverlay.connections.Connections.connect}).
-    @param timeout: seconds a request waits for its answer, link included.
+    @param timeout: seconds a request waits for its answer, link included,
+        at least (L{wait}).
     @param rate: requests served per peer per second (C{burst} at once).
     @param queries: makes query connections (without, new links carry
         the requests to nodes not linked).
+
+    @ivar wait: how long a request waits now: at least C{timeout}, more
+        where answers have come later (up to L{MAX_TIMEOUT_FACTOR} times).
     """
 
     def __init__(self, clock, registry: PeerRegistry,
@@ -75,7 +89,7 @@ class DHTRequests:
         self.peers = registry
         self.connect = connect
         self.queries = queries
-        self.timeout = timeout
+        self.wait = AdaptiveTimeout(timeout, MAX_TIMEOUT_FACTOR * timeout)
         self.rate = rate
         self.burst = burst
         self._pending: Dict[str, _Pending] = {}
@@ -101,8 +115,10 @@ class DHTRequests:
             return fail(NoAnswer("the node is stopping"))
         rid = newMessageId()
         done: Deferred = Deferred()
-        timer = self.clock.callLater(self.timeout, self._timedOut, rid)
-        self._pending[rid] = _Pending(done, contact, make, timer)
+        timeout = self.wait.seconds
+        timer = self.clock.callLater(timeout, self._timedOut, rid)
+        self._pending[rid] = _Pending(done, contact, make, timer,
+                                      self.clock.seconds(), timeout)
         self.sent += 1
         self._reach(rid)
         return done
@@ -146,7 +162,7 @@ class DHTRequests:
         pending = self._pending.get(rid)
         nodeId = connection.info.node_id
         if pending is None:
-            self._endQuery(connection, self._silence())
+            self._endQuery(connection, self._silence(self.wait.seconds))
         elif nodeId != pending.nodeId:
             self._endQuery(connection, CloseReason(CloseKind.NOT_PINNED))
             self._anotherNode(rid, nodeId)
@@ -160,9 +176,11 @@ class DHTRequests:
             f"{contact.host}:{contact.port} is another node now "
             f"({nodeId[:8]}, not {contact.nodeId[:8]})"))
 
-    def _silence(self) -> CloseReason:
-        """Why a query connection closes when its answer did not come."""
-        return CloseReason(CloseKind.SILENT, f"{self.timeout:g} s")
+    @staticmethod
+    def _silence(seconds: float) -> CloseReason:
+        """Why a query connection closes when its answer did not come
+        within C{seconds}."""
+        return CloseReason(CloseKind.SILENT, f"{seconds:.3g} s")
 
     def _endQuery(self, connection, reason: CloseReason) -> None:
         if self.queries is not None:
@@ -215,12 +233,12 @@ class DHTRequests:
         pending = self._pending.pop(rid, None)
         if pending is not None:
             if pending.link is not None and pending.link.query:
-                self._endQuery(pending.link, self._silence())
+                self._endQuery(pending.link, self._silence(pending.timeout))
             self._setLink(pending, None)
             self.unanswered += 1
             pending.deferred.errback(NoAnswer(
                 f"{pending.nodeId[:8]} did not answer within "
-                f"{self.timeout:g} s"))
+                f"{pending.timeout:.3g} s"))
 
     def _fail(self, rid: str, error: Exception) -> None:
         pending = self._pending.pop(rid, None)
@@ -243,6 +261,7 @@ class DHTRequests:
         self._setLink(pending, None)
         pending.timer.cancel()
         self.answered += 1
+        self.wait.observed(self.clock.seconds() - pending.sent)
         connection.lastUsed = self.clock.seconds()
         if connection.query:
             self._endQuery(connection, ANSWERED)
