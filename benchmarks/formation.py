@@ -1,6 +1,8 @@
 """
 An overlay of N nodes formed from a single seed (every node joins the
-seed): time to form, degree distribution, diameter and memory per node.
+seed): time to form, degree distribution, diameter and memory per node,
+and how late each worker's reactor ran its timers meanwhile (a loaded
+worker answers late, and a DHT request may time out on the way).
 
 The nodes run in worker processes (L{benchmarks.formworker}), at least
 L{WORKERS} (one per core), the seed in the first: a real node has a
@@ -354,12 +356,16 @@ async def run(results: Results, n: int, timeout: float,
           f"{messages['PEERS']}; connections closed: "
           + ", ".join(f"{k} {v}" for k, v in closed.most_common()),
           flush=True)
+    print("  reactor lag of each worker from the first join (p50, p99, max "
+          "ms): " + "; ".join(
+              "{p50:.0f}, {p99:.0f}, {max:.0f}".format(**count["lag"])
+              for count in counts), flush=True)
     print("  DHT, summed over the nodes: " + ", ".join(
         f"{k[4:]} {v}" for k, v in sorted(dhtCounts.items())), flush=True)
     label = f"{n} nodes, {'plaintext' if plaintext else 'TLS'}"
     results.fact("overlay", label, dict(
         histogram=histogram, n=n, connected=isConnected, workers=workers,
-        cpuSeconds=cpuUsed,
+        cpuSeconds=cpuUsed, reactorLag=[count["lag"] for count in counts],
         messagesIn=dict(messages), closed=dict(closed)))
     results.add(Figure(
         "overlay", f"overlay of {label}: time to form from one seed",

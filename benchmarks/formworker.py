@@ -15,7 +15,8 @@ Commands (each answered with one line, in order):
   left alone join the seed again (how many is in the answer);
 - C{{"cmd": "memory"}}: RSS growth since before the first node, per node;
 - C{{"cmd": "counts"}}: messages read by type and connections closed by
-  reason, summed over the nodes;
+  reason, summed over the nodes, and how late the worker's reactor ran
+  a timer (its lag: L{LagProbe});
 - C{{"cmd": "stop"}}: stop every node, answer, exit.
 """
 
@@ -32,6 +33,7 @@ from typing import List, Optional
 
 from twisted.internet import reactor, stdio
 from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.task import LoopingCall
 from twisted.protocols.basic import LineReceiver
 
 from benchmarks.machine import raiseFileLimit, rssBytes
@@ -43,6 +45,38 @@ from p2poverlay import Node
 LIVENESS = dict(pingInterval=30.0, peerTimeout=120.0)
 
 
+class LagProbe:
+    """
+    How late the reactor runs a timer due every L{EVERY} seconds: how
+    long one turn of it took, all the work ready at once (a loaded
+    worker's answers wait that long, and a request's timeout runs
+    meanwhile).
+    """
+
+    EVERY = 0.1
+
+    def __init__(self) -> None:
+        self.lags: List[float] = []
+        self._last = time.monotonic()
+        self._call = LoopingCall(self._tick)
+
+    def start(self) -> None:
+        self._last = time.monotonic()
+        self._call.start(self.EVERY, now=False)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.lags.append(max(0.0, now - self._last - self.EVERY))
+        self._last = now
+
+    def summary(self) -> dict:
+        """Median, 99th percentile and most, in milliseconds."""
+        lags = sorted(self.lags) or [0.0]
+        return {"p50": 1000 * lags[len(lags) // 2],
+                "p99": 1000 * lags[len(lags) * 99 // 100],
+                "max": 1000 * lags[-1]}
+
+
 class Worker(LineReceiver):
     """Runs the commands of the parent, one at a time, in order."""
 
@@ -51,6 +85,7 @@ class Worker(LineReceiver):
 
     def __init__(self) -> None:
         self.nodes: List[Node] = []
+        self.lag = LagProbe()
         self.rssBefore = 0
         self.seedPort: Optional[int] = None
         self.queue: List[dict] = []
@@ -89,6 +124,7 @@ class Worker(LineReceiver):
                     "ids": [n.nodeId for n in self.nodes]}
         if name == "join":
             self.seedPort = command["port"]
+            self.lag.start()
             joiners = self.nodes[command.get("skip", 0):]
             wave = command["wave"]
             for first in range(0, len(joiners), wave):
@@ -123,6 +159,7 @@ class Worker(LineReceiver):
             for node in self.nodes:
                 dht.update(node.dht.counters())
             return {"messagesIn": dict(messages), "closed": dict(closed),
+                    "lag": self.lag.summary(),
                     "dht": dict(dht)}
         if name == "stop":
             await stopNodes(self.nodes)

@@ -106,7 +106,8 @@ _NODE_SETTINGS = [
     ("dht-max-lookups", "dhtMaxLookups", COUNT, "Most lookups under way at "
      "once; more fail at once."),
     ("dht-request-timeout", "dhtRequestTimeout", SECONDS, "Seconds a DHT "
-     "request waits for its answer, the link to its node included."),
+     "request waits for its answer, the link to its node included (up to "
+     "four times as long where answers come late)."),
     ("dht-refresh-interval", "dhtRefreshInterval", SECONDS, "Seconds after "
      "which a bucket no lookup went into is refreshed by one."),
     ("dht-request-rate", "dhtRequestRate", RATE, "DHT requests answered per "
