@@ -192,8 +192,8 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
         self._timer = self.clock.callLater(
             CLOSE_GRACE, self.transport.abortConnection)
 
-    def _settleHandshake(self, peer: Optional[PeerInfo] = None,
-                         error: type = HandshakeFailed) -> None:
+    def _settleHandshake(self, peer: Optional[PeerInfo],
+                         error: type) -> None:
         if self.handshake.called:
             return
         if peer is not None:

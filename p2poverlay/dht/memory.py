@@ -213,8 +213,7 @@ class DHTNetwork:
         def answered(answer) -> None:
             if timer.active() and asker.running:
                 timer.cancel()
-                requests.answered += 1
-                requests.wait.observed(self.clock.seconds() - sent)
+                requests.answerCame(sent)
                 done.callback((answer, _End(node.info, None)))
 
         def reply(answer) -> None:

@@ -260,12 +260,17 @@ class DHTRequests:
         del self._pending[rid]
         self._setLink(pending, None)
         pending.timer.cancel()
-        self.answered += 1
-        self.wait.observed(self.clock.seconds() - pending.sent)
+        self.answerCame(pending.sent)
         connection.lastUsed = self.clock.seconds()
         if connection.query:
             self._endQuery(connection, ANSWERED)
         pending.deferred.callback((answer, connection))
+
+    def answerCame(self, sent: float) -> None:
+        """Count an answer to a request sent at C{sent}: how long it took
+        is what later requests wait for (L{wait})."""
+        self.answered += 1
+        self.wait.observed(self.clock.seconds() - sent)
 
     def mayServe(self, connection) -> bool:
         """May C{connection}'s peer have one more request answered now?"""
