@@ -39,6 +39,7 @@ from twisted.protocols.basic import LineReceiver
 from benchmarks.machine import raiseFileLimit, rssBytes
 from benchmarks.nodes import neighbourIds, startNode, stopNodes
 from p2poverlay import Node
+from p2poverlay.collector import tuneCollector
 
 # One process holds many nodes, so every node's PINGs add up: see
 # L{benchmarks.formation}.
@@ -173,8 +174,10 @@ class Worker(LineReceiver):
 
 def main() -> None:
     """Serve the parent; with C{FORMWORKER_PROFILE} set, under cProfile,
-    the stats saved to that path when the worker stops."""
+    the stats saved to that path when the worker stops.  The collector is
+    tuned as C{twistd p2p} tunes a node's process."""
     raiseFileLimit()
+    tuneCollector()
     stdio.StandardIO(Worker())
     path = os.environ.get("FORMWORKER_PROFILE")
     if not path:

@@ -12,10 +12,10 @@ from typing import List, Optional
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
+from p2poverlay.collector import tuneCollector
 from p2poverlay.console import ConsoleService, stdinIsNull
 from p2poverlay.control import ControlService
 from p2poverlay.errors import ListenError
-from p2poverlay.listening import probe
 from p2poverlay.message import MAX_NAME_LENGTH, isNodeId
 from p2poverlay.config import ConfigError, NodeConfig
 from p2poverlay.node import Node
@@ -25,7 +25,8 @@ from p2poverlay.private import loadAllowList, loadNetworkKey
 from p2poverlay.relay.options import RELAY_FLAGS, RELAY_SETTINGS
 from p2poverlay.store import NodeStore, StoreLocked
 from p2poverlay.tapendpoints import (
-    controlDescription, listenDescription, portLabel, webDescription,
+    checkListening, controlDescription, listenDescription, portLabel,
+    webDescription,
 )
 from p2poverlay.taphelp import (
     BYTES, COUNT, HOPS, MODE, RATE, SECONDS, SYNOPSIS, formatHelp,
@@ -321,6 +322,7 @@ class P2PService(MultiService):
             self.whereabouts.control.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
+        tuneCollector()  # This process serves the node.
         try:
             super().privilegedStartService()
         except ListenError as e:
@@ -373,21 +375,6 @@ def optionNames(error: ConfigError) -> str:
         text = re.sub(rf"\b{field}\b", f"--{_OPTION_OF.get(field, field)}",
                       text)
     return text
-
-
-def checkListening(options: Options) -> None:
-    """
-    Before twistd leaves the terminal: stop with one line there if the node
-    or its web UI cannot listen (a daemon would only log it).
-    """
-    from twisted.internet import reactor
-    try:
-        probe(reactor, options["listen"], "listen")
-        if options.get("web"):
-            probe(reactor, options["web"], "web", " for the web UI")
-    except ListenError as e:
-        print(f"p2p: {e}", file=sys.__stderr__, flush=True)
-        raise SystemExit(1) from None
 
 
 def makeService(options: Options) -> IService:

@@ -1,20 +1,23 @@
 """
 The plugin's option values as Twisted endpoint descriptions: ``--port``,
 ``--web`` and ``--control``, each checked, with a bare port number made
-into the endpoint it means.
+into the endpoint it means; and whether the node can listen on them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 
 from twisted.python import usage
 
 from p2poverlay.controlwire import defaultControlPath, unixDescription
+from p2poverlay.errors import ListenError
+from p2poverlay.listening import probe
 
-__all__ = ["controlDescription", "listenDescription", "portLabel",
-           "webDescription"]
+__all__ = ["checkListening", "controlDescription", "listenDescription",
+           "portLabel", "webDescription"]
 
 
 def _endpointDescription(option: str, value: str, bareNumber: str) -> str:
@@ -90,3 +93,18 @@ def controlDescription(control, dataDir: str) -> str:
             f"--control {control!r}: a TCP control endpoint needs a data "
             f"directory for its cookie (give --data-dir)")
     return description
+
+
+def checkListening(options: usage.Options) -> None:
+    """
+    Before twistd leaves the terminal: stop with one line there if the node
+    or its web UI cannot listen (a daemon would only log it).
+    """
+    from twisted.internet import reactor
+    try:
+        probe(reactor, options["listen"], "listen")
+        if options.get("web"):
+            probe(reactor, options["web"], "web", " for the web UI")
+    except ListenError as e:
+        print(f"p2p: {e}", file=sys.__stderr__, flush=True)
+        raise SystemExit(1) from None
