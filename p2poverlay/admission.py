@@ -98,7 +98,7 @@ class InboundPolicy:
         # Node id -> when this node first met it (the least recent go).
         self._firstMet: "OrderedDict[str, float]" = OrderedDict()
         self._needSwaps = TokenBucket(NEED_SWAPS_PER_SECOND, NEED_SWAP_BURST,
-                                      clock.seconds)
+                                      clock)
 
     def _bucket(self, table: "OrderedDict[str, TokenBucket]", host: str,
                 rate: float, burst: float, full: bool = True) -> TokenBucket:
@@ -107,7 +107,7 @@ class InboundPolicy:
         C{full}."""
         bucket = table.get(host)
         if bucket is None:
-            bucket = table[host] = TokenBucket(rate, burst, self.clock.seconds)
+            bucket = table[host] = TokenBucket(rate, burst, self.clock)
             if not full:
                 bucket.take(burst)
             if len(table) > MAX_TRACKED_ADDRESSES:

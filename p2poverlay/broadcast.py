@@ -284,8 +284,7 @@ class EpidemicBroadcast(ConnectionListener):
         budget = self._announceBudget.get(sender)
         if budget is None:
             budget = self._announceBudget[sender] = TokenBucket(
-                ANNOUNCED_IDS_PER_SECOND, ANNOUNCED_IDS_BURST,
-                self.clock.seconds)
+                ANNOUNCED_IDS_PER_SECOND, ANNOUNCED_IDS_BURST, self.clock)
         for index, messageId in enumerate(message.ids):
             if messageId in self.seen:
                 continue

@@ -57,7 +57,7 @@ class DialBackServer:
     def __init__(self, clock: Any, probe: Any) -> None:
         self.clock = clock
         self.probe = probe
-        self._bucket = TokenBucket(RATE, BURST, clock.seconds)
+        self._bucket = TokenBucket(RATE, BURST, clock)
         self._lastFor: Dict[str, float] = {}
         self.running = 0
         self.outcomes: Dict[str, int] = {REACHED: 0, UNREACHED: 0, REFUSED: 0}

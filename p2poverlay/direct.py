@@ -316,7 +316,7 @@ class DirectMessages(ConnectionListener):
         budget = self._strays.get(connection)
         if budget is None:
             budget = self._strays[connection] = TokenBucket(
-                STRAY_IDS_PER_SECOND, STRAY_IDS_BURST, self.clock.seconds)
+                STRAY_IDS_PER_SECOND, STRAY_IDS_BURST, self.clock)
         if not budget.take(count):
             connection.slowDown(count / STRAY_IDS_PER_SECOND)
 

@@ -199,7 +199,7 @@ class PeerExchange:
         budget = self._learnBudget.get(sender)
         if budget is None:
             budget = self._learnBudget[sender] = TokenBucket(
-                LEARNED_PER_SECOND, LEARNED_BURST, self.clock.seconds)
+                LEARNED_PER_SECOND, LEARNED_BURST, self.clock)
         entries = message.peers[:self.config.maxPeersPerExchange]
         book = self.book
         for index, entry in enumerate(entries):

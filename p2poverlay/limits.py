@@ -4,31 +4,39 @@ Per-peer resource bounds: a message rate limit and a misbehaviour score.
 Each connection gets a L{TokenBucket} for the messages it sends us; an
 address that misbehaves (protocol errors, sending past its rate) collects
 points in L{Misbehaviour}, which bans it for a while once it reaches a
-threshold, as Bitcoin Core and libp2p do.  Time comes from a C{now}
-callable (the reactor's clock), so tests drive it with C{task.Clock}.
+threshold, as Bitcoin Core and libp2p do.  Time comes from the reactor's
+clock (or a C{now} callable), so tests drive it with C{task.Clock}.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
+from twisted.internet.interfaces import IReactorTime
+
 
 class TokenBucket:
-    """Allows C{rate} events per second on average, C{burst} at once."""
+    """
+    Allows C{rate} events per second on average, C{burst} at once.
 
-    # One per connection, per host admitted and per peer's budget: many.
-    __slots__ = ("rate", "burst", "_now", "_tokens", "_last")
+    @param clock: the reactor's clock.  The bucket keeps the clock, not its
+        bound C{seconds}: there is one bucket per connection, per host
+        admitted and per peer's budget, and a bound method each would cost
+        more than the bucket.
+    """
 
-    def __init__(self, rate: float, burst: float, now: Callable[[], float]) -> None:
+    __slots__ = ("rate", "burst", "_clock", "_tokens", "_last")
+
+    def __init__(self, rate: float, burst: float, clock: IReactorTime) -> None:
         self.rate = rate
         self.burst = burst
-        self._now = now
+        self._clock = clock
         self._tokens = burst
-        self._last = now()
+        self._last = clock.seconds()
 
     def take(self, amount: float = 1.0) -> bool:
         """Consume C{amount} if available; return whether it was."""
-        now = self._now()
+        now = self._clock.seconds()
         elapsed = max(0.0, now - self._last)
         self._last = max(self._last, now)
         self._tokens = min(self.burst, self._tokens + elapsed * self.rate)

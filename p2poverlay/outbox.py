@@ -13,9 +13,9 @@ it) a line goes to the socket at once when nothing waits before it
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, List, Optional
+from typing import Deque, List, Optional
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from zope.interface import implementer
 
 from p2poverlay.writethrough import WriteThrough
@@ -26,15 +26,16 @@ class Outbox:
     """
     Writes lines to C{transport}, queueing them while it is paused.
 
+    @param clock: the reactor's clock, for L{pausedSince}.
     @ivar pausedSince: when the transport last paused us, or None.
     """
 
-    def __init__(self, transport, limit: int, now: Callable[[], float],
+    def __init__(self, transport, limit: int, clock: IReactorTime,
                  delimiter: bytes = b"\n") -> None:
         self.transport = transport
         self.limit = limit
         self.delimiter = delimiter
-        self._now = now
+        self._clock = clock
         self.pausedSince: Optional[float] = None
         self.queuedBytes = 0
         # Made when first needed: most connections never queue anything.
@@ -111,7 +112,7 @@ class Outbox:
 
     def pauseProducing(self) -> None:
         if self.pausedSince is None:
-            self.pausedSince = self._now()
+            self.pausedSince = self._clock.seconds()
 
     def resumeProducing(self) -> None:
         self.pausedSince = None

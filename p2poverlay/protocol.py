@@ -232,9 +232,9 @@ class PeerConnection(LineFraming, LineSending, ProvesKey):
             setNoDelay(True)
         config = self.owner.config
         self.outbox = Outbox(self.transport, config.maxSendBuffer,
-                             self.clock.seconds, self.delimiter)
+                             self.clock, self.delimiter)
         self.bucket = TokenBucket(config.messageRate, config.messageBurst,
-                                  self.clock.seconds)
+                                  self.clock)
         if self.outbound and not self.overTLS:
             # The accepting side answers once it has read this HELLO.
             # (Over TLS it goes once the handshake is through: see

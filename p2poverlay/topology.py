@@ -99,8 +99,7 @@ class Topology(ConnectionListener):
         # Addresses that did not answer -> when they may be dialed again,
         # whichever node id claims them.
         self._unanswered: Dict[Tuple[str, int], float] = {}
-        self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST,
-                                       clock.seconds)
+        self._dialBudget = TokenBucket(DIALS_PER_SECOND, DIAL_BURST, clock)
         self.peerExchange = PeerExchange(nodeId, config, clock, rng, registry,
                                          book, verifier, self.schedule)
         self._maintainCall = None

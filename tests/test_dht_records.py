@@ -41,7 +41,7 @@ def clockAt(when: float = START) -> Clock:
 
 
 def storeOn(clock: Clock, **limits) -> RecordStore:
-    return RecordStore(clock.seconds, RecordChecker(), **limits)
+    return RecordStore(clock, RecordChecker(), **limits)
 
 
 def write(signer: Signer, clock: Clock, key: str = "k", value: str = "v",
@@ -422,7 +422,7 @@ def test_any_sequence_of_operations_keeps_every_bound_and_the_newest_record(ops)
                 record = replace(record, seq=record.seq + 1)
             slot, peerId = (key, record.writer), f"{peer:064x}"
             if peerId not in buckets:
-                buckets[peerId] = TokenBucket(2.0, 6.0, clock.seconds)
+                buckets[peerId] = TokenBucket(2.0, 6.0, clock)
             allowed = buckets[peerId].take()
             held = model.get(slot)
             writerHolds = sum(writer == record.writer for _, writer in model)

@@ -38,13 +38,13 @@ def takes(bucket: TokenBucket, attempts: int = 1000) -> int:
 # -- TokenBucket --------------------------------------------------------------
 
 def test_bucket_starts_full():
-    bucket = TokenBucket(rate=10, burst=5, now=Clock().seconds)
+    bucket = TokenBucket(rate=10, burst=5, clock=Clock())
     assert [bucket.take() for _ in range(6)] == [True] * 5 + [False]
 
 
 def test_bucket_refills_at_rate():
     clock = Clock()
-    bucket = TokenBucket(rate=10, burst=20, now=clock.seconds)
+    bucket = TokenBucket(rate=10, burst=20, clock=clock)
     assert takes(bucket) == 20
     clock.advance(0.5)
     assert takes(bucket) == 5
@@ -55,7 +55,7 @@ def test_bucket_refills_at_rate():
 
 def test_bucket_never_holds_more_than_burst():
     clock = Clock()
-    bucket = TokenBucket(rate=10, burst=5, now=clock.seconds)
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
     clock.advance(1_000_000)
     assert takes(bucket) == 5
     # Many small idle steps add up to no more either.
@@ -67,7 +67,7 @@ def test_bucket_never_holds_more_than_burst():
 
 def test_bucket_takes_amounts_and_a_refusal_consumes_nothing():
     clock = Clock()
-    bucket = TokenBucket(rate=1, burst=10, now=clock.seconds)
+    bucket = TokenBucket(rate=1, burst=10, clock=clock)
     assert bucket.take(4) and bucket.take(4)
     assert not bucket.take(4)
     assert bucket.take(2)
@@ -80,7 +80,7 @@ def test_bucket_takes_amounts_and_a_refusal_consumes_nothing():
 
 def test_bucket_counts_a_backwards_clock_as_no_time():
     clock = SettableClock(100.0)
-    bucket = TokenBucket(rate=10, burst=5, now=clock.seconds)
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
     # A full bucket is not drained by a clock going back...
     clock.now = 0.0
     assert takes(bucket) == 5
@@ -105,7 +105,7 @@ operations = st.lists(
 def test_bucket_allows_at_most_burst_plus_rate_times_elapsed(rate, burst,
                                                              ops):
     clock = Clock()
-    bucket = TokenBucket(rate=rate, burst=burst, now=clock.seconds)
+    bucket = TokenBucket(rate=rate, burst=burst, clock=clock)
     allowedAt = []
     for op in ops:
         if op == "take":

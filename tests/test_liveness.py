@@ -637,7 +637,7 @@ def lines(transport):
 def makeOutbox(limit=100, transport=None):
     clock = Clock()
     transport = transport if transport is not None else StringTransport()
-    outbox = Outbox(transport, limit, clock.seconds)
+    outbox = Outbox(transport, limit, clock)
     return outbox, transport, clock
 
 
@@ -758,7 +758,7 @@ def test_outbox_stop_producing_drops_the_queue():
 def test_outbox_uses_the_given_delimiter():
     clock = Clock()
     transport = StringTransport()
-    outbox = Outbox(transport, 10, clock.seconds, delimiter=b"\r\n")
+    outbox = Outbox(transport, 10, clock, delimiter=b"\r\n")
     outbox.write(b"a")
     outbox.pauseProducing()
     outbox.write(b"bcdefgh")  # 9 bytes with CRLF.

@@ -16,6 +16,7 @@ from twisted.internet import endpoints, protocol, reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionAborted, ConnectionLost
 from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
@@ -60,7 +61,7 @@ class Writer(protocol.Protocol):
         self._ready()
 
     def _ready(self) -> None:
-        self.outbox = Outbox(self.transport, 1 << 20, reactor.seconds)
+        self.outbox = Outbox(self.transport, 1 << 20, reactor)
         self.ready.callback(self)
 
 
@@ -184,7 +185,7 @@ def test_a_line_behind_buffered_data_waits_its_turn(tls):
 def test_transports_other_than_twisteds_tcp_are_written_as_they_are():
     transport = StringTransport()
     assert WriteThrough.of(transport) is None
-    outbox = Outbox(transport, 100, lambda: 0.0)
+    outbox = Outbox(transport, 100, Clock())
     outbox.write(b"a")
     outbox.writeLines([b"b", b"c"])
     assert transport.value() == b"a\nb\nc\n"

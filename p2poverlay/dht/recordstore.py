@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+from twisted.internet.interfaces import IReactorTime
 
 from p2poverlay.dht.record import (
     MAX_KEY_LENGTH, RECORD_OVERHEAD, RecordChecker, ValueRecord,
@@ -44,14 +46,14 @@ class RecordStore:
     @ivar maxTTL: the longest time to live a record may have, in seconds.
     """
 
-    def __init__(self, now: Callable[[], float], checker: RecordChecker, *,
+    def __init__(self, clock: IReactorTime, checker: RecordChecker, *,
                  maxRecords: int = 10_000, maxBytes: int = 16 << 20,
                  maxPerWriter: int = 100, maxValueBytes: int = 16_384,
                  maxTTL: float = 86_400.0, writeRate: float = 10.0,
                  writeBurst: float = 50.0) -> None:
         """
-        @param now: the time in seconds since the Unix epoch (the
-            reactor's C{seconds}).
+        @param clock: the reactor's clock (time in seconds since the Unix
+            epoch).
         @param checker: checks the records offered.
         @param maxRecords: records kept at most, in all.
         @param maxBytes: their L{ValueRecord.size} at most, in all; room
@@ -71,7 +73,7 @@ class RecordStore:
             raise ValueError(f"maxBytes must be at least {largest} (the "
                              f"largest record with values of "
                              f"{maxValueBytes} bytes)")
-        self._now = now
+        self._clock = clock
         self._checker = checker
         self.maxRecords = maxRecords
         self.maxBytes = maxBytes
@@ -129,7 +131,7 @@ class RecordStore:
         valueBytes = len(record.value.encode("utf-8", "surrogatepass"))
         if valueBytes > self.maxValueBytes:
             return f"has a value longer than {self.maxValueBytes} bytes"
-        now = self._now()
+        now = self._clock.seconds()
         slot = (record.key, record.writer)
         held = self._records.get(slot)
         if held is not None and held.expires <= now * 1000:
@@ -165,7 +167,7 @@ class RecordStore:
         writers = self._writersOf.get(key)
         if not writers:
             return []
-        nowMs = self._now() * 1000
+        nowMs = self._clock.seconds() * 1000
         live = []
         for writer in list(writers):
             slot = (key, writer)
@@ -185,7 +187,7 @@ class RecordStore:
 
         @return: how many were dropped.
         """
-        nowMs = self._now() * 1000
+        nowMs = self._clock.seconds() * 1000
         expiries = self._expiries
         dropped = 0
         while expiries and expiries[0][0] <= nowMs:
@@ -200,7 +202,7 @@ class RecordStore:
     def records(self) -> Iterator[ValueRecord]:
         """Every live record held (to republish or hand on), least
         recently used first; they do not count as used."""
-        nowMs = self._now() * 1000
+        nowMs = self._clock.seconds() * 1000
         for record in list(self._records.values()):
             if record.expires > nowMs:
                 yield record
@@ -208,10 +210,10 @@ class RecordStore:
     # -- bookkeeping ------------------------------------------------------
 
     def _allow(self, peer: str) -> bool:
-        now = self._now()
+        now = self._clock.seconds()
         entry = self._buckets.pop(peer, None)
         if entry is None:
-            bucket = TokenBucket(self.writeRate, self.writeBurst, self._now)
+            bucket = TokenBucket(self.writeRate, self.writeBurst, self._clock)
         else:
             bucket = entry[0]
         buckets = self._buckets

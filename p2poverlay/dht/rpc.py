@@ -278,7 +278,7 @@ class DHTRequests:
         budget = self._budgets.get(nodeId)
         if budget is None:
             budget = self._budgets[nodeId] = TokenBucket(
-                self.rate, self.burst, self.clock.seconds)
+                self.rate, self.burst, self.clock)
             if len(self._budgets) > BUDGETS:
                 self._budgets.popitem(last=False)
         else:

@@ -75,7 +75,7 @@ class DHTValues:
         self.config = dht.config
         self.clock = dht.clock
         self.checker = RecordChecker()
-        self.store = RecordStore(self.clock.seconds, self.checker,
+        self.store = RecordStore(self.clock, self.checker,
                                  maxTTL=max(86_400.0, self.config.dhtValueTTL))
         self.mine: Dict[str, ValueRecord] = {}  # this node's, by key
         self._republisher = LoopingCall(self.republish)
