@@ -100,11 +100,22 @@ class InboundPolicy:
         self._needSwaps = TokenBucket(NEED_SWAPS_PER_SECOND, NEED_SWAP_BURST,
                                       clock)
 
+    @property
+    def ratesTracked(self) -> int:
+        """How many addresses' connection rates the policy remembers."""
+        return len(self._rates)
+
     def _bucket(self, table: "OrderedDict[str, TokenBucket]", host: str,
                 rate: float, burst: float, full: bool = True) -> TokenBucket:
         """C{host}'s bucket in C{table}, the least recently used going
         beyond L{MAX_TRACKED_ADDRESSES}; a new one starts empty unless
         C{full}."""
+        if full:
+            # A bucket that has refilled is as good as none: the least
+            # recently used go as soon as they have, so that each address
+            # that ever connected does not hold a bucket for good.
+            while table and next(iter(table.values())).isFull():
+                table.popitem(last=False)
         bucket = table.get(host)
         if bucket is None:
             bucket = table[host] = TokenBucket(rate, burst, self.clock)

@@ -45,6 +45,11 @@ class TokenBucket:
         self._tokens -= amount
         return True
 
+    def isFull(self) -> bool:
+        """Has it refilled to C{burst}, as a new bucket starts?"""
+        elapsed = max(0.0, self._clock.seconds() - self._last)
+        return self._tokens + elapsed * self.rate >= self.burst
+
 
 class Misbehaviour:
     """

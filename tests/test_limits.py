@@ -262,3 +262,15 @@ def test_memory_stays_bounded_under_many_addresses():
         # Private, but memory use is the point here.
         assert len(m._scores) <= 3 and len(m._bans) <= 3
     assert len(m.bans()) == 3
+
+
+def test_bucket_is_full_again_once_it_has_refilled():
+    clock = Clock()
+    bucket = TokenBucket(rate=2, burst=4, clock=clock)
+    assert bucket.isFull()
+    bucket.take(3)
+    assert not bucket.isFull()
+    clock.advance(1.4)
+    assert not bucket.isFull()
+    clock.advance(0.1)
+    assert bucket.isFull()
