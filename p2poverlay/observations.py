@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Set
 
 from p2poverlay.addresses import isLoopback, parseAddress
+from p2poverlay.records import SLOTS
 
 # Peers, on as many hosts, needed to agree on a host before it is the
 # candidate.
@@ -37,7 +38,7 @@ PER_DESTINATION = "per-destination"  # a new port each time: symmetric
 MAPPINGS = (UNKNOWN, NO_NAT, ENDPOINT_INDEPENDENT, PER_DESTINATION)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class Observation:
     """
     One peer's view of this node.
@@ -95,13 +96,24 @@ class AddressObservations:
             return None
         if isLoopback(host):
             return None
-        observation = Observation(observer, host, port, localHost, localPort,
-                                  outbound, observerHost)
+        observation = Observation(observer, self._kept(host), port,
+                                  self._kept(localHost), localPort, outbound,
+                                  observerHost)
         self._byObserver.pop(observer, None)
         self._byObserver[observer] = observation
         if len(self._byObserver) > MAX_OBSERVERS:
             self._byObserver.popitem(last=False)
         return observation
+
+    def _kept(self, host: str) -> str:
+        """C{host}, or the equal string an observation holds already:
+        nearly every peer names the same host, this node's own."""
+        for observation in self._byObserver.values():
+            if observation.host == host:
+                return observation.host
+            if observation.localHost == host:
+                return observation.localHost
+        return host
 
     def forget(self, observer: str) -> None:
         """C{observer}'s view no longer counts (it misbehaved)."""
