@@ -316,7 +316,7 @@ class Connections:
             since=self.clock.seconds(), role=connection.role,
             fingerprint=(fingerprintOf(connection.peerKey)
                          if connection.peerKey is not None else None),
-            record=recordOf(hello))
+            record=recordOf(hello), dht=hello.dht == 1)
         if connection.query:
             self.queries.handshaken(connection, info)
             return

@@ -159,6 +159,9 @@ class Hello(P2PMessage):
     # A node of version 2 ignores it and keeps a direct link, which
     # answers the request all the same.
     query: int = 0
+    # 0: the sender serves no DHT requests (its routing by id is off);
+    # nodes keep it out of their routing tables, as kad-dht's client mode.
+    dht: int = 1
 
     def toDict(self) -> Dict[str, Any]:
         fields = super().toDict()
@@ -172,6 +175,8 @@ class Hello(P2PMessage):
         for optional in ("observed", "nonce", "query"):
             if not fields[optional]:
                 del fields[optional]
+        if self.dht == 1:
+            del fields["dht"]
         return fields
 
     def validate(self) -> None:
@@ -198,6 +203,7 @@ class Hello(P2PMessage):
         if self.nonce and self.role != PROBE:
             raise MessageError("HELLO has a nonce but does not probe")
         checkRange(self.query, "query", 1)
+        checkRange(self.dht, "dht", 1)
         if self.query and self.role != DIRECT:
             raise MessageError("HELLO of a query connection is not direct")
 

@@ -172,7 +172,8 @@ class Node(Service):
         """The C{HELLO} this node says on a connection of C{role}."""
         return Hello(self.nodeId, PROTOCOL_VERSION, self.listenPort,
                      self.config.name, role,
-                     neighbours=self.peers.neighbourCount())
+                     neighbours=self.peers.neighbourCount(),
+                     dht=int(self.config.dht))
 
     # -- observers ------------------------------------------------------
 

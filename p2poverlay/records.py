@@ -82,6 +82,8 @@ class PeerInfo(_Labelled):
         L{None} on a link that proves none (plaintext, in memory).
     @ivar record: the peer's signed record of its address, from its HELLO
         (L{p2poverlay.ownaddress}); L{None} from a node without a key.
+    @ivar dht: whether the peer serves DHT requests (its HELLO did not say
+        C{dht} 0).
     """
 
     node_id: str
@@ -93,6 +95,7 @@ class PeerInfo(_Labelled):
     role: str = NEIGHBOUR
     fingerprint: Optional[str] = None
     record: Optional[PeerAddress] = None
+    dht: bool = True
 
     @property
     def logLevel(self) -> LogLevel:

@@ -165,7 +165,8 @@ class Options(usage.Options):
          "console when twistd runs as a daemon)."],
         ["no-dht", None,
          "Take no part in routing by id: look nothing up (send reaches "
-         "only nodes this node knows of), join no DHT."],
+         "only nodes this node knows of), join no DHT, and tell peers to "
+         "keep this node out of their routing tables."],
         ["insecure-plaintext", None,
          "Peer links without TLS, for debugging or as a benchmark baseline "
          "only: anyone on the path can read and change them, and any node "

@@ -203,3 +203,26 @@ def test_a_store_with_no_valid_record_closes_that_link_only(overlay, raw):
     assert "no record" in next(m for m in offender.lines()
                                if m["type"] == "BYE")["reason"]
     yield assertMessagesFlow(overlay, a, t)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_with_routing_off_is_in_no_table_and_keeps_none(overlay, raw):
+    t = yield overlay.start(name="t", autoConnect=False)
+    off = yield overlay.start(join=t, name="off", autoConnect=False,
+                              dht=False)
+    on = yield overlay.start(join=t, name="on", autoConnect=False)
+    yield waitFor(lambda: on.nodeId in t.dht.table and t.nodeId in on.dht.table,
+                  timeout=PROMPT, what="the DHT nodes in each other's tables")
+    assert off.nodeId in t.peers and off.nodeId not in t.dht.table
+    assert len(off.dht.table) == 0
+    # A node that ignores the HELLO's dht 0 and asks all the same gets an
+    # answer naming nobody.
+    client, _ = yield peer(raw, off, "asker", DIRECT)
+    assert {"type": "HELLO", "dht": 0}.items() <= client.lines()[0].items()
+    rid = newMessageId()
+    client.send(FindNode(rid, f"{dhtIdOf(t.nodeId):064x}"))
+    yield waitFor(lambda: "NODES" in client.types(), timeout=PROMPT,
+                  what="the answer")
+    answer = next(m for m in client.lines() if m["type"] == "NODES")
+    assert answer["rid"] == rid and answer["nodes"] == []
+    yield assertMessagesFlow(overlay, off, t)

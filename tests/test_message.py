@@ -89,6 +89,7 @@ EVERY_TYPE = [
     Bye("node shutting down"),
     Bye(),
     Hello(NODE_A, 1, 9000, "", "direct"),
+    Hello(NODE_A, 3, 9000, "", dht=0),
     IHave((MSG_ID,)),
     IHave(tuple(newMessageId() for _ in range(MAX_IDS))),
     Graft((MSG_ID,)),
@@ -238,12 +239,20 @@ def test_what_a_hello_observes_is_sent_only_when_said():
     assert b"nonce" not in Hello(NODE_A, 1, 1).encode()
 
 
+def test_a_hello_says_dht_only_when_its_sender_serves_no_dht():
+    assert b"dht" not in Hello(NODE_A, 3, 1).encode()
+    assert Hello(NODE_A, 3, 1, dht=0).encode().endswith(b',"dht":0}')
+    hello = {"type": "HELLO", "node_id": NODE_A, "version": 3, "port": 9}
+    assert P2PMessage.decode(line(hello)).dht == 1
+
+
 @pytest.mark.parametrize("fields, reason", [
     ({"observed": "nowhere"}, "HELLO field 'observed': expected host:port"),
     ({"observed": "h:0"}, "HELLO field 'observed': bad port"),
     ({"observed": "h" * 300 + ":1"}, "observed longer than"),
     ({"nonce": "ab"}, "nonce must be 64 lowercase hex digits"),
     ({"nonce": NONCE}, "HELLO has a nonce but does not probe"),
+    ({"dht": 2}, "dht out of range: 2"),
 ])
 def test_a_bad_observation_or_nonce_in_a_hello_is_an_error(fields, reason):
     hello = {"type": "HELLO", "node_id": NODE_A, "version": 1, "port": 9}

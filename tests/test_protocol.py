@@ -66,9 +66,10 @@ def assertClosedWith(transport, reason):
 def test_the_dialer_says_hello_first(node):
     connection, transport = connect(node, outbound=True)
     # It says where it sees the peer: here, the StringTransport's address.
+    # Its routing by id is off (dht 0).
     assert written(transport) == [
         Hello(node.nodeId, PROTOCOL_VERSION, 0, "me", neighbours=0,
-              observed="127.0.0.1:5555")]
+              observed="127.0.0.1:5555", dht=0)]
     assert connection.direction == OUTBOUND
     assert connection in node.connections
     assert not transport.disconnecting
@@ -83,7 +84,7 @@ def test_the_accepting_side_answers_hello_with_hello(node):
     send(connection, Hello(BOB, PROTOCOL_VERSION, 9000, "bob", "direct"))
     assert written(transport)[0] == Hello(
         node.nodeId, PROTOCOL_VERSION, 0, "me", "direct", neighbours=0,
-        observed="127.0.0.1:5555")
+        observed="127.0.0.1:5555", dht=0)
     assert not transport.disconnecting
 
 

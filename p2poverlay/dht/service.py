@@ -68,8 +68,9 @@ FIRST_ROUND = 2
 
 
 def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
-    """The contact of a peer that proved its id on a link, if it listens."""
-    if not info.port:
+    """The contact of a peer that proved its id on a link, if it listens
+    and serves DHT requests."""
+    if not info.port or not info.dht:
         return None
     record = info.record
     host = record.host if record is not None else info.host
@@ -178,13 +179,16 @@ class Kademlia(ConnectionListener):
 
     def _heardFrom(self, contact: Contact) -> None:
         """C{contact} proved its id to this node just now."""
+        if not self.config.dht:
+            # Nothing here reads the table: requests, if any come (from
+            # a node that did not read the HELLO's dht 0), name nobody.
+            return
         new = not self.table.holds(contact)
         oldest = self.table.seen(contact)
         if new and self.table.holds(contact):
             for tell in self.contactAdded:
                 tell(contact)
-        if oldest is None or oldest.nodeId in self._pinging or \
-                not self.config.dht:
+        if oldest is None or oldest.nodeId in self._pinging:
             return
         if self.peers.connection(oldest.nodeId) is not None:
             self.table.answered(oldest.nodeId)  # Its link says it is there.
