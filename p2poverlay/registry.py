@@ -11,7 +11,7 @@ until the table changes, and the peers by address in an index.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from p2poverlay.addresses import parseAddress
 from p2poverlay.message import NEIGHBOUR
@@ -30,8 +30,9 @@ class PeerRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._peers: Dict[str, Tuple[PeerInfo, "PeerConnection"]] = {}
-        # (host, port) -> the ids of the peers there (most often one).
-        self._addresses: Dict[Tuple[str, int], Set[str]] = {}
+        # (host, port) -> the ids of the peers there: most often one, so
+        # a tuple (48 bytes) rather than a set (216).
+        self._addresses: Dict[Tuple[str, int], Tuple[str, ...]] = {}
         # The connections, and those of neighbours, until the next change
         # (a connection's role is settled before it is added).
         self._connections: Optional[List["PeerConnection"]] = None
@@ -42,11 +43,12 @@ class PeerRegistry:
 
     def _unindex(self, info: PeerInfo) -> None:
         key = (info.host, info.port)
-        ids = self._addresses.get(key)
-        if ids is not None:
-            ids.discard(info.node_id)
-            if not ids:
-                del self._addresses[key]
+        ids = tuple(nodeId for nodeId in self._addresses.get(key, ())
+                    if nodeId != info.node_id)
+        if ids:
+            self._addresses[key] = ids
+        else:
+            self._addresses.pop(key, None)
 
     def add(self, info: PeerInfo, connection: "PeerConnection") -> None:
         with self._lock:
@@ -54,8 +56,9 @@ class PeerRegistry:
             if old is not None:
                 self._unindex(old[0])
             self._peers[info.node_id] = (info, connection)
-            self._addresses.setdefault((info.host, info.port), set()).add(
-                info.node_id)
+            key = (info.host, info.port)
+            self._addresses[key] = self._addresses.get(key, ()) + (
+                info.node_id,)
             self._changed()
 
     def remove(self, nodeId: str, connection: "PeerConnection") -> bool:
