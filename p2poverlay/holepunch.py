@@ -20,7 +20,7 @@ stays relayed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -60,6 +60,10 @@ class HolePunching(ConnectionListener):
 
     log = Logger()
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _dialing: FrozenSet[str] = frozenset()
+
     def __init__(self, connections: Any, reachability: Any, network: Any,
                  local: Any, upgrade: Any, dispatcher: Any) -> None:
         self.connections = connections
@@ -71,7 +75,6 @@ class HolePunching(ConnectionListener):
         # first try began).
         self._started: Dict[str, Tuple[float, int, float]] = {}
         # Either side: the peers a dial is on its way to.
-        self._dialing: Set[str] = set()
         dispatcher.register(HolePunch, self.punchReceived)
 
     def _ownAddress(self) -> Optional[Tuple[str, int]]:
@@ -126,7 +129,7 @@ class HolePunching(ConnectionListener):
                 connection.sendMessage(HolePunch(PUNCH_NONE))
                 return
             connection.sendMessage(HolePunch(PUNCH_CONNECT, *address))
-            self._dialing.add(peer)
+            self._dialing |= {peer}
             self.connections.clock.callLater(
                 message.rtt / 2000, self._dial, connection, message.host,
                 message.port, False, 0)
@@ -138,9 +141,9 @@ class HolePunching(ConnectionListener):
         for the next) or as the server and acceptor (B)."""
         peer = relayed.info.node_id
         if relayed.closing:
-            self._dialing.discard(peer)
+            self._dialing -= {peer}
             return
-        self._dialing.add(peer)
+        self._dialing |= {peer}
         factory: Any = PeerConnectionFactory(
             self.connections, outbound=asClient, role=relayed.role,
             dialed=(host, port) if asClient else None)
@@ -161,7 +164,7 @@ class HolePunching(ConnectionListener):
         d.addCallback(tcpUp)
 
         def settled(result: Any) -> Any:
-            self._dialing.discard(peer)
+            self._dialing -= {peer}
             return result
 
         d.addBoth(settled)
@@ -197,4 +200,4 @@ class HolePunching(ConnectionListener):
     def peerRemoved(self, info: Any, connection: Any, reason: Any) -> None:
         if isRelayed(connection):
             self._started.pop(info.node_id, None)
-            self._dialing.discard(info.node_id)
+            self._dialing -= {info.node_id}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
@@ -107,6 +107,11 @@ class Reachability(NoReachability):
 
     log = Logger()
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _failedBy: FrozenSet[str] = frozenset()
+    _sought: FrozenSet[str] = frozenset()
+
     def __init__(self, clock: Any, peers: Any, listenPort: Callable[[], int],
                  rng: Any) -> None:
         """
@@ -122,9 +127,7 @@ class Reachability(NoReachability):
         self.address: Optional[Tuple[str, int]] = None
         self.confidence = 0
         self.confirmedBy: Set[str] = set()
-        self._failedBy: Set[str] = set()
         # Observers linked to for a dial-back, since the state last changed.
-        self._sought: Set[str] = set()
         # C{linkTo(nodeId)} opens a direct link to that node, if it can.
         self.linkTo: Callable[[str], object] = lambda _: None
         self._pending: Dict[str, _Probe] = {}
@@ -172,7 +175,7 @@ class Reachability(NoReachability):
             self.confidence = min(MAX_CONFIDENCE, self.confidence + 1)
         else:
             self._become(PUBLIC, address)
-        self._failedBy.clear()
+        self._failedBy = frozenset()
         self._schedule(RECHECK)
         return True
 
@@ -205,7 +208,7 @@ class Reachability(NoReachability):
             probe.timer.cancel()
 
     def _failed(self, probe: _Probe) -> None:
-        self._failedBy.add(probe.prober)
+        self._failedBy |= {probe.prober}
         if self.state == PUBLIC:
             self.confidence -= 1
             if self.confidence < 0 and \
@@ -223,7 +226,7 @@ class Reachability(NoReachability):
     def _become(self, state: str, address: Optional[Tuple[str, int]]) -> None:
         self.state, self.address, self.confidence = state, address, 0
         self.changes += 1
-        self._sought.clear()
+        self._sought = frozenset()
         if address is None:
             self.confirmedBy.clear()
         self.log.info("reachability: {what}", what=self.describe())
@@ -281,7 +284,7 @@ class Reachability(NoReachability):
         if not others:
             return False
         other = self.random.choice(others)
-        self._sought.add(other)
+        self._sought |= {other}
         self.linkTo(other)
         self._schedule(SOON)
         return True

@@ -12,7 +12,7 @@ change (L{p2poverlay.addressnews}).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, FrozenSet, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -43,6 +43,11 @@ class RelayUse(ConnectionListener):
 
     log = Logger()
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _asking: FrozenSet[str] = frozenset()
+    _refusedBy: FrozenSet[str] = frozenset()
+
     def __init__(self, clock: Any, peers: Any,
                  reserve: Callable[[Any], Any], wants: Callable[[], bool],
                  changed: Callable[[], None]) -> None:
@@ -52,8 +57,6 @@ class RelayUse(ConnectionListener):
         self.wants = wants
         self.changed = changed
         self._reserved: "OrderedDict[str, Via]" = OrderedDict()
-        self._asking: Set[str] = set()
-        self._refusedBy: Set[str] = set()
         self._retry: Optional[IDelayedCall] = None
         self.stopped = False
 
@@ -73,7 +76,7 @@ class RelayUse(ConnectionListener):
             if len(self._reserved) + len(self._asking) >= MAX_RELAYS:
                 return
             nodeId = connection.peer.node_id
-            self._asking.add(nodeId)
+            self._asking |= {nodeId}
             d = self.reserve(connection)
             d.addCallbacks(self._reservedBy, self._refused,
                            callbackArgs=(connection,),
@@ -93,7 +96,7 @@ class RelayUse(ConnectionListener):
 
     def _reservedBy(self, _: object, connection: Any) -> None:
         info = connection.peer
-        self._asking.discard(info.node_id)
+        self._asking -= {info.node_id}
         if connection.closing or self.stopped:
             return
         record = info.record
@@ -106,8 +109,8 @@ class RelayUse(ConnectionListener):
 
     def _refused(self, reason: Failure, connection: Any) -> None:
         nodeId = connection.peer.node_id
-        self._asking.discard(nodeId)
-        self._refusedBy.add(nodeId)
+        self._asking -= {nodeId}
+        self._refusedBy |= {nodeId}
         self.log.info("{peer} keeps no reservation for this node: {why}",
                       peer=connection.peer.describe(),
                       why=reason.getErrorMessage())

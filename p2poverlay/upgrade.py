@@ -11,7 +11,7 @@ attempt and success is counted by kind, for the metrics.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Set
+from typing import Any, Dict, FrozenSet
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,6 +37,10 @@ class DirectUpgrade(ConnectionListener):
 
     log = Logger()
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _asked: FrozenSet[str] = frozenset()  # peers asked to be dialed, now
+
     def __init__(self, connections: Any, reachability: Any,
                  dispatcher: Any) -> None:
         self.connections = connections
@@ -44,7 +48,6 @@ class DirectUpgrade(ConnectionListener):
         self.upgraded: Dict[str, str] = {}
         self.attempts = {kind: 0 for kind in KINDS}
         self.successes = {kind: 0 for kind in KINDS}
-        self._asked: Set[str] = set()  # peers asked to be dialed, now
         # Peers last reached through relays, and when.
         self._relayed: Dict[str, float] = {}
         dispatcher.register(DialMe, self.dialMeReceived)
@@ -84,13 +87,13 @@ class DirectUpgrade(ConnectionListener):
         peer = connection.info.node_id
         if peer in self._asked:
             return  # Once per peer at a time.
-        self._asked.add(peer)
+        self._asked |= {peer}
         self.attempts[REVERSAL] += 1
         d = self.connections.connect(message.host, message.port,
                                      connection.role)
 
         def dialed(info: Any) -> None:
-            self._asked.discard(peer)
+            self._asked -= {peer}
             if info.node_id != peer:
                 self.log.warn("{address} is not {peer}: no direct link",
                               address=f"{message.host}:{message.port}",
@@ -102,7 +105,7 @@ class DirectUpgrade(ConnectionListener):
                           peer=info.describe())
 
         def failed(reason: Failure) -> None:
-            self._asked.discard(peer)
+            self._asked -= {peer}
             self.log.info("no direct link to {peer}: {why}", peer=peer[:8],
                           why=reason.getErrorMessage())
 

@@ -14,7 +14,7 @@ in its own range.
 from __future__ import annotations
 
 import random
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, FrozenSet, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -96,6 +96,10 @@ class Kademlia(ConnectionListener):
 
     log = Logger()
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _pinging: FrozenSet[str] = frozenset()
+
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  rng: random.Random, registry: PeerRegistry, connect,
                  dispatcher: Dispatcher, verifier: Verifier,
@@ -118,7 +122,6 @@ class Kademlia(ConnectionListener):
         self.requests = requests
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0
-        self._pinging: Set[str] = set()
         # Called with each contact new to the table.
         self.contactAdded: List[Callable[[Contact], None]] = []
         self._upkeep: List[int] = []  # targets of upkeep lookups to run
@@ -194,7 +197,7 @@ class Kademlia(ConnectionListener):
             self.table.answered(oldest.nodeId)  # Its link says it is there.
             return
         # The oldest is asked, not the newcomer: old nodes tend to stay.
-        self._pinging.add(oldest.nodeId)
+        self._pinging |= {oldest.nodeId}
         d = self._findNode(oldest, self.table.ownId)
 
         def answered(_: object) -> None:
@@ -204,8 +207,11 @@ class Kademlia(ConnectionListener):
             if not reason.check(DialLimit):
                 self.table.failed(oldest.nodeId)
 
+        def done(_: object) -> None:
+            self._pinging -= {oldest.nodeId}
+
         d.addCallbacks(answered, silent)
-        d.addBoth(lambda _: self._pinging.discard(oldest.nodeId))
+        d.addBoth(done)
 
     # -- serving ------------------------------------------------------------
 

@@ -12,7 +12,9 @@ peer sent before it heard of the close is ignored, not held against it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import (
+    Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple,
+)
 
 from zope.interface import Interface
 
@@ -46,10 +48,13 @@ class CircuitTable:
         after its circuits are told.
     """
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _watched: FrozenSet[Any] = frozenset()
+
     def __init__(self) -> None:
         self._ends: Dict[Tuple[Any, str], Any] = {}
         self._closed: Dict[Any, "OrderedDict[str, None]"] = {}
-        self._watched: Set[Any] = set()
         self.linkListeners: List[Callable[[Any], None]] = []
 
     def __len__(self) -> int:
@@ -86,11 +91,11 @@ class CircuitTable:
     def watch(self, link: Any) -> None:
         """Tell the circuits and L{linkListeners} when C{link} closes."""
         if link not in self._watched:
-            self._watched.add(link)
+            self._watched |= {link}
             link.whenClosed().addCallback(lambda _: self._linkClosed(link))
 
     def _linkClosed(self, link: Any) -> None:
-        self._watched.discard(link)
+        self._watched -= {link}
         for end in self.onLink(link):
             end.linkLost()
         for key in [key for key in self._ends if key[0] is link]:

@@ -17,7 +17,7 @@ for the circuit until it was ready (a round trip to the other end).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, FrozenSet, List, Optional
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
@@ -111,6 +111,10 @@ class RelayClient(ConnectionListener):
         or in memory: connections over circuits are plain too).
     """
 
+    # Empty for most nodes, so one empty set the class holds until a
+    # node needs its own (each is replaced, never changed in place).
+    _moving: FrozenSet[str] = frozenset()
+
     def __init__(self, connections: Any, table: CircuitTable,
                  tls: Any = None) -> None:
         self.connections = connections
@@ -121,7 +125,6 @@ class RelayClient(ConnectionListener):
         self._asked: Dict[Any, List[Deferred]] = {}
         self._renewals: Dict[Any, IDelayedCall] = {}
         # Relays whose reservation waits for the connection the pair keeps.
-        self._moving: Set[str] = set()
         table.linkListeners.append(self._linkClosed)
 
     def counters(self) -> Dict[str, int]:
@@ -206,13 +209,13 @@ class RelayClient(ConnectionListener):
             if successor is not None and not successor.closing:
                 self.reserve(successor).addErrback(lambda _: None)
             else:
-                self._moving.add(peer.node_id)
+                self._moving |= {peer.node_id}
 
     def peerReached(self, info: PeerInfo, connection: Any) -> None:
         """A connection to C{info}'s node is settled: one a reservation
         moves to?"""
         if info.node_id in self._moving:
-            self._moving.discard(info.node_id)
+            self._moving -= {info.node_id}
             self.reserve(connection).addErrback(lambda _: None)
 
     # -- circuits to this node ------------------------------------------------------
@@ -293,5 +296,5 @@ class RelayClient(ConnectionListener):
         """Renew nothing more; circuits close with their connections."""
         for link in list(self._renewals):
             self.release(link)
-        self._moving.clear()
+        self._moving = frozenset()
 
