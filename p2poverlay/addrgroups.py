@@ -30,9 +30,6 @@ def addressGroup(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if not ip.is_global:
-        text = str(ip)
-        # The host's own string where it is the same: an address book keeps
-        # the group of every entry beside its host.
-        return host if text == host else text
+        return str(ip)
     prefix = 16 if ip.version == 4 else 32
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
