@@ -14,9 +14,7 @@ own life cycle (L{p2poverlay.protocol.PeerConnection}).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import (
-    Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple,
-)
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -61,10 +59,6 @@ class Connections:
 
     log = Logger()
 
-    # Empty for most nodes, so one empty set the class holds until a
-    # node needs its own (each is replaced, never changed in place).
-    _selfAddresses: FrozenSet[Tuple[str, int]] = frozenset()
-
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  network: INetwork, registry: PeerRegistry,
                  misbehaviour: Misbehaviour, metrics: Metrics,
@@ -93,6 +87,7 @@ class Connections:
         self._connections: Dict[PeerConnection, None] = {}
         self._outbound = 0  # of them, those this node dialed
         self._dials: Dict[Tuple[str, int], List[Deferred]] = {}
+        self._selfAddresses: Set[Tuple[str, int]] = set()
         self.pins = Pins(config.pins)
         self.private = PrivateOverlay(config.networkKey, config.allowed)
         self.ownAddress = OwnAddress()
@@ -257,7 +252,7 @@ class Connections:
                 f"cannot reach {formatAddress(*key)}: "
                 f"{result.getErrorMessage()}"))
         if isinstance(result, Failure) and result.check(SelfConnection):
-            self._selfAddresses |= {key}
+            self._selfAddresses.add(key)
         for waiter in self._dials.pop(key, []):
             if isinstance(result, Failure):
                 waiter.errback(result)

@@ -14,7 +14,7 @@ in its own range.
 from __future__ import annotations
 
 import random
-from typing import Callable, FrozenSet, List, Optional, Set, Tuple
+from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -68,8 +68,7 @@ FIRST_ROUND = 2
 
 
 def contactOf(info: PeerInfo, now: float) -> Optional[Contact]:
-    """The contact of a peer that proved its id on a link, if it listens
-    and serves DHT requests."""
+    """The contact of a linked peer, if it listens and serves the DHT."""
     if not info.port or not info.dht:
         return None
     record = info.record
@@ -96,10 +95,6 @@ class Kademlia(ConnectionListener):
 
     log = Logger()
 
-    # Empty for most nodes, so one empty set the class holds until a
-    # node needs its own (each is replaced, never changed in place).
-    _pinging: FrozenSet[str] = frozenset()
-
     def __init__(self, nodeId: str, config: NodeConfig, clock,
                  rng: random.Random, registry: PeerRegistry, connect,
                  dispatcher: Dispatcher, verifier: Verifier,
@@ -122,6 +117,7 @@ class Kademlia(ConnectionListener):
         self.requests = requests
         self.lookups = 0  # under way, the node's own upkeep included
         self.started = self.succeeded = 0
+        self._pinging: Set[str] = set()
         # Called with each contact new to the table.
         self.contactAdded: List[Callable[[Contact], None]] = []
         self._upkeep: List[int] = []  # targets of upkeep lookups to run
@@ -183,8 +179,7 @@ class Kademlia(ConnectionListener):
     def _heardFrom(self, contact: Contact) -> None:
         """C{contact} proved its id to this node just now."""
         if not self.config.dht:
-            # Nothing here reads the table: requests, if any come (from
-            # a node that did not read the HELLO's dht 0), name nobody.
+            # No table: a request that comes all the same names nobody.
             return
         new = not self.table.holds(contact)
         oldest = self.table.seen(contact)
@@ -197,7 +192,7 @@ class Kademlia(ConnectionListener):
             self.table.answered(oldest.nodeId)  # Its link says it is there.
             return
         # The oldest is asked, not the newcomer: old nodes tend to stay.
-        self._pinging |= {oldest.nodeId}
+        self._pinging.add(oldest.nodeId)
         d = self._findNode(oldest, self.table.ownId)
 
         def answered(_: object) -> None:
@@ -207,11 +202,8 @@ class Kademlia(ConnectionListener):
             if not reason.check(DialLimit):
                 self.table.failed(oldest.nodeId)
 
-        def done(_: object) -> None:
-            self._pinging -= {oldest.nodeId}
-
         d.addCallbacks(answered, silent)
-        d.addBoth(done)
+        d.addBoth(lambda _: self._pinging.discard(oldest.nodeId))
 
     # -- serving ------------------------------------------------------------
 
