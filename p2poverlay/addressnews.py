@@ -90,6 +90,7 @@ class AddressNews(ConnectionListener):
                 return
             if info.record is not None and record.seq <= info.record.seq:
                 return  # Older than what it said before.
+            record = self.verifier.shared(record)
         elif news.port and isKeyed(info.node_id):
             connection.protocolError("ADDRESS from a node with a key "
                                      "lacks its signed record")

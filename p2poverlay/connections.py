@@ -36,7 +36,7 @@ from p2poverlay.limits import Misbehaviour
 from p2poverlay.message import DIRECT, NEIGHBOUR, PROBE, Hello, P2PMessage
 from p2poverlay.metrics import Metrics
 from p2poverlay.network import INetwork
-from p2poverlay.ownaddress import OwnAddress, recordOf
+from p2poverlay.ownaddress import OwnAddress
 from p2poverlay.pairs import keepsNew
 from p2poverlay.pins import Pins
 from p2poverlay.private import PrivateOverlay
@@ -316,7 +316,7 @@ class Connections:
             since=self.clock.seconds(), role=connection.role,
             fingerprint=(fingerprintOf(connection.peerKey)
                          if connection.peerKey is not None else None),
-            record=recordOf(hello), dht=hello.dht == 1)
+            record=self.ownAddress.recordIn(hello), dht=hello.dht == 1)
         if connection.query:
             self.queries.handshaken(connection, info)
             return

@@ -162,7 +162,8 @@ class PeerExchange:
         """
         sample = self.sample(hello.node_id, connection.remoteHost,
                              hello.neighbours)
-        self._heardNeed(connection, hello.node_id, recordOf(hello),
+        self._heardNeed(connection, hello.node_id,
+                        self.verifier.shared(recordOf(hello)),
                         connection.remoteHost, hello.port, hello.name,
                         hello.neighbours)
         return sample
@@ -218,5 +219,6 @@ class PeerExchange:
                 continue  # An address its node did not sign counts for nothing.
             book.learn(entry.node_id, entry.host, entry.port, entry.name,
                        source=connection.info.host,
-                       record=entry if entry.key else None)
+                       record=self.verifier.shared(entry) if entry.key
+                       else None)
         self.learned()

@@ -108,6 +108,11 @@ class OwnAddress:
     def _listeningHost(self) -> str:
         return getattr(getattr(self.listener, "address", None), "host", "")
 
+    def recordIn(self, hello: Hello) -> Optional[PeerAddress]:
+        """The record C{hello} carries (once L{check}ed), the one copy of
+        it the verifier keeps."""
+        return self.verifier.shared(recordOf(hello))
+
     def check(self, hello: Hello) -> Optional[str]:
         """Why the record in C{hello} is not its sender's, or L{None}."""
         record = recordOf(hello)

@@ -142,7 +142,9 @@ class Verifier:
     def __init__(self, acceptUnsigned: bool) -> None:
         self.acceptUnsigned = acceptUnsigned
         self._keys = KeyCache(KEY_CACHE_SIZE)
-        self._goodAddresses: "OrderedDict[PeerAddress, None]" = OrderedDict()
+        # Each record is its own key: L{shared} gives holders one copy.
+        self._goodAddresses: "OrderedDict[PeerAddress, PeerAddress]" = \
+            OrderedDict()
 
     def checkBroadcast(self, message: Broadcast) -> Optional[str]:
         """Why C{message} is not its origin's (a phrase: "has a bad
@@ -159,10 +161,22 @@ class Verifier:
         why = self._check(address.node_id, address.key, address.signature,
                           addressBytes, address)
         if why is None and address.key:
-            good[address] = None
+            good[address] = address
             if len(good) > GOOD_ADDRESS_CACHE_SIZE:
                 good.popitem(last=False)
         return why
+
+    def shared(self, address: Optional[PeerAddress]
+               ) -> Optional[PeerAddress]:
+        """
+        The checked record equal to C{address} that this verifier keeps,
+        else C{address}: the book, the registry and the DHT then hold one
+        copy of a record that came in several messages (its key and its
+        signature are most of a peer's memory).
+        """
+        if address is None:
+            return None
+        return self._goodAddresses.get(address, address)
 
     def _check(self, nodeId: str, keyHex: str, signatureHex: str,
                signedBytes, record) -> Optional[str]:

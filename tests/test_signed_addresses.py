@@ -38,6 +38,19 @@ def test_nodes_pass_on_the_address_a_node_signed(overlay):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_node_keeps_one_copy_of_a_record_it_heard_twice(overlay):
+    t = yield overlay.start(name="t", **TLS)
+    a = yield overlay.start(join=t, name="a", **TLS)
+    b = yield overlay.start(join=t, name="b", **TLS)
+    # b reads a's record in t's PEERS and in a's own HELLO.
+    yield waitFor(lambda: a.nodeId in b.addressBook and b.peers.get(a.nodeId)
+                  is not None, timeout=PROMPT, what="b linked to a")
+    booked = b.addressBook.get(a.nodeId).record
+    linked = b.peers.get(a.nodeId).record
+    assert booked == linked and booked is linked
+
+
+@pytest_twisted.inlineCallbacks
 def test_nobody_can_point_a_nodes_id_at_another_host(overlay, raw):
     t = yield overlay.start(name="t", autoConnect=False, **TLS)
     a = yield overlay.start(name="a", autoConnect=False, **TLS)

@@ -139,3 +139,19 @@ def test_a_relayed_record_signs_its_relay_and_differs_from_a_direct_one():
     direct = Signer(ALICE).address(replace(relayed, relay="", signature=""))
     assert verifier.checkAddress(replace(direct, relay=BOB.nodeId)) == \
         "has a bad signature"
+
+
+def test_a_checked_record_is_shared_by_whoever_holds_an_equal_one():
+    verifier = Verifier(acceptUnsigned=False)
+    signed = Signer(ALICE).address(PeerAddress(ALICE.nodeId, "127.0.0.1",
+                                               9000, "alice", 7))
+    again = replace(signed)  # the same record, decoded from another line
+    assert again is not signed
+    assert verifier.shared(again) is again  # not checked yet
+    assert verifier.checkAddress(signed) is None
+    assert verifier.checkAddress(again) is None
+    assert verifier.shared(again) is signed
+    forged = replace(signed, port=9001)
+    assert verifier.checkAddress(forged) is not None
+    assert verifier.shared(forged) is forged
+    assert verifier.shared(None) is None
