@@ -102,6 +102,11 @@ class DHTRequests:
     def __len__(self) -> int:
         return len(self._pending)
 
+    @property
+    def budgetsKept(self) -> int:
+        """How many peers' request budgets are remembered."""
+        return len(self._budgets)
+
     def request(self, contact: Contact,
                 make: Callable[[str], P2PMessage]
                 ) -> "Deferred[Tuple[P2PMessage, object]]":
@@ -275,7 +280,11 @@ class DHTRequests:
     def mayServe(self, connection) -> bool:
         """May C{connection}'s peer have one more request answered now?"""
         nodeId = connection.info.node_id
-        budget = self._budgets.get(nodeId)
+        budgets = self._budgets
+        # A refilled budget is as good as a new one: forget it.
+        while budgets and next(iter(budgets.values())).isFull():
+            budgets.popitem(last=False)
+        budget = budgets.get(nodeId)
         if budget is None:
             budget = self._budgets[nodeId] = TokenBucket(
                 self.rate, self.burst, self.clock)
