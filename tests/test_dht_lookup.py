@@ -15,9 +15,14 @@ from twisted.internet.task import Clock, deferLater
 
 from p2poverlay.config import NodeConfig
 from p2poverlay.dht.keyspace import dhtIdOf
-from p2poverlay.dht.lookup import K_CLOSEST, Lookup
+from p2poverlay.dht import service
+from p2poverlay.dht.lookup import (
+    BETA, BETA_CLOSEST, FIND_TARGET, K_CLOSEST, Lookup, LookupResult,
+)
 from p2poverlay.dht.routing import Contact, RoutingTable
-from p2poverlay.dht.service import JOIN_BUCKETS_DELAY, Kademlia
+from p2poverlay.dht.service import (
+    JOIN_BUCKETS_DELAY, JOIN_RETRY_DELAY, Kademlia,
+)
 from p2poverlay.dht.wire import Nodes
 from p2poverlay.dispatch import Dispatcher
 from p2poverlay.errors import ForgedRecord
@@ -89,6 +94,37 @@ def test_a_lookup_for_a_node_ends_when_it_answers_long_before_the_k_rule():
     assert spec.found is not None  # the target is the nearest node of all
     assert spec.closest[0].nodeId == network.ids[1234]
     assert found.asked < spec.asked and found.rounds <= spec.rounds
+
+
+def test_a_beta_lookup_ends_once_the_nearest_three_answered():
+    network = FakeNetwork(2000)
+    own = network.ids[0]
+    target = dhtIdOf(own)  # a node's lookup of its own id
+
+    def lookup(endRule) -> Tuple[LookupResult, List[str]]:
+        """The result, and the nodes that had answered as it ended."""
+        search = Lookup(
+            target, network.tables[own].closest(target, 20),
+            network.ask(target), k=20, alpha=3, now=network.clock.seconds,
+            ownNodeId=own, endRule=endRule)
+        answered: List[str] = []
+
+        def ended(result: LookupResult) -> LookupResult:
+            answered.extend(nodeId for _, nodeId, ok in result.path if ok)
+            return result
+
+        search.done.addCallback(ended)
+        return network.run(search), answered
+
+    (beta, answered), (spec, _) = lookup(BETA_CLOSEST), lookup(K_CLOSEST)
+    # It ended as soon as no node it had heard of nearer than its third
+    # nearest answer was left unasked.
+    named = {c.nodeId for nodeId in answered
+             for c in network.tables[nodeId].closest(target, 20)} - {own}
+    third = beta.closest[BETA - 1].dhtId ^ target
+    assert all(n in answered for n in named if dhtIdOf(n) ^ target < third)
+    assert spec.asked >= 20 and beta.asked < 0.7 * spec.asked
+    assert beta.heard >= 20
 
 
 def test_no_more_than_alpha_requests_in_flight_besides_the_target():
@@ -302,3 +338,48 @@ def test_a_node_with_routing_off_looks_nothing_up():
     failures = []
     dht.lookup(123).addErrback(failures.append)
     assert "routing by id is off" in failures[0].getErrorMessage()
+
+
+def test_a_nodes_lookup_of_its_own_id_ends_by_the_beta_rule(monkeypatch):
+    made: List[Lookup] = []
+
+    class Recorded(Lookup):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(service, "Lookup", Recorded)
+    dht = kademlia()
+    dht.start()
+    for seed in range(1, 50):
+        dht.table.seen(Contact(keyedId(seed), "10.0.0.1", 1))
+    dht._findNode = lambda contact, target: Deferred()
+    dht.joined = True
+    dht._join()
+    dht.lookup(12345)
+    dht.lookup(dhtIdOf(keyedId(7)), keyedId(7))
+    assert made[0].target == dht.table.ownId
+    assert [m.endRule for m in made] == [BETA_CLOSEST, K_CLOSEST, FIND_TARGET]
+
+
+@pytest.mark.parametrize("heard, retried", [(1, True), (2, False)])
+def test_a_join_looks_again_only_if_its_lookup_heard_of_fewer_than_k(
+        heard, retried):
+    # A lookup ended by the beta rule has few answers even in a big
+    # network: what tells of a first link that knew next to nobody is how
+    # many nodes the lookup heard of.
+    dht = kademlia(dhtK=2)
+    dht.start()
+    dht.table.seen(Contact(keyedId(1), "10.0.0.1", 1))
+    targets: List[int] = []
+
+    def lookup(target, **kw):
+        targets.append(target)
+        return succeed(LookupResult(target, heard=heard))
+
+    dht.lookup = lookup
+    dht.joined = True
+    dht._join()
+    dht.clock.advance(JOIN_RETRY_DELAY)
+    assert targets.count(dht.table.ownId) == (2 if retried else 1)
+    dht.stop()

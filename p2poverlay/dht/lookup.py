@@ -10,8 +10,10 @@ routing table, are round 1).
 How it ends is its L{EndRule}: a lookup for a node (L{FIND_TARGET}) ends as
 soon as the target itself answers, the usual case one or two rounds after
 it is first named; the rule of the Kademlia paper and libp2p's spec
-(L{K_CLOSEST}) ends once the C{k} nearest candidates have all answered.
-Either ends when nobody is left to ask.
+(L{K_CLOSEST}) ends once the C{k} nearest candidates have all answered;
+go-libp2p-kad-dht's (L{BETA_CLOSEST}) once the L{BETA} nearest have, which
+a node's lookup of its own id uses: the nodes nearest it then know it, for
+about half the requests.  Each ends when nobody is left to ask.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ from p2poverlay.errors import ForgedRecord
 class EndRule(enum.Enum):
     FIND_TARGET = "target"
     K_CLOSEST = "k-closest"
+    BETA_CLOSEST = "beta-closest"
 
 
 FIND_TARGET = EndRule.FIND_TARGET
 K_CLOSEST = EndRule.K_CLOSEST
+BETA_CLOSEST = EndRule.BETA_CLOSEST
+# How many of the nearest candidates must have answered to end a
+# BETA_CLOSEST lookup (go-libp2p-kad-dht's resiliency parameter).
+BETA = 3
 
 
 @dataclass
@@ -47,6 +54,7 @@ class LookupResult:
         answered, the round it was asked in).
     @ivar namedIn: the round whose answer first named the target (0: it
         was known before the lookup; None: never named).
+    @ivar heard: how many nodes it knew of, from its seeds and the answers.
     @ivar asked: requests sent; C{failed} of them got no answer.
     @ivar path: C{(round, node id, answered)} of every request, in order.
     @ivar elapsed: seconds from start to end.
@@ -57,6 +65,7 @@ class LookupResult:
     closest: List[Contact] = field(default_factory=list)
     rounds: int = 0
     namedIn: Optional[int] = None
+    heard: int = 0
     asked: int = 0
     failed: int = 0
     path: List[Tuple[int, str, bool]] = field(default_factory=list)
@@ -99,6 +108,8 @@ class Lookup:
         from them those it has not met: while it waited, the table may
         have learned more than the seeds it began with (a newcomer's one
         first link, gone before it answered).
+    @param enough: for a L{BETA_CLOSEST} lookup, may it end yet?  Until
+        then it asks on among the k nearest, as L{K_CLOSEST} does.
     """
 
     def __init__(self, target: int, seeds: List[Contact], ask: Ask, *,
@@ -107,8 +118,8 @@ class Lookup:
                  endRule: EndRule = FIND_TARGET,
                  budget: Optional[int] = None,
                  firstRound: int = 0,
-                 refill: Optional[Callable[[], List[Contact]]] = None
-                 ) -> None:
+                 refill: Optional[Callable[[], List[Contact]]] = None,
+                 enough: Optional[Callable[[], bool]] = None) -> None:
         self.target = target
         self.k = k
         self.alpha = alpha
@@ -119,7 +130,9 @@ class Lookup:
         self._budget = budget
         self._firstRound = firstRound
         self._refill = refill
-        self.endRule = endRule if targetNodeId is not None else K_CLOSEST
+        self._enough = enough
+        self.endRule = endRule if targetNodeId is not None or \
+            endRule is BETA_CLOSEST else K_CLOSEST
         self._candidates: Dict[str, _Candidate] = {}
         self._inFlight = 0
         self._started = now()
@@ -159,6 +172,11 @@ class Lookup:
         if self.done.called:
             return
         nearest = self._nearest()
+        if self.endRule is BETA_CLOSEST and len(nearest) >= BETA and all(
+                c.state == _Candidate.ANSWERED for c in nearest[:BETA]) and \
+                (self._enough is None or self._enough()):
+            self._finish()
+            return
         target = self._candidates.get(self._targetNodeId or "")
         if target is not None and target.state == _Candidate.NEW and \
                 self.endRule is FIND_TARGET:
@@ -239,6 +257,7 @@ class Lookup:
                     if c.state == _Candidate.ANSWERED]
         answered.sort(key=lambda c: c.distance)
         self.result.closest = [c.contact for c in answered[:self.k]]
+        self.result.heard = len(self._candidates)
         target = self._candidates.get(self._targetNodeId or "")
         if target is not None and target.state == _Candidate.ANSWERED:
             self.result.found = target.contact

@@ -5,10 +5,10 @@ L{Kademlia} keeps the node's L{RoutingTable} filled with the nodes it
 hears from itself (its links, and nodes that answer its requests), serves
 other nodes' C{FIND_NODE}, and runs lookups (L{p2poverlay.dht.lookup}).
 A node joins the DHT as the paper says: once it has a first link, it
-looks up its own id, then a random id in each of its buckets (those
-lookups wait L{JOIN_BUCKETS_DELAY}).  A bucket no lookup went into for
-C{dhtRefreshInterval} is refreshed the same way: a lookup for a random id
-in its own range.
+looks up its own id (ended by L{BETA_CLOSEST}), then a random id in each
+of its buckets (those lookups wait L{JOIN_BUCKETS_DELAY}).  A bucket no
+lookup went into for C{dhtRefreshInterval} is refreshed the same way: a
+lookup for a random id in its own range.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from p2poverlay.config import NodeConfig
 from p2poverlay.dht.keyspace import dhtIdOf, randomIdIn
 from p2poverlay.dht.lookup import (
-    FIND_TARGET, Ask, EndRule, Lookup, LookupResult,
+    BETA_CLOSEST, FIND_TARGET, Ask, EndRule, Lookup, LookupResult,
 )
 from p2poverlay.dht.routing import Contact, RoutingTable
 from p2poverlay.dht.rpc import DHTRequests
@@ -56,10 +56,9 @@ JOIN_RETRY_DELAY = 5.0
 # and meanwhile the CPU goes to the overlay's links and the own lookups.
 JOIN_BUCKETS_DELAY = 60.0
 # The node's own upkeep (joining, refreshing) runs one lookup at a time.
-# Its lookups for its own id run in full: the nodes nearest it must hear
-# of it.  Those that refresh a bucket ask at most this many times alpha
-# nodes: enough answers from near their target to fill that bucket, for far
-# less than a full lookup costs.
+# Its lookups for its own id end once the BETA nearest have answered (they
+# must hear of it) and its table holds k nodes (so that it splits).  Those
+# that refresh a bucket ask at most this many times alpha nodes.
 UPKEEP_BUDGET = 2
 # A lookup for a node asks this many times alpha of the nearest nodes it
 # knows at once: the more of them asked first, the likelier one of them
@@ -320,13 +319,15 @@ class Kademlia(ConnectionListener):
             target, seeds, ask or (lambda c: self._findNode(c, target)),
             k=self.config.dhtK, alpha=self.config.dhtAlpha,
             now=self.clock.seconds, ownNodeId=self.nodeId,
-            targetNodeId=targetNodeId, endRule=endRule,
+            targetNodeId=targetNodeId, endRule=BETA_CLOSEST if upkeep and
+            target == self.table.ownId else endRule,
             budget=(UPKEEP_BUDGET * self.config.dhtAlpha
                     if upkeep and target != self.table.ownId else None),
             firstRound=(FIRST_ROUND * self.config.dhtAlpha
                         if targetNodeId is not None and
                         endRule is FIND_TARGET and not upkeep else 0),
-            refill=lambda: self.table.closest(target, self.config.dhtK))
+            refill=lambda: self.table.closest(target, self.config.dhtK),
+            enough=lambda: len(self.table) >= self.config.dhtK)
 
         def ended(result: LookupResult) -> LookupResult:
             self.lookups -= 1
@@ -403,7 +404,7 @@ class Kademlia(ConnectionListener):
                         self._lookIntoBuckets)
             if target == self.table.ownId and \
                     isinstance(result, LookupResult) and \
-                    len(result.closest) < self.config.dhtK and \
+                    result.heard < self.config.dhtK and \
                     len(self.table) < self.config.dhtK and \
                     self._joinRetries < JOIN_RETRIES:
                 # Joined through a node that knew next to nobody yet.
