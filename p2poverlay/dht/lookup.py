@@ -13,7 +13,7 @@ it is first named; the rule of the Kademlia paper and libp2p's spec
 (L{K_CLOSEST}) ends once the C{k} nearest candidates have all answered;
 go-libp2p-kad-dht's (L{BETA_CLOSEST}) once the L{BETA} nearest have, which
 a node's lookup of its own id uses: the nodes nearest it then know it, for
-about half the requests.  Each ends when nobody is left to ask.
+less than half the requests in a forming overlay.  Each ends when nobody is left to ask.
 """
 
 from __future__ import annotations

@@ -315,14 +315,14 @@ class Kademlia(ConnectionListener):
         seeds = self.table.closest(target, self.config.dhtK)
         self.lookups += 1
         self.started += 1
+        ownId = upkeep and target == self.table.ownId
         search = Lookup(
             target, seeds, ask or (lambda c: self._findNode(c, target)),
             k=self.config.dhtK, alpha=self.config.dhtAlpha,
             now=self.clock.seconds, ownNodeId=self.nodeId,
-            targetNodeId=targetNodeId, endRule=BETA_CLOSEST if upkeep and
-            target == self.table.ownId else endRule,
+            targetNodeId=targetNodeId, endRule=BETA_CLOSEST if ownId else endRule,
             budget=(UPKEEP_BUDGET * self.config.dhtAlpha
-                    if upkeep and target != self.table.ownId else None),
+                    if upkeep and not ownId else None),
             firstRound=(FIRST_ROUND * self.config.dhtAlpha
                         if targetNodeId is not None and
                         endRule is FIND_TARGET and not upkeep else 0),
