@@ -30,8 +30,9 @@ from typing import Optional, Tuple
 from cryptography.hazmat.primitives.serialization import (
     Encoding, NoEncryption, PrivateFormat,
 )
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
+from nacl.signing import SigningKey
 
 from p2poverlay.identity import NodeKey, nodeIdOf
 from p2poverlay.message import Broadcast, PeerAddress
@@ -39,10 +40,8 @@ from p2poverlay.message import Broadcast, PeerAddress
 BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
 ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
 RELAYED_ADDRESS_CONTEXT = b"p2poverlay/relayed-address/1\x00"
-# Keys of this many nodes are kept, checked against their ids, and this
-# many address records found good (peer exchange passes the same ones on
-# again and again).  About 0.3 KiB each: two address books' worth.
-KEY_CACHE_SIZE = 256
+# This many address records found good are kept (peer exchange passes the
+# same ones on again and again): two address books' worth.
 GOOD_ADDRESS_CACHE_SIZE = 256
 
 
@@ -77,30 +76,22 @@ def isKeyed(nodeId: str) -> bool:
     return len(nodeId) == 64
 
 
-class KeyCache:
-    """
-    The verify keys of the last C{size} nodes asked about, each checked
-    once against its node id (the SHA-256 of the key).
-    """
+def keyOf(nodeId: str, keyHex: str) -> Optional[bytes]:
+    """The raw public key C{keyHex}, or L{None} if it is not C{nodeId}'s
+    (the node id is the SHA-256 of the key).  Worked out at each check:
+    the hash costs about 1 % of the signature check, and a cache of keys
+    took more memory than any other part of a peer's record."""
+    raw = bytes.fromhex(keyHex)
+    return raw if nodeIdOf(raw) == nodeId else None
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._keys: "OrderedDict[str, Tuple[str, VerifyKey]]" = OrderedDict()
 
-    def keyOf(self, nodeId: str, keyHex: str) -> Optional[VerifyKey]:
-        """The verify key C{keyHex}, or L{None} if it is not C{nodeId}'s."""
-        cached = self._keys.get(nodeId)
-        if cached is not None:
-            self._keys.move_to_end(nodeId)
-            return cached[1] if cached[0] == keyHex else None
-        raw = bytes.fromhex(keyHex)
-        if nodeIdOf(raw) != nodeId:
-            return None
-        publicKey = VerifyKey(raw)
-        self._keys[nodeId] = (keyHex, publicKey)
-        if len(self._keys) > self.size:
-            self._keys.popitem(last=False)
-        return publicKey
+def signedBy(publicKey: bytes, data: bytes, signatureHex: str) -> bool:
+    """Did the raw Ed25519 key C{publicKey} sign C{data}?"""
+    try:
+        crypto_sign_open(bytes.fromhex(signatureHex) + data, publicKey)
+    except CryptoError:
+        return False
+    return True
 
 
 class Signer:
@@ -130,10 +121,8 @@ class Signer:
 
 class Verifier:
     """
-    Checks signed broadcasts and addresses, remembering the keys of the
-    last L{KEY_CACHE_SIZE} nodes it checked (a key's hash is worked out
-    once per node) and the last L{GOOD_ADDRESS_CACHE_SIZE} address records
-    that checked.
+    Checks signed broadcasts and addresses, remembering the last
+    L{GOOD_ADDRESS_CACHE_SIZE} address records that checked.
 
     @ivar acceptUnsigned: whether a record about a node without a key
         (a 32-digit id) counts, unsigned; a node over TLS insists.
@@ -141,7 +130,6 @@ class Verifier:
 
     def __init__(self, acceptUnsigned: bool) -> None:
         self.acceptUnsigned = acceptUnsigned
-        self._keys = KeyCache(KEY_CACHE_SIZE)
         # Each record is its own key: L{shared} gives holders one copy.
         self._goodAddresses: "OrderedDict[PeerAddress, PeerAddress]" = \
             OrderedDict()
@@ -185,12 +173,10 @@ class Verifier:
                 return "is not signed"
             return None if self.acceptUnsigned else \
                 "is not signed, and its node has no key"
-        publicKey = self._keys.keyOf(nodeId, keyHex)
+        publicKey = keyOf(nodeId, keyHex)
         if publicKey is None:
             return "is signed with a key that is not its node's"
-        try:
-            publicKey.verify(signedBytes(record), bytes.fromhex(signatureHex))
-        except BadSignatureError:
+        if not signedBy(publicKey, signedBytes(record), signatureHex):
             return "has a bad signature"
         return None
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import Broadcast, Hello, P2PMessage, PeerAddress, Peers
@@ -64,6 +64,7 @@ BROADCAST = Signer(ALICE).broadcast(Broadcast(
     "alice", time=1764600002000))
 
 
+@settings(deadline=None)  # A loaded machine is not a failure.
 @given(field=st.sampled_from(["id", "body", "origin_name", "time"]),
        data=st.data())
 def test_any_change_to_a_signed_broadcast_field_fails(field, data):
@@ -81,9 +82,9 @@ def test_any_change_to_a_signed_broadcast_field_fails(field, data):
     assert STRICT.checkBroadcast(replace(BROADCAST, ttl=3)) is None
 
 
-def test_a_key_that_is_not_the_origins_is_refused_even_once_cached():
+def test_a_key_that_is_not_the_origins_is_refused_even_after_its_own():
     verifier = Verifier(acceptUnsigned=False)
-    assert verifier.checkBroadcast(BROADCAST) is None  # alice's key cached
+    assert verifier.checkBroadcast(BROADCAST) is None  # alice's own key
     mallory = Signer(BOB).broadcast(replace(BROADCAST, key="", signature=""))
     assert verifier.checkBroadcast(mallory) == \
         "is signed with a key that is not its node's"

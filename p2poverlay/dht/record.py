@@ -22,9 +22,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
-from nacl.exceptions import CryptoError
 
-from p2poverlay.signing import KeyCache, Signer
+from p2poverlay.signing import Signer, keyOf, signedBy
 from p2poverlay.wirevalues import MAX_INTEGER, MessageError
 
 MAX_KEY_LENGTH = 200   # characters of a user's key
@@ -35,8 +34,6 @@ RECORD_OVERHEAD = 400
 # A record may expire this much past the receiver's longest time to live:
 # the clocks of writer and holder are never quite the same.
 CLOCK_SKEW = 60.0
-# Verify keys of this many writers are kept, checked against their ids.
-KEY_CACHE_SIZE = 256
 
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 _HEX128 = re.compile(r"\A[0-9a-f]{128}\Z")
@@ -190,15 +187,8 @@ class RecordChecker:
     """
     Checks records: their shape, that the key is their writer's, that it
     signed them, and that they are neither expired nor set to live too
-    long.  Keeps the verify keys of the last L{KEY_CACHE_SIZE} writers (a
-    key's hash is worked out once per writer).
+    long.
     """
-
-    def __init__(self, cacheSize: int = KEY_CACHE_SIZE) -> None:
-        """
-        @param cacheSize: how many writers' verify keys to keep.
-        """
-        self._keys = KeyCache(cacheSize)
 
     def check(self, record: ValueRecord, now: float, maxTTL: float
               ) -> Optional[str]:
@@ -219,12 +209,9 @@ class RecordChecker:
             return "has expired"
         if record.expires > (now + maxTTL + CLOCK_SKEW) * 1000:
             return "expires too far ahead"
-        verifyKey = self._keys.keyOf(record.writer, record.publicKey)
-        if verifyKey is None:
+        publicKey = keyOf(record.writer, record.publicKey)
+        if publicKey is None:
             return "is signed with a key that is not its writer's"
-        try:
-            verifyKey.verify(signedBytes(record),
-                             bytes.fromhex(record.signature))
-        except CryptoError:
+        if not signedBy(publicKey, signedBytes(record), record.signature):
             return "has a bad signature"
         return None
