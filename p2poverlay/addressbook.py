@@ -83,6 +83,11 @@ class AddressBook:
     def get(self, nodeId: str) -> Optional[KnownPeer]:
         return self._peers.get(nodeId)
 
+    def recordOf(self, nodeId: str) -> Optional[PeerAddress]:
+        """The signed address record kept of C{nodeId}, if any."""
+        known = self._peers.get(nodeId)
+        return known.record if known is not None else None
+
     def all(self) -> List[KnownPeer]:
         return list(self._peers.values())
 

@@ -131,6 +131,7 @@ class Node(Service):
             self.nodeId, config, clock, self.peers, dispatcher,
             deliver, self.stats, self.signer, self.verifier)
         self.values = DHTValues(self.dht, self.signer, dispatcher)
+        self.verifier.holders += [book.recordOf, self.dht.table.recordOf]
         self.metrics.sources += [self.dht.counters, self.values.counters]
         self.reach = Reach(self.direct, self.dht, self.peers, book,
                            self.connections.connect)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.serialization import (
     Encoding, NoEncryption, PrivateFormat,
@@ -40,9 +40,9 @@ from p2poverlay.message import Broadcast, PeerAddress
 BROADCAST_CONTEXT = b"p2poverlay/broadcast/1\x00"
 ADDRESS_CONTEXT = b"p2poverlay/address/1\x00"
 RELAYED_ADDRESS_CONTEXT = b"p2poverlay/relayed-address/1\x00"
-# This many address records found good are kept (peer exchange passes the
-# same ones on again and again): two address books' worth.
-GOOD_ADDRESS_CACHE_SIZE = 256
+# This many of the address records that checked last are remembered,
+# besides those the node keeps.
+RECENT_ADDRESSES = 64
 
 
 def _text(value: str) -> bytes:
@@ -121,17 +121,24 @@ class Signer:
 
 class Verifier:
     """
-    Checks signed broadcasts and addresses, remembering the last
-    L{GOOD_ADDRESS_CACHE_SIZE} address records that checked.
+    Checks signed broadcasts and addresses.  An address record equal to
+    one the node keeps (see L{holders}) or to one of the last
+    L{RECENT_ADDRESSES} that checked is not checked again: peer exchange
+    passes the same records on again and again.
 
     @ivar acceptUnsigned: whether a record about a node without a key
         (a 32-digit id) counts, unsigned; a node over TLS insists.
+    @ivar holders: where the node keeps the records it took (its address
+        book, its routing table): each gives the record it holds of a
+        node id, or L{None}.  Every record in them checked before it got
+        there, and they decide how long it is kept, not this verifier.
     """
 
     def __init__(self, acceptUnsigned: bool) -> None:
         self.acceptUnsigned = acceptUnsigned
+        self.holders: List[Callable[[str], Optional[PeerAddress]]] = []
         # Each record is its own key: L{shared} gives holders one copy.
-        self._goodAddresses: "OrderedDict[PeerAddress, PeerAddress]" = \
+        self._recent: "OrderedDict[PeerAddress, PeerAddress]" = \
             OrderedDict()
 
     def checkBroadcast(self, message: Broadcast) -> Optional[str]:
@@ -142,29 +149,41 @@ class Verifier:
 
     def checkAddress(self, address: PeerAddress) -> Optional[str]:
         """Why C{address} is not one its node signed, or C{None}."""
-        good = self._goodAddresses
-        if address in good:  # Every field the same: signed, as before.
-            good.move_to_end(address)
+        if self._held(address) is not None:
+            return None
+        recent = self._recent
+        if address in recent:  # Every field the same: signed, as before.
+            recent.move_to_end(address)
             return None
         why = self._check(address.node_id, address.key, address.signature,
                           addressBytes, address)
         if why is None and address.key:
-            good[address] = address
-            if len(good) > GOOD_ADDRESS_CACHE_SIZE:
-                good.popitem(last=False)
+            recent[address] = address
+            if len(recent) > RECENT_ADDRESSES:
+                recent.popitem(last=False)
         return why
 
     def shared(self, address: Optional[PeerAddress]
                ) -> Optional[PeerAddress]:
         """
-        The checked record equal to C{address} that this verifier keeps,
-        else C{address}: the book, the registry and the DHT then hold one
-        copy of a record that came in several messages (its key and its
-        signature are most of a peer's memory).
+        The checked record equal to C{address} that the node keeps or
+        this verifier saw last, else C{address}: the book, the registry
+        and the DHT then hold one copy of a record that came in several
+        messages (its key and its signature are most of a peer's memory).
         """
         if address is None:
             return None
-        return self._goodAddresses.get(address, address)
+        held = self._held(address)
+        if held is not None:
+            return held
+        return self._recent.get(address, address)
+
+    def _held(self, address: PeerAddress) -> Optional[PeerAddress]:
+        for recordOf in self.holders:
+            record = recordOf(address.node_id)
+            if record is not None and record == address:
+                return record
+        return None
 
     def _check(self, nodeId: str, keyHex: str, signatureHex: str,
                signedBytes, record) -> Optional[str]:

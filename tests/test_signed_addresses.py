@@ -7,6 +7,7 @@ import pytest_twisted
 
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import NEIGHBOUR, Hello, PeerAddress, Peers, Ping
+from p2poverlay import signing
 from p2poverlay.signing import Signer, Verifier
 from helpers import PROMPT, waitFor
 from test_signed_broadcasts import neighbourOf
@@ -48,6 +49,37 @@ def test_a_node_keeps_one_copy_of_a_record_it_heard_twice(overlay):
     booked = b.addressBook.get(a.nodeId).record
     linked = b.peers.get(a.nodeId).record
     assert booked == linked and booked is linked
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_record_a_node_keeps_is_not_checked_again(overlay, raw,
+                                                    monkeypatch):
+    t = yield overlay.start(name="t", autoConnect=False, **TLS)
+    teller = yield neighbourOf(raw, t, "127.0.0.5")
+    key = NodeKey.generate()
+    record = Signer(key).address(PeerAddress(key.nodeId, "127.0.0.1", 2000,
+                                             "x", 10))
+    # Nothing remembered beside what the node keeps.
+    monkeypatch.setattr(signing, "RECENT_ADDRESSES", 0)
+    checked = []
+    real = signing.signedBy
+    monkeypatch.setattr(signing, "signedBy",
+                        lambda *args: checked.append(args) or real(*args))
+    yield told(teller, record)
+    kept = t.addressBook.get(key.nodeId).record
+    assert kept == record and len(checked) == 1
+    # The same record again, decoded from another line (a HELLO, a DHT
+    # answer): the node holds it, so it checked.
+    again = PeerAddress.fromDict("PEERS", record.toDict())
+    assert t.verifier.checkAddress(again) is None
+    assert t.verifier.shared(again) is kept
+    assert len(checked) == 1
+    # Newer, by its number, but not what the node signed: checked, and
+    # not taken.
+    yield told(teller, PeerAddress(key.nodeId, "127.0.0.1", 2000, "x", 11,
+                                   record.key, record.signature))
+    assert len(checked) == 2
+    assert t.addressBook.get(key.nodeId).record is kept
 
 
 @pytest_twisted.inlineCallbacks

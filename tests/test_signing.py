@@ -13,7 +13,9 @@ from hypothesis import given, settings, strategies as st
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import Broadcast, Hello, P2PMessage, PeerAddress, Peers
 from p2poverlay.ownaddress import recordOf
-from p2poverlay.signing import Signer, Verifier, broadcastBytes
+from p2poverlay.signing import (
+    RECENT_ADDRESSES, Signer, Verifier, broadcastBytes,
+)
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.rst"
 # The keys of the examples in docs/protocol.rst.
@@ -156,3 +158,46 @@ def test_a_checked_record_is_shared_by_whoever_holds_an_equal_one():
     assert verifier.checkAddress(forged) is not None
     assert verifier.shared(forged) is forged
     assert verifier.shared(None) is None
+
+
+def test_a_record_the_node_keeps_is_not_checked_again_and_is_the_copy_shared(
+        monkeypatch):
+    record = Signer(ALICE).address(PeerAddress(ALICE.nodeId, "10.0.0.1", 9000,
+                                               "alice", seq=5))
+    book = {}
+    verifier = Verifier(acceptUnsigned=False)
+    verifier.holders.append(book.get)
+    checks = []
+    real = verifier._check
+    monkeypatch.setattr(verifier, "_check",
+                        lambda *args: checks.append(args) or real(*args))
+    book[ALICE.nodeId] = record
+    again = replace(record)
+    assert verifier.checkAddress(again) is None
+    assert verifier.shared(again) is record
+    assert checks == []
+    # Held of the same node, but not equal: checked, and refused.
+    forged = replace(record, port=9001)
+    assert verifier.checkAddress(forged) == "has a bad signature"
+    assert verifier.shared(forged) is forged
+    assert len(checks) == 1
+
+
+def test_only_the_last_records_that_checked_are_remembered_beside_those_kept(
+        monkeypatch):
+    signer = Signer(ALICE)
+    records = [signer.address(PeerAddress(ALICE.nodeId, "10.0.0.1", 9000,
+                                          "alice", seq=n))
+               for n in range(RECENT_ADDRESSES + 1)]
+    verifier = Verifier(acceptUnsigned=False)
+    checks = []
+    real = verifier._check
+    monkeypatch.setattr(verifier, "_check",
+                        lambda *args: checks.append(args) or real(*args))
+    for record in records:
+        assert verifier.checkAddress(record) is None
+    assert verifier.checkAddress(replace(records[-1])) is None
+    assert len(checks) == len(records)
+    # The first fell out of the recent ones, and nothing holds it.
+    assert verifier.checkAddress(replace(records[0])) is None
+    assert len(checks) == len(records) + 1

@@ -49,7 +49,8 @@ class Contact:
                  "misses", "unchecked")
 
     def __init__(self, nodeId: str, host: str, port: int,
-                 lastSeen: float = 0.0, record: object = None) -> None:
+                 lastSeen: float = 0.0,
+                 record: Optional["PeerAddress"] = None) -> None:
         self.nodeId = nodeId
         self.dhtId = dhtIdOf(nodeId)
         self.host = host
@@ -136,6 +137,11 @@ class RoutingTable:
 
     def get(self, nodeId: str) -> Optional[Contact]:
         return self.bucketFor(dhtIdOf(nodeId)).contacts.get(nodeId)
+
+    def recordOf(self, nodeId: str) -> Optional["PeerAddress"]:
+        """The signed address record of C{nodeId}'s contact, if any."""
+        contact = self.get(nodeId)
+        return contact.record if contact is not None else None
 
     def seen(self, contact: Contact) -> Optional[Contact]:
         """
