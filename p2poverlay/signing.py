@@ -131,7 +131,8 @@ class Verifier:
     @ivar holders: where the node keeps the records it took (its address
         book, its routing table): each gives the record it holds of a
         node id, or L{None}.  Every record in them checked before it got
-        there, and they decide how long it is kept, not this verifier.
+        there (or came from the node's own saved peers), and they decide
+        how long it is kept, not this verifier.
     """
 
     def __init__(self, acceptUnsigned: bool) -> None:
