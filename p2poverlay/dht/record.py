@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
-
 from p2poverlay.signing import Signer, keyOf, signedBy
 from p2poverlay.wirevalues import MAX_INTEGER, MessageError
 
