@@ -5,9 +5,9 @@ if that node signed it, and its newest record wins.
 
 import pytest_twisted
 
+from p2poverlay import signing
 from p2poverlay.identity import NodeKey
 from p2poverlay.message import NEIGHBOUR, Hello, PeerAddress, Peers, Ping
-from p2poverlay import signing
 from p2poverlay.signing import Signer, Verifier
 from helpers import PROMPT, waitFor
 from test_signed_broadcasts import neighbourOf
