@@ -76,7 +76,7 @@ def isKeyed(nodeId: str) -> bool:
     return len(nodeId) == 64
 
 
-def keyOf(nodeId: str, keyHex: str) -> Optional[bytes]:
+def publicKeyOf(nodeId: str, keyHex: str) -> Optional[bytes]:
     """The raw public key C{keyHex}, or L{None} if it is not C{nodeId}'s
     (the node id is the SHA-256 of the key).  Worked out at each check:
     the hash is about 1 % of the signature's check, too little to keep a
@@ -193,7 +193,7 @@ class Verifier:
                 return "is not signed"
             return None if self.acceptUnsigned else \
                 "is not signed, and its node has no key"
-        publicKey = keyOf(nodeId, keyHex)
+        publicKey = publicKeyOf(nodeId, keyHex)
         if publicKey is None:
             return "is signed with a key that is not its node's"
         if not signedBy(publicKey, signedBytes(record), signatureHex):

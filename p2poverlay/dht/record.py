@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional
 
-from p2poverlay.signing import Signer, keyOf, signedBy
+from p2poverlay.signing import Signer, publicKeyOf, signedBy
 from p2poverlay.wirevalues import MAX_INTEGER, MessageError
 
 MAX_KEY_LENGTH = 200   # characters of a user's key
@@ -208,7 +208,7 @@ class RecordChecker:
             return "has expired"
         if record.expires > (now + maxTTL + CLOCK_SKEW) * 1000:
             return "expires too far ahead"
-        publicKey = keyOf(record.writer, record.publicKey)
+        publicKey = publicKeyOf(record.writer, record.publicKey)
         if publicKey is None:
             return "is signed with a key that is not its writer's"
         if not signedBy(publicKey, signedBytes(record), record.signature):
